@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "segmenter",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "segmenter", targets: ["segmenter"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // C libraries, each behind a shim header.
+        .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+
+        // The only module that imports librdkafka.
+        .target(name: "KafkaIO", dependencies: ["CRdKafka"]),
+        // Pure: decoding, time, money, user state, features. No I/O, `now` is a parameter.
+        .target(name: "SegmenterCore"),
+        // SQLite: schema, migrations, per-partition state, offsets, outbox.
+        .target(name: "SegmenterStore", dependencies: ["CSQLite", "SegmenterCore"]),
+        // Config, ingest loop, outbox relay, generator: where Kafka meets the store.
+        .target(name: "SegmenterService", dependencies: [
+            "KafkaIO", "SegmenterCore", "SegmenterStore",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "Yams", package: "Yams"),
+        ]),
+        .executableTarget(name: "segmenter", dependencies: [
+            "SegmenterService", "KafkaIO", "SegmenterCore", "SegmenterStore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
+        .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterService"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

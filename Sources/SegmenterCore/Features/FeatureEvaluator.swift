@@ -1,0 +1,60 @@
+/// Computes SPEC §3 features of one user from their state and `now`. Pure.
+public struct FeatureEvaluator: Sendable {
+    public let profile: UserProfile
+    public let days: [DayNumber: DayAggregate]
+    public let now: Instant
+    public let today: DayNumber
+    private let calendar: DayCalendar
+
+    /// - Parameter days: the user's per-day sums; days outside every window may be absent.
+    public init(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, calendar: DayCalendar) {
+        self.profile = profile
+        self.days = days
+        self.now = now
+        self.today = calendar.day(of: now)
+        self.calendar = calendar
+    }
+
+    public func value(of feature: Feature) -> FeatureValue {
+        switch feature {
+        case let .spend(n): return .money(cents: window(n).spendCents)
+        case .lifetimeSpend: return .money(cents: profile.lifetimeSpendCents)
+        case let .activities(n): return .number(Double(window(n).activities))
+        case let .activeMinutes(n): return .number(minutes(window(n).activeMicros))
+        case let .avgDailyMinutes(n): return .number(minutes(window(n).activeMicros) / Double(n))
+        case let .activeDays(n):
+            let first = today - DayNumber(n - 1)
+            return .number(Double(days.reduce(0) { $0 + ($1.key >= first && $1.key <= today && $1.value.activities > 0 ? 1 : 0) }))
+        case .accounts: return .number(Double(profile.openAccounts))
+        case .signupDate:
+            return signupDay.map(FeatureValue.date) ?? .null
+        case .daysSinceSignup:
+            return signupDay.map { .number(Double(today - $0)) } ?? .null
+        case .hoursSinceSignup:
+            return profile.signupAt.map { .number(now.hours(since: $0)) } ?? .null
+        case .activitiesSinceSignup:
+            return profile.activitiesSinceSignup.map { .number(Double($0)) } ?? .null
+        case .hoursSinceLastActivity:
+            return profile.lastActivityAt.map { .number(now.hours(since: $0)) } ?? .null
+        case let .attribute(name):
+            switch profile.attributes[name]?.value {
+            case nil: return .null
+            case let .string(s)?: return .string(s)
+            case let .number(n)?: return .number(n)
+            case let .bool(b)?: return .bool(b)
+            }
+        }
+    }
+
+    private var signupDay: DayNumber? { profile.signupAt.map { calendar.day(of: $0) } }
+
+    /// Sums over the days `today-(n-1) … today`.
+    public func window(_ n: Int) -> DayAggregate {
+        let first = today - DayNumber(n - 1)
+        var total = DayAggregate()
+        for (day, aggregate) in days where day >= first && day <= today { total += aggregate }
+        return total
+    }
+
+    private func minutes(_ micros: Int64) -> Double { Double(micros) / 60_000_000 }
+}

@@ -1,0 +1,59 @@
+/// What applying one event did to the per-day sums, for the store to add to its row.
+public struct DayDelta: Equatable, Sendable {
+    public var day: DayNumber
+    public var delta: DayAggregate
+}
+
+extension UserProfile {
+    /// Applies one event to a user's rolling state.
+    ///
+    /// Order-independent by construction: sums commute, `signupAt` is a minimum, and
+    /// latest-wins values compare (`ts`, `event_id`). The caller has already removed duplicates.
+    /// - Returns: the change to the per-day sums for the event's local day, if any.
+    /// - Important: Call inside the ingest transaction; the caller commits offsets with it.
+    public mutating func apply(_ event: UserEvent, calendar: DayCalendar) -> DayDelta? {
+        let version = Version(ts: event.ts, eventID: event.eventID)
+        switch event.body {
+        case let .signup(attributes):
+            if signupAt == nil || event.ts < signupAt! {
+                signupAt = event.ts
+                activityBeforeSignup.removeAll { $0 >= event.ts }
+            }
+            merge(attributes, version: version)
+            return nil
+        case let .profile(attributes):
+            merge(attributes, version: version)
+            return nil
+        case let .accountOpened(accountID):
+            setAccount(accountID, open: true, version: version)
+            return nil
+        case let .accountClosed(accountID):
+            setAccount(accountID, open: false, version: version)
+            return nil
+        case let .activity(_, micros):
+            lifetimeActivities += 1
+            lifetimeActiveMicros += micros
+            if lastActivityAt == nil || event.ts > lastActivityAt! { lastActivityAt = event.ts }
+            if signupAt == nil || event.ts < signupAt! {
+                let index = activityBeforeSignup.firstIndex { $0 > event.ts } ?? activityBeforeSignup.endIndex
+                activityBeforeSignup.insert(event.ts, at: index)
+            }
+            return DayDelta(day: calendar.day(of: event.ts), delta: DayAggregate(activities: 1, activeMicros: micros))
+        case let .billing(cents):
+            lifetimeSpendCents += cents
+            return DayDelta(day: calendar.day(of: event.ts), delta: DayAggregate(spendCents: cents))
+        }
+    }
+
+    private mutating func merge(_ changes: [String: AttributeValue?], version: Version) {
+        for (name, value) in changes {
+            if let current = attributes[name], current.version >= version { continue }
+            attributes[name] = AttributeEntry(value: value, version: version)
+        }
+    }
+
+    private mutating func setAccount(_ accountID: String, open: Bool, version: Version) {
+        if let current = accounts[accountID], current.version >= version { return }
+        accounts[accountID] = AccountEntry(open: open, version: version)
+    }
+}

@@ -1,0 +1,77 @@
+import CSQLite
+
+/// An SQLite error with its result code, SQLite's message and the SQL that failed.
+public struct SQLiteError: Error, CustomStringConvertible, Sendable {
+    public let code: Int32
+    public let message: String
+    public let sql: String?
+
+    public var description: String {
+        var text = "SQLite error \(code) (\(String(cString: sqlite3_errstr(code)))): \(message)"
+        if code & 0xFF == SQLITE_FULL { text += " — the disk holding the state directory is full" }
+        if let sql { text += " [SQL: \(sql)]" }
+        return text
+    }
+}
+
+/// One SQLite connection; the only owner of its `sqlite3*`, closed in `deinit`.
+///
+/// Not thread-safe: each thread that touches a database opens its own connection (WAL lets
+/// readers such as `inspect` run beside the ingest writer).
+public final class SQLiteConnection: @unchecked Sendable {
+    let handle: OpaquePointer
+    public let path: String
+
+    public init(path: String, readOnly: Bool = false) throws {
+        var db: OpaquePointer?
+        let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close_v2(db)
+            throw SQLiteError(code: rc, message: "\(message) (\(path))", sql: nil)
+        }
+        handle = db
+        self.path = path
+        sqlite3_busy_timeout(db, 10_000)
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit { sqlite3_close_v2(handle) }
+
+    /// Runs one or more statements that return no rows.
+    public func execute(_ sql: String) throws {
+        let rc = sqlite3_exec(handle, sql, nil, nil, nil)
+        guard rc == SQLITE_OK else { throw error(rc, sql: sql) }
+    }
+
+    public func prepare(_ sql: String) throws -> Statement { try Statement(connection: self, sql: sql) }
+
+    /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`; rolls back if it throws.
+    public func transaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
+    public var changes: Int { Int(sqlite3_changes(handle)) }
+
+    func error(_ rc: Int32, sql: String?) -> SQLiteError {
+        SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+    }
+
+    /// `PRAGMA user_version`, which numbers the applied migrations.
+    public var userVersion: Int {
+        get throws {
+            let statement = try prepare("PRAGMA user_version")
+            _ = try statement.step()
+            return Int(statement.int64(0))
+        }
+    }
+}

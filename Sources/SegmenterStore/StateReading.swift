@@ -1,0 +1,135 @@
+import Foundation
+import SegmenterCore
+
+/// Row-to-value reads shared by the writer and the read-only `StateReader`.
+enum StateReading {
+    static let profileColumns = """
+        signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities, lifetime_active_us,
+        activity_before_signup, attributes, accounts
+        """
+
+    /// Reads a profile from a statement positioned on `profileColumns` starting at `first`.
+    static func profile(from statement: Statement, first: Int32 = 0) throws -> UserProfile {
+        var profile = UserProfile()
+        profile.signupAt = statement.optionalInt64(first).map(Instant.init(nanoseconds:))
+        profile.lastActivityAt = statement.optionalInt64(first + 1).map(Instant.init(nanoseconds:))
+        profile.lifetimeSpendCents = statement.int64(first + 2)
+        profile.lifetimeActivities = statement.int64(first + 3)
+        profile.lifetimeActiveMicros = statement.int64(first + 4)
+        profile.activityBeforeSignup = ProfileCodec.decodeInstants(statement.blob(first + 5))
+        profile.attributes = try ProfileCodec.decodeAttributes(statement.string(first + 6))
+        profile.accounts = try ProfileCodec.decodeAccounts(statement.string(first + 7))
+        return profile
+    }
+
+    /// - Parameter statement: `SELECT <profileColumns> FROM users WHERE user_id = ?`, reset.
+    static func profile(of userID: String, using statement: Statement) throws -> UserProfile? {
+        statement.bind(1, userID)
+        defer { statement.reset() }
+        return try statement.step() ? profile(from: statement) : nil
+    }
+
+    /// - Parameter statement: `SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?`.
+    static func days(of userID: String, from firstDay: DayNumber, using statement: Statement) throws -> [DayNumber: DayAggregate] {
+        statement.reset()
+        statement.bind(1, userID)
+        statement.bind(2, Int64(firstDay))
+        defer { statement.reset() }
+        var days: [DayNumber: DayAggregate] = [:]
+        while try statement.step() {
+            days[DayNumber(statement.int64(0))] = DayAggregate(spendCents: statement.int64(1), activities: statement.int64(2),
+                                                                 activeMicros: statement.int64(3))
+        }
+        return days
+    }
+}
+
+/// Read-only access to every partition database in a state directory, safe beside a running
+/// `segmenter run` (WAL readers never block the writer).
+public final class StateReader {
+    public struct UserState {
+        public let userID: String
+        public let partition: Int32
+        public let profile: UserProfile
+        public let days: [DayNumber: DayAggregate]
+    }
+
+    private let partitions: [(Int32, SQLiteConnection)]
+
+    public init(directory: URL) throws {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        partitions = try names.filter { $0.hasPrefix("partition-") && $0.hasSuffix(".sqlite") }.sorted().map { name in
+            let number = Int32(name.dropFirst("partition-".count).dropLast(".sqlite".count)) ?? -1
+            return (number, try SQLiteConnection(path: directory.appendingPathComponent(name).path, readOnly: true))
+        }
+        guard !partitions.isEmpty else {
+            throw SQLiteError(code: 14, message: "no state in \(directory.path) (no partition-*.sqlite files); has `segmenter run` consumed anything yet?", sql: nil)
+        }
+    }
+
+    /// The instance's `now`: the greatest event `ts` applied in any partition.
+    public func clock() throws -> Instant? {
+        try partitions.compactMap { _, db in
+            let statement = try db.prepare("SELECT value FROM meta WHERE key = 'clock_now'")
+            return try statement.step() ? Instant(nanoseconds: statement.int64(0)) : nil
+        }.max()
+    }
+
+    /// Stored next offsets per (topic, partition).
+    public func offsets() throws -> [(topic: String, partition: Int32, next: Int64)] {
+        try partitions.flatMap { _, db in
+            let statement = try db.prepare("SELECT topic, partition, next_offset FROM offsets ORDER BY topic, partition")
+            var rows: [(String, Int32, Int64)] = []
+            while try statement.step() { rows.append((statement.string(0)!, Int32(statement.int64(1)), statement.int64(2))) }
+            return rows
+        }
+    }
+
+    public func user(_ userID: String, daysFrom firstDay: DayNumber) throws -> UserState? {
+        for (number, db) in partitions {
+            let select = try db.prepare("SELECT \(StateReading.profileColumns) FROM users WHERE user_id = ?")
+            if let profile = try StateReading.profile(of: userID, using: select) {
+                let days = try StateReading.days(of: userID, from: firstDay, using: try daysStatement(db))
+                return UserState(userID: userID, partition: number, profile: profile, days: days)
+            }
+        }
+        return nil
+    }
+
+    /// Calls `body` for every user, partition by partition, in user id order within each.
+    public func forEachUser(daysFrom firstDay: DayNumber, _ body: (UserState) throws -> Void) throws {
+        for (number, db) in partitions {
+            try db.execute("BEGIN")  // one consistent snapshot per partition
+            defer { try? db.execute("COMMIT") }
+            let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users ORDER BY user_id")
+            let days = try daysStatement(db)
+            while try users.step() {
+                let userID = users.string(0)!
+                let profile = try StateReading.profile(from: users, first: 1)
+                try body(UserState(userID: userID, partition: number, profile: profile,
+                               days: try StateReading.days(of: userID, from: firstDay, using: days)))
+            }
+        }
+    }
+
+    /// Counts for a summary line: users, user-days, remembered event ids, outbox rows.
+    public func counts() throws -> (users: Int, userDays: Int, seenEvents: Int, outbox: Int) {
+        var totals = (0, 0, 0, 0)
+        for (_, db) in partitions {
+            func count(_ table: String) throws -> Int {
+                let statement = try db.prepare("SELECT count(*) FROM \(table)")
+                _ = try statement.step()
+                return Int(statement.int64(0))
+            }
+            totals.0 += try count("users")
+            totals.1 += try count("user_days")
+            totals.2 += try count("seen_events")
+            totals.3 += try count("outbox")
+        }
+        return totals
+    }
+
+    private func daysStatement(_ db: SQLiteConnection) throws -> Statement {
+        try db.prepare("SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?")
+    }
+}
