@@ -1,0 +1,162 @@
+import CRdKafka
+
+/// One message read from Kafka, copied out of librdkafka's buffer.
+public struct ConsumedMessage: Sendable {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+    public let key: [UInt8]?
+    public let payload: [UInt8]
+}
+
+/// What the consumer tells its owner when the group moves partitions.
+public protocol RebalanceListener: AnyObject, Sendable {
+    /// Partitions now ours; return where each should start (the offsets stored with the state).
+    func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: StartOffset]
+    /// Partitions no longer ours; finish and commit their work before returning.
+    func partitionsRevoked(_ partitions: [TopicPartition])
+}
+
+/// A consumer-group member. Offsets are never auto-committed: the owner stores them in SQLite
+/// with the state and starts each assigned partition from there.
+///
+/// Not thread-safe; poll from one dedicated thread (`rd_kafka_consumer_poll` blocks, and the
+/// rebalance callback runs inside it).
+public final class KafkaConsumer: @unchecked Sendable {
+    private let handle: OpaquePointer
+    private let context: Unmanaged<ConsumerContext>
+    private var topicNames: [OpaquePointer: String] = [:]
+    private var closed = false
+
+    /// - Parameter configuration: passed through; `group.id` and `bootstrap.servers` are required.
+    public init(configuration: KafkaConfiguration, listener: RebalanceListener) throws {
+        var properties = configuration.without(KafkaConfiguration.producerOnly)
+        properties["enable.auto.commit"] = "false"
+        properties["enable.auto.offset.store"] = "false"
+        if properties["session.timeout.ms"] == nil { properties["session.timeout.ms"] = "6000" }
+        if properties["auto.offset.reset"] == nil { properties["auto.offset.reset"] = "earliest" }
+        guard properties["group.id"] != nil else { throw KafkaError(operation: "create consumer", message: "group.id is not set") }
+        let conf = try properties.makeConf(operation: "create consumer")
+        let context = Unmanaged.passRetained(ConsumerContext(listener: listener,
+                                                             resetToEnd: properties["auto.offset.reset"] == "latest"))
+        rd_kafka_conf_set_opaque(conf, context.toOpaque())
+        rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
+            guard let rk, let partitions, let opaque else { return }
+            Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue().rebalance(rk, err, partitions)
+        }
+        do {
+            handle = try makeHandle(type: RD_KAFKA_CONSUMER, conf: conf, operation: "create consumer")
+        } catch {
+            context.release()
+            throw error
+        }
+        self.context = context
+        rd_kafka_poll_set_consumer(handle)
+    }
+
+    deinit {
+        close()
+        rd_kafka_destroy(handle)
+        context.release()
+    }
+
+    public func subscribe(to topics: [String]) throws {
+        let list = PartitionList(capacity: topics.count)
+        for topic in topics { list.add(TopicPartition(topic: topic, partition: segmenter_partition_ua())) }
+        let err = rd_kafka_subscribe(handle, list.handle)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(operation: "subscribe to \(topics)", code: err) }
+    }
+
+    /// Waits up to `timeoutMs` for a first message, then takes whatever else is already
+    /// fetched, up to `maxMessages`. Consumer errors that are not fatal are returned separately.
+    public func poll(maxMessages: Int, timeoutMs: Int32) throws -> (messages: [ConsumedMessage], errors: [KafkaError]) {
+        var messages: [ConsumedMessage] = []
+        var errors: [KafkaError] = []
+        messages.reserveCapacity(min(maxMessages, 4096))
+        var wait = timeoutMs
+        while messages.count < maxMessages {
+            guard let message = rd_kafka_consumer_poll(handle, wait) else { break }
+            wait = 0
+            defer { rd_kafka_message_destroy(message) }
+            let m = message.pointee
+            if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { continue }
+                let error = KafkaError(operation: "consume", code: m.err, message: m.payload.map {
+                    String(decoding: UnsafeRawBufferPointer(start: $0, count: m.len), as: UTF8.self)
+                })
+                if m.err == RD_KAFKA_RESP_ERR__FATAL { throw error }
+                errors.append(error)
+                continue
+            }
+            messages.append(ConsumedMessage(
+                topic: topicName(m.rkt),
+                partition: m.partition,
+                offset: m.offset,
+                key: m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) },
+                payload: m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+            ))
+        }
+        return (messages, errors)
+    }
+
+    /// Commits offsets to the group asynchronously. Informational only (lag tools read them);
+    /// the truth is the offsets stored in SQLite.
+    public func commitAsync(_ offsets: [TopicPartition: Int64]) {
+        guard !offsets.isEmpty else { return }
+        let list = PartitionList(capacity: offsets.count)
+        for (tp, next) in offsets { list.add(tp, offset: next) }
+        _ = rd_kafka_commit(handle, list.handle, 1)
+    }
+
+    /// Leaves the group (revoking partitions through the listener).
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        rd_kafka_consumer_close(handle)
+    }
+
+    /// (low, high) watermarks of a partition as the broker reports them.
+    public func watermarks(of tp: TopicPartition, timeoutMs: Int32 = 5000) throws -> (low: Int64, high: Int64) {
+        try queryWatermarks(handle, tp, timeoutMs: timeoutMs)
+    }
+
+    private func topicName(_ rkt: OpaquePointer) -> String {
+        if let cached = topicNames[rkt] { return cached }
+        let name = String(cString: rd_kafka_topic_name(rkt))
+        topicNames[rkt] = name
+        return name
+    }
+}
+
+func queryWatermarks(_ handle: OpaquePointer, _ tp: TopicPartition, timeoutMs: Int32) throws -> (low: Int64, high: Int64) {
+    var low: Int64 = 0
+    var high: Int64 = 0
+    let err = rd_kafka_query_watermark_offsets(handle, tp.topic, tp.partition, &low, &high, timeoutMs)
+    guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(operation: "query watermarks of \(tp)", code: err) }
+    return (low, high)
+}
+
+/// Lives as long as the consumer handle; the rebalance callback reaches it through the opaque.
+final class ConsumerContext: @unchecked Sendable {
+    let listener: RebalanceListener
+    let resetToEnd: Bool
+
+    init(listener: RebalanceListener, resetToEnd: Bool) {
+        self.listener = listener
+        self.resetToEnd = resetToEnd
+    }
+
+    func rebalance(_ rk: OpaquePointer, _ err: rd_kafka_resp_err_t, _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) {
+        let assigned = PartitionList.elements(of: partitions).map(\.0)
+        switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            let starts = listener.partitionsAssigned(assigned)
+            let list = PartitionList(capacity: assigned.count)
+            for tp in assigned { list.add(tp, offset: (starts[tp] ?? (resetToEnd ? .end : .beginning)).raw) }
+            rd_kafka_assign(rk, list.handle)
+        default:
+            listener.partitionsRevoked(assigned)
+            rd_kafka_assign(rk, nil)
+        }
+    }
+}

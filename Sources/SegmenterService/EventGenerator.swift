@@ -1,0 +1,131 @@
+import Foundation
+import SegmenterCore
+
+/// Deterministic synthetic input: users who sign up, are active, pay, change plans and open
+/// accounts, plus optional duplicates and invalid messages. The same seed gives the same stream.
+public struct EventGenerator: Sendable {
+    public struct Options: Sendable {
+        public var users = 1000
+        public var events = 20_000
+        public var days = 30
+        /// First day of the stream; defaults to `days` days before today, so no event is in the future.
+        public var start: Instant = Instant(seconds: Int64(Date().timeIntervalSince1970) / 86_400 * 86_400 - 30 * 86_400)
+        public var seed: UInt64 = 42
+        /// Share of messages re-sent unchanged (same `event_id`).
+        public var duplicateRate = 0.0
+        /// Share of messages replaced by invalid ones of every kind.
+        public var invalidRate = 0.0
+        public var userPrefix = "u"
+        public init() {}
+    }
+
+    /// One message to produce, with what the generator knows about it.
+    public struct Message: Sendable {
+        public let topic: InputKind
+        public let key: String
+        public let payload: String
+        public let valid: Bool
+        public let duplicate: Bool
+        public let ts: Instant
+    }
+
+    public let options: Options
+    public init(options: Options) { self.options = options }
+
+    static let regions = ["eu", "us", "apac"]
+    static let plans = ["free", "pro", "team"]
+    static let activityTypes = ["session", "page_view", "login"]
+
+    /// All messages in event-time order.
+    public func messages() -> [Message] {
+        var rng = SplitMix64(seed: options.seed)
+        let spanSeconds = Int64(options.days) * 86_400
+        let start = options.start.epochSeconds
+        let signups = (0..<options.users).map { _ in start + Int64(rng.next() % UInt64(max(spanSeconds * 2 / 3, 1))) }
+        var drafts: [(ts: Int64, user: Int, kind: Int, n: Int)] = []
+        drafts.reserveCapacity(options.events)
+        for user in 0..<options.users where drafts.count < options.events { drafts.append((signups[user], user, -1, 0)) }
+        var n = 0
+        while drafts.count < options.events {
+            let user = Int(rng.next() % UInt64(options.users))
+            let ts = signups[user] + Int64(rng.next() % UInt64(max(start + spanSeconds - signups[user], 1)))
+            drafts.append((ts, user, Int(rng.next() % 100), n))
+            n += 1
+        }
+        drafts.sort { $0.ts != $1.ts ? $0.ts < $1.ts : $0.n < $1.n }
+
+        var out: [Message] = []
+        out.reserveCapacity(drafts.count + Int(Double(drafts.count) * options.duplicateRate) + 1)
+        for (index, draft) in drafts.enumerated() {
+            let userID = "\(options.userPrefix)\(draft.user)"
+            let ts = Instant(seconds: draft.ts)
+            if options.invalidRate > 0, rng.unit() < options.invalidRate {
+                let (topic, payload) = Self.invalid(index: index, userID: userID, ts: ts, rng: &rng)
+                out.append(Message(topic: topic, key: userID, payload: payload, valid: false, duplicate: false, ts: ts))
+                continue
+            }
+            let (topic, payload) = event(index: index, userID: userID, ts: ts, kind: draft.kind, rng: &rng)
+            let message = Message(topic: topic, key: userID, payload: payload, valid: true, duplicate: false, ts: ts)
+            out.append(message)
+            if options.duplicateRate > 0, rng.unit() < options.duplicateRate {
+                out.append(Message(topic: topic, key: userID, payload: payload, valid: true, duplicate: true, ts: ts))
+            }
+        }
+        return out
+    }
+
+    private func event(index: Int, userID: String, ts: Instant, kind: Int, rng: inout SplitMix64) -> (InputKind, String) {
+        let head = "\"event_id\":\"e\(index)\",\"user_id\":\(JSONText.quote(userID)),\"ts\":\"\(ts)\""
+        switch kind {
+        case -1:
+            let region = Self.regions[Int(rng.next() % 3)]
+            return (.activity, "{\(head),\"type\":\"signup\",\"attributes\":{\"region\":\"\(region)\",\"plan\":\"free\"}}")
+        case 0..<62:
+            let type = Self.activityTypes[Int(rng.next() % 3)]
+            let duration = Double(rng.next() % 3_600_000) / 1000
+            return (.activity, "{\(head),\"type\":\"\(type)\",\"duration_s\":\(duration)}")
+        case 62..<80:
+            return (.billing, "{\(head),\"type\":\"charge\",\"amount\":\(Money.format(cents: Int64(rng.next() % 20_000) + 100)),\"currency\":\"USD\"}")
+        case 80..<85:
+            return (.billing, "{\(head),\"type\":\"charge\",\"amount\":\"\(Money.format(cents: Int64(rng.next() % 9_000) + 1))\",\"currency\":\"EUR\"}")
+        case 85..<88:
+            return (.billing, "{\(head),\"type\":\"refund\",\"amount\":\(Money.format(cents: Int64(rng.next() % 5_000) + 1)),\"currency\":\"USD\"}")
+        case 88..<93:
+            let plan = Self.plans[Int(rng.next() % 3)]
+            return (.activity, "{\(head),\"type\":\"profile\",\"attributes\":{\"plan\":\"\(plan)\"}}")
+        case 93..<97:
+            return (.activity, "{\(head),\"type\":\"account_opened\",\"account_id\":\"a\(rng.next() % 4)\"}")
+        default:
+            return (.activity, "{\(head),\"type\":\"account_closed\",\"account_id\":\"a\(rng.next() % 4)\"}")
+        }
+    }
+
+    /// One invalid message of a rotating kind (each kind the decoder must catch).
+    static func invalid(index: Int, userID: String, ts: Instant, rng: inout SplitMix64) -> (InputKind, String) {
+        let user = JSONText.quote(userID)
+        switch index % 8 {
+        case 0: return (.activity, "{not json")
+        case 1: return (.activity, "[1,2,3]")
+        case 2: return (.activity, "{\"event_id\":\"bad\(index)\",\"user_id\":\(user),\"type\":\"session\"}")
+        case 3: return (.activity, "{\"event_id\":\"bad\(index)\",\"user_id\":\(user),\"type\":\"session\",\"ts\":\"yesterday\"}")
+        case 4: return (.billing, "{\"event_id\":\"bad\(index)\",\"user_id\":\(user),\"type\":\"charge\",\"ts\":\"\(ts)\",\"amount\":-5,\"currency\":\"USD\"}")
+        case 5: return (.billing, "{\"event_id\":\"bad\(index)\",\"user_id\":\(user),\"type\":\"charge\",\"ts\":\"\(ts)\",\"amount\":5,\"currency\":\"XYZ\"}")
+        case 6: return (.billing, "{\"event_id\":\"bad\(index)\",\"user_id\":\(user),\"type\":\"chargeback\",\"ts\":\"\(ts)\",\"amount\":5,\"currency\":\"USD\"}")
+        default: return (.activity, "{\"event_id\":\"bad\(index)\",\"user_id\":\(user),\"type\":\"session\",\"ts\":\"\(ts)\",\"duration_s\":90000}")
+        }
+    }
+}
+
+/// A small, fast, seedable generator (SplitMix64), so streams are reproducible everywhere.
+public struct SplitMix64: Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    public mutating func unit() -> Double { Double(next() >> 11) / Double(1 << 53) }
+}

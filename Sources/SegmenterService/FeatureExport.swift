@@ -1,0 +1,36 @@
+import Foundation
+import SegmenterCore
+import SegmenterStore
+
+/// Renders users' features as JSON lines (SPEC §3 names as keys), as of a given `now`.
+public enum FeatureExport {
+    public static let defaultWindows = [7, 30]
+
+    /// One user's features as a JSON object.
+    public static func json(_ user: StateReader.UserState, now: Instant, calendar: DayCalendar, windows: [Int]) -> String {
+        let evaluator = FeatureEvaluator(profile: user.profile, days: user.days, now: now, calendar: calendar)
+        let attributeNames = user.profile.attributes.filter { $0.value.value != nil }.map(\.key)
+        var members: [(String, String)] = [("user_id", JSONText.quote(user.userID)), ("as_of", JSONText.quote(now.description))]
+        for feature in Feature.standardSet(windows: windows, attributeNames: attributeNames) {
+            members.append((feature.description, evaluator.value(of: feature).json))
+        }
+        return JSONText.object(members)
+    }
+
+    /// The first day any of `windows` can reach, so older day rows are not read.
+    public static func firstDay(now: Instant, calendar: DayCalendar, windows: [Int]) -> DayNumber {
+        calendar.day(of: now) - DayNumber((windows.max() ?? 1) - 1)
+    }
+
+    /// Writes every user's features to `output`, one line each; returns the number of users.
+    @discardableResult
+    public static func export(from reader: StateReader, now: Instant, calendar: DayCalendar, windows: [Int],
+                              to output: (String) -> Void) throws -> Int {
+        var count = 0
+        try reader.forEachUser(daysFrom: firstDay(now: now, calendar: calendar, windows: windows)) { user in
+            output(json(user, now: now, calendar: calendar, windows: windows))
+            count += 1
+        }
+        return count
+    }
+}

@@ -1,0 +1,70 @@
+import KafkaIO
+import SegmenterStore
+
+/// Moves committed outbox rows to Kafka and deletes them once the broker acknowledges them.
+///
+/// At least once: a crash between delivery and delete re-sends the row after restart, which is
+/// why every output message carries what it needs to be applied idempotently (SPEC §5).
+final class OutboxRelay {
+    private let producer: KafkaProducer
+    /// Highest outbox id handed to the producer, per partition database.
+    private var produced: [Int32: Int64] = [:]
+    private var inFlight = 0
+    private(set) var published = 0
+    private(set) var failures = 0
+    var lastFailure: KafkaError?
+
+    init(producer: KafkaProducer) { self.producer = producer }
+
+    /// Message ids carry the partition in the top bits so a delivery report finds its row.
+    private static func messageID(partition: Int32, row: Int64) -> Int64 { (Int64(partition) << 40) | row }
+    private static func split(_ id: Int64) -> (Int32, Int64) { (Int32(id >> 40), id & ((1 << 40) - 1)) }
+
+    /// Produces new rows of every open store, then applies delivery reports.
+    /// - Returns: rows still waiting (queued or in flight).
+    @discardableResult
+    func pump(_ stores: [Int32: PartitionStore], waitMs: Int32 = 0) throws -> Int {
+        for (partition, store) in stores where inFlight < 50_000 {
+            let rows = try store.outbox(after: produced[partition] ?? 0, limit: 10_000)
+            for row in rows {
+                try producer.produceWaiting(topic: row.topic, key: row.key, value: row.value,
+                                            messageID: Self.messageID(partition: partition, row: row.id))
+                produced[partition] = row.id
+                inFlight += 1
+            }
+        }
+        var delivered: [Int32: [Int64]] = [:]
+        for report in producer.poll(timeoutMs: waitMs) {
+            inFlight -= 1
+            let (partition, row) = Self.split(report.messageID)
+            if let error = report.error {
+                // Re-send from the first failed row; the idempotent producer keeps order per partition.
+                failures += 1
+                lastFailure = error
+                produced[partition] = min(produced[partition] ?? 0, row - 1)
+            } else {
+                delivered[partition, default: []].append(row)
+            }
+        }
+        for (partition, rows) in delivered {
+            published += rows.count
+            try stores[partition]?.deleteOutbox(ids: rows)
+        }
+        return inFlight
+    }
+
+    /// Forgets progress for partitions no longer owned (their rows stay in their database).
+    func forget(partitionsNotIn open: [Int32: PartitionStore]) {
+        produced = produced.filter { open[$0.key] != nil }
+    }
+
+    /// Pumps until nothing is in flight and no rows remain, or the deadline passes.
+    func drain(_ stores: [Int32: PartitionStore], timeoutMs: Int) throws {
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+        while ContinuousClock.now < deadline {
+            let waiting = try pump(stores, waitMs: 50)
+            let depth = try stores.values.reduce(0) { $0 + (try $1.outboxDepth()) }
+            if waiting == 0 && depth == 0 { return }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+import Foundation
+import Yams
+
+/// Walks a YAML document node by node so every error can name its line and column.
+struct YAMLReader {
+    let file: String
+    let root: Node?
+    let environment: [String: String]
+
+    init(yaml: String, file: String, environment: [String: String]) throws {
+        self.file = file
+        self.environment = environment
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw ConfigError(file: file, line: Self.line(of: error), column: nil, problem: "not valid YAML: \(error)")
+        }
+    }
+
+    private static func line(of error: YamlError) -> Int? {
+        switch error {
+        case let .scanner(_, _, mark, _), let .parser(_, _, mark, _): return mark.line
+        default: return nil
+        }
+    }
+
+    func error(_ node: Node, _ problem: String) -> ConfigError {
+        ConfigError(file: file, line: node.mark?.line, column: node.mark?.column, problem: problem)
+    }
+
+    /// A mapping's entries; with `allowed`, any other key is an error naming the allowed ones.
+    func mapping(_ node: Node, allowed: Set<String>?) throws -> [String: Node] {
+        guard let mapping = node.mapping else { throw error(node, "expected a mapping of key: value") }
+        var result: [String: Node] = [:]
+        for (keyNode, value) in mapping {
+            guard let key = keyNode.string else { throw error(keyNode, "keys must be strings") }
+            if let allowed, !allowed.contains(key) {
+                throw error(keyNode, "unknown key \"\(key)\" (expected one of: \(allowed.sorted().joined(separator: ", ")))")
+            }
+            guard result[key] == nil else { throw error(keyNode, "duplicate key \"\(key)\"") }
+            result[key] = value
+        }
+        return result
+    }
+
+    /// A scalar with `${VAR}` replaced from the environment.
+    func string(_ node: Node) throws -> String {
+        guard let scalar = node.scalar else { throw error(node, "expected a single value") }
+        var text = scalar.string
+        while let start = text.range(of: "${") {
+            guard let end = text.range(of: "}", range: start.upperBound..<text.endIndex) else {
+                throw error(node, "unterminated ${ in value")
+            }
+            let name = String(text[start.upperBound..<end.lowerBound])
+            guard let value = environment[name] else {
+                throw error(node, "environment variable \(name) is not set")
+            }
+            text.replaceSubrange(start.lowerBound..<end.upperBound, with: value)
+        }
+        return text
+    }
+
+    func integer(_ node: Node, in range: ClosedRange<Int>) throws -> Int {
+        let text = try string(node)
+        guard let value = Int(text), range.contains(value) else {
+            throw error(node, "expected a whole number in \(range.lowerBound)...\(range.upperBound), not \"\(text)\"")
+        }
+        return value
+    }
+
+    /// `30s`, `15m`, `24h`, `7d` in seconds.
+    func duration(_ node: Node) throws -> Int64 {
+        let text = try string(node)
+        guard let seconds = Self.seconds(text) else {
+            throw error(node, "expected a duration like 30s, 15m, 24h or 7d, not \"\(text)\"")
+        }
+        return seconds
+    }
+
+    static func seconds(_ text: String) -> Int64? {
+        guard let unit = text.last, let count = Int64(text.dropLast()), count >= 0 else { return nil }
+        switch unit {
+        case "s": return count
+        case "m": return count * 60
+        case "h": return count * 3600
+        case "d": return count * 86_400
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import SegmenterCore
+import SegmenterService
+import SegmenterStore
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Read the state without stopping the service.",
+        subcommands: [User.self, State.self]
+    )
+
+    struct User: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one user's profile, recent days and features as of now.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The user id.") var id: String
+        @Option(name: .customLong("window"), help: "Feature windows in days (repeatable).") var windows: [Int] = FeatureExport.defaultWindows
+
+        func run() throws {
+            let config = try options.load()
+            let reader = try StateReader(directory: config.stateDirectory)
+            guard let now = try reader.clock() else { throw ValidationError("no events applied yet") }
+            let calendar = config.calendar
+            let firstDay = FeatureExport.firstDay(now: now, calendar: calendar, windows: windows)
+            guard let user = try reader.user(id, daysFrom: firstDay) else {
+                throw ValidationError("user \(id) not found in \(config.stateDirectory.path)")
+            }
+            say("user \(id) (partition \(user.partition)), now \(now)")
+            let p = user.profile
+            say("  signup_at: \(p.signupAt?.description ?? "null"), last activity: \(p.lastActivityAt?.description ?? "null")")
+            say("  lifetime: spend \(Money.format(cents: p.lifetimeSpendCents)) \(config.currency), \(p.lifetimeActivities) activities")
+            for (name, entry) in p.attributes.sorted(by: { $0.key < $1.key }) {
+                say("  attr.\(name) = \(entry.value?.json ?? "null (removed)")  [set by \(entry.version.eventID) at \(entry.version.ts)]")
+            }
+            for (id, entry) in p.accounts.sorted(by: { $0.key < $1.key }) {
+                say("  account \(id): \(entry.open ? "open" : "closed")  [\(entry.version.eventID) at \(entry.version.ts)]")
+            }
+            for (day, aggregate) in user.days.sorted(by: { $0.key < $1.key }) {
+                say("  \(DayCalendar.isoDate(day)): spend \(Money.format(cents: aggregate.spendCents)), \(aggregate.activities) activities, \(Double(aggregate.activeMicros) / 60e6) active minutes")
+            }
+            say("  features: \(FeatureExport.json(user, now: now, calendar: calendar, windows: windows))")
+        }
+    }
+
+    struct State: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Summarise the state: clock, offsets, counts.")
+        @OptionGroup var options: ConfigOption
+
+        func run() throws {
+            let config = try options.load()
+            let reader = try StateReader(directory: config.stateDirectory)
+            say("now: \(try reader.clock()?.description ?? "null")")
+            let counts = try reader.counts()
+            say("users: \(counts.users), user-days: \(counts.userDays), remembered event ids: \(counts.seenEvents), outbox rows: \(counts.outbox)")
+            for row in try reader.offsets() { say("offset \(row.topic)[\(row.partition)] next=\(row.next)") }
+        }
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Export state.", subcommands: [Features.self])
+
+    struct Features: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Every user's features as of now, as JSON lines on stdout.")
+        @OptionGroup var options: ConfigOption
+        @Option(help: "Evaluate as of this RFC 3339 instant instead of the service's now.") var now: String?
+        @Option(name: .customLong("window"), help: "Feature windows in days (repeatable).") var windows: [Int] = FeatureExport.defaultWindows
+
+        func run() throws {
+            let config = try options.load()
+            let reader = try StateReader(directory: config.stateDirectory)
+            let asOf: Instant
+            if let now {
+                guard case let .success(instant) = RFC3339.parse(now) else { throw ValidationError("--now is not an RFC 3339 timestamp") }
+                asOf = instant
+            } else {
+                guard let clock = try reader.clock() else { throw ValidationError("no events applied yet") }
+                asOf = clock
+            }
+            var buffer = ""
+            try FeatureExport.export(from: reader, now: asOf, calendar: config.calendar, windows: windows) { line in
+                buffer += line + "\n"
+                if buffer.utf8.count > 1 << 16 { FileHandle.standardOutput.write(Data(buffer.utf8)); buffer = "" }
+            }
+            FileHandle.standardOutput.write(Data(buffer.utf8))
+        }
+    }
+}
+
+struct Validate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Check a configuration file and print what it sets.")
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let config = try options.load()
+        say("\(options.config): OK")
+        say("  kafka: \(config.kafka.redacted.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))")
+        say("  inputs: \(config.topics.activity), \(config.topics.billing); dead letters: \(config.topics.deadLetters)")
+        say("  state: \(config.stateDirectory.path); time zone \(config.timeZone); clock \(config.clock.rawValue); currency \(config.currency)")
+        say("  fx: \(config.fx.keys.sorted().joined(separator: ", ")); dedupe horizon \(config.dedupeHorizonSeconds / 3600) h")
+    }
+}
