@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+@testable import SegmenterCore
+@testable import SegmenterStore
+
+/// Real SQLite files in a temporary directory.
+@Suite struct PartitionStoreTests {
+    let directory: URL
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("store-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    func record(_ offset: Int64, topic: String = "activity", _ payload: String) -> DecodedRecord {
+        let decoder = EventDecoder(currency: "USD")
+        let kind: InputKind = topic == "billing" ? .billing : .activity
+        let bytes = Array(payload.utf8)
+        return DecodedRecord(topic: topic, partition: 0, offset: offset, key: nil, payload: bytes,
+                             decoded: decoder.decode(bytes, from: kind, wallClock: Instant(seconds: 4_000_000_000)))
+    }
+
+    func activity(_ id: String, user: String = "u1", ts: String = "2026-03-01T10:00:00Z") -> String {
+        #"{"event_id":"\#(id)","user_id":"\#(user)","type":"session","ts":"\#(ts)","duration_s":60}"#
+    }
+
+    func charge(_ id: String, user: String = "u1", cents: Int) -> String {
+        #"{"event_id":"\#(id)","user_id":"\#(user)","type":"charge","ts":"2026-03-01T11:00:00Z","amount":\#(Money.format(cents: Int64(cents))),"currency":"USD"}"#
+    }
+
+    func openStore() throws -> PartitionStore {
+        try PartitionStore(directory: directory, partition: 0, calendar: .utc)
+    }
+
+    @Test func anInterruptedBatchLeavesNoPartialState() throws {
+        // Given a committed batch
+        let store = try openStore()
+        _ = try store.commit([record(0, activity("e1")), record(1, "garbage")], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        // When the next batch fails inside its transaction, after state, outbox and offsets were written
+        struct Crash: Error {}
+        #expect(throws: Crash.self) {
+            _ = try store.commit([record(2, activity("e2")), record(3, topic: "billing", charge("c1", cents: 500)), record(4, "{}")],
+                                 deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0)) { _ in throw Crash() }
+        }
+        // Then neither the store in memory nor a fresh reader sees any of it
+        for reopened in [store, try openStore()] {
+            let profile = try #require(try reopened.profile(of: "u1"))
+            #expect(profile.lifetimeActivities == 1)
+            #expect(profile.lifetimeSpendCents == 0)
+            #expect(try reopened.storedOffsets() == ["activity": 2])
+            #expect(try reopened.outboxDepth() == 1)
+        }
+        // And replaying the same records after the "restart" applies them exactly once
+        let store2 = try openStore()
+        let outcome = try store2.commit([record(2, activity("e2")), record(3, topic: "billing", charge("c1", cents: 500)), record(4, "{}")],
+                                        deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        #expect(outcome.applied == 2)
+        #expect(outcome.deadLettered == 1)
+        let profile = try #require(try store2.profile(of: "u1"))
+        #expect(profile.lifetimeActivities == 2)
+        #expect(profile.lifetimeSpendCents == 500)
+        #expect(try store2.storedOffsets() == ["activity": 5, "billing": 4])
+    }
+
+    @Test func duplicatesAcrossBatchesAndTopicsAreIgnored() throws {
+        let store = try openStore()
+        let first = try store.commit([record(0, activity("e1")), record(1, activity("e1"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        #expect(first.applied == 1 && first.duplicates == 1)
+        // The same event id on the billing topic is a duplicate too (dedupe spans both topics).
+        let second = try store.commit([record(0, topic: "billing", charge("e1", cents: 100)), record(2, activity("e1"))],
+                                      deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        #expect(second.applied == 0 && second.duplicates == 2)
+        // An invalid message does not use up an id.
+        _ = try store.commit([record(3, #"{"event_id":"e9","user_id":"u1","type":"session"}"#), record(4, activity("e9"))],
+                             deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        #expect(try store.profile(of: "u1")?.lifetimeActivities == 2)
+    }
+
+    @Test func stateIsTheSameForAnyOrderAndBatching() throws {
+        var records: [String] = []
+        for i in 0..<60 {
+            let user = "u\(i % 5)"
+            let ts = "2026-03-0\(1 + i % 7)T1\(i % 10):00:00Z"
+            records.append(i % 3 == 0 ? charge("c\(i)", user: user, cents: 100 + i) : activity("a\(i)", user: user, ts: ts))
+        }
+        records.append(activity("a1", user: "u1"))  // a duplicate
+        func build(_ payloads: [String], batch: Int, name: String) throws -> StateReader {
+            let dir = directory.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let store = try PartitionStore(directory: dir, partition: 0, calendar: .utc)
+            let all = payloads.enumerated().map { record(Int64($0.offset), $0.element.contains("charge") ? "billing" : "activity", $0.element) }
+            for start in stride(from: 0, to: all.count, by: batch) {
+                _ = try store.commit(Array(all[start..<min(start + batch, all.count)]), deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+            }
+            return try StateReader(directory: dir)
+        }
+        func snapshot(_ reader: StateReader) throws -> [String] {
+            var lines: [String] = []
+            try reader.forEachUser(daysFrom: 0) { user in
+                lines.append("\(user.userID) \(user.profile) \(user.days.sorted { $0.key < $1.key })")
+            }
+            return lines
+        }
+        let inOrder = try snapshot(try build(records, batch: 1000, name: "a"))
+        let shuffled = try snapshot(try build(records.shuffled(), batch: 7, name: "b"))
+        #expect(inOrder == shuffled)
+        #expect(inOrder.count == 5)
+    }
+
+    func record(_ offset: Int64, _ topic: String, _ payload: String) -> DecodedRecord { record(offset, topic: topic, payload) }
+}
