@@ -13,6 +13,10 @@ struct Run: ParsableCommand {
 
     @OptionGroup var options: ConfigOption
 
+    @Option(help: ArgumentHelp("Stop once this many messages are consumed and committed, and print figures (benchmarks).",
+                               visibility: .hidden))
+    var stopAfterEvents: Int?
+
     func run() throws {
         let config = try options.load()
         let logger = makeLogger()
@@ -20,16 +24,32 @@ struct Run: ParsableCommand {
         let handlers = installSignalHandlers(stop)
         let service = IngestService(config: config, logger: logger)
         let reporter = ProgressReporter(service: service, logger: logger, every: 5)
+        var firstBatch: Date?
         do {
-            try service.run(until: stop) { _ in reporter.tick() }
+            try service.run(until: stop) { counters in
+                reporter.tick()
+                if firstBatch == nil { firstBatch = Date() }
+                if let limit = stopAfterEvents, counters.consumed >= limit { stop.stop() }
+            }
         } catch {
             logger.error("\(error)")
             throw ExitCode.failure
         }
         let c = service.counters
         logger.info("stopped: consumed \(c.consumed), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered), published \(c.published)")
+        if stopAfterEvents != nil, let firstBatch {
+            let seconds = Date().timeIntervalSince(firstBatch)
+            say("{\"consumed\":\(c.consumed),\"seconds\":\(seconds),\"events_per_second\":\(Int(Double(c.consumed) / seconds)),\"peak_rss_kib\":\(peakResidentKiB())}")
+        }
         _ = handlers
     }
+}
+
+/// VmHWM from /proc: the process's peak resident set size.
+func peakResidentKiB() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return -1 }
+    return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
 }
 
 /// Logs throughput every few seconds.
