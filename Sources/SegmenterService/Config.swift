@@ -26,7 +26,7 @@ public struct SegmenterConfig: Sendable {
     public var currency = "USD"
     public var fx: [String: ExchangeRate] = [:]
     public var dedupeHorizonSeconds: Int64 = 7 * 86_400
-    public var batchMaxEvents = 20_000
+    public var batchMaxEvents = 50_000
     public var batchMaxWaitMs: Int32 = 100
 
     public init() {}

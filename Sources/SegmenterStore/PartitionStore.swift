@@ -58,6 +58,7 @@ public final class PartitionStore: @unchecked Sendable {
     private let insertSeen: Statement
     private let selectProfile: Statement
     private let upsertProfile: Statement
+    private let updateProfileTotals: Statement
     private let addDay: Statement
     private let upsertOffset: Statement
     private let insertOutbox: Statement
@@ -85,6 +86,10 @@ public final class PartitionStore: @unchecked Sendable {
         upsertProfile = try db.prepare("""
             INSERT OR REPLACE INTO users (user_id, signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities,
                 lifetime_active_us, activity_before_signup, attributes, accounts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        updateProfileTotals = try db.prepare("""
+            UPDATE users SET last_activity_at = ?, lifetime_spend_cents = ?, lifetime_activities = ?, lifetime_active_us = ?
+            WHERE user_id = ?
             """)
         addDay = try db.prepare("""
             INSERT INTO user_days (user_id, day, spend_cents, activities, active_us) VALUES (?, ?, ?, ?, ?)
@@ -138,7 +143,12 @@ public final class PartitionStore: @unchecked Sendable {
                        extraWork: ((BatchOutcome) throws -> Void)? = nil) throws -> BatchOutcome {
         var outcome = BatchOutcome()
         var profiles: [String: UserProfile] = [:]
+        /// Users whose row must be written whole: new ones, or whose attributes, accounts or
+        /// pre-signup activity changed. The rest only move their totals (the common case).
+        var rewrite: Set<String> = []
         var dayDeltas: [String: [DayNumber: DayAggregate]] = [:]
+        profiles.reserveCapacity(records.count)
+        dayDeltas.reserveCapacity(records.count)
         var nextOffsets: [String: Int64] = [:]
         var batchNow = try clock()
         let batchStartNow = batchNow
@@ -159,16 +169,32 @@ public final class PartitionStore: @unchecked Sendable {
                     insertSeen.bind(3, event.ts.nanoseconds)
                     try insertSeen.run()
                     guard db.changes == 1 else { outcome.duplicates += 1; continue }
-                    var profile = try profiles[event.userID] ?? profile(of: event.userID) ?? UserProfile()
+                    var profile: UserProfile
+                    if let pending = profiles[event.userID] {
+                        profile = pending
+                    } else if let stored = try self.profile(of: event.userID) {
+                        profile = stored
+                    } else {
+                        profile = UserProfile()
+                        rewrite.insert(event.userID)
+                    }
+                    let beforeSignupCount = profile.activityBeforeSignup.count
                     if let change = profile.apply(event, calendar: calendar) {
                         dayDeltas[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
+                    }
+                    switch event.body {
+                    case .billing: break
+                    case .activity where profile.activityBeforeSignup.count == beforeSignupCount: break
+                    default: rewrite.insert(event.userID)
                     }
                     profiles[event.userID] = profile
                     outcome.applied += 1
                     if batchNow == nil || event.ts > batchNow! { batchNow = event.ts }
                 }
             }
-            for (userID, profile) in profiles { try write(profile, of: userID) }
+            for (userID, profile) in profiles {
+                if rewrite.contains(userID) { try write(profile, of: userID) } else { try writeTotals(profile, of: userID) }
+            }
             for (userID, days) in dayDeltas {
                 for (day, delta) in days {
                     addDay.reset()
@@ -221,6 +247,16 @@ public final class PartitionStore: @unchecked Sendable {
         upsertProfile.bind(8, ProfileCodec.encodeAttributes(profile.attributes))
         upsertProfile.bind(9, ProfileCodec.encodeAccounts(profile.accounts))
         try upsertProfile.run()
+    }
+
+    private func writeTotals(_ profile: UserProfile, of userID: String) throws {
+        updateProfileTotals.reset()
+        updateProfileTotals.bind(1, profile.lastActivityAt?.nanoseconds)
+        updateProfileTotals.bind(2, profile.lifetimeSpendCents)
+        updateProfileTotals.bind(3, profile.lifetimeActivities)
+        updateProfileTotals.bind(4, profile.lifetimeActiveMicros)
+        updateProfileTotals.bind(5, userID)
+        try updateProfileTotals.run()
     }
 
     private func putMeta(_ key: String, _ value: Int64) throws {
