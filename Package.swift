@@ -37,6 +37,7 @@ let package = Package(
 
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
         .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore"]),
+        .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService"]),
         .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterService"]),
     ],
     swiftLanguageModes: [.v6]
