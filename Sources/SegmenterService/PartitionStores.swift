@@ -42,8 +42,9 @@ final class PartitionStores: RebalanceListener, @unchecked Sendable {
                 log("cannot open state for \(tp): \(error)")
             }
         }
-        log("assigned \(partitions.map(\.description).sorted().joined(separator: ", ")); starting at "
-            + starts.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ", "))
+        let stored = starts.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")
+        log("assigned \(partitions.map(\.description).sorted().joined(separator: ", ")); "
+            + (stored.isEmpty ? "no stored offsets, starting from the beginning" : "resuming at stored offsets \(stored)"))
         return starts
     }
 

@@ -36,9 +36,10 @@ struct Demo: ParsableCommand {
         let messages = EventGenerator(options: options).messages()
         say("== producing \(messages.count) events for \(users) users over \(options.days) days at \(Int(rate))/s "
             + "(\(messages.filter { !$0.valid }.count) invalid, \(messages.filter(\.duplicate).count) duplicates)")
-        let producer = try KafkaProducer(configuration: config.kafka)
+        var producer: KafkaProducer? = try KafkaProducer(configuration: config.kafka)
         let bootstrap = broker.bootstrapServers
-        Thread.detachNewThread { [rate] in
+        Thread.detachNewThread { [rate, producer] in
+            guard let producer else { return }
             do {
                 try GeneratorRunner.produce(messages, producer: producer, activityTopic: "activity", billingTopic: "billing",
                                             ratePerSecond: rate)
@@ -76,6 +77,8 @@ struct Demo: ParsableCommand {
         }
         say("\n== a few dead letters from segmenter-dlq")
         for letter in try readTopic("segmenter-dlq", bootstrap: bootstrap, limit: 3) { say(letter) }
+        producer = nil  // clients go before the broker they talk to
+        defer { withExtendedLifetime(broker) {} }
         say("\nTry: segmenter export features --config <a config whose state_dir is \(config.stateDirectory.path)>")
     }
 
