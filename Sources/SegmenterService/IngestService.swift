@@ -24,10 +24,13 @@ public struct IngestCounters: Sendable {
     public var published = 0
 }
 
-/// The ingest loop: Kafka → decode → apply → one SQLite transaction per partition → outbox → Kafka.
+/// The ingest pipeline: Kafka → decode (this thread) → apply and commit (the commit thread:
+/// one SQLite transaction per partition) → outbox → Kafka.
 ///
-/// Runs on the calling thread (librdkafka's poll blocks; the cooperative pool is only two
-/// threads here). Stops after the current batch when `stop` is set, then drains the outbox.
+/// Two threads because decoding is pure and overlaps with the previous batch's commit; librdkafka's
+/// poll blocks, and the cooperative pool is only two threads here. Stops after the current
+/// batch when `stop` is set, leaves the group (revocations wait for pending commits), then
+/// drains the outbox.
 public final class IngestService: @unchecked Sendable {
     private let config: SegmenterConfig
     private let logger: Logger
@@ -47,68 +50,54 @@ public final class IngestService: @unchecked Sendable {
         try prepareStateDirectory()
         let producer = try KafkaProducer(configuration: config.kafka)
         try checkInputTopics(producer)
-        let stores = PartitionStores(config: config) { [logger] in logger.info("\($0)") }
-        let consumer = try KafkaConsumer(configuration: config.kafka, listener: stores)
+        let bridge = RebalanceBridge()
+        let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
+        let worker = CommitWorker(config: config, producer: producer, consumer: consumer, log: { [logger] in logger.info("\($0)") }) {
+            [self] outcome, batch, published in
+            counterLock.lock()
+            totals.consumed += batch.consumed
+            totals.applied += outcome.applied
+            totals.duplicates += outcome.duplicates
+            totals.deadLettered += outcome.deadLettered
+            totals.keyMismatches += batch.keyMismatches
+            totals.batches += 1
+            totals.published = published
+            let snapshot = totals
+            counterLock.unlock()
+            onBatch?(snapshot)
+        }
+        bridge.queue = worker.queue
+        worker.start()
         try consumer.subscribe(to: [config.topics.activity, config.topics.billing])
-        let relay = OutboxRelay(producer: producer)
         let kinds = [config.topics.activity: InputKind.activity, config.topics.billing: InputKind.billing]
         logger.info("consuming \(config.topics.activity) and \(config.topics.billing) from \(config.kafka["bootstrap.servers"] ?? "?") into \(config.stateDirectory.path)")
 
-        while !stop.isStopped {
+        while !stop.isStopped && !worker.queue.isClosed {
             let (messages, errors) = try consumer.poll(maxMessages: config.batchMaxEvents, timeoutMs: config.batchMaxWaitMs)
             for error in errors { logger.warning("\(error)") }
-            if !messages.isEmpty {
-                try commitBatch(messages, kinds: kinds, stores: stores, consumer: consumer)
-            }
-            try relay.pump(stores.open)
-            relay.forget(partitionsNotIn: stores.open)
-            counterLock.lock(); totals.published = relay.published; let snapshot = totals; counterLock.unlock()
-            if !messages.isEmpty { onBatch?(snapshot) }
+            if !messages.isEmpty { worker.queue.put(.batch(decode(messages, kinds: kinds))) }
         }
-        logger.info("stopping: draining the outbox")
-        try relay.drain(stores.open, timeoutMs: 10_000)
+        logger.info("stopping: leaving the group, committing what was read, draining the outbox")
         consumer.close()
-        counterLock.lock(); totals.published = relay.published; counterLock.unlock()
+        worker.finish()
+        if let failure = worker.failure { throw failure }
     }
 
-    /// Decodes a polled batch and commits it, one transaction per partition database.
-    private func commitBatch(_ messages: [ConsumedMessage], kinds: [String: InputKind], stores: PartitionStores,
-                             consumer: KafkaConsumer) throws {
+    /// Decodes a polled batch and groups it by partition number (one database each).
+    private func decode(_ messages: [ConsumedMessage], kinds: [String: InputKind]) -> DecodedBatch {
         let wallClock = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
-        var byPartition: [Int32: [DecodedRecord]] = [:]
-        var keyMismatches = 0
+        var batch = DecodedBatch()
+        batch.consumed = messages.count
         for message in messages {
-            let kind = kinds[message.topic] ?? .activity
-            let decoded = decoder.decode(message.payload, from: kind, wallClock: wallClock)
+            let decoded = decoder.decode(message.payload, from: kinds[message.topic] ?? .activity, wallClock: wallClock)
             if case let .success(event) = decoded, let key = message.key, !key.elementsEqual(event.userID.utf8) {
-                keyMismatches += 1
+                batch.keyMismatches += 1
             }
-            byPartition[message.partition, default: []].append(DecodedRecord(
+            batch.byPartition[message.partition, default: []].append(DecodedRecord(
                 topic: message.topic, partition: message.partition, offset: message.offset,
                 key: message.key, payload: message.payload, decoded: decoded))
         }
-        var committed: [TopicPartition: Int64] = [:]
-        var batch = BatchOutcome()
-        for (partition, records) in byPartition {
-            let outcome = try stores.store(for: partition).commit(records, deadLetterTopic: config.topics.deadLetters,
-                                                                  receivedAt: wallClock)
-            batch.applied += outcome.applied
-            batch.duplicates += outcome.duplicates
-            batch.deadLettered += outcome.deadLettered
-            for record in records {
-                let tp = TopicPartition(topic: record.topic, partition: partition)
-                committed[tp] = max(committed[tp] ?? 0, record.offset + 1)
-            }
-        }
-        consumer.commitAsync(committed)
-        counterLock.lock()
-        totals.consumed += messages.count
-        totals.applied += batch.applied
-        totals.duplicates += batch.duplicates
-        totals.deadLettered += batch.deadLettered
-        totals.keyMismatches += keyMismatches
-        totals.batches += 1
-        counterLock.unlock()
+        return batch
     }
 
     private func prepareStateDirectory() throws {
@@ -148,4 +137,22 @@ public final class IngestService: @unchecked Sendable {
 public struct ServiceError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Runs inside `poll` on the poll thread and forwards group changes to the commit thread,
+/// waiting for its answer: the commit thread owns the databases that hold the offsets.
+final class RebalanceBridge: RebalanceListener, @unchecked Sendable {
+    var queue: WorkQueue<IngestCommand>?
+
+    func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: StartOffset] {
+        let reply = Reply<[TopicPartition: StartOffset]>()
+        guard queue?.put(.assigned(partitions, reply)) == true else { return [:] }
+        return reply.wait() ?? [:]
+    }
+
+    func partitionsRevoked(_ partitions: [TopicPartition]) {
+        let reply = Reply<Bool>()
+        guard queue?.put(.revoked(partitions, reply)) == true else { return }
+        _ = reply.wait()
+    }
 }

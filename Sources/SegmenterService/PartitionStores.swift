@@ -4,11 +4,11 @@ import SegmenterCore
 import SegmenterStore
 
 /// The partition databases this instance currently owns, opened on assignment and closed on
-/// revocation. Doubles as the consumer's rebalance listener: assigned partitions start at the
-/// offsets stored with their state, never at the group's committed offsets.
+/// revocation. Assigned partitions start at the offsets stored with their state, never at the
+/// group's committed offsets.
 ///
-/// Touched only from the ingest thread (rebalance callbacks run inside `poll` there).
-final class PartitionStores: RebalanceListener, @unchecked Sendable {
+/// Touched only from the commit thread.
+final class PartitionStores {
     private let config: SegmenterConfig
     private let calendar: DayCalendar
     private(set) var open: [Int32: PartitionStore] = [:]
@@ -29,18 +29,12 @@ final class PartitionStores: RebalanceListener, @unchecked Sendable {
         return store
     }
 
-    func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: StartOffset] {
+    /// Opens the state of newly assigned partitions and says where each should resume.
+    func assign(_ partitions: [TopicPartition]) throws -> [TopicPartition: StartOffset] {
         var starts: [TopicPartition: StartOffset] = [:]
         for tp in partitions {
             assigned.insert(tp)
-            do {
-                let stored = try store(for: tp.partition).storedOffsets()
-                if let next = stored[tp.topic] { starts[tp] = .offset(next) }
-            } catch {
-                // Without its state the partition cannot be consumed safely: start from the
-                // beginning is wrong, so fail loudly; the loop's next commit will throw too.
-                log("cannot open state for \(tp): \(error)")
-            }
+            if let next = try store(for: tp.partition).storedOffsets()[tp.topic] { starts[tp] = .offset(next) }
         }
         let stored = starts.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")
         log("assigned \(partitions.map(\.description).sorted().joined(separator: ", ")); "
@@ -48,7 +42,8 @@ final class PartitionStores: RebalanceListener, @unchecked Sendable {
         return starts
     }
 
-    func partitionsRevoked(_ partitions: [TopicPartition]) {
+    /// Closes the databases of partition numbers no longer assigned on either topic.
+    func revoke(_ partitions: [TopicPartition]) {
         for tp in partitions { assigned.remove(tp) }
         let stillNeeded = Set(assigned.map(\.partition))
         for number in Set(partitions.map(\.partition)) where !stillNeeded.contains(number) {
@@ -56,6 +51,4 @@ final class PartitionStores: RebalanceListener, @unchecked Sendable {
         }
         log("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")
     }
-
-    var assignedPartitions: Set<TopicPartition> { assigned }
 }
