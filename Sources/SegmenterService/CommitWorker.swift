@@ -84,17 +84,29 @@ final class CommitWorker: @unchecked Sendable {
 
     private func commit(_ batch: DecodedBatch) throws {
         let receivedAt = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+        let work = try batch.byPartition.map { (store: try stores.store(for: $0.key), records: $0.value) }
+        // Partition databases are independent (own file, connection and cache), so their
+        // transactions run side by side; each store is touched by one thread at a time.
+        let outcomes = UnsafeMutableBufferPointer<Result<BatchOutcome, Error>>.allocate(capacity: work.count)
+        defer { outcomes.deallocate() }
+        nonisolated(unsafe) let slots = outcomes
+        let deadLetterTopic = config.topics.deadLetters
+        DispatchQueue.concurrentPerform(iterations: work.count) { index in
+            let item = work[index]
+            (slots.baseAddress! + index).initialize(to: Result {
+                try item.store.commit(item.records, deadLetterTopic: deadLetterTopic, receivedAt: receivedAt)
+            })
+        }
+        defer { _ = outcomes.baseAddress.map { $0.deinitialize(count: work.count) } }
         var committed: [TopicPartition: Int64] = [:]
         var total = BatchOutcome()
-        for (partition, records) in batch.byPartition {
-            let outcome = try stores.store(for: partition).commit(records, deadLetterTopic: config.topics.deadLetters,
-                                                                  receivedAt: receivedAt)
+        for (index, item) in work.enumerated() {
+            let outcome = try outcomes[index].get()
             total.applied += outcome.applied
             total.duplicates += outcome.duplicates
             total.deadLettered += outcome.deadLettered
-            for record in records {
-                let tp = TopicPartition(topic: record.topic, partition: partition)
-                committed[tp] = max(committed[tp] ?? 0, record.offset + 1)
+            for (topic, next) in outcome.nextOffsets {
+                committed[TopicPartition(topic: topic, partition: item.store.partition)] = next
             }
         }
         consumer.commitAsync(committed)  // informational; the truth is in SQLite

@@ -28,6 +28,8 @@ public struct BatchOutcome: Sendable, Equatable {
     public var deadLettered = 0
     /// Users whose state changed, for segment evaluation.
     public var touchedUsers: Set<String> = []
+    /// The next offset to consume per input topic, as stored by this commit.
+    public var nextOffsets: [String: Int64] = [:]
     public init() {}
 }
 
@@ -218,6 +220,7 @@ public final class PartitionStore: @unchecked Sendable {
                 try pruneSeenEventsIfDue(now: batchNow)
             }
             outcome.touchedUsers = Set(profiles.keys)
+            outcome.nextOffsets = nextOffsets
             try extraWork?(outcome)
         }
         if profileCache.count + profiles.count > profileCacheCapacity { profileCache.removeAll(keepingCapacity: true) }

@@ -39,7 +39,7 @@ struct Run: ParsableCommand {
         logger.info("stopped: consumed \(c.consumed), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered), published \(c.published)")
         if stopAfterEvents != nil, let firstBatch {
             let seconds = Date().timeIntervalSince(firstBatch)
-            say("{\"consumed\":\(c.consumed),\"seconds\":\(seconds),\"events_per_second\":\(Int(Double(c.consumed) / seconds)),\"peak_rss_kib\":\(peakResidentKiB())}")
+            say("{\"consumed\":\(c.consumed),\"seconds\":\(seconds),\"events_per_second\":\(Int(Double(c.consumed) / seconds)),\"peak_rss_kib\":\(peakResidentKiB()),\"batches\":\(c.batches)}")
         }
         _ = handlers
     }

@@ -22,7 +22,11 @@ public final class SQLiteConnection: @unchecked Sendable {
     let handle: OpaquePointer
     public let path: String
 
+    /// Process-wide set-up, once, before the first connection.
+    private static let configured: Bool = { segmenter_sqlite_disable_memstatus() == SQLITE_OK }()
+
     public init(path: String, readOnly: Bool = false) throws {
+        _ = Self.configured
         var db: OpaquePointer?
         let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
         let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
