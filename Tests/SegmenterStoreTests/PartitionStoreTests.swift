@@ -83,7 +83,7 @@ import Testing
             let ts = "2026-03-0\(1 + i % 7)T1\(i % 10):00:00Z"
             records.append(i % 3 == 0 ? charge("c\(i)", user: user, cents: 100 + i) : activity("a\(i)", user: user, ts: ts))
         }
-        records.append(activity("a1", user: "u1"))  // a duplicate
+        records.append(records[1])  // an exact duplicate (a different event reusing an id is first-wins, by SPEC §8)
         func build(_ payloads: [String], batch: Int, name: String) throws -> StateReader {
             let dir = directory.appendingPathComponent(name)
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
