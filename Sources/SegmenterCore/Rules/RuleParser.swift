@@ -1,0 +1,232 @@
+/// Parses rule text into a typed `RuleExpression` (SPEC §4 grammar, keywords case-insensitive).
+///
+/// ```
+/// or        := and ('or' and)*
+/// and       := not ('and' not)*
+/// not       := 'not' not | predicate
+/// predicate := sum [compare sum | ['not'] 'in' '(' list ')' | ['not'] 'between' sum 'and' sum | 'is' ['not'] 'null']
+/// sum       := product (('+' | '-') product)*
+/// product   := unary (('*' | '/') unary)*
+/// unary     := '-' unary | primary
+/// primary   := number | 'string' | true | false | null | date('YYYY-MM-DD') | feature | '(' or ')'
+/// feature   := name ['(' Nd ')'] | attr '.' name
+/// ```
+public struct RuleParser {
+    private var tokens: [RuleToken]
+    private var position = 0
+
+    /// Parses and type-checks a rule, which must be boolean.
+    public static func parseRule(_ text: String) throws(RuleError) -> RuleExpression {
+        let expression = try parseExpression(text)
+        let type = try RuleTypeChecker.type(of: expression)
+        guard type == .bool || type == .any || type == .null else {
+            throw RuleError("a rule must be true or false, but this is a \(type)", at: expression.span)
+        }
+        return expression
+    }
+
+    /// Parses and type-checks any expression (KPI `sum:`/`avg:` expressions are numbers).
+    public static func parseExpression(_ text: String) throws(RuleError) -> RuleExpression {
+        var parser = RuleParser(tokens: try RuleLexer.tokens(text))
+        let expression = try parser.parseOr()
+        guard case .end = parser.current.kind else { throw RuleError("unexpected \(parser.describe(parser.current))", at: parser.current.span) }
+        _ = try RuleTypeChecker.type(of: expression)
+        return expression
+    }
+
+    private init(tokens: [RuleToken]) { self.tokens = tokens }
+
+    private var current: RuleToken { tokens[position] }
+
+    private func describe(_ token: RuleToken) -> String {
+        switch token.kind {
+        case .end: return "end of rule"
+        case let .identifier(name): return "'\(name)'"
+        case let .symbol(symbol): return "'\(symbol)'"
+        case let .number(n): return "number \(n)"
+        case let .window(n): return "window \(n)d"
+        case let .string(s): return "string '\(s)'"
+        }
+    }
+
+    private func isKeyword(_ keyword: String, at offset: Int = 0) -> Bool {
+        guard position + offset < tokens.count, case let .identifier(name) = tokens[position + offset].kind else { return false }
+        return name.lowercased() == keyword
+    }
+
+    private func isSymbol(_ symbol: String) -> Bool { current.kind == .symbol(symbol) }
+
+    @discardableResult
+    private mutating func expectSymbol(_ symbol: String) throws(RuleError) -> RuleToken {
+        guard isSymbol(symbol) else { throw RuleError("expected '\(symbol)' but found \(describe(current))", at: current.span) }
+        defer { position += 1 }
+        return current
+    }
+
+    private mutating func parseOr() throws(RuleError) -> RuleExpression {
+        var left = try parseAnd()
+        while isKeyword("or") {
+            position += 1
+            let right = try parseAnd()
+            left = .binary(.or, left, right, .covering(left.span, right.span))
+        }
+        return left
+    }
+
+    private mutating func parseAnd() throws(RuleError) -> RuleExpression {
+        var left = try parseNot()
+        while isKeyword("and") {
+            position += 1
+            let right = try parseNot()
+            left = .binary(.and, left, right, .covering(left.span, right.span))
+        }
+        return left
+    }
+
+    private mutating func parseNot() throws(RuleError) -> RuleExpression {
+        if isKeyword("not") {
+            let start = current.span
+            position += 1
+            let operand = try parseNot()
+            return .not(operand, .covering(start, operand.span))
+        }
+        return try parsePredicate()
+    }
+
+    private mutating func parsePredicate() throws(RuleError) -> RuleExpression {
+        let left = try parseSum()
+        if case let .symbol(symbol) = current.kind, let op = BinaryOperator(rawValue: symbol), op.isComparison {
+            position += 1
+            let right = try parseSum()
+            return .binary(op, left, right, .covering(left.span, right.span))
+        }
+        let negated = isKeyword("not") && (isKeyword("in", at: 1) || isKeyword("between", at: 1))
+        if negated { position += 1 }
+        if isKeyword("in") {
+            position += 1
+            try expectSymbol("(")
+            var items = [try parseSum()]
+            while isSymbol(",") {
+                position += 1
+                items.append(try parseSum())
+            }
+            let close = try expectSymbol(")")
+            return .inList(left, items, negated: negated, .covering(left.span, close.span))
+        }
+        if isKeyword("between") {
+            position += 1
+            let low = try parseSum()
+            guard isKeyword("and") else { throw RuleError("expected 'and' in between … and …", at: current.span) }
+            position += 1
+            let high = try parseSum()
+            return .between(left, low, high, negated: negated, .covering(left.span, high.span))
+        }
+        if isKeyword("is") {
+            position += 1
+            let isNot = isKeyword("not")
+            if isNot { position += 1 }
+            guard isKeyword("null") else { throw RuleError("expected 'null' after 'is'", at: current.span) }
+            let end = current.span
+            position += 1
+            return .isNull(left, negated: isNot, .covering(left.span, end))
+        }
+        return left
+    }
+
+    private mutating func parseSum() throws(RuleError) -> RuleExpression {
+        var left = try parseProduct()
+        while isSymbol("+") || isSymbol("-") {
+            let op: BinaryOperator = isSymbol("+") ? .plus : .minus
+            position += 1
+            let right = try parseProduct()
+            left = .binary(op, left, right, .covering(left.span, right.span))
+        }
+        return left
+    }
+
+    private mutating func parseProduct() throws(RuleError) -> RuleExpression {
+        var left = try parseUnary()
+        while isSymbol("*") || isSymbol("/") {
+            let op: BinaryOperator = isSymbol("*") ? .times : .divide
+            position += 1
+            let right = try parseUnary()
+            left = .binary(op, left, right, .covering(left.span, right.span))
+        }
+        return left
+    }
+
+    private mutating func parseUnary() throws(RuleError) -> RuleExpression {
+        if isSymbol("-") {
+            let start = current.span
+            position += 1
+            let operand = try parseUnary()
+            return .negate(operand, .covering(start, operand.span))
+        }
+        return try parsePrimary()
+    }
+
+    private mutating func parsePrimary() throws(RuleError) -> RuleExpression {
+        let token = current
+        switch token.kind {
+        case let .number(value):
+            position += 1
+            return .literal(.number(value), token.span)
+        case let .string(value):
+            position += 1
+            return .literal(.string(value), token.span)
+        case .symbol("("):
+            position += 1
+            let inner = try parseOr()
+            try expectSymbol(")")
+            return inner
+        case let .identifier(name):
+            position += 1
+            switch name.lowercased() {
+            case "true": return .literal(.bool(true), token.span)
+            case "false": return .literal(.bool(false), token.span)
+            case "null": return .literal(.null, token.span)
+            case "date" where isSymbol("("):
+                position += 1
+                guard case let .string(text) = current.kind else { throw RuleError("date() takes a string like '2026-03-01'", at: current.span) }
+                guard let day = DayCalendar.dayNumber(isoDate: text) else { throw RuleError("'\(text)' is not a date like 2026-03-01", at: current.span) }
+                position += 1
+                let close = try expectSymbol(")")
+                return .literal(.date(day), .covering(token.span, close.span))
+            case "attr" where isSymbol("."):
+                position += 1
+                guard case let .identifier(attribute) = current.kind else { throw RuleError("expected an attribute name after 'attr.'", at: current.span) }
+                let end = current.span
+                position += 1
+                return .feature(.attribute(attribute), .covering(token.span, end))
+            default:
+                return try parseFeature(name: name.lowercased(), token: token)
+            }
+        default:
+            throw RuleError("expected a value, feature or '(' but found \(describe(token))", at: token.span)
+        }
+    }
+
+    private static let windowed: [String: @Sendable (Int) -> Feature] = [
+        "spend": Feature.spend, "activities": Feature.activities, "active_minutes": Feature.activeMinutes,
+        "avg_daily_minutes": Feature.avgDailyMinutes, "active_days": Feature.activeDays,
+    ]
+    private static let plain: [String: Feature] = [
+        "lifetime_spend": .lifetimeSpend, "accounts": .accounts, "signup_date": .signupDate,
+        "days_since_signup": .daysSinceSignup, "hours_since_signup": .hoursSinceSignup,
+        "activities_since_signup": .activitiesSinceSignup, "hours_since_last_activity": .hoursSinceLastActivity,
+    ]
+
+    private mutating func parseFeature(name: String, token: RuleToken) throws(RuleError) -> RuleExpression {
+        if let make = Self.windowed[name] {
+            guard isSymbol("(") else { throw RuleError("\(name) needs a window, like \(name)(30d)", at: token.span) }
+            position += 1
+            guard case let .window(days) = current.kind else { throw RuleError("expected a window like 30d", at: current.span) }
+            position += 1
+            let close = try expectSymbol(")")
+            return .feature(make(days), .covering(token.span, close.span))
+        }
+        if let feature = Self.plain[name] { return .feature(feature, token.span) }
+        let known = (Self.windowed.keys.map { "\($0)(Nd)" } + Self.plain.keys + ["attr.NAME"]).sorted().joined(separator: ", ")
+        throw RuleError("unknown feature '\(name)' (known: \(known))", at: token.span)
+    }
+}
