@@ -1,6 +1,7 @@
 import Foundation
 import KafkaIO
 import SegmenterCore
+import Yams
 
 /// The service configuration (SPEC §4), read from one YAML file. See `config/segmenter.yaml`.
 public struct SegmenterConfig: Sendable {
@@ -28,6 +29,10 @@ public struct SegmenterConfig: Sendable {
     public var dedupeHorizonSeconds: Int64 = 7 * 86_400
     public var batchMaxEvents = 50_000
     public var batchMaxWaitMs: Int32 = 100
+    /// Segments and KPIs (issue 3); `all` and `members` are implicit.
+    public var catalog = SegmenterCatalogDefaults.empty
+    /// KPI deltas are coalesced to at most one per (segment, kpi) per interval of wall time.
+    public var kpiEmitIntervalMs = 1000
 
     public init() {}
 
@@ -51,7 +56,7 @@ public struct SegmenterConfig: Sendable {
         config.source = source
         guard let root = reader.root else { return config }
         let top = try reader.mapping(root, allowed: ["kafka", "topics", "state_dir", "time_zone", "clock", "currency", "fx",
-                                                     "dedupe_horizon", "ingest"])
+                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval"])
         if let kafka = top["kafka"] {
             for (key, value) in try reader.mapping(kafka, allowed: nil) {
                 config.kafka[key] = try reader.string(value)
@@ -110,6 +115,65 @@ public struct SegmenterConfig: Sendable {
             if let n = ingest["batch_max_events"] { config.batchMaxEvents = try reader.integer(n, in: 1...1_000_000) }
             if let n = ingest["batch_max_wait_ms"] { config.batchMaxWaitMs = Int32(try reader.integer(n, in: 1...60_000)) }
         }
+        config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], reader: reader)
+        if let node = top["kpi_emit_interval"] {
+            let text = try reader.string(node)
+            if text.hasSuffix("ms"), let ms = Int(text.dropLast(2)), ms > 0 {
+                config.kpiEmitIntervalMs = ms
+            } else {
+                config.kpiEmitIntervalMs = Int(try reader.duration(node)) * 1000
+            }
+        }
         return config
     }
+
+    private static func parseCatalog(segments: Node?, kpis: Node?, reader: YAMLReader) throws -> SegmentCatalog {
+        var definitions: [SegmentDefinition] = []
+        for item in try segments.map(reader.sequence) ?? [] {
+            let entry = try reader.mapping(item, allowed: ["name", "rule", "description"])
+            guard let nameNode = entry["name"], let ruleNode = entry["rule"] else {
+                throw reader.error(item, "a segment needs a name and a rule")
+            }
+            let name = try reader.string(nameNode)
+            guard name.range(of: "^[A-Za-z0-9_.-]{1,64}$", options: .regularExpression) != nil else {
+                throw reader.error(nameNode, "segment name must be 1-64 letters, digits, '_', '-' or '.'")
+            }
+            guard name != SegmentCatalog.allSegment else { throw reader.error(nameNode, "'all' is the implicit segment of every user") }
+            guard !definitions.contains(where: { $0.name == name }) else { throw reader.error(nameNode, "duplicate segment \(name)") }
+            definitions.append(try reader.rule(ruleNode, what: "segment \(name)") { (text) throws(RuleError) in
+                try SegmentDefinition(name: name, ruleText: text)
+            })
+        }
+        let known = Set(definitions.map(\.name) + [SegmentCatalog.allSegment])
+        var kpiDefinitions: [KPIDefinition] = []
+        for item in try kpis.map(reader.sequence) ?? [] {
+            let entry = try reader.mapping(item, allowed: ["name", "sum", "avg", "share", "segments", "description"])
+            guard let nameNode = entry["name"] else { throw reader.error(item, "a KPI needs a name") }
+            let name = try reader.string(nameNode)
+            guard name != SegmentCatalog.membersKPI else { throw reader.error(nameNode, "'members' always exists; pick another name") }
+            guard !kpiDefinitions.contains(where: { $0.name == name }) else { throw reader.error(nameNode, "duplicate KPI \(name)") }
+            let kinds = KPIDefinition.Kind.allCases.filter { entry[$0.rawValue] != nil }
+            guard kinds.count == 1, let kind = kinds.first, let expressionNode = entry[kind.rawValue] else {
+                throw reader.error(item, "KPI \(name) needs exactly one of sum:, avg:, share:")
+            }
+            var segments: [String]?
+            if let node = entry["segments"] {
+                segments = try reader.sequence(node).map { segmentNode in
+                    let segment = try reader.string(segmentNode)
+                    guard known.contains(segment) else {
+                        throw reader.error(segmentNode, "unknown segment \(segment) (known: \(known.sorted().joined(separator: ", ")))")
+                    }
+                    return segment
+                }
+            }
+            kpiDefinitions.append(try reader.rule(expressionNode, what: "KPI \(name)") { (text) throws(RuleError) in
+                try KPIDefinition(name: name, kind: kind, expressionText: text, segments: segments)
+            })
+        }
+        return SegmentCatalog(segments: definitions, kpis: kpiDefinitions)
+    }
+}
+
+public enum SegmenterCatalogDefaults {
+    public static let empty = SegmentCatalog()
 }

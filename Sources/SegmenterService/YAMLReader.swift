@@ -1,4 +1,5 @@
 import Foundation
+import SegmenterCore
 import Yams
 
 /// Walks a YAML document node by node so every error can name its line and column.
@@ -41,6 +42,24 @@ struct YAMLReader {
             result[key] = value
         }
         return result
+    }
+
+    func sequence(_ node: Node) throws -> [Node] {
+        guard let sequence = node.sequence else { throw error(node, "expected a list (- item)") }
+        return Array(sequence)
+    }
+
+    /// A rule or KPI expression, parsed and type-checked; errors point into the rule with a caret.
+    func rule<T>(_ node: Node, what: String, _ parse: (String) throws(RuleError) -> T) throws -> T {
+        let text = try string(node)
+        do {
+            return try parse(text)
+        } catch {
+            let quoted = node.scalar.map { $0.style == .singleQuoted || $0.style == .doubleQuoted } ?? false
+            let column = (node.mark?.column ?? 1) + (quoted ? 1 : 0) + error.span.start
+            let caret = error.caret(in: text).split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
+            throw ConfigError(file: file, line: node.mark?.line, column: column, problem: "\(what): \(error.message)\n\(caret)")
+        }
     }
 
     /// A scalar with `${VAR}` replaced from the environment.

@@ -88,8 +88,17 @@ struct Export: ParsableCommand {
 }
 
 struct Validate: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check a configuration file and print what it sets.")
+    static let configuration = CommandConfiguration(
+        abstract: "Check a configuration file and print what it sets, with each rule's warehouse SQL.",
+        discussion: "Errors name the file, line and column, with a caret under the problem in the rule."
+    )
     @OptionGroup var options: ConfigOption
+    @Option(help: "Warehouse dialect of the printed SQL: \(SQLRenderer.Dialect.allCases.map(\.rawValue).joined(separator: ", ")), or all.")
+    var dialect = "postgres"
+
+    func validate() throws {
+        guard dialect == "all" || SQLRenderer.Dialect(rawValue: dialect) != nil else { throw ValidationError("unknown dialect \(dialect)") }
+    }
 
     func run() throws {
         let config = try options.load()
@@ -98,5 +107,28 @@ struct Validate: ParsableCommand {
         say("  inputs: \(config.topics.activity), \(config.topics.billing); dead letters: \(config.topics.deadLetters)")
         say("  state: \(config.stateDirectory.path); time zone \(config.timeZone); clock \(config.clock.rawValue); currency \(config.currency)")
         say("  fx: \(config.fx.keys.sorted().joined(separator: ", ")); dedupe horizon \(config.dedupeHorizonSeconds / 3600) h")
+        let dialects = dialect == "all" ? SQLRenderer.Dialect.allCases : [SQLRenderer.Dialect(rawValue: dialect)!]
+        for segment in config.catalog.segments {
+            say("  segment \(segment.name): \(segment.ruleText)")
+            for d in dialects { say(sqlLine(SQLRenderer(dialect: d).render(segment.rule), dialect: d)) }
+        }
+        for kpi in config.catalog.kpis {
+            say("  kpi \(kpi.name): \(kpi.kind.rawValue) \(kpi.expressionText) for \(kpi.segments?.joined(separator: ", ") ?? "every segment")")
+            for d in dialects { say(sqlLine(SQLRenderer(dialect: d).render(kpi.expression), dialect: d)) }
+        }
+    }
+
+    private func sqlLine(_ rendered: SQLRenderer.Rendered, dialect: SQLRenderer.Dialect) -> String {
+        let parameters = rendered.parameters.enumerated().map { index, literal in
+            let value: String = switch literal {
+            case .null: "NULL"
+            case let .number(n): JSONText.number(n)
+            case let .string(s): JSONText.quote(s)
+            case let .bool(b): b ? "true" : "false"
+            case let .date(d): "date \(DayCalendar.isoDate(d))"
+            }
+            return "\(index + 1)=\(value)"
+        }
+        return "    \(dialect.rawValue): \(rendered.sql)" + (parameters.isEmpty ? "" : "   -- bound: " + parameters.joined(separator: ", "))
     }
 }
