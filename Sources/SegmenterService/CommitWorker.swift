@@ -17,27 +17,42 @@ struct DecodedBatch {
     var byPartition: [Int32: [DecodedRecord]] = [:]
     var consumed = 0
     var keyMismatches = 0
+    /// The greatest `ts` of a valid event in the batch: the event clock's next reading.
+    var latestEventTime: Instant?
 }
 
-/// The commit thread: owns the partition databases and the outbox relay. Each batch becomes
-/// one SQLite transaction per partition (state + offsets + outbox), then the relay publishes.
+/// The commit thread: owns the partition databases, the instance clock, the KPI publisher and
+/// the outbox relay.
+///
+/// Per batch: 1. `now` advances to the batch's latest event time (never backwards). 2. Every
+/// owned partition commits one transaction side by side: its events, their re-evaluation, and
+/// its due timers (partitions without events only fire timers). 3. At most once per emit
+/// interval, the partitions' KPI partials are summed and changed values published. 4. The relay
+/// publishes outbox rows.
 final class CommitWorker: @unchecked Sendable {
     let queue = WorkQueue<IngestCommand>(capacity: 2)
     private let config: SegmenterConfig
     private let stores: PartitionStores
     private let relay: OutboxRelay
     private let consumer: KafkaConsumer
+    private let publisher: KPIPublisher
     private let report: (BatchOutcome, DecodedBatch, Int) -> Void
     private let finished = DispatchSemaphore(value: 0)
     private(set) var failure: Error?
 
+    /// The instance's clock (SPEC §3).
+    private(set) var now: Instant?
+    private var kpiCauses: [String: ChangeCause] = [:]
+    private var lastEmit = ContinuousClock.now
+
     init(config: SegmenterConfig, producer: KafkaProducer, consumer: KafkaConsumer, log: @escaping (String) -> Void,
-         report: @escaping (BatchOutcome, DecodedBatch, Int) -> Void) {
+         report: @escaping (BatchOutcome, DecodedBatch, Int) -> Void) throws {
         self.config = config
         self.stores = PartitionStores(config: config, log: log)
         self.relay = OutboxRelay(producer: producer)
         self.consumer = consumer
         self.report = report
+        self.publisher = try KPIPublisher(directory: config.stateDirectory, topic: config.topics.kpiDeltas)
     }
 
     func start() {
@@ -56,45 +71,85 @@ final class CommitWorker: @unchecked Sendable {
         }
     }
 
-    /// Stops taking work once the queue is empty, drains the outbox, and waits for the thread.
+    /// Stops taking work once the queue is empty, publishes KPIs, drains the outbox, waits.
     func finish() {
         queue.close()
         finished.wait()
+    }
+
+    var published: Int { relay.published }
+
+    private var outboxSources: [Int32: any OutboxSource] {
+        var sources: [Int32: any OutboxSource] = stores.open
+        sources[-1] = publisher
+        return sources
     }
 
     private func loop() throws {
         while true {
             let command = queue.take(timeout: 0.05)
             switch command {
-            case let .batch(batch)?: try commit(batch)
-            case let .assigned(partitions, reply)?: reply.send(try stores.assign(partitions))
+            case let .batch(batch)?:
+                try commit(batch)
+            case let .assigned(partitions, reply)?:
+                let starts = try stores.assign(partitions)
+                for store in stores.open.values { if let clock = try store.clock() { advance(to: clock) } }
+                reply.send(starts)
             case let .revoked(partitions, reply)?:
+                try emitKPIs(force: true)
                 stores.revoke(partitions)
-                relay.forget(partitionsNotIn: stores.open)
+                relay.forget(partitionsNotIn: outboxSources)
                 reply.send(true)
             case nil:
                 if queue.isClosed {
-                    try relay.drain(stores.open, timeoutMs: 10_000)
+                    try emitKPIs(force: true)
+                    try relay.drain(outboxSources, timeoutMs: 10_000)
                     return
                 }
+                // Caught up: the hybrid clock follows the wall clock, so absence is noticed.
+                if config.clock == .hybrid, now != nil {
+                    let wall = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+                    if wall > now! {
+                        advance(to: wall)
+                        try commitEverywhere([:])
+                    }
+                }
             }
-            try relay.pump(stores.open)
+            try emitKPIs(force: false)
+            try relay.pump(outboxSources)
         }
     }
 
+    private func advance(to instant: Instant) {
+        if now == nil || instant > now! { now = instant }
+    }
+
     private func commit(_ batch: DecodedBatch) throws {
+        if let latest = batch.latestEventTime { advance(to: latest) }
+        let total = try commitEverywhere(batch.byPartition)
+        report(total, batch, relay.published)
+    }
+
+    /// One transaction per owned partition, side by side: partition databases are independent
+    /// (own file, connection and cache), and each store is touched by one thread at a time.
+    @discardableResult
+    private func commitEverywhere(_ byPartition: [Int32: [DecodedRecord]]) throws -> BatchOutcome {
         let receivedAt = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
-        let work = try batch.byPartition.map { (store: try stores.store(for: $0.key), records: $0.value) }
-        // Partition databases are independent (own file, connection and cache), so their
-        // transactions run side by side; each store is touched by one thread at a time.
+        for partition in byPartition.keys { _ = try stores.store(for: partition) }
+        let work = stores.open.map { (store: $0.value, records: byPartition[$0.key] ?? []) }
         let outcomes = UnsafeMutableBufferPointer<Result<BatchOutcome, Error>>.allocate(capacity: work.count)
         defer { outcomes.deallocate() }
         nonisolated(unsafe) let slots = outcomes
         let deadLetterTopic = config.topics.deadLetters
+        let now = self.now
         DispatchQueue.concurrentPerform(iterations: work.count) { index in
             let item = work[index]
             (slots.baseAddress! + index).initialize(to: Result {
-                try item.store.commit(item.records, deadLetterTopic: deadLetterTopic, receivedAt: receivedAt)
+                if item.records.isEmpty {
+                    guard let now else { return BatchOutcome() }
+                    return try item.store.advanceClock(to: now)
+                }
+                return try item.store.commit(item.records, deadLetterTopic: deadLetterTopic, receivedAt: receivedAt, now: now)
             })
         }
         defer { _ = outcomes.baseAddress.map { $0.deinitialize(count: work.count) } }
@@ -105,11 +160,29 @@ final class CommitWorker: @unchecked Sendable {
             total.applied += outcome.applied
             total.duplicates += outcome.duplicates
             total.deadLettered += outcome.deadLettered
+            total.membershipChanges += outcome.membershipChanges
+            total.timersFired += outcome.timersFired
+            kpiCauses.merge(outcome.kpiCauses) { $1 }
             for (topic, next) in outcome.nextOffsets {
                 committed[TopicPartition(topic: topic, partition: item.store.partition)] = next
             }
         }
         consumer.commitAsync(committed)  // informational; the truth is in SQLite
-        report(total, batch, relay.published)
+        return total
+    }
+
+    /// Sums the owned partitions' partials and publishes changed KPI values, at most once per
+    /// emit interval (coalescing), or now when `force`d (before giving partitions away, on stop).
+    private func emitKPIs(force: Bool) throws {
+        // Without partitions there is nothing to sum: publishing would claim every KPI fell to zero.
+        guard let now, !stores.open.isEmpty else { return }
+        guard force || ContinuousClock.now - lastEmit >= .milliseconds(config.kpiEmitIntervalMs) else { return }
+        lastEmit = ContinuousClock.now
+        var global: [KPIKey: KPIPartial] = [:]
+        for store in stores.open.values {
+            for (key, partial) in store.partials.values { global[key, default: KPIPartial()] += partial }
+        }
+        try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses)
+        kpiCauses = [:]
     }
 }

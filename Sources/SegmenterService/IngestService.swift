@@ -20,6 +20,8 @@ public struct IngestCounters: Sendable {
     public var duplicates = 0
     public var deadLettered = 0
     public var keyMismatches = 0
+    public var membershipChanges = 0
+    public var timersFired = 0
     public var batches = 0
     public var published = 0
 }
@@ -52,13 +54,15 @@ public final class IngestService: @unchecked Sendable {
         try checkInputTopics(producer)
         let bridge = RebalanceBridge()
         let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
-        let worker = CommitWorker(config: config, producer: producer, consumer: consumer, log: { [logger] in logger.info("\($0)") }) {
+        let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, log: { [logger] in logger.info("\($0)") }) {
             [self] outcome, batch, published in
             counterLock.lock()
             totals.consumed += batch.consumed
             totals.applied += outcome.applied
             totals.duplicates += outcome.duplicates
             totals.deadLettered += outcome.deadLettered
+            totals.membershipChanges += outcome.membershipChanges
+            totals.timersFired += outcome.timersFired
             totals.keyMismatches += batch.keyMismatches
             totals.batches += 1
             totals.published = published
@@ -80,6 +84,7 @@ public final class IngestService: @unchecked Sendable {
         logger.info("stopping: leaving the group, committing what was read, draining the outbox")
         consumer.close()
         worker.finish()
+        counterLock.lock(); totals.published = worker.published; counterLock.unlock()
         if let failure = worker.failure { throw failure }
     }
 
@@ -90,8 +95,9 @@ public final class IngestService: @unchecked Sendable {
         batch.consumed = messages.count
         for message in messages {
             let decoded = decoder.decode(message.payload, from: kinds[message.topic] ?? .activity, wallClock: wallClock)
-            if case let .success(event) = decoded, let key = message.key, !key.elementsEqual(event.userID.utf8) {
-                batch.keyMismatches += 1
+            if case let .success(event) = decoded {
+                if let key = message.key, !key.elementsEqual(event.userID.utf8) { batch.keyMismatches += 1 }
+                if batch.latestEventTime == nil || event.ts > batch.latestEventTime! { batch.latestEventTime = event.ts }
             }
             batch.byPartition[message.partition, default: []].append(DecodedRecord(
                 topic: message.topic, partition: message.partition, offset: message.offset,

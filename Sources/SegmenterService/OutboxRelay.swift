@@ -16,14 +16,15 @@ final class OutboxRelay {
 
     init(producer: KafkaProducer) { self.producer = producer }
 
-    /// Message ids carry the partition in the top bits so a delivery report finds its row.
+    /// Message ids carry the source (a partition, or -1 for the KPI publisher) in the top bits so
+    /// a delivery report finds its row.
     private static func messageID(partition: Int32, row: Int64) -> Int64 { (Int64(partition) << 40) | row }
     private static func split(_ id: Int64) -> (Int32, Int64) { (Int32(id >> 40), id & ((1 << 40) - 1)) }
 
     /// Produces new rows of every open store, then applies delivery reports.
     /// - Returns: rows still waiting (queued or in flight).
     @discardableResult
-    func pump(_ stores: [Int32: PartitionStore], waitMs: Int32 = 0) throws -> Int {
+    func pump(_ stores: [Int32: any OutboxSource], waitMs: Int32 = 0) throws -> Int {
         for (partition, store) in stores where inFlight < 50_000 {
             let rows = try store.outbox(after: produced[partition] ?? 0, limit: 10_000)
             for row in rows {
@@ -54,12 +55,12 @@ final class OutboxRelay {
     }
 
     /// Forgets progress for partitions no longer owned (their rows stay in their database).
-    func forget(partitionsNotIn open: [Int32: PartitionStore]) {
+    func forget(partitionsNotIn open: [Int32: any OutboxSource]) {
         produced = produced.filter { open[$0.key] != nil }
     }
 
     /// Pumps until nothing is in flight and no rows remain, or the deadline passes.
-    func drain(_ stores: [Int32: PartitionStore], timeoutMs: Int) throws {
+    func drain(_ stores: [Int32: any OutboxSource], timeoutMs: Int) throws {
         let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
         while ContinuousClock.now < deadline {
             let waiting = try pump(stores, waitMs: 50)

@@ -26,8 +26,18 @@ public struct BatchOutcome: Sendable, Equatable {
     public var applied = 0
     public var duplicates = 0
     public var deadLettered = 0
-    /// Users whose state changed, for segment evaluation.
+    /// Users whose state changed (and who were re-evaluated).
     public var touchedUsers: Set<String> = []
+    /// Membership changes published (enter/exit, all causes).
+    public var membershipChanges = 0
+    /// Users re-evaluated because their timer was due.
+    public var timersFired = 0
+    /// Segments whose KPI partials moved, with the cause of the latest move.
+    public var kpiCauses: [String: ChangeCause] = [:]
+
+    mutating func noteKPIChanges(_ partials: KPIPartials, cause: ChangeCause) {
+        for key in partials.changed { kpiCauses[key.segment] = cause }
+    }
     /// The next offset to consume per input topic, as stored by this commit.
     public var nextOffsets: [String: Int64] = [:]
     public init() {}
@@ -57,20 +67,28 @@ public final class PartitionStore: @unchecked Sendable {
     private var profileCache: [String: UserProfile] = [:]
     private let profileCacheCapacity: Int
 
-    private let insertSeen: Statement
-    private let selectProfile: Statement
-    private let upsertProfile: Statement
-    private let updateProfileTotals: Statement
-    private let addDay: Statement
-    private let upsertOffset: Statement
-    private let insertOutbox: Statement
-    private let setMeta: Statement
+    public let segments: SegmentSetup
+    let segmentStatements: SegmentStatements
+    /// This partition's KPI partial sums as last committed (same rule as the profile cache).
+    public internal(set) var partials = KPIPartials()
+    /// The earliest armed timer, so a clock step that fires nothing costs nothing.
+    private var nextTimer: Instant?
+
+    let insertSeen: Statement
+    let selectProfile: Statement
+    let upsertProfile: Statement
+    let updateProfileTotals: Statement
+    let addDay: Statement
+    let upsertOffset: Statement
+    let insertOutbox: Statement
+    let setMeta: Statement
 
     public static func fileName(partition: Int32) -> String { String(format: "partition-%04d.sqlite", partition) }
 
     public init(directory: URL, partition: Int32, calendar: DayCalendar, dedupeHorizonSeconds: Int64 = 7 * 86_400,
-                profileCacheCapacity: Int = 200_000) throws {
+                segments: SegmentSetup = SegmentSetup(), profileCacheCapacity: Int = 200_000) throws {
         self.partition = partition
+        self.segments = segments
         self.calendar = calendar
         self.dedupeHorizonSeconds = dedupeHorizonSeconds
         self.profileCacheCapacity = profileCacheCapacity
@@ -104,6 +122,23 @@ public final class PartitionStore: @unchecked Sendable {
             """)
         insertOutbox = try db.prepare("INSERT INTO outbox (topic, key, value, created_at) VALUES (?, ?, ?, ?)")
         setMeta = try db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
+        segmentStatements = try SegmentStatements(db)
+        partials = try loadPartials()
+        nextTimer = try earliestTimer()
+    }
+
+    /// Re-evaluates everyone once if the segment or KPI definitions changed since the state
+    /// was written (cause `config`). Returns the number of membership changes published.
+    public func applyDefinitionChanges() throws -> Int {
+        let fingerprint = segments.catalog.fingerprint
+        guard try text("catalog") != fingerprint else { return 0 }
+        guard let now = try clock() else {
+            try db.transaction { try putText("catalog", fingerprint) }
+            return 0
+        }
+        let changes = try reevaluateEveryone(now: now)
+        nextTimer = try earliestTimer()
+        return changes
     }
 
     // MARK: Reads
@@ -140,8 +175,13 @@ public final class PartitionStore: @unchecked Sendable {
     /// 2. The touched profiles and per-day sums are written.
     /// 3. The next offsets and the clock are stored.
     /// 4. COMMIT. Only then does the in-memory profile cache learn the new profiles.
-    /// - Parameter extraWork: runs inside the transaction after the state is written (segments, KPIs).
-    public func commit(_ records: [DecodedRecord], deadLetterTopic: String, receivedAt: Instant,
+    /// 3. Touched users are re-evaluated at `now` (cause `event`), then users whose timers are
+    ///    due (cause `time`); membership changes go to the outbox, KPI partials move by difference.
+    /// - Parameter now: the instance's clock after this batch (the greatest event `ts` seen by
+    ///   any partition, or later with the hybrid clock); defaults to this partition's own.
+    /// - Parameter extraWork: runs inside the transaction after everything else (tests use it
+    ///   to interrupt a batch).
+    public func commit(_ records: [DecodedRecord], deadLetterTopic: String, receivedAt: Instant, now: Instant? = nil,
                        extraWork: ((BatchOutcome) throws -> Void)? = nil) throws -> BatchOutcome {
         var outcome = BatchOutcome()
         var profiles: [String: UserProfile] = [:]
@@ -154,6 +194,7 @@ public final class PartitionStore: @unchecked Sendable {
         var nextOffsets: [String: Int64] = [:]
         var batchNow = try clock()
         let batchStartNow = batchNow
+        var newPartials = partials
 
         try db.transaction {
             for record in records {
@@ -215,9 +256,24 @@ public final class PartitionStore: @unchecked Sendable {
                 upsertOffset.bind(3, next)
                 try upsertOffset.run()
             }
-            if let batchNow, batchNow != batchStartNow {
-                try putMeta("clock_now", batchNow.nanoseconds)
-                try pruneSeenEventsIfDue(now: batchNow)
+            if let given = now, batchNow == nil || given > batchNow! { batchNow = given }
+            if let batchNow {
+                for (userID, profile) in profiles {
+                    outcome.membershipChanges += try reevaluate(userID, profile: profile, now: batchNow, cause: .event, partials: &newPartials)
+                }
+                outcome.noteKPIChanges(newPartials, cause: .event)
+                if let due = nextTimer, due <= batchNow {
+                    let before = newPartials.changed
+                    let (fired, changes) = try fireDueTimers(now: batchNow, partials: &newPartials, profiles: &profiles)
+                    outcome.timersFired = fired
+                    outcome.membershipChanges += changes
+                    for key in newPartials.changed.subtracting(before) { outcome.kpiCauses[key.segment] = .time }
+                }
+                try writeChangedPartials(&newPartials)
+                if batchNow != batchStartNow {
+                    try putMeta("clock_now", batchNow.nanoseconds)
+                    try pruneSeenEventsIfDue(now: batchNow)
+                }
             }
             outcome.touchedUsers = Set(profiles.keys)
             outcome.nextOffsets = nextOffsets
@@ -225,6 +281,28 @@ public final class PartitionStore: @unchecked Sendable {
         }
         if profileCache.count + profiles.count > profileCacheCapacity { profileCache.removeAll(keepingCapacity: true) }
         profileCache.merge(profiles) { $1 }
+        partials = newPartials
+        nextTimer = try earliestTimer()
+        return outcome
+    }
+
+    /// Moves this partition's clock to `now` without new events: fires due timers (cause
+    /// `time`) in one transaction. Free when no timer is due.
+    public func advanceClock(to now: Instant) throws -> BatchOutcome {
+        var outcome = BatchOutcome()
+        guard let due = nextTimer, due <= now else { return outcome }
+        var newPartials = partials
+        var profiles: [String: UserProfile] = [:]
+        try db.transaction {
+            let (fired, changes) = try fireDueTimers(now: now, partials: &newPartials, profiles: &profiles)
+            outcome.timersFired = fired
+            outcome.membershipChanges = changes
+            outcome.noteKPIChanges(newPartials, cause: .time)
+            try writeChangedPartials(&newPartials)
+            if try clock().map({ now > $0 }) ?? true { try putMeta("clock_now", now.nanoseconds) }
+        }
+        partials = newPartials
+        nextTimer = try earliestTimer()
         return outcome
     }
 
@@ -236,82 +314,5 @@ public final class PartitionStore: @unchecked Sendable {
         insertOutbox.bind(3, blob: value)
         insertOutbox.bind(4, instant.nanoseconds)
         try insertOutbox.run()
-    }
-
-    private func write(_ profile: UserProfile, of userID: String) throws {
-        upsertProfile.reset()
-        upsertProfile.bind(1, userID)
-        upsertProfile.bind(2, profile.signupAt?.nanoseconds)
-        upsertProfile.bind(3, profile.lastActivityAt?.nanoseconds)
-        upsertProfile.bind(4, profile.lifetimeSpendCents)
-        upsertProfile.bind(5, profile.lifetimeActivities)
-        upsertProfile.bind(6, profile.lifetimeActiveMicros)
-        upsertProfile.bind(7, blob: ProfileCodec.encodeInstants(profile.activityBeforeSignup))
-        upsertProfile.bind(8, ProfileCodec.encodeAttributes(profile.attributes))
-        upsertProfile.bind(9, ProfileCodec.encodeAccounts(profile.accounts))
-        try upsertProfile.run()
-    }
-
-    private func writeTotals(_ profile: UserProfile, of userID: String) throws {
-        updateProfileTotals.reset()
-        updateProfileTotals.bind(1, profile.lastActivityAt?.nanoseconds)
-        updateProfileTotals.bind(2, profile.lifetimeSpendCents)
-        updateProfileTotals.bind(3, profile.lifetimeActivities)
-        updateProfileTotals.bind(4, profile.lifetimeActiveMicros)
-        updateProfileTotals.bind(5, userID)
-        try updateProfileTotals.run()
-    }
-
-    private func putMeta(_ key: String, _ value: Int64) throws {
-        setMeta.reset()
-        setMeta.bind(1, key)
-        setMeta.bind(2, value)
-        try setMeta.run()
-    }
-
-    /// Forgets event ids older than the dedupe horizon, at most once per day of event time
-    /// (the delete scans the table, so doing it every batch would cost more than it saves).
-    private func pruneSeenEventsIfDue(now: Instant) throws {
-        let lastPrune = try meta("seen_pruned_at") ?? 0
-        guard now.nanoseconds - lastPrune >= 86_400 * Instant.nanosPerSecond else { return }
-        let cutoff = now.nanoseconds - dedupeHorizonSeconds * Instant.nanosPerSecond
-        let delete = try db.prepare("DELETE FROM seen_events WHERE ts < ?")
-        delete.bind(1, cutoff)
-        try delete.run()
-        try putMeta("seen_pruned_at", now.nanoseconds)
-    }
-
-    // MARK: Outbox relay
-
-    /// Rows after `afterID`, oldest first.
-    public func outbox(after afterID: Int64, limit: Int) throws -> [OutboxMessage] {
-        let statement = try db.prepare("SELECT id, topic, key, value FROM outbox WHERE id > ? ORDER BY id LIMIT ?")
-        statement.bind(1, afterID)
-        statement.bind(2, Int64(limit))
-        var rows: [OutboxMessage] = []
-        while try statement.step() {
-            rows.append(OutboxMessage(id: statement.int64(0), topic: statement.string(1)!, key: statement.blob(2),
-                                      value: statement.blob(3) ?? []))
-        }
-        return rows
-    }
-
-    /// Deletes rows whose delivery the broker acknowledged.
-    public func deleteOutbox(ids: [Int64]) throws {
-        guard !ids.isEmpty else { return }
-        try db.transaction {
-            let delete = try db.prepare("DELETE FROM outbox WHERE id = ?")
-            for id in ids {
-                delete.reset()
-                delete.bind(1, id)
-                try delete.run()
-            }
-        }
-    }
-
-    public func outboxDepth() throws -> Int {
-        let statement = try db.prepare("SELECT count(*) FROM outbox")
-        _ = try statement.step()
-        return Int(statement.int64(0))
     }
 }

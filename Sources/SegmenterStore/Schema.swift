@@ -48,6 +48,32 @@ enum Schema {
             value INTEGER NOT NULL
         ) WITHOUT ROWID;
         """,
+        // 2: segment membership with each member's KPI contributions, time-driven timers,
+        // per-partition KPI partial sums (combined into global values by the emitter).
+        """
+        CREATE TABLE memberships (
+            user_id TEXT NOT NULL,
+            segment TEXT NOT NULL,
+            contributions TEXT NOT NULL,
+            PRIMARY KEY (user_id, segment)
+        ) WITHOUT ROWID;
+        CREATE TABLE timers (
+            user_id TEXT PRIMARY KEY,
+            due INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX timers_by_due ON timers (due, user_id);
+        CREATE TABLE kpi_partials (
+            segment TEXT NOT NULL,
+            kpi TEXT NOT NULL,
+            counted INTEGER NOT NULL,
+            total_bits INTEGER NOT NULL,  -- the Double total, bit for bit
+            PRIMARY KEY (segment, kpi)
+        ) WITHOUT ROWID;
+        CREATE TABLE meta_text (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """,
     ]
 
     /// Brings `connection` to the newest schema.

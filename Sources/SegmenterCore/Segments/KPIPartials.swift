@@ -1,0 +1,85 @@
+/// Identifies one KPI of one segment.
+public struct KPIKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let segment: String
+    public let kpi: String
+    public init(segment: String, kpi: String) {
+        self.segment = segment
+        self.kpi = kpi
+    }
+    public static func < (a: KPIKey, b: KPIKey) -> Bool { (a.segment, a.kpi) < (b.segment, b.kpi) }
+    public var description: String { "\(segment)/\(kpi)" }
+}
+
+/// Sums that make a KPI: how many members have a non-null value, and the total of those values.
+/// Partials of different partitions (or instances) add up to the global partial.
+public struct KPIPartial: Equatable, Sendable {
+    public var counted: Int64 = 0
+    public var total: Double = 0
+    public init(counted: Int64 = 0, total: Double = 0) {
+        self.counted = counted
+        self.total = total
+    }
+    public static func += (a: inout KPIPartial, b: KPIPartial) {
+        a.counted += b.counted
+        a.total += b.total
+    }
+}
+
+/// Per (segment, kpi) partials, maintained by differences as members enter, leave or change.
+public struct KPIPartials: Equatable, Sendable {
+    public var values: [KPIKey: KPIPartial] = [:]
+    /// Keys changed since the last `takeChanged()`, for writing back.
+    public private(set) var changed: Set<KPIKey> = []
+
+    public init(values: [KPIKey: KPIPartial] = [:]) { self.values = values }
+
+    /// Replaces a user's contribution to `segment`: nil means "not a member".
+    public mutating func replace(segment: String, kpis: [KPIDefinition], old: [Double?]?, new: [Double?]?) {
+        guard old != new else { return }
+        let membersKey = KPIKey(segment: segment, kpi: SegmentCatalog.membersKPI)
+        let delta = (new == nil ? 0 : 1) - (old == nil ? 0 : 1)
+        if delta != 0 { add(membersKey, KPIPartial(counted: Int64(delta), total: Double(delta))) }
+        for (index, kpi) in kpis.enumerated() {
+            let before = old.flatMap { index < $0.count ? $0[index] : nil }
+            let after = new.flatMap { index < $0.count ? $0[index] : nil }
+            guard before != after else { continue }
+            var change = KPIPartial()
+            if let before { change.counted -= 1; change.total -= before }
+            if let after { change.counted += 1; change.total += after }
+            add(KPIKey(segment: segment, kpi: kpi.name), change)
+        }
+    }
+
+    private mutating func add(_ key: KPIKey, _ change: KPIPartial) {
+        values[key, default: KPIPartial()] += change
+        changed.insert(key)
+    }
+
+    public mutating func takeChanged() -> Set<KPIKey> {
+        defer { changed = [] }
+        return changed
+    }
+}
+
+extension SegmentCatalog {
+    /// Every (segment, kpi) pair the catalog defines, `members` first per segment.
+    public var kpiKeys: [KPIKey] {
+        segmentNames.flatMap { segment in
+            [KPIKey(segment: segment, kpi: Self.membersKPI)] + kpis(for: segment).map { KPIKey(segment: segment, kpi: $0.name) }
+        }
+    }
+
+    /// A KPI's value from its (global) partials (SPEC §8): `members` of an empty segment is 0;
+    /// `sum`/`avg` over no non-null values and `share` of an empty segment are null.
+    public func value(of key: KPIKey, in partials: [KPIKey: KPIPartial]) -> Double? {
+        let members = partials[KPIKey(segment: key.segment, kpi: Self.membersKPI)]?.counted ?? 0
+        if key.kpi == Self.membersKPI { return Double(members) }
+        guard let kpi = kpis.first(where: { $0.name == key.kpi }) else { return nil }
+        let partial = partials[key] ?? KPIPartial()
+        switch kpi.kind {
+        case .sum: return partial.counted > 0 ? partial.total : nil
+        case .avg: return partial.counted > 0 ? partial.total / Double(partial.counted) : nil
+        case .share: return members > 0 ? partial.total / Double(members) : nil
+        }
+    }
+}

@@ -1,0 +1,131 @@
+/// A user's segments and KPI contributions at one `now`, and when that could next change
+/// without a new event of theirs. Pure.
+public struct UserEvaluation: Equatable, Sendable {
+    /// Segments the user is in, `all` included.
+    public var segments: Set<String>
+    /// Per segment the user is in: per KPI of that segment (catalog order), the contribution.
+    public var contributions: [String: [Double?]]
+    /// The earliest instant after `now` at which a rule or KPI value could change by time alone.
+    public var nextChange: Instant?
+
+    public init(segments: Set<String>, contributions: [String: [Double?]], nextChange: Instant?) {
+        self.segments = segments
+        self.contributions = contributions
+        self.nextChange = nextChange
+    }
+}
+
+extension SegmentCatalog {
+    public func evaluate(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, calendar: DayCalendar) -> UserEvaluation {
+        let evaluator = FeatureEvaluator(profile: profile, days: days, now: now, calendar: calendar)
+        var cache: [Feature: FeatureValue] = [:]
+        let lookup: (Feature) -> FeatureValue = { feature in
+            if let value = cache[feature] { return value }
+            let value = evaluator.value(of: feature)
+            cache[feature] = value
+            return value
+        }
+        var segments: Set<String> = [Self.allSegment]
+        for segment in self.segments where segment.rule.isTrue(lookup) { segments.insert(segment.name) }
+        var contributions: [String: [Double?]] = [:]
+        for segment in segments {
+            contributions[segment] = kpis(for: segment).map { $0.contribution(lookup) }
+        }
+        return UserEvaluation(segments: segments, contributions: contributions,
+                              nextChange: timeTriggers.nextChange(profile: profile, days: days, now: now, today: evaluator.today, calendar: calendar))
+    }
+
+    /// What in the catalog can change with the clock alone.
+    public var timeTriggers: TimeTriggers { TimeTriggers(catalog: self) }
+}
+
+/// The instants at which the clock alone can change a rule or KPI value (GUIDE: time is an input).
+///
+/// - Windows: a day leaves an `Nd` window at the start of day `d + N`.
+/// - `days_since_signup` changes at every local midnight.
+/// - `hours_since_*` compared directly with constants (`hours_since_signup >= 24`) cross them at
+///   `base + c hours`; used any other way (inside arithmetic) they are re-checked hourly.
+public struct TimeTriggers: Sendable, Equatable {
+    public let windows: [Int]
+    public let daily: Bool
+    public let thresholds: [Feature: [Double]]
+    public let hourly: Set<Feature>
+
+    init(catalog: SegmentCatalog) {
+        let features = catalog.features
+        windows = Set(features.compactMap(\.windowDays)).sorted()
+        daily = features.contains(.daysSinceSignup)
+        var thresholds: [Feature: Set<Double>] = [:]
+        var hourly: Set<Feature> = []
+        let expressions = catalog.segments.map(\.rule) + catalog.kpis.map(\.expression)
+        for expression in expressions { Self.collect(expression, &thresholds, &hourly) }
+        self.thresholds = thresholds.mapValues { $0.sorted() }
+        self.hourly = hourly
+    }
+
+    static let continuous: Set<Feature> = [.hoursSinceSignup, .hoursSinceLastActivity]
+
+    private static func constant(_ e: RuleExpression) -> Double? {
+        switch e {
+        case let .literal(.number(n), _): return n
+        case let .negate(inner, _): return constant(inner).map { -$0 }
+        default: return nil
+        }
+    }
+
+    private static func collect(_ e: RuleExpression, _ thresholds: inout [Feature: Set<Double>], _ hourly: inout Set<Feature>) {
+        func direct(_ feature: RuleExpression, _ bounds: [RuleExpression]) -> Bool {
+            guard case let .feature(f, _) = feature, continuous.contains(f) else { return false }
+            let values = bounds.compactMap(constant)
+            guard values.count == bounds.count else { return false }
+            thresholds[f, default: []].formUnion(values)
+            return true
+        }
+        switch e {
+        case let .binary(op, l, r, _) where op.isComparison:
+            if direct(l, [r]) || direct(r, [l]) { return }
+        case let .between(v, lo, hi, _, _):
+            if direct(v, [lo, hi]) { return }
+        case let .inList(v, items, _, _):
+            if direct(v, items) { return }
+        case let .feature(f, _) where continuous.contains(f):
+            hourly.insert(f)
+            return
+        default: break
+        }
+        switch e {
+        case .literal, .feature: return
+        case let .not(x, _), let .negate(x, _), let .isNull(x, _, _): collect(x, &thresholds, &hourly)
+        case let .binary(_, a, b, _): collect(a, &thresholds, &hourly); collect(b, &thresholds, &hourly)
+        case let .inList(v, items, _, _): ([v] + items).forEach { collect($0, &thresholds, &hourly) }
+        case let .between(v, lo, hi, _, _): [v, lo, hi].forEach { collect($0, &thresholds, &hourly) }
+        }
+    }
+
+    public func nextChange(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, today: DayNumber,
+                           calendar: DayCalendar) -> Instant? {
+        var next: Instant?
+        func consider(_ candidate: Instant) { if candidate > now, next == nil || candidate < next! { next = candidate } }
+        for n in windows {
+            let first = today - DayNumber(n - 1)
+            if let oldest = days.filter({ $0.key >= first && $0.key <= today && $0.value != DayAggregate() }).keys.min() {
+                consider(calendar.start(of: oldest + DayNumber(n)))
+            }
+        }
+        if daily, profile.signupAt != nil { consider(calendar.start(of: today + 1)) }
+        for (feature, base) in [(Feature.hoursSinceSignup, profile.signupAt), (.hoursSinceLastActivity, profile.lastActivityAt)] {
+            guard let base else { continue }
+            for hours in thresholds[feature] ?? [] {
+                // At the crossing (for `>=`, `=`) and just past it (for `>`).
+                let crossing = base.nanoseconds + Int64((hours * 3.6e12).rounded(.up))
+                consider(Instant(nanoseconds: crossing))
+                consider(Instant(nanoseconds: crossing + 1))
+            }
+            if hourly.contains(feature) {
+                let elapsed = now.nanoseconds - base.nanoseconds
+                consider(Instant(nanoseconds: base.nanoseconds + (elapsed / Instant.nanosPerHour + 1) * Instant.nanosPerHour))
+            }
+        }
+        return next
+    }
+}

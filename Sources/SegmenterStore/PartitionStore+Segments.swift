@@ -1,0 +1,210 @@
+import Foundation
+import SegmenterCore
+
+/// What segment evaluation needs besides the state: the definitions and where changes go.
+public struct SegmentSetup: Sendable {
+    public var catalog: SegmentCatalog
+    public var membershipTopic: String
+    public init(catalog: SegmentCatalog = SegmentCatalog(), membershipTopic: String = "segment-membership") {
+        self.catalog = catalog
+        self.membershipTopic = membershipTopic
+    }
+}
+
+/// Why a user's membership is being re-evaluated; published as `cause` (SPEC §5).
+public enum ChangeCause: String, Sendable {
+    case event, time, config, reconciliation
+}
+
+/// Prepared statements for membership, timers and KPI partials.
+final class SegmentStatements {
+    let selectDays: Statement
+    let selectMemberships: Statement
+    let upsertMembership: Statement
+    let deleteMembership: Statement
+    let upsertTimer: Statement
+    let deleteTimer: Statement
+    let selectDue: Statement
+    let upsertPartial: Statement
+
+    init(_ db: SQLiteConnection) throws {
+        selectDays = try db.prepare("SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?")
+        selectMemberships = try db.prepare("SELECT segment, contributions FROM memberships WHERE user_id = ?")
+        upsertMembership = try db.prepare("INSERT OR REPLACE INTO memberships (user_id, segment, contributions) VALUES (?, ?, ?)")
+        deleteMembership = try db.prepare("DELETE FROM memberships WHERE user_id = ? AND segment = ?")
+        upsertTimer = try db.prepare("INSERT OR REPLACE INTO timers (user_id, due) VALUES (?, ?)")
+        deleteTimer = try db.prepare("DELETE FROM timers WHERE user_id = ?")
+        selectDue = try db.prepare("SELECT user_id FROM timers WHERE due <= ? ORDER BY due LIMIT 10000")
+        upsertPartial = try db.prepare("INSERT OR REPLACE INTO kpi_partials (segment, kpi, counted, total_bits) VALUES (?, ?, ?, ?)")
+    }
+}
+
+/// Contributions as stored: `12.5,,3` (empty = null). Swift's `Double` description round-trips,
+/// so subtracting a stored contribution later removes exactly what was added.
+enum ContributionCodec {
+    static func encode(_ values: [Double?]) -> String { values.map { $0.map { "\($0)" } ?? "" }.joined(separator: ",") }
+    static func decode(_ text: String) -> [Double?] {
+        text.isEmpty ? [] : text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) }
+    }
+}
+
+extension PartitionStore {
+    /// Per-day sums of `userID` from the first day any window can reach at `now`.
+    func days(of userID: String, now: Instant) throws -> [DayNumber: DayAggregate] {
+        let firstDay = calendar.day(of: now) - DayNumber(segments.catalog.longestWindow - 1)
+        return try StateReading.days(of: userID, from: firstDay, using: segmentStatements.selectDays)
+    }
+
+    /// The user's stored memberships: segment → KPI contributions.
+    func memberships(of userID: String) throws -> [String: [Double?]] {
+        let statement = segmentStatements.selectMemberships.reset()
+        statement.bind(1, userID)
+        defer { statement.reset() }
+        var result: [String: [Double?]] = [:]
+        while try statement.step() { result[statement.string(0)!] = ContributionCodec.decode(statement.string(1) ?? "") }
+        return result
+    }
+
+    /// Re-evaluates one user at `now`: writes membership differences (and their outbox rows),
+    /// updates KPI partials by difference, and re-arms the user's timer. Call inside a transaction.
+    /// - Parameter rebuilding: the partials are being rebuilt from empty (config change), so old
+    ///   contributions are not subtracted.
+    /// - Returns: the number of published membership changes.
+    @discardableResult
+    func reevaluate(_ userID: String, profile: UserProfile, now: Instant, cause: ChangeCause,
+                    partials: inout KPIPartials, rebuilding: Bool = false) throws -> Int {
+        let catalog = segments.catalog
+        let evaluation = catalog.evaluate(profile: profile, days: try days(of: userID, now: now), now: now, calendar: calendar)
+        let stored = try memberships(of: userID)
+        var published = 0
+        let st = segmentStatements
+        for segment in Set(stored.keys).union(evaluation.segments) {
+            let old = stored[segment]
+            let new = evaluation.contributions[segment]
+            partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: rebuilding ? nil : old, new: new)
+            if let new {
+                if old != new {
+                    st.upsertMembership.reset()
+                    st.upsertMembership.bind(1, userID)
+                    st.upsertMembership.bind(2, segment)
+                    st.upsertMembership.bind(3, ContributionCodec.encode(new))
+                    try st.upsertMembership.run()
+                }
+            } else {
+                st.deleteMembership.reset()
+                st.deleteMembership.bind(1, userID)
+                st.deleteMembership.bind(2, segment)
+                try st.deleteMembership.run()
+            }
+            if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment {
+                let message = JSONText.object([
+                    ("user_id", JSONText.quote(userID)), ("segment", JSONText.quote(segment)),
+                    ("change", JSONText.quote(new == nil ? "exit" : "enter")), ("as_of", JSONText.quote(now.description)),
+                    ("cause", JSONText.quote(cause.rawValue)),
+                ])
+                try enqueue(topic: segments.membershipTopic, key: Array(userID.utf8), value: Array(message.utf8), at: now)
+                published += 1
+            }
+        }
+        if let due = evaluation.nextChange {
+            st.upsertTimer.reset()
+            st.upsertTimer.bind(1, userID)
+            st.upsertTimer.bind(2, due.nanoseconds)
+            try st.upsertTimer.run()
+        } else {
+            st.deleteTimer.reset()
+            st.deleteTimer.bind(1, userID)
+            try st.deleteTimer.run()
+        }
+        return published
+    }
+
+    /// Re-evaluates the users whose timers are due at `now` (cause `time`). The work grows with
+    /// the number of due timers, not with the number of users.
+    func fireDueTimers(now: Instant, partials: inout KPIPartials, profiles: inout [String: UserProfile]) throws -> (fired: Int, changes: Int) {
+        var fired = 0
+        var changes = 0
+        while true {
+            let select = segmentStatements.selectDue.reset()
+            select.bind(1, now.nanoseconds)
+            var due: [String] = []
+            while try select.step() { due.append(select.string(0)!) }
+            select.reset()
+            if due.isEmpty { return (fired, changes) }
+            for userID in due {
+                guard let profile = try profiles[userID] ?? self.profile(of: userID) else {
+                    segmentStatements.deleteTimer.reset()
+                    segmentStatements.deleteTimer.bind(1, userID)
+                    try segmentStatements.deleteTimer.run()
+                    continue
+                }
+                changes += try reevaluate(userID, profile: profile, now: now, cause: .time, partials: &partials)
+                fired += 1
+            }
+        }
+    }
+
+    /// The earliest due timer, to skip clock steps that fire nothing.
+    func earliestTimer() throws -> Instant? {
+        let statement = try db.prepare("SELECT min(due) FROM timers")
+        _ = try statement.step()
+        return statement.optionalInt64(0).map(Instant.init(nanoseconds:))
+    }
+
+    func loadPartials() throws -> KPIPartials {
+        let statement = try db.prepare("SELECT segment, kpi, counted, total_bits FROM kpi_partials")
+        var values: [KPIKey: KPIPartial] = [:]
+        while try statement.step() {
+            values[KPIKey(segment: statement.string(0)!, kpi: statement.string(1)!)] =
+                KPIPartial(counted: statement.int64(2), total: Double(bitPattern: UInt64(bitPattern: statement.int64(3))))
+        }
+        return KPIPartials(values: values)
+    }
+
+    /// Writes the partials changed in this transaction. Totals are stored bit for bit.
+    func writeChangedPartials(_ partials: inout KPIPartials) throws {
+        for key in partials.takeChanged() {
+            let value = partials.values[key] ?? KPIPartial()
+            let statement = segmentStatements.upsertPartial.reset()
+            statement.bind(1, key.segment)
+            statement.bind(2, key.kpi)
+            statement.bind(3, value.counted)
+            statement.bind(4, Int64(bitPattern: value.total.bitPattern))
+            try statement.run()
+        }
+    }
+
+    /// After a change of segment or KPI definitions, re-evaluates every user once (cause
+    /// `config`) and rebuilds the partials from nothing. One transaction.
+    func reevaluateEveryone(now: Instant) throws -> Int {
+        var rebuilt = KPIPartials()
+        var changes = 0
+        try db.transaction {
+            try db.execute("DELETE FROM kpi_partials")
+            // Segments no longer defined: their rows go (exits are published below per user).
+            let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users")
+            while try users.step() {
+                let userID = users.string(0)!
+                let profile = try StateReading.profile(from: users, first: 1)
+                changes += try reevaluate(userID, profile: profile, now: now, cause: .config, partials: &rebuilt, rebuilding: true)
+            }
+            try writeChangedPartials(&rebuilt)
+            try putText("catalog", segments.catalog.fingerprint)
+        }
+        partials = rebuilt
+        return changes
+    }
+
+    func text(_ key: String) throws -> String? {
+        let statement = try db.prepare("SELECT value FROM meta_text WHERE key = ?")
+        statement.bind(1, key)
+        return try statement.step() ? statement.string(0) : nil
+    }
+
+    func putText(_ key: String, _ value: String) throws {
+        let statement = try db.prepare("INSERT OR REPLACE INTO meta_text (key, value) VALUES (?, ?)")
+        statement.bind(1, key)
+        statement.bind(2, value)
+        try statement.run()
+    }
+}
