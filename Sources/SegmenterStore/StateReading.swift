@@ -112,6 +112,40 @@ public final class StateReader {
         }
     }
 
+    /// Segments of one user (`all` included).
+    public func segments(of userID: String) throws -> [String] {
+        try partitions.flatMap { _, db in
+            let statement = try db.prepare("SELECT segment FROM memberships WHERE user_id = ? ORDER BY segment")
+            statement.bind(1, userID)
+            var names: [String] = []
+            while try statement.step() { names.append(statement.string(0)!) }
+            return names
+        }
+    }
+
+    /// Every user's segments, over all partitions.
+    public func allMemberships() throws -> [String: Set<String>] {
+        var result: [String: Set<String>] = [:]
+        for (_, db) in partitions {
+            let statement = try db.prepare("SELECT user_id, segment FROM memberships")
+            while try statement.step() { result[statement.string(0)!, default: []].insert(statement.string(1)!) }
+        }
+        return result
+    }
+
+    /// KPI partials summed over every partition in the directory: the instance's global values.
+    public func kpiPartials() throws -> [KPIKey: KPIPartial] {
+        var result: [KPIKey: KPIPartial] = [:]
+        for (_, db) in partitions {
+            let statement = try db.prepare("SELECT segment, kpi, counted, total_bits FROM kpi_partials")
+            while try statement.step() {
+                result[KPIKey(segment: statement.string(0)!, kpi: statement.string(1)!), default: KPIPartial()] +=
+                    KPIPartial(counted: statement.int64(2), total: Double(bitPattern: UInt64(bitPattern: statement.int64(3))))
+            }
+        }
+        return result
+    }
+
     /// Counts for a summary line: users, user-days, remembered event ids, outbox rows.
     public func counts() throws -> (users: Int, userDays: Int, seenEvents: Int, outbox: Int) {
         var totals = (0, 0, 0, 0)

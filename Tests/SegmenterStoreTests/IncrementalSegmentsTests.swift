@@ -1,0 +1,119 @@
+import Foundation
+import Testing
+@testable import SegmenterCore
+@testable import SegmenterStore
+
+/// Property: for random event sequences, batchings and clock steps, the incrementally kept
+/// membership and KPIs equal a from-scratch recomputation over the same events, after every step.
+@Suite struct IncrementalSegmentsTests {
+    static let catalog = SegmentCatalog(
+        segments: [
+            try! SegmentDefinition(name: "spenders", ruleText: "spend(3d) > 50"),
+            try! SegmentDefinition(name: "inactive_new", ruleText: "hours_since_signup >= 24 and activities_since_signup = 0"),
+            try! SegmentDefinition(name: "veterans", ruleText: "days_since_signup >= 2 and attr.plan in ('pro', 'team')"),
+            try! SegmentDefinition(name: "quiet", ruleText: "hours_since_last_activity > 30 or activities(2d) = 0"),
+            try! SegmentDefinition(name: "multi", ruleText: "accounts >= 2"),
+        ],
+        kpis: [
+            try! KPIDefinition(name: "spend", kind: .sum, expressionText: "spend(3d)", segments: nil),
+            try! KPIDefinition(name: "minutes", kind: .avg, expressionText: "active_minutes(2d)", segments: nil),
+            try! KPIDefinition(name: "zero", kind: .share, expressionText: "activities_since_signup = 0", segments: nil),
+            try! KPIDefinition(name: "accounts", kind: .avg, expressionText: "accounts", segments: ["all", "spenders"]),
+        ])
+
+    static let start = Instant(seconds: 1_780_000_000)
+
+    /// A random event; about a third are billing, a few are signups, profiles and accounts.
+    static func randomEvent(_ n: Int, rng: inout SplitMix64, at ts: Instant) -> (InputKind, String) {
+        let user = "u\(rng.next() % 5)"
+        let head = #""event_id":"e\#(n)","user_id":"\#(user)","ts":"\#(ts)""#
+        switch rng.next() % 10 {
+        case 0: return (.activity, #"{\#(head),"type":"signup"}"#)
+        case 1: return (.activity, #"{\#(head),"type":"profile","attributes":{"plan":"\#(["free", "pro", "team"][Int(rng.next() % 3)])"}}"#)
+        case 2: return (.activity, #"{\#(head),"type":"account_\#(rng.next() % 2 == 0 ? "opened" : "closed")","account_id":"a\#(rng.next() % 3)"}"#)
+        case 3, 4: return (.billing, #"{\#(head),"type":"charge","amount":\#(rng.next() % 4000 + 1),"currency":"USD"}"#)
+        case 5: return (.billing, #"{\#(head),"type":"refund","amount":\#(rng.next() % 900 + 1),"currency":"USD"}"#)
+        default: return (.activity, #"{\#(head),"type":"session","duration_s":\#(rng.next() % 3000)}"#)
+        }
+    }
+
+    @Test(arguments: Array(UInt64(1)...UInt64(25)))
+    func incrementalEqualsRecomputation(seed: UInt64) throws {
+        var rng = SplitMix64(seed: seed)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("prop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let calendar = DayCalendar(identifier: "Europe/Berlin")!
+        let store = try PartitionStore(directory: directory, partition: 0, calendar: calendar,
+                                       segments: SegmentSetup(catalog: Self.catalog))
+        let decoder = EventDecoder()
+        var applied: [UserEvent] = []
+        var offset: Int64 = 0
+        var clock = Self.start
+        var n = 0
+        for step in 0..<30 {
+            if rng.next() % 4 == 0 {
+                // A clock step with no events: only timers may move users.
+                clock = clock.adding(seconds: Int64(rng.next() % (40 * 3600)))
+                _ = try store.advanceClock(to: clock)
+            } else {
+                var records: [DecodedRecord] = []
+                for _ in 0..<(1 + rng.next() % 8) {
+                    // Mostly forward in time, sometimes late (up to 2 days back).
+                    let ts = clock.adding(seconds: Int64(rng.next() % (8 * 3600)) - (rng.next() % 5 == 0 ? 48 * 3600 : 0))
+                    let (kind, payload) = Self.randomEvent(n, rng: &rng, at: ts)
+                    n += 1
+                    let decoded = decoder.decode(Array(payload.utf8), from: kind, wallClock: Instant(seconds: 4_000_000_000))
+                    if case let .success(event) = decoded {
+                        applied.append(event)
+                        clock = max(clock, event.ts)  // the event clock: the greatest ts seen
+                    }
+                    records.append(DecodedRecord(topic: kind.rawValue, partition: 0, offset: offset, key: nil,
+                                                 payload: Array(payload.utf8), decoded: decoded))
+                    offset += 1
+                }
+                _ = try store.commit(records, deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+            }
+            try verify(store: store, directory: directory, events: applied, now: clock, calendar: calendar,
+                       context: "seed \(seed) step \(step)")
+        }
+    }
+
+    func verify(store: PartitionStore, directory: URL, events: [UserEvent], now: Instant, calendar: DayCalendar,
+                context: String) throws {
+        // From scratch: fold every applied event, evaluate every user at `now`.
+        var profiles: [String: UserProfile] = [:]
+        var days: [String: [DayNumber: DayAggregate]] = [:]
+        for event in events {
+            if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: calendar) {
+                days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
+            }
+        }
+        var expectedMembers: [String: Set<String>] = [:]
+        var expectedPartials = KPIPartials()
+        for (user, profile) in profiles {
+            let evaluation = Self.catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now, calendar: calendar)
+            expectedMembers[user] = evaluation.segments
+            for (segment, contributions) in evaluation.contributions {
+                expectedPartials.replace(segment: segment, kpis: Self.catalog.kpis(for: segment), old: nil, new: contributions)
+            }
+        }
+        let reader = try StateReader(directory: directory)
+        #expect(try reader.allMemberships() == expectedMembers, "\(context): membership")
+        let stored = try reader.kpiPartials()
+        for key in Self.catalog.kpiKeys {
+            let expected = Self.catalog.value(of: key, in: expectedPartials.values)
+            let incremental = Self.catalog.value(of: key, in: store.partials.values)
+            let durable = Self.catalog.value(of: key, in: stored)
+            #expect(close(expected, incremental), "\(context): \(key) expected \(String(describing: expected)) got \(String(describing: incremental))")
+            #expect(close(expected, durable), "\(context): \(key) stored")
+        }
+    }
+
+    func close(_ a: Double?, _ b: Double?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): return true
+        case let (x?, y?): return abs(x - y) <= 1e-6 * max(1, abs(x))
+        default: return false
+        }
+    }
+}
