@@ -26,6 +26,8 @@ public struct BatchOutcome: Sendable, Equatable {
     public var applied = 0
     public var duplicates = 0
     public var deadLettered = 0
+    /// Messages skipped because their offset was already committed (redelivered).
+    public var alreadyApplied = 0
     /// Users whose state changed (and who were re-evaluated).
     public var touchedUsers: Set<String> = []
     /// Membership changes published (enter/exit, all causes).
@@ -197,7 +199,14 @@ public final class PartitionStore: @unchecked Sendable {
         var newPartials = partials
 
         try db.transaction {
+            // A message below the stored offset was applied by an earlier commit (a redelivery
+            // after a rebalance or restart): its effect is already in this database.
+            let stored = try storedOffsets()
             for record in records {
+                guard record.offset >= stored[record.topic] ?? 0 else {
+                    outcome.alreadyApplied += 1
+                    continue
+                }
                 nextOffsets[record.topic] = max(nextOffsets[record.topic] ?? 0, record.offset + 1)
                 switch record.decoded {
                 case let .failure(failure):

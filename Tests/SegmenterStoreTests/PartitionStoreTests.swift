@@ -62,6 +62,17 @@ import Testing
         #expect(try store2.storedOffsets() == ["activity": 5, "billing": 4])
     }
 
+    @Test func aRedeliveredMessageBelowTheStoredOffsetIsNotAppliedAgain() throws {
+        let store = try openStore()
+        _ = try store.commit([record(0, activity("e1")), record(1, activity("e2"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        // Even with an id the dedupe set has forgotten, offset 1 must not count twice.
+        try store.db.execute("DELETE FROM seen_events")
+        let again = try store.commit([record(1, activity("e2")), record(2, activity("e3"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        #expect(again.alreadyApplied == 1)
+        #expect(again.applied == 1)
+        #expect(try store.profile(of: "u1")?.lifetimeActivities == 3)
+    }
+
     @Test func duplicatesAcrossBatchesAndTopicsAreIgnored() throws {
         let store = try openStore()
         let first = try store.commit([record(0, activity("e1")), record(1, activity("e1"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
