@@ -16,6 +16,8 @@ public struct EventGenerator: Sendable {
         /// Share of messages replaced by invalid ones of every kind.
         public var invalidRate = 0.0
         public var userPrefix = "u"
+        /// The injected incident: users who sign up at or after this instant have no activity at all.
+        public var incidentSignupsFrom: Instant?
         public init() {}
     }
 
@@ -41,7 +43,8 @@ public struct EventGenerator: Sendable {
         var rng = SplitMix64(seed: options.seed)
         let spanSeconds = Int64(options.days) * 86_400
         let start = options.start.epochSeconds
-        let signups = (0..<options.users).map { _ in start + Int64(rng.next() % UInt64(max(spanSeconds * 2 / 3, 1))) }
+        // Sign-ups spread over all but the last day, so late cohorts exist (the incident needs them).
+        let signups = (0..<options.users).map { _ in start + Int64(rng.next() % UInt64(max(spanSeconds - 86_400, 1))) }
         var drafts: [(ts: Int64, user: Int, kind: Int, n: Int)] = []
         drafts.reserveCapacity(options.events)
         for user in 0..<options.users where drafts.count < options.events { drafts.append((signups[user], user, -1, 0)) }
@@ -63,6 +66,9 @@ public struct EventGenerator: Sendable {
                 let (topic, payload) = Self.invalid(index: index, userID: userID, ts: ts, rng: &rng)
                 out.append(Message(topic: topic, key: userID, payload: payload, valid: false, duplicate: false, ts: ts))
                 continue
+            }
+            if let incident = options.incidentSignupsFrom, signups[draft.user] >= incident.epochSeconds, (0..<62).contains(draft.kind) {
+                continue  // the incident: this cohort's activity never arrives
             }
             let (topic, payload) = event(index: index, userID: userID, ts: ts, kind: draft.kind, rng: &rng)
             let message = Message(topic: topic, key: userID, payload: payload, valid: true, duplicate: false, ts: ts)

@@ -7,43 +7,55 @@ import SegmenterStore
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Everything embedded: an in-process Kafka, generated events, ingest, and what came out.",
-        discussion: "Nothing to install beyond the build. State goes to a temporary directory unless --state-dir is given."
+        abstract: "Everything embedded: an in-process Kafka, generated events with an incident, segments and KPIs moving live.",
+        discussion: """
+        The story: users sign up over 30 days, pay monthly, open accounts and are active — until an \
+        incident: everyone who signs up after the incident date has zero activity. Watch the \
+        `signed_up_after_incident` segment's zero_activity_share climb and `inactive_new_users` fill up \
+        while the event clock moves. Nothing to install beyond the build; state goes to a temporary \
+        directory unless --state-dir is given.
+        """
     )
 
-    @Option(help: "Number of users.") var users = 2000
-    @Option(help: "Number of events.") var events = 60_000
-    @Option(help: "Events per second produced into the broker.") var rate = 20_000.0
+    @Option(help: "Number of users.") var users = 3000
+    @Option(help: "Number of events.") var events = 90_000
+    @Option(help: "Events per second produced into the broker.") var rate = 9_000.0
     @Option(help: "State directory (default: a new temporary one).") var stateDir: String?
 
     func run() throws {
         let logger = makeLogger()
-        let broker = try SegmenterService.DevBroker(brokers: 1, partitions: 4, topics: ["activity", "billing", "segmenter-dlq"])
+        let broker = try SegmenterService.DevBroker(brokers: 1, partitions: 4,
+                                                    topics: ["activity", "billing", "segmenter-dlq", "segment-membership", "segment-kpi-deltas"])
         say("== segmenter demo: in-process Kafka at \(broker.bootstrapServers)")
-
-        var config = SegmenterConfig()
-        config.kafka = KafkaConfiguration(["bootstrap.servers": broker.bootstrapServers, "group.id": "segmenter-demo"])
-        config.fx = ["EUR": ExchangeRate("1.08")!]
-        config.stateDirectory = stateDir.map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.temporaryDirectory.appendingPathComponent("segmenter-demo-\(getpid())")
-        say("== state in \(config.stateDirectory.path)")
 
         var options = EventGenerator.Options()
         options.users = users
         options.events = events
         options.duplicateRate = 0.01
-        options.invalidRate = 0.005
+        options.invalidRate = 0.003
+        let incidentDay = DayNumber(options.start.epochSeconds / 86_400) + 20
+        options.incidentSignupsFrom = Instant(seconds: Int64(incidentDay) * 86_400)
+        let incidentDate = DayCalendar.isoDate(incidentDay)
+
+        let stateDirectory = stateDir.map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("segmenter-demo-\(getpid())")
+        var config = try SegmenterConfig.parse(yaml: Self.configYAML(incidentDate: incidentDate), source: "demo.yaml",
+                                               environment: [:])
+        config.kafka = KafkaConfiguration(["bootstrap.servers": broker.bootstrapServers, "group.id": "segmenter-demo"])
+        config.stateDirectory = stateDirectory
+        say("== state in \(stateDirectory.path); incident: users signing up from \(incidentDate) have no activity")
+        for segment in config.catalog.segments { say("   segment \(segment.name): \(segment.ruleText)") }
+
         let messages = EventGenerator(options: options).messages()
         say("== producing \(messages.count) events for \(users) users over \(options.days) days at \(Int(rate))/s "
-            + "(\(messages.filter { !$0.valid }.count) invalid, \(messages.filter(\.duplicate).count) duplicates)")
+            + "(\(messages.filter { !$0.valid }.count) invalid, \(messages.filter(\.duplicate).count) duplicates)\n")
         var producer: KafkaProducer? = try KafkaProducer(configuration: config.kafka)
-        let bootstrap = broker.bootstrapServers
         Thread.detachNewThread { [rate, producer] in
             guard let producer else { return }
             do {
                 try GeneratorRunner.produce(messages, producer: producer, activityTopic: "activity", billingTopic: "billing",
                                             ratePerSecond: rate)
-            } catch { say("generator failed: \(error) (\(bootstrap))") }
+            } catch { say("generator failed: \(error)") }
         }
 
         let stop = StopSignal()
@@ -55,37 +67,58 @@ struct Demo: ParsableCommand {
             done.signal()
         }
         let started = Date()
+        var idleTicks = 0
         while !stop.isStopped {
             Thread.sleep(forTimeInterval: 1)
             let c = service.counters
-            say(String(format: "[%5.1fs] consumed %7d  applied %7d  duplicates %5d  dead-lettered %4d  published %4d",
-                       Date().timeIntervalSince(started), c.consumed, c.applied, c.duplicates, c.deadLettered, c.published))
-            if c.consumed >= messages.count && c.published >= c.deadLettered { break }
+            let table = (try? KPITable.render(config: config)) ?? "(waiting for the first batch)"
+            say(String(format: "[%5.1fs] consumed %6d  applied %6d  duplicates %4d  dead-lettered %3d  membership changes %5d  timers fired %5d",
+                       Date().timeIntervalSince(started), c.consumed, c.applied, c.duplicates, c.deadLettered,
+                       c.membershipChanges, c.timersFired))
+            say(table)
+            idleTicks = c.consumed >= messages.count ? idleTicks + 1 : 0
+            if idleTicks >= 2 { break }
         }
         stop.stop()
         done.wait()
         _ = handlers
-
-        let reader = try StateReader(directory: config.stateDirectory)
-        guard let now = try reader.clock() else { return }
-        say("\n== features of a few users as of now = \(now)")
-        for id in ["\(options.userPrefix)0", "\(options.userPrefix)1", "\(options.userPrefix)2"] {
-            let first = FeatureExport.firstDay(now: now, calendar: config.calendar, windows: FeatureExport.defaultWindows)
-            if let user = try reader.user(id, daysFrom: first) {
-                say(FeatureExport.json(user, now: now, calendar: config.calendar, windows: FeatureExport.defaultWindows))
-            }
-        }
-        say("\n== a few dead letters from segmenter-dlq")
-        for letter in try readTopic("segmenter-dlq", bootstrap: bootstrap, limit: 3) { say(letter) }
         producer = nil  // clients go before the broker they talk to
-        defer { withExtendedLifetime(broker) {} }
-        say("\nTry: segmenter export features --config <a config whose state_dir is \(config.stateDirectory.path)>")
+
+        say("== a few membership changes and KPI deltas as published")
+        for line in try readTopic("segment-membership", bootstrap: broker.bootstrapServers, limit: 3) { say(line) }
+        for line in try readTopic("segment-kpi-deltas", bootstrap: broker.bootstrapServers, limit: 4) { say(line) }
+        say("== a dead letter")
+        for line in try readTopic("segmenter-dlq", bootstrap: broker.bootstrapServers, limit: 1) { say(line) }
+        withExtendedLifetime(broker) {}
+    }
+
+    static func configYAML(incidentDate: String) -> String {
+        """
+        segments:
+          - name: signed_up_after_incident
+            rule: signup_date >= date('\(incidentDate)')
+          - name: big_spenders
+            rule: spend(30d) > 500
+          - name: multi_account
+            rule: accounts >= 2
+          - name: inactive_new_users
+            rule: hours_since_signup >= 24 and activities_since_signup = 0
+        kpis:
+          - name: avg_daily_minutes
+            avg: avg_daily_minutes(7d)
+          - name: zero_activity_share
+            share: activities_since_signup = 0
+          - name: spend_30d
+            sum: spend(30d)
+        fx:
+          EUR: 1.08
+        kpi_emit_interval: 500ms
+        """
     }
 
     private func readTopic(_ topic: String, bootstrap: String, limit: Int) throws -> [String] {
-        let reader = TopicReader()
         let consumer = try KafkaConsumer(configuration: KafkaConfiguration([
-            "bootstrap.servers": bootstrap, "group.id": "demo-reader-\(getpid())"]), listener: reader)
+            "bootstrap.servers": bootstrap, "group.id": "demo-reader-\(topic)-\(getpid())"]), listener: TopicReader())
         try consumer.subscribe(to: [topic])
         var lines: [String] = []
         let deadline = Date().addingTimeInterval(10)
@@ -95,6 +128,30 @@ struct Demo: ParsableCommand {
             }
         }
         return lines
+    }
+}
+
+/// The live segments × KPIs table, read from the state like `inspect segment` does.
+enum KPITable {
+    static func render(config: SegmenterConfig) throws -> String {
+        let reader = try StateReader(directory: config.stateDirectory)
+        let partials = try reader.kpiPartials()
+        let now = try reader.clock()
+        let catalog = config.catalog
+        let columns = [SegmentCatalog.membersKPI] + catalog.kpis.map(\.name)
+        var lines = ["  event time \(now?.description ?? "-")",
+                     "  " + "segment".padding(toLength: 26, withPad: " ", startingAt: 0)
+                        + columns.map { $0.padding(toLength: 20, withPad: " ", startingAt: 0) }.joined()]
+        for segment in catalog.segmentNames {
+            let cells = columns.map { kpi -> String in
+                let value = catalog.kpis(for: segment).contains { $0.name == kpi } || kpi == SegmentCatalog.membersKPI
+                    ? catalog.value(of: KPIKey(segment: segment, kpi: kpi), in: partials) : nil
+                let text = value.map { $0 == $0.rounded() && abs($0) < 1e12 ? String(Int64($0)) : String(format: "%.3f", $0) } ?? "null"
+                return text.padding(toLength: 20, withPad: " ", startingAt: 0)
+            }
+            lines.append("  " + segment.padding(toLength: 26, withPad: " ", startingAt: 0) + cells.joined())
+        }
+        return lines.joined(separator: "\n")
     }
 }
 

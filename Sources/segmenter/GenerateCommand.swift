@@ -22,11 +22,16 @@ struct Generate: ParsableCommand {
     @Option(help: "Share of messages replaced by invalid ones (0...1).") var invalidRate = 0.0
     @Option(help: "Messages per second (0: as fast as possible).") var rate = 0.0
     @Option(help: "Write produced messages as JSON lines to this file.") var out: String?
+    @Option(help: "Inject an incident: users who sign up on or after this date (YYYY-MM-DD, UTC) have no activity.")
+    var incidentAfter: String?
 
     func validate() throws {
         guard users > 0, events >= users else { throw ValidationError("--events must be at least --users (every user signs up)") }
         guard (0...1).contains(duplicateRate), (0...1).contains(invalidRate) else { throw ValidationError("rates must be in 0...1") }
         if let start, DayCalendar.dayNumber(isoDate: start) == nil { throw ValidationError("--start must be a date like 2026-03-01") }
+        if let incidentAfter, DayCalendar.dayNumber(isoDate: incidentAfter) == nil {
+            throw ValidationError("--incident-after must be a date like 2026-03-01")
+        }
     }
 
     func run() throws {
@@ -41,6 +46,9 @@ struct Generate: ParsableCommand {
             options.start = Instant(seconds: Int64(day) * 86_400)
         } else {
             options.start = Instant(seconds: (Int64(Date().timeIntervalSince1970) / 86_400 - Int64(days)) * 86_400)
+        }
+        if let incidentAfter, let day = DayCalendar.dayNumber(isoDate: incidentAfter) {
+            options.incidentSignupsFrom = Instant(seconds: Int64(day) * 86_400)
         }
         let messages = EventGenerator(options: options).messages()
         if let out { try writeLog(messages, to: out) }

@@ -7,7 +7,7 @@ import SegmenterStore
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read the state without stopping the service.",
-        subcommands: [User.self, State.self]
+        subcommands: [User.self, Segment.self, State.self]
     )
 
     struct User: ParsableCommand {
@@ -39,6 +39,30 @@ struct Inspect: ParsableCommand {
                 say("  \(DayCalendar.isoDate(day)): spend \(Money.format(cents: aggregate.spendCents)), \(aggregate.activities) activities, \(Double(aggregate.activeMicros) / 60e6) active minutes")
             }
             say("  features: \(FeatureExport.json(user, now: now, calendar: calendar, windows: windows))")
+            say("  segments: \(try reader.segments(of: id).joined(separator: ", "))")
+        }
+    }
+
+    struct Segment: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a segment's rule, member count and KPI values as of now.")
+        @OptionGroup var options: ConfigOption
+        @Argument(help: "The segment name (or all).") var name: String
+
+        func run() throws {
+            let config = try options.load()
+            let catalog = config.catalog
+            guard catalog.segmentNames.contains(name) else {
+                throw ValidationError("unknown segment \(name) (known: \(catalog.segmentNames.joined(separator: ", ")))")
+            }
+            let reader = try StateReader(directory: config.stateDirectory)
+            let partials = try reader.kpiPartials()
+            say("segment \(name) as of \(try reader.clock()?.description ?? "null")")
+            say("  rule: \(catalog.segments.first { $0.name == name }?.ruleText ?? "every user seen")")
+            for key in catalog.kpiKeys where key.segment == name {
+                let value = catalog.value(of: key, in: partials)
+                let definition = catalog.kpis.first { $0.name == key.kpi }.map { " (\($0.kind.rawValue): \($0.expressionText))" } ?? ""
+                say("  \(key.kpi): \(value.map(JSONText.number) ?? "null")\(definition)")
+            }
         }
     }
 
