@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+
+/// One end-to-end scenario: a `segmenter dev-broker` process, a work directory, and helpers
+/// to generate input, run `segmenter run` (killing it on purpose), and read topics with kcat.
+final class Harness {
+    let work = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)")
+    let bin = Processes.segmenterPath
+    let kcat: String
+    let port: UInt16
+    private let broker: Processes.Running
+
+    init() throws {
+        kcat = try #require(Processes.which("kcat"), "kcat is needed to read topics independently (scripts/test installs it)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        port = Processes.freePort()
+        broker = try Processes.Running(bin, ["dev-broker", "--port", "\(port)", "--partitions", "4"],
+                                       log: work.appendingPathComponent("broker.log"))
+        let deadline = Date().addingTimeInterval(10)
+        while !broker.output.contains("bootstrap.servers"), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        try #require(broker.output.contains("bootstrap.servers"), "dev-broker did not start: \(broker.output)")
+    }
+
+    deinit { broker.kill(SIGTERM) }
+
+    var bootstrap: String { "127.0.0.1:\(port)" }
+
+    /// `segmenter generate` with `arguments`; returns what it says it produced.
+    func generate(_ arguments: [String]) throws -> ProducedLog {
+        let log = work.appendingPathComponent("produced.jsonl").path
+        let (status, _) = try Processes.run(bin, ["generate", "--bootstrap-servers", bootstrap, "--out", log] + arguments)
+        try #require(status == 0)
+        return try ProducedLog(path: log)
+    }
+
+    /// A config for this broker with a fresh group; `extra` is appended YAML (segments, KPIs).
+    func writeConfig(batch: Int, extra: String = "") throws -> String {
+        let path = work.appendingPathComponent("segmenter.yaml").path
+        try """
+        kafka:
+          bootstrap.servers: \(bootstrap)
+          group.id: e2e-\(UUID().uuidString)
+        state_dir: \(work.appendingPathComponent("state").path)
+        fx:
+          EUR: 1.08
+        ingest:
+          batch_max_events: \(batch)
+          batch_max_wait_ms: 50
+        \(extra)
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Sum of stored next offsets over every input partition, read while `run` runs.
+    func committedOffsets(config: String) -> Int {
+        guard let (status, text) = try? Processes.run(bin, ["inspect", "state", "--config", config], timeout: 10), status == 0 else { return 0 }
+        return text.split(separator: "\n").compactMap { line in
+            line.hasPrefix("offset ") ? line.split(separator: "=").last.flatMap { Int($0) } : nil
+        }.reduce(0, +)
+    }
+
+    /// Runs `segmenter run`, SIGKILLs it once a fifth of `total` is committed, restarts it, lets
+    /// it consume everything and stops it gracefully. Returns the offsets committed at the kill.
+    /// - Parameter afterCatchingUp: produces more input once everything else is consumed and
+    ///   returns how many messages it sent (for example a late clock tick).
+    @discardableResult
+    func runKilledMidStream(config: String, total: Int, afterCatchingUp: (() throws -> Int)? = nil) throws -> Int {
+        let first = try Processes.Running(bin, ["run", "--config", config], log: work.appendingPathComponent("run1.log"))
+        let deadline = Date().addingTimeInterval(120)
+        while committedOffsets(config: config) < total / 5, Date() < deadline, first.process.isRunning {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        first.kill(SIGKILL)
+        first.wait(seconds: 10)
+        let atKill = committedOffsets(config: config)
+        #expect(atKill > 0 && atKill < total, "kill should land mid-stream (committed \(atKill) of \(total)); run log: \(first.output.suffix(2000))")
+
+        let second = try Processes.Running(bin, ["run", "--config", config], log: work.appendingPathComponent("run2.log"))
+        let deadline2 = Date().addingTimeInterval(180)
+        while committedOffsets(config: config) < total, Date() < deadline2, second.process.isRunning {
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(committedOffsets(config: config) == total, "second run log: \(second.output.suffix(2000))")
+        if let more = try afterCatchingUp?() {
+            let deadline3 = Date().addingTimeInterval(60)
+            while committedOffsets(config: config) < total + more, Date() < deadline3 { Thread.sleep(forTimeInterval: 0.2) }
+            #expect(committedOffsets(config: config) == total + more)
+        }
+        Thread.sleep(forTimeInterval: 1.5)  // let the relay publish and one KPI emit interval pass
+        second.kill(SIGTERM)
+        #expect(second.wait(seconds: 30) == 0, "graceful stop failed: \(second.output.suffix(2000))")
+        return atKill
+    }
+
+    /// Every message of `topic` as parsed JSON objects, in partition order (kcat, not segmenter).
+    func readTopic(_ topic: String) throws -> [[String: Any]] {
+        let (status, text) = try Processes.run(kcat, ["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%s\\n"])
+        try #require(status == 0)
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    /// Produces one keyed message with kcat.
+    func produce(topic: String, key: String, payload: String) throws {
+        let file = work.appendingPathComponent("produce-\(UUID().uuidString).txt")
+        try "\(key)\t\(payload)\n".write(to: file, atomically: true, encoding: .utf8)
+        let (status, _) = try Processes.run(kcat, ["-b", bootstrap, "-P", "-t", topic, "-K", "\t", "-l", file.path])
+        try #require(status == 0)
+    }
+
+    func export(config: String, windows: [Int]) throws -> [[String: Any]] {
+        let (status, text) = try Processes.run(bin, ["export", "features", "--config", config] + windows.flatMap { ["--window", "\($0)"] })
+        try #require(status == 0)
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+}
