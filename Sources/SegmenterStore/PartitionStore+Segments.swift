@@ -39,12 +39,26 @@ final class SegmentStatements {
     }
 }
 
-/// Contributions as stored: `12.5,,3` (empty = null). Swift's `Double` description round-trips,
-/// so subtracting a stored contribution later removes exactly what was added.
+/// Contributions as stored: 9 bytes per KPI, a presence byte and the `Double`'s bits, so a
+/// stored contribution subtracts exactly what was added, and decoding costs no parsing.
 enum ContributionCodec {
-    static func encode(_ values: [Double?]) -> String { values.map { $0.map { "\($0)" } ?? "" }.joined(separator: ",") }
-    static func decode(_ text: String) -> [Double?] {
-        text.isEmpty ? [] : text.split(separator: ",", omittingEmptySubsequences: false).map { Double($0) }
+    static func encode(_ values: [Double?]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * 9)
+        for value in values {
+            bytes.append(value == nil ? 0 : 1)
+            withUnsafeBytes(of: (value ?? 0).bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+        return bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) -> [Double?] {
+        stride(from: 0, to: bytes.count - 8, by: 9).map { start in
+            guard bytes[start] == 1 else { return nil }
+            var bits: UInt64 = 0
+            for k in 0..<8 { bits |= UInt64(bytes[start + 1 + k]) << (8 * k) }
+            return Double(bitPattern: bits)
+        }
     }
 }
 
@@ -61,7 +75,7 @@ extension PartitionStore {
         statement.bind(1, userID)
         defer { statement.reset() }
         var result: [String: [Double?]] = [:]
-        while try statement.step() { result[statement.string(0)!] = ContributionCodec.decode(statement.string(1) ?? "") }
+        while try statement.step() { result[statement.string(0)!] = ContributionCodec.decode(statement.blob(1) ?? []) }
         return result
     }
 
@@ -87,7 +101,7 @@ extension PartitionStore {
                     st.upsertMembership.reset()
                     st.upsertMembership.bind(1, userID)
                     st.upsertMembership.bind(2, segment)
-                    st.upsertMembership.bind(3, ContributionCodec.encode(new))
+                    st.upsertMembership.bind(3, blob: ContributionCodec.encode(new))
                     try st.upsertMembership.run()
                 }
             } else {

@@ -54,7 +54,7 @@ enum Schema {
         CREATE TABLE memberships (
             user_id TEXT NOT NULL,
             segment TEXT NOT NULL,
-            contributions TEXT NOT NULL,
+            contributions BLOB NOT NULL,  -- the member's KPI contributions, see ContributionCodec
             PRIMARY KEY (user_id, segment)
         ) WITHOUT ROWID;
         CREATE TABLE timers (

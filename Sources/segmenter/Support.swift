@@ -21,19 +21,33 @@ func makeLogger(_ label: String = "segmenter") -> Logger {
     return Logger(label: label)
 }
 
+/// Signals received so far; written only by the C signal handler below.
+nonisolated(unsafe) private var signalsReceived: Int32 = 0
+
 /// Sets `stop` on the first SIGINT/SIGTERM; the second one exits at once.
-func installSignalHandlers(_ stop: StopSignal) -> [DispatchSourceSignal] {
-    [SIGINT, SIGTERM].map { number in
-        signal(number, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-        source.setEventHandler {
-            if stop.isStopped { exit(130) }
-            FileHandle.standardError.write(Data("\nstopping after the current batch (signal again to force)\n".utf8))
-            stop.stop()
+///
+/// A plain C handler, not a dispatch source: libdispatch on Linux only sees a signal that every
+/// thread blocks, and librdkafka's threads do not, so a dispatch source can miss SIGTERM. A
+/// parent may also start us with the signals blocked (some process launchers do): unblock them.
+func installSignalHandlers(_ stop: StopSignal) -> [Thread] {
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    sigaddset(&mask, SIGINT)
+    sigaddset(&mask, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &mask, nil)
+    for number in [SIGINT, SIGTERM] {
+        signal(number) { _ in
+            signalsReceived += 1
+            if signalsReceived >= 2 { _exit(130) }
         }
-        source.resume()
-        return source
     }
+    let watcher = Thread {
+        while signalsReceived == 0 { Thread.sleep(forTimeInterval: 0.05) }
+        FileHandle.standardError.write(Data("\nstopping after the current batch (signal again to force)\n".utf8))
+        stop.stop()
+    }
+    watcher.start()
+    return [watcher]
 }
 
 /// Prints to stdout immediately (stdout is block-buffered when piped).

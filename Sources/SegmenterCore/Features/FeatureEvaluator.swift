@@ -1,5 +1,8 @@
 /// Computes SPEC §3 features of one user from their state and `now`. Pure.
-public struct FeatureEvaluator: Sendable {
+///
+/// A class so that rule evaluation, which asks for features through a closure, shares one
+/// instance instead of copying the profile and its dictionaries on every call.
+public final class FeatureEvaluator: Sendable {
     public let profile: UserProfile
     public let days: [DayNumber: DayAggregate]
     public let now: Instant

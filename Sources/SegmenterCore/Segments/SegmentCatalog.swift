@@ -64,10 +64,26 @@ public struct SegmentCatalog: Sendable, Equatable {
 
     public let segments: [SegmentDefinition]
     public let kpis: [KPIDefinition]
+    private let kpisBySegment: [String: [KPIDefinition]]
+    /// What in the catalog can change with the clock alone.
+    public let timeTriggers: TimeTriggers
+    /// Every feature any rule or KPI reads; decides which windows of days must be loaded and
+    /// which clock changes can move a user.
+    public let features: Set<Feature>
+    /// The longest window any rule or KPI reads, in days (at least 1).
+    public let longestWindow: Int
 
     public init(segments: [SegmentDefinition] = [], kpis: [KPIDefinition] = []) {
         self.segments = segments
         self.kpis = kpis
+        let names = [Self.allSegment] + segments.map(\.name)
+        kpisBySegment = Dictionary(uniqueKeysWithValues: names.map { name in
+            (name, kpis.filter { $0.segments == nil || $0.segments!.contains(name) })
+        })
+        timeTriggers = TimeTriggers(segments: segments, kpis: kpis)
+        features = segments.reduce(into: Set<Feature>()) { $0.formUnion($1.rule.features) }
+            .union(kpis.reduce(into: Set<Feature>()) { $0.formUnion($1.expression.features) })
+        longestWindow = features.compactMap(\.windowDays).max() ?? 1
     }
 
     /// Segment names including `all`, in configuration order.
@@ -75,18 +91,9 @@ public struct SegmentCatalog: Sendable, Equatable {
 
     /// The KPIs kept for `segment`, besides `members`.
     public func kpis(for segment: String) -> [KPIDefinition] {
-        kpis.filter { $0.segments == nil || $0.segments!.contains(segment) }
+        kpisBySegment[segment] ?? kpis.filter { $0.segments == nil || $0.segments!.contains(segment) }
     }
 
-    /// Every feature any rule or KPI reads; decides which windows of days must be loaded and
-    /// which clock changes can move a user.
-    public var features: Set<Feature> {
-        segments.reduce(into: Set<Feature>()) { $0.formUnion($1.rule.features) }
-            .union(kpis.reduce(into: Set<Feature>()) { $0.formUnion($1.expression.features) })
-    }
-
-    /// The longest window any rule or KPI reads, in days (at least 1).
-    public var longestWindow: Int { features.compactMap(\.windowDays).max() ?? 1 }
 
     /// Identifies the definitions: a change means every user must be re-evaluated (cause `config`).
     public var fingerprint: String {

@@ -35,8 +35,6 @@ extension SegmentCatalog {
                               nextChange: timeTriggers.nextChange(profile: profile, days: days, now: now, today: evaluator.today, calendar: calendar))
     }
 
-    /// What in the catalog can change with the clock alone.
-    public var timeTriggers: TimeTriggers { TimeTriggers(catalog: self) }
 }
 
 /// The instants at which the clock alone can change a rule or KPI value (GUIDE: time is an input).
@@ -51,13 +49,13 @@ public struct TimeTriggers: Sendable, Equatable {
     public let thresholds: [Feature: [Double]]
     public let hourly: Set<Feature>
 
-    init(catalog: SegmentCatalog) {
-        let features = catalog.features
+    init(segments: [SegmentDefinition], kpis: [KPIDefinition]) {
+        let expressions = segments.map(\.rule) + kpis.map(\.expression)
+        let features = expressions.reduce(into: Set<Feature>()) { $0.formUnion($1.features) }
         windows = Set(features.compactMap(\.windowDays)).sorted()
         daily = features.contains(.daysSinceSignup)
         var thresholds: [Feature: Set<Double>] = [:]
         var hourly: Set<Feature> = []
-        let expressions = catalog.segments.map(\.rule) + catalog.kpis.map(\.expression)
         for expression in expressions { Self.collect(expression, &thresholds, &hourly) }
         self.thresholds = thresholds.mapValues { $0.sorted() }
         self.hourly = hourly
@@ -106,10 +104,16 @@ public struct TimeTriggers: Sendable, Equatable {
                            calendar: DayCalendar) -> Instant? {
         var next: Instant?
         func consider(_ candidate: Instant) { if candidate > now, next == nil || candidate < next! { next = candidate } }
-        for n in windows {
-            let first = today - DayNumber(n - 1)
-            if let oldest = days.filter({ $0.key >= first && $0.key <= today && $0.value != DayAggregate() }).keys.min() {
-                consider(calendar.start(of: oldest + DayNumber(n)))
+        if !windows.isEmpty {
+            // A day leaves an Nd window at the start of day + N: only the oldest day with data
+            // inside each window matters.
+            for n in windows {
+                let first = today - DayNumber(n - 1)
+                var oldest: DayNumber?
+                for (day, aggregate) in days where day >= first && day <= today && aggregate != DayAggregate() {
+                    if oldest == nil || day < oldest! { oldest = day }
+                }
+                if let oldest { consider(calendar.start(of: oldest + DayNumber(n))) }
             }
         }
         if daily, profile.signupAt != nil { consider(calendar.start(of: today + 1)) }

@@ -12,6 +12,7 @@ public final class DayCalendar: @unchecked Sendable {
     private let fixedOffsetSeconds: Int64?
     private let lock = NSLock()
     private var offsetByHour: [Int64: Int64] = [:]
+    private var startOfDay: [DayNumber: Instant] = [:]
 
     public init?(identifier: String) {
         guard let zone = TimeZone(identifier: identifier) else { return nil }
@@ -54,8 +55,21 @@ public final class DayCalendar: @unchecked Sendable {
         return DayNumber(floorDiv(localSeconds, 86_400))
     }
 
-    /// The instant at which local day `day` begins (its first existing local time).
+    /// The instant at which local day `day` begins (its first existing local time). Memoised:
+    /// timers ask for the same few midnights for every user.
     public func start(of day: DayNumber) -> Instant {
+        if let fixed = fixedOffsetSeconds { return Instant(seconds: Int64(day) * 86_400 - fixed) }
+        lock.lock()
+        if let cached = startOfDay[day] { lock.unlock(); return cached }
+        lock.unlock()
+        let instant = computeStart(of: day)
+        lock.lock()
+        startOfDay[day] = instant
+        lock.unlock()
+        return instant
+    }
+
+    private func computeStart(of day: DayNumber) -> Instant {
         let (y, m, d) = civilFromDays(Int64(day))
         var calendar = Calendar(identifier: .gregorian)
         calendar.timeZone = timeZone

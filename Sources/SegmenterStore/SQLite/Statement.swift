@@ -43,6 +43,8 @@ public final class Statement {
 
     public func bind(_ index: Int32, blob: [UInt8]?) {
         guard let blob else { sqlite3_bind_null(handle, index); return }
+        // An empty array has no base address, which SQLite would read as NULL.
+        guard !blob.isEmpty else { sqlite3_bind_zeroblob(handle, index, 0); return }
         blob.withUnsafeBytes { buffer in
             _ = sqlite3_bind_blob(handle, index, buffer.baseAddress, Int32(buffer.count), segmenter_sqlite_transient())
         }
