@@ -19,12 +19,16 @@ struct BenchLatency: ParsableCommand {
     @Option var seconds = 20.0
     @Option var users = 100_000
     @Option(help: "One probe per this many events.") var probeEvery = 200
+    @Option(help: "Seconds at the rate before probes start (new users, cold caches).") var warmup = 10.0
     @Option var membershipTopic = "segment-membership"
+    @Flag(help: "Read the probes back from the input topic itself: the broker's own round trip, for comparison.")
+    var direct = false
 
     func run() throws {
         let producer = try KafkaProducer(configuration: KafkaConfiguration(["bootstrap.servers": bootstrapServers, "linger.ms": "1"]))
         let sent = LockedDictionary()
-        let total = Int(rate * seconds)
+        let warmupEvents = Int(rate * warmup)
+        let total = warmupEvents + Int(rate * seconds)
         let done = StopSignal()
         Thread.detachNewThread { [rate, users, probeEvery] in
             var rng = SplitMix64(seed: 99)
@@ -32,7 +36,7 @@ struct BenchLatency: ParsableCommand {
             for index in 0..<total {
                 let wall = Date()
                 let ts = Instant(nanoseconds: Int64(wall.timeIntervalSince1970 * 1e9))
-                if index % probeEvery == 0 {
+                if index >= warmupEvents, index % probeEvery == 0 {
                     let user = "probe-\(index)"
                     let payload = #"{"event_id":"p\#(index)","user_id":"\#(user)","type":"signup","ts":"\#(ts)","attributes":{"probe":true}}"#
                     sent.set(user, wall)
@@ -58,15 +62,16 @@ struct BenchLatency: ParsableCommand {
 
         let consumer = try KafkaConsumer(configuration: KafkaConfiguration([
             "bootstrap.servers": bootstrapServers, "group.id": "bench-latency-\(getpid())", "fetch.wait.max.ms": "5"]),
-            listener: TopicReader())
-        try consumer.subscribe(to: [membershipTopic])
+            listener: direct ? TopicReader(start: .end) : TopicReader())
+        try consumer.subscribe(to: [direct ? "activity" : membershipTopic])
         var latencies: [Double] = []
-        let expected = (total + probeEvery - 1) / probeEvery
-        let deadline = Date().addingTimeInterval(seconds + 30)
+        let expected = (total - warmupEvents + probeEvery - 1) / probeEvery
+        let deadline = Date().addingTimeInterval(warmup + seconds + 30)
         while latencies.count < expected, Date() < deadline {
             for message in try consumer.poll(maxMessages: 10_000, timeoutMs: 20).messages {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any],
-                      let user = object["user_id"] as? String, user.hasPrefix("probe-"), object["change"] as? String == "enter",
+                      let user = object["user_id"] as? String, user.hasPrefix("probe-"),
+                      direct || object["change"] as? String == "enter",
                       let sentAt = sent.get(user) else { continue }
                 latencies.append(Date().timeIntervalSince(sentAt) * 1000)
             }

@@ -155,10 +155,12 @@ enum KPITable {
     }
 }
 
-/// Starts every partition from the beginning; for reading output topics.
+/// Starts every partition at one end; for reading output topics.
 final class TopicReader: RebalanceListener, @unchecked Sendable {
+    let start: StartOffset
+    init(start: StartOffset = .beginning) { self.start = start }
     func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: StartOffset] {
-        Dictionary(uniqueKeysWithValues: partitions.map { ($0, StartOffset.beginning) })
+        Dictionary(uniqueKeysWithValues: partitions.map { ($0, start) })
     }
     func partitionsRevoked(_ partitions: [TopicPartition]) {}
 }

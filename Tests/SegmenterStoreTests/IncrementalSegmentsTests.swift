@@ -117,3 +117,39 @@ import Testing
         }
     }
 }
+
+/// Changing a rule and restarting re-evaluates everyone once and publishes the differences
+/// with cause `config`; a second start with the same rules publishes nothing.
+@Suite struct DefinitionChangeTests {
+    @Test func aChangedRuleReevaluatesEveryoneOnceWithCauseConfig() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        func open(_ rule: String) throws -> PartitionStore {
+            let catalog = SegmentCatalog(segments: [try SegmentDefinition(name: "payers", ruleText: rule)],
+                                         kpis: [try KPIDefinition(name: "spend", kind: .sum, expressionText: "lifetime_spend", segments: nil)])
+            return try PartitionStore(directory: directory, partition: 0, calendar: .utc, segments: SegmentSetup(catalog: catalog))
+        }
+        let decoder = EventDecoder()
+        let records = [(100, "u1"), (700, "u2"), (2000, "u3")].enumerated().map { index, item in
+            let payload = #"{"event_id":"c\#(index)","user_id":"\#(item.1)","type":"charge","ts":"2026-03-01T10:00:00Z","amount":\#(item.0),"currency":"USD"}"#
+            return DecodedRecord(topic: "billing", partition: 0, offset: Int64(index), key: nil, payload: Array(payload.utf8),
+                                 decoded: decoder.decode(Array(payload.utf8), from: .billing, wallClock: Instant(seconds: 4_000_000_000)))
+        }
+        do {
+            let store = try open("lifetime_spend > 500")
+            _ = try store.applyDefinitionChanges()
+            _ = try store.commit(records, deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+            try store.outboxDatabase.execute("DELETE FROM outbox")
+        }
+        let changed = try open("lifetime_spend > 1000")
+        #expect(try changed.applyDefinitionChanges() == 1)  // u2 exits
+        let messages = try changed.outbox(after: 0, limit: 10).map { String(decoding: $0.value, as: UTF8.self) }
+        #expect(messages.count == 1)
+        #expect(messages.first?.contains(#""user_id":"u2","segment":"payers","change":"exit""#) == true)
+        #expect(messages.first?.contains(#""cause":"config""#) == true)
+        #expect(SegmentCatalog(segments: [try SegmentDefinition(name: "payers", ruleText: "lifetime_spend > 1000")],
+                               kpis: [try KPIDefinition(name: "spend", kind: .sum, expressionText: "lifetime_spend", segments: nil)])
+            .value(of: KPIKey(segment: "payers", kpi: "spend"), in: changed.partials.values) == 2000)
+        #expect(try open("lifetime_spend > 1000").applyDefinitionChanges() == 0)
+    }
+}
