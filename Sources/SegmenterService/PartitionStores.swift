@@ -14,6 +14,9 @@ final class PartitionStores {
     private(set) var open: [Int32: PartitionStore] = [:]
     private var assigned: Set<TopicPartition> = []
     private let log: (String) -> Void
+    private let checkpointer = WALCheckpointer()
+
+    deinit { checkpointer.stop() }
 
     init(config: SegmenterConfig, log: @escaping (String) -> Void) {
         self.config = config
@@ -29,6 +32,7 @@ final class PartitionStores {
         let changes = try store.applyDefinitionChanges()
         if changes > 0 { log("partition \(partition): segment definitions changed; re-evaluated everyone, \(changes) membership changes (cause config)") }
         open[partition] = store
+        checkpointer.watch(store.path)
         return store
     }
 
@@ -50,7 +54,7 @@ final class PartitionStores {
         for tp in partitions { assigned.remove(tp) }
         let stillNeeded = Set(assigned.map(\.partition))
         for number in Set(partitions.map(\.partition)) where !stillNeeded.contains(number) {
-            open[number] = nil
+            if let store = open.removeValue(forKey: number) { checkpointer.forget(store.path) }
         }
         log("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")
     }

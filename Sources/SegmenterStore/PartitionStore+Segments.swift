@@ -62,6 +62,23 @@ enum ContributionCodec {
     }
 }
 
+/// What re-evaluation needs of a user besides the profile, kept in memory between batches so a
+/// streaming batch does not re-read it: the days any window can reach, the stored memberships
+/// with their contributions, and the armed timer.
+struct SegmentState {
+    var days: [DayNumber: DayAggregate]
+    var memberships: [String: [Double?]]
+    var due: Instant?
+}
+
+/// The segment side of one transaction: partials and user states as they will be once it commits.
+struct SegmentWork {
+    var partials: KPIPartials
+    var states: [String: SegmentState] = [:]
+    /// This batch's day deltas per user; already in SQLite, not yet in the committed cache.
+    var dayDeltas: [String: [DayNumber: DayAggregate]] = [:]
+}
+
 extension PartitionStore {
     /// Per-day sums of `userID` from the first day any window can reach at `now`.
     func days(of userID: String, now: Instant) throws -> [DayNumber: DayAggregate] {
@@ -86,16 +103,29 @@ extension PartitionStore {
     /// - Returns: the number of published membership changes.
     @discardableResult
     func reevaluate(_ userID: String, profile: UserProfile, now: Instant, cause: ChangeCause,
-                    partials: inout KPIPartials, rebuilding: Bool = false) throws -> Int {
+                    work: inout SegmentWork, rebuilding: Bool = false) throws -> Int {
         let catalog = segments.catalog
-        let evaluation = catalog.evaluate(profile: profile, days: try days(of: userID, now: now), now: now, calendar: calendar)
-        let stored = try memberships(of: userID)
+        var state: SegmentState
+        var knownDue = true
+        if let pending = work.states[userID] {
+            state = pending
+        } else if !rebuilding, var committed = cachedSegmentState(of: userID) {
+            for (day, delta) in work.dayDeltas[userID] ?? [:] { committed.days[day, default: DayAggregate()] += delta }
+            state = committed
+        } else {
+            state = SegmentState(days: try days(of: userID, now: now), memberships: try memberships(of: userID), due: nil)
+            knownDue = false
+        }
+        let firstDay = calendar.day(of: now) - DayNumber(catalog.longestWindow - 1)
+        state.days = state.days.filter { $0.key >= firstDay }
+        let evaluation = catalog.evaluate(profile: profile, days: state.days, now: now, calendar: calendar)
+        let stored = state.memberships
         var published = 0
         let st = segmentStatements
         for segment in Set(stored.keys).union(evaluation.segments) {
             let old = stored[segment]
             let new = evaluation.contributions[segment]
-            partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: rebuilding ? nil : old, new: new)
+            work.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: rebuilding ? nil : old, new: new)
             if let new {
                 if old != new {
                     st.upsertMembership.reset()
@@ -120,6 +150,12 @@ extension PartitionStore {
                 published += 1
             }
         }
+        defer {
+            state.memberships = evaluation.contributions
+            state.due = evaluation.nextChange
+            work.states[userID] = state
+        }
+        if knownDue && state.due == evaluation.nextChange { return published }
         if let due = evaluation.nextChange {
             st.upsertTimer.reset()
             st.upsertTimer.bind(1, userID)
@@ -135,7 +171,7 @@ extension PartitionStore {
 
     /// Re-evaluates the users whose timers are due at `now` (cause `time`). The work grows with
     /// the number of due timers, not with the number of users.
-    func fireDueTimers(now: Instant, partials: inout KPIPartials, profiles: inout [String: UserProfile]) throws -> (fired: Int, changes: Int) {
+    func fireDueTimers(now: Instant, work: inout SegmentWork, profiles: inout [String: UserProfile]) throws -> (fired: Int, changes: Int) {
         var fired = 0
         var changes = 0
         while true {
@@ -152,7 +188,7 @@ extension PartitionStore {
                     try segmentStatements.deleteTimer.run()
                     continue
                 }
-                changes += try reevaluate(userID, profile: profile, now: now, cause: .time, partials: &partials)
+                changes += try reevaluate(userID, profile: profile, now: now, cause: .time, work: &work)
                 fired += 1
             }
         }
@@ -191,7 +227,7 @@ extension PartitionStore {
     /// After a change of segment or KPI definitions, re-evaluates every user once (cause
     /// `config`) and rebuilds the partials from nothing. One transaction.
     func reevaluateEveryone(now: Instant) throws -> Int {
-        var rebuilt = KPIPartials()
+        var work = SegmentWork(partials: KPIPartials())
         var changes = 0
         try db.transaction {
             try db.execute("DELETE FROM kpi_partials")
@@ -200,12 +236,13 @@ extension PartitionStore {
             while try users.step() {
                 let userID = users.string(0)!
                 let profile = try StateReading.profile(from: users, first: 1)
-                changes += try reevaluate(userID, profile: profile, now: now, cause: .config, partials: &rebuilt, rebuilding: true)
+                changes += try reevaluate(userID, profile: profile, now: now, cause: .config, work: &work, rebuilding: true)
             }
-            try writeChangedPartials(&rebuilt)
+            try writeChangedPartials(&work.partials)
             try putText("catalog", segments.catalog.fingerprint)
         }
-        partials = rebuilt
+        partials = work.partials
+        forgetSegmentStates()
         return changes
     }
 

@@ -75,6 +75,16 @@ public final class PartitionStore: @unchecked Sendable {
     public internal(set) var partials = KPIPartials()
     /// The earliest armed timer, so a clock step that fires nothing costs nothing.
     private var nextTimer: Instant?
+    /// Users' segment states as last committed (same rule as the profile cache).
+    private var segmentStates: [String: SegmentState] = [:]
+
+    func cachedSegmentState(of userID: String) -> SegmentState? { segmentStates[userID] }
+    func forgetSegmentStates() { segmentStates.removeAll() }
+
+    private func remember(_ states: [String: SegmentState]) {
+        if segmentStates.count + states.count > profileCacheCapacity { segmentStates.removeAll(keepingCapacity: true) }
+        segmentStates.merge(states) { $1 }
+    }
 
     let insertSeen: Statement
     let selectProfile: Statement
@@ -84,6 +94,9 @@ public final class PartitionStore: @unchecked Sendable {
     let upsertOffset: Statement
     let insertOutbox: Statement
     let setMeta: Statement
+
+    /// The database file, for `WALCheckpointer`.
+    public var path: String { db.path }
 
     public static func fileName(partition: Int32) -> String { String(format: "partition-%04d.sqlite", partition) }
 
@@ -97,8 +110,10 @@ public final class PartitionStore: @unchecked Sendable {
         db = try SQLiteConnection(path: directory.appendingPathComponent(Self.fileName(partition: partition)).path)
         // WAL: readers (inspect, export, the outbox relay) never block the writer. NORMAL sync
         // survives a process crash; on power loss the last commits roll back together with
-        // their offsets, so the batch is simply consumed again.
-        try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY")
+        // their offsets, so the batch is simply consumed again. Checkpoints (and their fsync)
+        // run on `WALCheckpointer`'s thread, off the commit path; the large automatic threshold
+        // is only a safety net.
+        try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=50000; PRAGMA journal_size_limit=67108864")
         try Schema.migrate(db)
         insertSeen = try db.prepare("INSERT OR IGNORE INTO seen_events (user_id, event_id, ts) VALUES (?, ?, ?)")
         selectProfile = try db.prepare("""
@@ -196,7 +211,7 @@ public final class PartitionStore: @unchecked Sendable {
         var nextOffsets: [String: Int64] = [:]
         var batchNow = try clock()
         let batchStartNow = batchNow
-        var newPartials = partials
+        var work = SegmentWork(partials: partials)
 
         try db.transaction {
             // A message below the stored offset was applied by an earlier commit (a redelivery
@@ -267,18 +282,19 @@ public final class PartitionStore: @unchecked Sendable {
             }
             if let given = now, batchNow == nil || given > batchNow! { batchNow = given }
             if let batchNow {
+                work.dayDeltas = dayDeltas
                 for (userID, profile) in profiles {
-                    outcome.membershipChanges += try reevaluate(userID, profile: profile, now: batchNow, cause: .event, partials: &newPartials)
+                    outcome.membershipChanges += try reevaluate(userID, profile: profile, now: batchNow, cause: .event, work: &work)
                 }
-                outcome.noteKPIChanges(newPartials, cause: .event)
+                outcome.noteKPIChanges(work.partials, cause: .event)
                 if let due = nextTimer, due <= batchNow {
-                    let before = newPartials.changed
-                    let (fired, changes) = try fireDueTimers(now: batchNow, partials: &newPartials, profiles: &profiles)
+                    let before = work.partials.changed
+                    let (fired, changes) = try fireDueTimers(now: batchNow, work: &work, profiles: &profiles)
                     outcome.timersFired = fired
                     outcome.membershipChanges += changes
-                    for key in newPartials.changed.subtracting(before) { outcome.kpiCauses[key.segment] = .time }
+                    for key in work.partials.changed.subtracting(before) { outcome.kpiCauses[key.segment] = .time }
                 }
-                try writeChangedPartials(&newPartials)
+                try writeChangedPartials(&work.partials)
                 if batchNow != batchStartNow {
                     try putMeta("clock_now", batchNow.nanoseconds)
                     try pruneSeenEventsIfDue(now: batchNow)
@@ -290,7 +306,8 @@ public final class PartitionStore: @unchecked Sendable {
         }
         if profileCache.count + profiles.count > profileCacheCapacity { profileCache.removeAll(keepingCapacity: true) }
         profileCache.merge(profiles) { $1 }
-        partials = newPartials
+        partials = work.partials
+        remember(work.states)
         nextTimer = try earliestTimer()
         return outcome
     }
@@ -300,17 +317,18 @@ public final class PartitionStore: @unchecked Sendable {
     public func advanceClock(to now: Instant) throws -> BatchOutcome {
         var outcome = BatchOutcome()
         guard let due = nextTimer, due <= now else { return outcome }
-        var newPartials = partials
+        var work = SegmentWork(partials: partials)
         var profiles: [String: UserProfile] = [:]
         try db.transaction {
-            let (fired, changes) = try fireDueTimers(now: now, partials: &newPartials, profiles: &profiles)
+            let (fired, changes) = try fireDueTimers(now: now, work: &work, profiles: &profiles)
             outcome.timersFired = fired
             outcome.membershipChanges = changes
-            outcome.noteKPIChanges(newPartials, cause: .time)
-            try writeChangedPartials(&newPartials)
+            outcome.noteKPIChanges(work.partials, cause: .time)
+            try writeChangedPartials(&work.partials)
             if try clock().map({ now > $0 }) ?? true { try putMeta("clock_now", now.nanoseconds) }
         }
-        partials = newPartials
+        partials = work.partials
+        remember(work.states)
         nextTimer = try earliestTimer()
         return outcome
     }

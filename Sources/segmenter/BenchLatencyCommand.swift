@@ -62,7 +62,7 @@ struct BenchLatency: ParsableCommand {
 
         let consumer = try KafkaConsumer(configuration: KafkaConfiguration([
             "bootstrap.servers": bootstrapServers, "group.id": "bench-latency-\(getpid())", "fetch.wait.max.ms": "5"]),
-            listener: direct ? TopicReader(start: .end) : TopicReader())
+            listener: TopicReader(start: .end))  // only what is produced from now on
         try consumer.subscribe(to: [direct ? "activity" : membershipTopic])
         var latencies: [Double] = []
         let expected = (total - warmupEvents + probeEvery - 1) / probeEvery
