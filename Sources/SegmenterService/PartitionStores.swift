@@ -54,7 +54,10 @@ final class PartitionStores {
         for tp in partitions { assigned.remove(tp) }
         let stillNeeded = Set(assigned.map(\.partition))
         for number in Set(partitions.map(\.partition)) where !stillNeeded.contains(number) {
-            if let store = open.removeValue(forKey: number) { checkpointer.forget(store.path) }
+            if let store = open.removeValue(forKey: number) {
+                checkpointer.forget(store.path)
+                do { try store.checkpoint() } catch { log("partition \(number): final checkpoint failed (the WAL stays; nothing is lost): \(error)") }
+            }
         }
         log("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")
     }

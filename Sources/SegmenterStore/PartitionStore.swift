@@ -95,6 +95,10 @@ public final class PartitionStore: @unchecked Sendable {
     let insertOutbox: Statement
     let setMeta: Statement
 
+    /// Folds the WAL back into the database file and truncates it; call when giving the
+    /// partition up or stopping, so the state directory holds just the database files.
+    public func checkpoint() throws { try db.execute("PRAGMA wal_checkpoint(TRUNCATE)") }
+
     /// The database file, for `WALCheckpointer`.
     public var path: String { db.path }
 

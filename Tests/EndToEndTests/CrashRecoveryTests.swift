@@ -14,28 +14,32 @@ import Testing
         // Given a run killed without warning mid-stream, then restarted until it consumed everything
         try harness.runKilledMidStream(config: config, total: produced.total)
 
-        // Then every valid event counted exactly once
-        var actual: [String: (spend: Int64, activities: Int)] = [:]
-        for object in try harness.export(config: config, windows: [3650]) {
-            // Two decimals in the JSON; rounding the double back to cents is exact at these magnitudes.
-            let cents = Int64(((object["lifetime_spend"] as! NSNumber).doubleValue * 100).rounded())
-            actual[object["user_id"] as! String] = (cents, (object["activities(3650d)"] as! NSNumber).intValue)
-        }
-        let expected = produced.expectedTotals
-        #expect(actual.count == expected.count)
-        var mismatches: [String] = []
-        for (user, totals) in expected where actual[user]?.spend != totals.spend || actual[user]?.activities != totals.activities {
-            mismatches.append("\(user): expected \(totals), got \(String(describing: actual[user]))")
-        }
-        #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
+        // Then every valid event counted exactly once, and every invalid one is in the DLQ
+        try harness.expectExactlyOnce(config: config, produced: produced)
+    }
 
-        // And every invalid message is in the DLQ (at least once; exactly once by coordinates)
-        var byCoordinates: [String: String] = [:]
-        for object in try harness.readTopic("segmenter-dlq") {
-            #expect(!(object["error"] as! String).isEmpty)
-            byCoordinates["\(object["source_topic"]!)/\(object["partition"]!)/\(object["offset"]!)"] = object["payload"] as? String
-        }
-        #expect(byCoordinates.values.sorted() == produced.invalidPayloads.sorted())
+    /// The state directory fills up mid-stream: `run` stops with an error naming the cause, the
+    /// state stays consistent, and with room again it resumes and counts everything once.
+    @Test(.enabled(if: getuid() == 0, "mounting a small tmpfs needs root"))
+    func aFullDiskStopsCleanlyAndLosesNothing() throws {
+        let harness = try Harness()
+        let produced = try harness.generate(["--users", "300", "--events", "20000", "--invalid-rate", "0.01", "--seed", "5"])
+        let config = try harness.writeConfig(batch: 500)
+        let state = harness.work.appendingPathComponent("state").path
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        try #require(Processes.run("/bin/mount", ["-t", "tmpfs", "-o", "size=1200k", "tmpfs", state]).0 == 0)
+        defer { _ = try? Processes.run("/bin/umount", ["-l", state]) }
+
+        let full = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("full.log"))
+        let status = full.wait(seconds: 120)
+        #expect(status != nil && status != 0, "run must stop with an error when the disk is full")
+        #expect(full.output.contains("disk holding the state directory is full"), "\(full.output.suffix(1500))")
+        let partial = harness.committedOffsets(config: config)
+        #expect(partial < produced.total, "the disk should fill before the end (committed \(partial))")
+
+        try #require(Processes.run("/bin/mount", ["-o", "remount,size=200m", state]).0 == 0)
+        try harness.runToCompletion(config: config, total: produced.total)
+        try harness.expectExactlyOnce(config: config, produced: produced)
     }
 
     @Test func devBrokerAnswersKcatMetadata() throws {

@@ -75,7 +75,14 @@ final class Harness {
         let atKill = committedOffsets(config: config)
         #expect(atKill > 0 && atKill < total, "kill should land mid-stream (committed \(atKill) of \(total)); run log: \(first.output.suffix(2000))")
 
-        let second = try Processes.Running(bin, ["run", "--config", config], log: work.appendingPathComponent("run2.log"))
+        try runToCompletion(config: config, total: total, afterCatchingUp: afterCatchingUp)
+        return atKill
+    }
+
+    /// Runs `segmenter run` until `total` (plus whatever `afterCatchingUp` adds) is committed,
+    /// then stops it with SIGTERM and expects a clean exit.
+    func runToCompletion(config: String, total: Int, afterCatchingUp: (() throws -> Int)? = nil) throws {
+        let second = try Processes.Running(bin, ["run", "--config", config], log: work.appendingPathComponent("run-\(UUID().uuidString).log"))
         let deadline2 = Date().addingTimeInterval(180)
         while committedOffsets(config: config) < total, Date() < deadline2, second.process.isRunning {
             Thread.sleep(forTimeInterval: 0.2)
@@ -89,7 +96,32 @@ final class Harness {
         Thread.sleep(forTimeInterval: 1.5)  // let the relay publish and one KPI emit interval pass
         second.kill(SIGTERM)
         #expect(second.wait(seconds: 30) == 0, "graceful stop failed: \(second.output.suffix(2000))")
-        return atKill
+    }
+
+    /// Every valid produced event counted exactly once (lifetime spend and activity count per
+    /// user, from `export features`), and every invalid one in the DLQ.
+    func expectExactlyOnce(config: String, produced: ProducedLog) throws {
+        var actual: [String: (spend: Int64, activities: Int)] = [:]
+        for object in try export(config: config, windows: [3650]) {
+            // Two decimals in the JSON; rounding the double back to cents is exact at these magnitudes.
+            let cents = Int64(((object["lifetime_spend"] as! NSNumber).doubleValue * 100).rounded())
+            actual[object["user_id"] as! String] = (cents, (object["activities(3650d)"] as! NSNumber).intValue)
+        }
+        let expected = produced.expectedTotals
+        #expect(actual.count == expected.count)
+        var mismatches: [String] = []
+        for (user, totals) in expected where actual[user]?.spend != totals.spend || actual[user]?.activities != totals.activities {
+            mismatches.append("\(user): expected \(totals), got \(String(describing: actual[user]))")
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.prefix(5))")
+
+        // At least once on the topic; exactly once by source coordinates.
+        var byCoordinates: [String: String] = [:]
+        for object in try readTopic("segmenter-dlq") {
+            #expect(!(object["error"] as! String).isEmpty)
+            byCoordinates["\(object["source_topic"]!)/\(object["partition"]!)/\(object["offset"]!)"] = object["payload"] as? String
+        }
+        #expect(byCoordinates.values.sorted() == produced.invalidPayloads.sorted())
     }
 
     /// Every message of `topic` as parsed JSON objects, in partition order (kcat, not segmenter).
