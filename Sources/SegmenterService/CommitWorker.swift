@@ -182,7 +182,8 @@ final class CommitWorker: @unchecked Sendable {
         for store in stores.open.values {
             for (key, partial) in store.partials.values { global[key, default: KPIPartial()] += partial }
         }
-        try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses)
+        try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
+                              alertTopic: config.topics.alerts, calendar: config.calendar)
         kpiCauses = [:]
     }
 }

@@ -33,6 +33,8 @@ public struct SegmenterConfig: Sendable {
     public var catalog = SegmenterCatalogDefaults.empty
     /// KPI deltas are coalesced to at most one per (segment, kpi) per interval of wall time.
     public var kpiEmitIntervalMs = 1000
+    /// Alerts on KPIs, evaluated at every emit interval.
+    public var alerts: [AlertDefinition] = []
 
     public init() {}
 
@@ -56,7 +58,7 @@ public struct SegmenterConfig: Sendable {
         config.source = source
         guard let root = reader.root else { return config }
         let top = try reader.mapping(root, allowed: ["kafka", "topics", "state_dir", "time_zone", "clock", "currency", "fx",
-                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval"])
+                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "alerts"])
         if let kafka = top["kafka"] {
             for (key, value) in try reader.mapping(kafka, allowed: nil) {
                 config.kafka[key] = try reader.string(value)
@@ -116,6 +118,7 @@ public struct SegmenterConfig: Sendable {
             if let n = ingest["batch_max_wait_ms"] { config.batchMaxWaitMs = Int32(try reader.integer(n, in: 1...60_000)) }
         }
         config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], reader: reader)
+        if let node = top["alerts"] { config.alerts = try parseAlerts(node, catalog: config.catalog, reader: reader) }
         if let node = top["kpi_emit_interval"] {
             let text = try reader.string(node)
             if text.hasSuffix("ms"), let ms = Int(text.dropLast(2)), ms > 0 {
@@ -171,6 +174,67 @@ public struct SegmenterConfig: Sendable {
             })
         }
         return SegmentCatalog(segments: definitions, kpis: kpiDefinitions)
+    }
+}
+
+extension SegmenterConfig {
+    /// `alerts:` entries; an unknown segment or KPI is an error naming both.
+    static func parseAlerts(_ node: Node, catalog: SegmentCatalog, reader: YAMLReader) throws -> [AlertDefinition] {
+        var alerts: [AlertDefinition] = []
+        for item in try reader.sequence(node) {
+            let entry = try reader.mapping(item, allowed: ["name", "segment", "kpi", "threshold", "drop", "rise", "for",
+                                                           "min_members", "resolve_at", "baseline_days", "same_weekday", "description"])
+            guard let nameNode = entry["name"], let segmentNode = entry["segment"], let kpiNode = entry["kpi"] else {
+                throw reader.error(item, "an alert needs name, segment and kpi")
+            }
+            let name = try reader.string(nameNode)
+            guard !alerts.contains(where: { $0.name == name }) else { throw reader.error(nameNode, "duplicate alert \(name)") }
+            let segment = try reader.string(segmentNode)
+            guard catalog.segmentNames.contains(segment) else {
+                throw reader.error(segmentNode, "alert \(name): unknown segment \(segment) (known: \(catalog.segmentNames.joined(separator: ", ")))")
+            }
+            let kpi = try reader.string(kpiNode)
+            let kpis = [SegmentCatalog.membersKPI] + catalog.kpis(for: segment).map(\.name)
+            guard kpis.contains(kpi) else {
+                throw reader.error(kpiNode, "alert \(name): segment \(segment) has no KPI \(kpi) (it has: \(kpis.joined(separator: ", ")))")
+            }
+            let kinds = ["threshold", "drop", "rise"].filter { entry[$0] != nil }
+            guard kinds.count == 1, let kindNode = entry[kinds[0]] else {
+                throw reader.error(item, "alert \(name) needs exactly one of threshold:, drop:, rise:")
+            }
+            let text = try reader.string(kindNode).trimmingCharacters(in: .whitespaces)
+            let condition: AlertDefinition.Condition
+            if kinds[0] == "threshold" {
+                let ops: [(String, BinaryOperator)] = [("<=", .lessOrEqual), (">=", .greaterOrEqual), ("!=", .notEqual),
+                                                       ("<", .less), (">", .greater), ("=", .equal)]
+                guard let (symbol, op) = ops.first(where: { text.hasPrefix($0.0) }),
+                      let limit = Double(text.dropFirst(symbol.count).trimmingCharacters(in: .whitespaces)) else {
+                    throw reader.error(kindNode, "threshold must look like \"< 1.5\" or \"> 0.9\", not \"\(text)\"")
+                }
+                condition = .threshold(op, limit)
+            } else {
+                guard let percent = Double(text.hasSuffix("%") ? String(text.dropLast()) : text), percent > 0, percent < 1000 else {
+                    throw reader.error(kindNode, "\(kinds[0]) must be a percentage like 30%, not \"\(text)\"")
+                }
+                condition = kinds[0] == "drop" ? .drop(percent: percent) : .rise(percent: percent)
+            }
+            var resolveAt: Double?
+            if let node = entry["resolve_at"] {
+                let value = try reader.string(node)
+                guard let number = Double(value.hasSuffix("%") ? String(value.dropLast()) : value) else {
+                    throw reader.error(node, "resolve_at must be a number (a percentage for drop/rise)")
+                }
+                resolveAt = number
+            }
+            alerts.append(AlertDefinition(
+                name: name, segment: segment, kpi: kpi, condition: condition,
+                baseline: AlertDefinition.Baseline(count: try entry["baseline_days"].map { try reader.integer($0, in: 1...365) } ?? 7,
+                                                   sameWeekday: try entry["same_weekday"].map { try reader.string($0) == "true" } ?? false),
+                forSeconds: try entry["for"].map(reader.duration) ?? 0,
+                minMembers: Int64(try entry["min_members"].map { try reader.integer($0, in: 0...1_000_000_000) } ?? 0),
+                resolveAt: resolveAt))
+        }
+        return alerts
     }
 }
 

@@ -11,7 +11,14 @@ public final class KPIPublisher: @unchecked Sendable {
 
     let db: SQLiteConnection
     public let topic: String
-    private var published: [KPIKey: Published] = [:]
+    var published: [KPIKey: Published] = [:]
+    /// End-of-day values per pair: the baselines of `drop`/`rise` alerts.
+    public internal(set) var history: [KPIKey: [DayNumber: Double]] = [:]
+    /// The day of the last publish; when the clock passes it, its values become end-of-day history.
+    var currentDay: DayNumber?
+    public internal(set) var alertStatus: [String: AlertStatus] = [:]
+    /// The last evaluation of each alert (value, baseline), for `inspect alerts`.
+    public internal(set) var alertReadings: [String: (value: Double?, baseline: Double?)] = [:]
 
     public static let fileName = "kpis.sqlite"
 
@@ -26,12 +33,20 @@ public final class KPIPublisher: @unchecked Sendable {
             CREATE TABLE IF NOT EXISTS outbox (
                 id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL,
                 created_at INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS kpi_history (
+                segment TEXT NOT NULL, kpi TEXT NOT NULL, day INTEGER NOT NULL, value_bits INTEGER NOT NULL,
+                PRIMARY KEY (segment, kpi, day)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS alert_states (
+                name TEXT PRIMARY KEY, state TEXT NOT NULL, pending_since INTEGER,
+                value_bits INTEGER, baseline_bits INTEGER) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS publisher_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
             """)
         let rows = try db.prepare("SELECT segment, kpi, value_bits, seq FROM kpi_published")
         while try rows.step() {
             published[KPIKey(segment: rows.string(0)!, kpi: rows.string(1)!)] =
                 Published(value: rows.isNull(2) ? nil : Double(bitPattern: UInt64(bitPattern: rows.int64(2))), seq: rows.int64(3))
         }
+        try loadAlertState()
     }
 
     /// Values are published rounded to 1e-6, so float noise from maintaining sums by
@@ -41,32 +56,45 @@ public final class KPIPublisher: @unchecked Sendable {
     /// The last published value of every pair.
     public var values: [KPIKey: Double?] { published.mapValues(\.value) }
 
-    /// Publishes every pair whose value changed since its last message. Returns the messages written.
+    /// Publishes every pair whose value changed since its last message, records end-of-day
+    /// values when the clock passed midnight, and evaluates `alerts` (publishing each change of
+    /// state once). One transaction. Returns the messages written.
     @discardableResult
     public func publish(catalog: SegmentCatalog, partials: [KPIKey: KPIPartial], now: Instant,
-                        causes: [String: ChangeCause]) throws -> Int {
+                        causes: [String: ChangeCause], alerts: [AlertDefinition] = [], alertTopic: String = "segment-alerts",
+                        calendar: DayCalendar = .utc) throws -> Int {
         var updates: [(KPIKey, Published, String)] = []
+        var current: [KPIKey: Double?] = [:]
         for key in catalog.kpiKeys {
-            let current = Self.rounded(catalog.value(of: key, in: partials))
+            let value = Self.rounded(catalog.value(of: key, in: partials))
+            current[key] = value
             let last = published[key]
-            guard current != (last?.value ?? nil) else { continue }
+            guard value != (last?.value ?? nil) else { continue }
             let seq = (last?.seq ?? 0) + 1
             let previous = last?.value ?? nil
             let members = partials[KPIKey(segment: key.segment, kpi: SegmentCatalog.membersKPI)]?.counted ?? 0
-            let delta: Double? = if let current, let previous { Self.rounded(current - previous) } else { nil }
+            let delta: Double? = if let value, let previous { Self.rounded(value - previous) } else { nil }
             let message = JSONText.object([
                 ("segment", JSONText.quote(key.segment)), ("kpi", JSONText.quote(key.kpi)),
-                ("previous", previous.map(JSONText.number) ?? "null"), ("current", current.map(JSONText.number) ?? "null"),
+                ("previous", previous.map(JSONText.number) ?? "null"), ("current", value.map(JSONText.number) ?? "null"),
                 ("delta", delta.map(JSONText.number) ?? "null"), ("members", String(members)),
                 ("as_of", JSONText.quote(now.description)), ("cause", JSONText.quote((causes[key.segment] ?? .event).rawValue)),
                 ("seq", String(seq)),
             ])
-            updates.append((key, Published(value: current, seq: seq), message))
+            updates.append((key, Published(value: value, seq: seq), message))
         }
-        guard !updates.isEmpty else { return 0 }
+        let endOfDay = closedDays(now: now, calendar: calendar)
+        var history = self.history
+        for (day, values) in endOfDay { for (key, value) in values { history[key, default: [:]][day] = value } }
+        let (statuses, alertMessages, readings) = evaluate(alerts, values: current, partials: partials, history: history,
+                                                            now: now, today: calendar.day(of: now), topic: alertTopic)
+        let statusChanged = statuses != alertStatus.filter { statuses[$0.key] != nil }
+        guard !updates.isEmpty || !endOfDay.isEmpty || !alertMessages.isEmpty || statusChanged || currentDay == nil else {
+            alertReadings = readings
+            return 0
+        }
         try db.transaction {
             let save = try db.prepare("INSERT OR REPLACE INTO kpi_published (segment, kpi, value_bits, seq) VALUES (?, ?, ?, ?)")
-            let enqueue = try db.prepare("INSERT INTO outbox (topic, key, value, created_at) VALUES (?, ?, ?, ?)")
             for (key, state, message) in updates {
                 save.reset()
                 save.bind(1, key.segment)
@@ -74,15 +102,27 @@ public final class KPIPublisher: @unchecked Sendable {
                 save.bind(3, state.value.map { Int64(bitPattern: $0.bitPattern) })
                 save.bind(4, state.seq)
                 try save.run()
-                enqueue.reset()
-                enqueue.bind(1, topic)
-                enqueue.bind(2, blob: Array(key.segment.utf8))
-                enqueue.bind(3, blob: Array(message.utf8))
-                enqueue.bind(4, now.nanoseconds)
-                try enqueue.run()
+                try enqueue(topic: topic, key: key.segment, message: message, now: now)
             }
+            try saveHistory(endOfDay)
+            try saveAlerts(statuses, readings: readings)
+            for (name, message) in alertMessages { try enqueue(topic: alertTopic, key: name, message: message, now: now) }
+            try setMeta("current_day", Int64(calendar.day(of: now)))
         }
         for (key, state, _) in updates { published[key] = state }
-        return updates.count
+        self.history = history
+        currentDay = calendar.day(of: now)
+        alertStatus.merge(statuses) { $1 }
+        alertReadings = readings
+        return updates.count + alertMessages.count
+    }
+
+    func enqueue(topic: String, key: String, message: String, now: Instant) throws {
+        let statement = try db.prepare("INSERT INTO outbox (topic, key, value, created_at) VALUES (?, ?, ?, ?)")
+        statement.bind(1, topic)
+        statement.bind(2, blob: Array(key.utf8))
+        statement.bind(3, blob: Array(message.utf8))
+        statement.bind(4, now.nanoseconds)
+        try statement.run()
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+import SegmenterCore
 @testable import SegmenterService
 
 /// Bad configuration is rejected at start-up with file, line and problem (SPEC §4).
@@ -18,6 +19,10 @@ import Testing
         ("ingest:\n  batch_max_events: 0\n", "expected a whole number in 1...1000000"),
         ("topics:\n  activity: [a, b]\n", "expected a single value"),
         ("kafka: [1\n", "not valid YAML"),
+        ("alerts:\n  - {name: a, segment: nope, kpi: members, threshold: '< 1'}\n", "test.yaml:2:24: alert a: unknown segment nope"),
+        ("alerts:\n  - {name: a, segment: all, kpi: revenue, threshold: '< 1'}\n", "alert a: segment all has no KPI revenue"),
+        ("alerts:\n  - {name: a, segment: all, kpi: members, threshold: 'below 1'}\n", "threshold must look like"),
+        ("alerts:\n  - {name: a, segment: all, kpi: members, drop: 10%, rise: 5%}\n", "exactly one of threshold:, drop:, rise:"),
     ])
     func rejectsBadConfiguration(yaml: String, message: String) {
         do {
@@ -26,6 +31,23 @@ import Testing
         } catch {
             #expect("\(error)".contains(message), "got: \(error)")
         }
+    }
+
+    @Test func readsAlerts() throws {
+        let config = try parse("""
+            segments:
+              - {name: new, rule: "days_since_signup <= 7"}
+            kpis:
+              - {name: zero, share: "activities_since_signup = 0"}
+            alerts:
+              - {name: dead_cohort, segment: new, kpi: zero, threshold: "> 0.9", for: 10m, min_members: 20, resolve_at: 0.5}
+              - {name: fewer, segment: all, kpi: members, drop: 30%, baseline_days: 4, same_weekday: true}
+            """)
+        #expect(config.alerts.count == 2)
+        #expect(config.alerts[0].condition == .threshold(.greater, 0.9))
+        #expect(config.alerts[0].forSeconds == 600 && config.alerts[0].minMembers == 20 && config.alerts[0].resolveAt == 0.5)
+        #expect(config.alerts[1].condition == .drop(percent: 30))
+        #expect(config.alerts[1].baseline == .init(count: 4, sameWeekday: true))
     }
 
     @Test func readsSecretsFromTheEnvironmentAndKeepsThemOutOfPrintouts() throws {

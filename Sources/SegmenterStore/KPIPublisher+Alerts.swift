@@ -1,0 +1,96 @@
+import Foundation
+import SegmenterCore
+
+extension KPIPublisher {
+    /// When the clock has moved past `currentDay`, the last published values become that day's
+    /// end-of-day values (days skipped without any publish get none).
+    func closedDays(now: Instant, calendar: DayCalendar) -> [(DayNumber, [KPIKey: Double])] {
+        guard let day = currentDay, calendar.day(of: now) > day else { return [] }
+        let values = published.compactMapValues { $0.value }
+        return values.isEmpty ? [] : [(day, values)]
+    }
+
+    /// Steps every alert once; returns the new statuses, the messages of state changes, and readings.
+    func evaluate(_ alerts: [AlertDefinition], values: [KPIKey: Double?], partials: [KPIKey: KPIPartial],
+                  history: [KPIKey: [DayNumber: Double]], now: Instant, today: DayNumber,
+                  topic: String) -> ([String: AlertStatus], [(String, String)], [String: (value: Double?, baseline: Double?)]) {
+        var statuses: [String: AlertStatus] = [:]
+        var messages: [(String, String)] = []
+        var readings: [String: (value: Double?, baseline: Double?)] = [:]
+        for alert in alerts {
+            let key = KPIKey(segment: alert.segment, kpi: alert.kpi)
+            let value = values[key] ?? nil
+            let members = partials[KPIKey(segment: alert.segment, kpi: SegmentCatalog.membersKPI)]?.counted ?? 0
+            let baseline: Double? = switch alert.condition {
+            case .threshold: nil
+            case .drop, .rise: alert.baseline.value(history: history[key] ?? [:], today: today)
+            }
+            let (status, change) = alert.step(alertStatus[alert.name] ?? AlertStatus(), value: value, baseline: baseline,
+                                              members: members, now: now)
+            statuses[alert.name] = status
+            readings[alert.name] = (value, baseline)
+            if let change {
+                messages.append((alert.name, JSONText.object([
+                    ("alert", JSONText.quote(alert.name)), ("segment", JSONText.quote(alert.segment)),
+                    ("kpi", JSONText.quote(alert.kpi)), ("state", JSONText.quote(change.rawValue)),
+                    ("value", value.map(JSONText.number) ?? "null"), ("baseline", baseline.map(JSONText.number) ?? "null"),
+                    ("threshold", alert.firingLevel(baseline: baseline).map(JSONText.number) ?? "null"),
+                    ("members", String(members)), ("as_of", JSONText.quote(now.description)),
+                ])))
+            }
+        }
+        return (statuses, messages, readings)
+    }
+
+    func saveHistory(_ days: [(DayNumber, [KPIKey: Double])]) throws {
+        let statement = try db.prepare("INSERT OR REPLACE INTO kpi_history (segment, kpi, day, value_bits) VALUES (?, ?, ?, ?)")
+        for (day, values) in days {
+            for (key, value) in values {
+                statement.reset()
+                statement.bind(1, key.segment)
+                statement.bind(2, key.kpi)
+                statement.bind(3, Int64(day))
+                statement.bind(4, Int64(bitPattern: value.bitPattern))
+                try statement.run()
+            }
+        }
+    }
+
+    func saveAlerts(_ statuses: [String: AlertStatus], readings: [String: (value: Double?, baseline: Double?)]) throws {
+        let statement = try db.prepare("""
+            INSERT OR REPLACE INTO alert_states (name, state, pending_since, value_bits, baseline_bits) VALUES (?, ?, ?, ?, ?)
+            """)
+        for (name, status) in statuses {
+            statement.reset()
+            statement.bind(1, name)
+            statement.bind(2, status.state.rawValue)
+            statement.bind(3, status.pendingSince?.nanoseconds)
+            statement.bind(4, readings[name]?.value.map { Int64(bitPattern: $0.bitPattern) })
+            statement.bind(5, readings[name]?.baseline.map { Int64(bitPattern: $0.bitPattern) })
+            try statement.run()
+        }
+    }
+
+    func setMeta(_ key: String, _ value: Int64) throws {
+        let statement = try db.prepare("INSERT OR REPLACE INTO publisher_meta (key, value) VALUES (?, ?)")
+        statement.bind(1, key)
+        statement.bind(2, value)
+        try statement.run()
+    }
+
+    /// Firing alerts survive a restart without re-firing: their state is read back here.
+    func loadAlertState() throws {
+        let states = try db.prepare("SELECT name, state, pending_since FROM alert_states")
+        while try states.step() {
+            alertStatus[states.string(0)!] = AlertStatus(state: AlertStatus.State(rawValue: states.string(1) ?? "") ?? .resolved,
+                                                         pendingSince: states.optionalInt64(2).map(Instant.init(nanoseconds:)))
+        }
+        let rows = try db.prepare("SELECT segment, kpi, day, value_bits FROM kpi_history")
+        while try rows.step() {
+            history[KPIKey(segment: rows.string(0)!, kpi: rows.string(1)!), default: [:]][DayNumber(rows.int64(2))] =
+                Double(bitPattern: UInt64(bitPattern: rows.int64(3)))
+        }
+        let meta = try db.prepare("SELECT value FROM publisher_meta WHERE key = 'current_day'")
+        if try meta.step() { currentDay = DayNumber(meta.int64(0)) }
+    }
+}
