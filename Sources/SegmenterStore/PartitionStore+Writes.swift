@@ -32,7 +32,7 @@ extension PartitionStore {
         try setMeta.run()
     }
 
-    /// Forgets event ids older than the dedupe horizon, at most once per day of event time
+    /// Forgets event ids older than the dedupe horizon (in this partition's event time), at most once per day of event time
     /// (the delete scans the table, so doing it every batch would cost more than it saves).
     func pruneSeenEventsIfDue(now: Instant) throws {
         let lastPrune = try meta("seen_pruned_at") ?? 0

@@ -217,6 +217,11 @@ public final class PartitionStore: @unchecked Sendable {
         var nextOffsets: [String: Int64] = [:]
         var batchNow = try clock()
         let batchStartNow = batchNow
+        /// The greatest event time this partition has applied: the dedupe horizon is measured in
+        /// it, not in the instance clock, which runs ahead when other partitions are consumed
+        /// faster (forgetting ids by the instance clock let a lagging duplicate count twice).
+        var latestEventHere = try meta("partition_event_time").map(Instant.init(nanoseconds:))
+        let latestEventBefore = latestEventHere
         var work = SegmentWork(partials: partials)
 
         try db.transaction {
@@ -263,6 +268,7 @@ public final class PartitionStore: @unchecked Sendable {
                     profiles[event.userID] = profile
                     outcome.applied += 1
                     if batchNow == nil || event.ts > batchNow! { batchNow = event.ts }
+                    if latestEventHere == nil || event.ts > latestEventHere! { latestEventHere = event.ts }
                 }
             }
             for (userID, profile) in profiles {
@@ -301,9 +307,10 @@ public final class PartitionStore: @unchecked Sendable {
                     for key in work.partials.changed.subtracting(before) { outcome.kpiCauses[key.segment] = .time }
                 }
                 try writeChangedPartials(&work.partials)
-                if batchNow != batchStartNow {
-                    try putMeta("clock_now", batchNow.nanoseconds)
-                    try pruneSeenEventsIfDue(now: batchNow)
+                if batchNow != batchStartNow { try putMeta("clock_now", batchNow.nanoseconds) }
+                if let latestEventHere, latestEventHere != latestEventBefore {
+                    try putMeta("partition_event_time", latestEventHere.nanoseconds)
+                    try pruneSeenEventsIfDue(now: latestEventHere)
                 }
             }
             outcome.touchedUsers = Set(profiles.keys)
