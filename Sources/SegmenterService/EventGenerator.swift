@@ -18,6 +18,8 @@ public struct EventGenerator: Sendable {
         public var userPrefix = "u"
         /// The injected incident: users who sign up at or after this instant have no activity at all.
         public var incidentSignupsFrom: Instant?
+        /// When the incident ends: from then on that cohort's activity arrives again (nil: never).
+        public var incidentUntil: Instant?
         public init() {}
     }
 
@@ -67,7 +69,8 @@ public struct EventGenerator: Sendable {
                 out.append(Message(topic: topic, key: userID, payload: payload, valid: false, duplicate: false, ts: ts))
                 continue
             }
-            if let incident = options.incidentSignupsFrom, signups[draft.user] >= incident.epochSeconds, (0..<62).contains(draft.kind) {
+            if let incident = options.incidentSignupsFrom, signups[draft.user] >= incident.epochSeconds, (0..<62).contains(draft.kind),
+               options.incidentUntil.map({ draft.ts < $0.epochSeconds }) ?? true {
                 continue  // the incident: this cohort's activity never arrives
             }
             let (topic, payload) = event(index: index, userID: userID, ts: ts, kind: draft.kind, rng: &rng)

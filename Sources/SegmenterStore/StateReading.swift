@@ -167,3 +167,31 @@ public final class StateReader {
         try db.prepare("SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?")
     }
 }
+
+/// Read-only view of the alert states the KPI publisher keeps, for `inspect alerts`.
+public struct AlertStateReader {
+    public struct Row {
+        public let state: String
+        public let pendingSince: Instant?
+        public let value: Double?
+        public let baseline: Double?
+    }
+
+    let path: String
+
+    public init(directory: URL) { path = directory.appendingPathComponent(KPIPublisher.fileName).path }
+
+    public func read() throws -> [String: Row] {
+        guard FileManager.default.fileExists(atPath: path) else { return [:] }
+        let db = try SQLiteConnection(path: path, readOnly: true)
+        let statement = try db.prepare("SELECT name, state, pending_since, value_bits, baseline_bits FROM alert_states")
+        var rows: [String: Row] = [:]
+        func double(_ column: Int32) -> Double? { statement.optionalInt64(column).map { Double(bitPattern: UInt64(bitPattern: $0)) } }
+        while try statement.step() {
+            rows[statement.string(0)!] = Row(state: statement.string(1) ?? "resolved",
+                                             pendingSince: statement.optionalInt64(2).map(Instant.init(nanoseconds:)),
+                                             value: double(3), baseline: double(4))
+        }
+        return rows
+    }
+}

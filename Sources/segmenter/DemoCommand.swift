@@ -25,7 +25,7 @@ struct Demo: ParsableCommand {
     func run() throws {
         let logger = makeLogger()
         let broker = try SegmenterService.DevBroker(brokers: 1, partitions: 4,
-                                                    topics: ["activity", "billing", "segmenter-dlq", "segment-membership", "segment-kpi-deltas"])
+                                                    topics: ["activity", "billing", "segmenter-dlq", "segment-membership", "segment-kpi-deltas", "segment-alerts"])
         say("== segmenter demo: in-process Kafka at \(broker.bootstrapServers)")
 
         var options = EventGenerator.Options()
@@ -35,6 +35,7 @@ struct Demo: ParsableCommand {
         options.invalidRate = 0.003
         let incidentDay = DayNumber(options.start.epochSeconds / 86_400) + 20
         options.incidentSignupsFrom = Instant(seconds: Int64(incidentDay) * 86_400)
+        options.incidentUntil = Instant(seconds: Int64(incidentDay + 6) * 86_400)
         let incidentDate = DayCalendar.isoDate(incidentDay)
 
         let stateDirectory = stateDir.map { URL(fileURLWithPath: $0) }
@@ -43,8 +44,9 @@ struct Demo: ParsableCommand {
                                                environment: [:])
         config.kafka = KafkaConfiguration(["bootstrap.servers": broker.bootstrapServers, "group.id": "segmenter-demo"])
         config.stateDirectory = stateDirectory
-        say("== state in \(stateDirectory.path); incident: users signing up from \(incidentDate) have no activity")
+        say("== state in \(stateDirectory.path); incident: users signing up from \(incidentDate) have no activity until \(DayCalendar.isoDate(incidentDay + 6))")
         for segment in config.catalog.segments { say("   segment \(segment.name): \(segment.ruleText)") }
+        for alert in config.alerts { say("   alert \(alert.name) on \(alert.segment)/\(alert.kpi)") }
 
         let messages = EventGenerator(options: options).messages()
         say("== producing \(messages.count) events for \(users) users over \(options.days) days at \(Int(rate))/s "
@@ -68,6 +70,7 @@ struct Demo: ParsableCommand {
         }
         let started = Date()
         var idleTicks = 0
+        var alertStates: [String: String] = [:]
         while !stop.isStopped {
             Thread.sleep(forTimeInterval: 1)
             let c = service.counters
@@ -76,6 +79,12 @@ struct Demo: ParsableCommand {
                        Date().timeIntervalSince(started), c.consumed, c.applied, c.duplicates, c.deadLettered,
                        c.membershipChanges, c.timersFired))
             say(table)
+            for (name, row) in (try? AlertStateReader(directory: stateDirectory).read()) ?? [:] where alertStates[name] != row.state {
+                if alertStates[name] != nil || row.state == "firing" {
+                    say("  >>> ALERT \(name) is \(row.state.uppercased()): value \(row.value.map(JSONText.number) ?? "null")")
+                }
+                alertStates[name] = row.state
+            }
             idleTicks = c.consumed >= messages.count ? idleTicks + 1 : 0
             if idleTicks >= 2 { break }
         }
@@ -87,6 +96,8 @@ struct Demo: ParsableCommand {
         say("== a few membership changes and KPI deltas as published")
         for line in try readTopic("segment-membership", bootstrap: broker.bootstrapServers, limit: 3) { say(line) }
         for line in try readTopic("segment-kpi-deltas", bootstrap: broker.bootstrapServers, limit: 4) { say(line) }
+        say("== alerts as published on segment-alerts")
+        for line in try readTopic("segment-alerts", bootstrap: broker.bootstrapServers, limit: 2) { say(line) }
         say("== a dead letter")
         for line in try readTopic("segmenter-dlq", bootstrap: broker.bootstrapServers, limit: 1) { say(line) }
         withExtendedLifetime(broker) {}
@@ -110,6 +121,14 @@ struct Demo: ParsableCommand {
             share: activities_since_signup = 0
           - name: spend_30d
             sum: spend(30d)
+        alerts:
+          - name: incident_cohort_inactive
+            segment: signed_up_after_incident
+            kpi: zero_activity_share
+            threshold: "> 0.9"
+            for: 6h
+            min_members: 20
+            resolve_at: 0.5
         fx:
           EUR: 1.08
         kpi_emit_interval: 500ms

@@ -7,7 +7,7 @@ import SegmenterStore
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read the state without stopping the service.",
-        subcommands: [User.self, Segment.self, State.self]
+        subcommands: [User.self, Segment.self, Alerts.self, State.self]
     )
 
     struct User: ParsableCommand {
@@ -62,6 +62,28 @@ struct Inspect: ParsableCommand {
                 let value = catalog.value(of: key, in: partials)
                 let definition = catalog.kpis.first { $0.name == key.kpi }.map { " (\($0.kind.rawValue): \($0.expressionText))" } ?? ""
                 say("  \(key.kpi): \(value.map(JSONText.number) ?? "null")\(definition)")
+            }
+        }
+    }
+
+    struct Alerts: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List alerts: state, last value and baseline, and their definitions.")
+        @OptionGroup var options: ConfigOption
+
+        func run() throws {
+            let config = try options.load()
+            guard !config.alerts.isEmpty else { say("no alerts configured"); return }
+            let states = try AlertStateReader(directory: config.stateDirectory).read()
+            for alert in config.alerts {
+                let state = states[alert.name]
+                let condition: String = switch alert.condition {
+                case let .threshold(op, limit): "threshold \(op.rawValue) \(JSONText.number(limit))"
+                case let .drop(percent): "drop \(JSONText.number(percent))% vs the mean of \(alert.baseline.count) \(alert.baseline.sameWeekday ? "same weekdays" : "days")"
+                case let .rise(percent): "rise \(JSONText.number(percent))% vs the mean of \(alert.baseline.count) \(alert.baseline.sameWeekday ? "same weekdays" : "days")"
+                }
+                say("\(alert.name): \(state?.state ?? "resolved")  (\(alert.segment)/\(alert.kpi) \(condition), for \(alert.forSeconds)s, min members \(alert.minMembers))")
+                say("  value \(state?.value.map(JSONText.number) ?? "null"), baseline \(state?.baseline.map(JSONText.number) ?? "null")"
+                    + (state?.pendingSince.map { ", condition holding since \($0)" } ?? ""))
             }
         }
     }
