@@ -133,8 +133,13 @@ final class Harness {
 
     /// Produces one keyed message with kcat.
     func produce(topic: String, key: String, payload: String) throws {
+        try produce(topic: topic, messages: [(key, payload)])
+    }
+
+    /// Produces keyed messages with kcat, in order.
+    func produce(topic: String, messages: [(key: String, payload: String)]) throws {
         let file = work.appendingPathComponent("produce-\(UUID().uuidString).txt")
-        try "\(key)\t\(payload)\n".write(to: file, atomically: true, encoding: .utf8)
+        try messages.map { "\($0.key)\t\($0.payload)\n" }.joined().write(to: file, atomically: true, encoding: .utf8)
         let (status, _) = try Processes.run(kcat, ["-b", bootstrap, "-P", "-t", topic, "-K", "\t", "-l", file.path])
         try #require(status == 0)
     }
