@@ -38,5 +38,17 @@ import SegmenterCore
         let asOf = try RFC3339.parse(alert["as_of"] as! String).get()
         #expect(asOf.nanoseconds - signedUp.nanoseconds >= 4 * Instant.nanosPerSecond)
         #expect(harness.committedOffsets(config: config) == 20)
+
+        // A SIGKILL and a restart do not fire it again: the firing state is durable.
+        run.kill(SIGKILL)
+        run.wait(seconds: 10)
+        let again = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run2.log"))
+        defer { again.kill(SIGKILL) }
+        let joined = Date().addingTimeInterval(30)
+        while !again.output.contains("assigned"), Date() < joined { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(again.output.contains("assigned"), "the restarted run must own the partitions: \(again.output.suffix(1000))")
+        Thread.sleep(forTimeInterval: 3)  // many emit intervals with the alert evaluated
+        let messages = try harness.readTopic("segment-alerts").filter { $0["alert"] as? String == "silent_signups" }
+        #expect(messages.count == 1, "exactly one message per state change: \(messages)")
     }
 }
