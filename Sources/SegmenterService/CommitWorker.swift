@@ -171,6 +171,18 @@ final class CommitWorker: @unchecked Sendable {
         return total
     }
 
+    /// Top contributing sub-groups of a firing drop/rise alert: a scan of the segment's members
+    /// in every owned partition (rare: only when an alert fires).
+    private func drillDown(_ alert: AlertDefinition, baseline: Double) -> [DrillDownEntry] {
+        let kind = config.catalog.kpis.first { $0.name == alert.kpi }?.kind ?? .sum
+        var accumulator = DrillDownAccumulator(kind: kind)
+        let dimensions = DrillDownAccumulator.dimensions(config.catalog)
+        for store in stores.open.values {
+            try? store.drillDown(segment: alert.segment, kpi: alert.kpi, into: &accumulator, dimensions: dimensions)
+        }
+        return accumulator.ranked(baseline: baseline)
+    }
+
     /// Sums the owned partitions' partials and publishes changed KPI values, at most once per
     /// emit interval (coalescing), or now when `force`d (before giving partitions away, on stop).
     private func emitKPIs(force: Bool) throws {
@@ -183,7 +195,7 @@ final class CommitWorker: @unchecked Sendable {
             for (key, partial) in store.partials.values { global[key, default: KPIPartial()] += partial }
         }
         try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
-                              alertTopic: config.topics.alerts, calendar: config.calendar)
+                              alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
         kpiCauses = [:]
     }
 }

@@ -1,6 +1,9 @@
 import Foundation
 import SegmenterCore
 
+/// Computes the top contributing sub-groups for a firing `drop`/`rise` alert, given its baseline.
+public typealias DrillDownProvider = (AlertDefinition, Double) -> [DrillDownEntry]
+
 extension KPIPublisher {
     /// When the clock has moved past `currentDay`, the last published values become that day's
     /// end-of-day values (days skipped without any publish get none).
@@ -12,8 +15,8 @@ extension KPIPublisher {
 
     /// Steps every alert once; returns the new statuses, the messages of state changes, and readings.
     func evaluate(_ alerts: [AlertDefinition], values: [KPIKey: Double?], partials: [KPIKey: KPIPartial],
-                  history: [KPIKey: [DayNumber: Double]], now: Instant, today: DayNumber,
-                  topic: String) -> ([String: AlertStatus], [(String, String)], [String: (value: Double?, baseline: Double?)]) {
+                  history: [KPIKey: [DayNumber: Double]], now: Instant, today: DayNumber, topic: String,
+                  drillDown: DrillDownProvider?) -> ([String: AlertStatus], [(String, String)], [String: (value: Double?, baseline: Double?)]) {
         var statuses: [String: AlertStatus] = [:]
         var messages: [(String, String)] = []
         var readings: [String: (value: Double?, baseline: Double?)] = [:]
@@ -30,13 +33,19 @@ extension KPIPublisher {
             statuses[alert.name] = status
             readings[alert.name] = (value, baseline)
             if let change {
+                var drill: [(String, String)] = []
+                // Only drop/rise alerts have a baseline, and so a deviation to explain.
+                if change == .firing, let baseline, let drillDown {
+                    drill = [("drill_down", DrillDownAccumulator.json(drillDown(alert, baseline)))]
+                }
                 messages.append((alert.name, JSONText.object([
                     ("alert", JSONText.quote(alert.name)), ("segment", JSONText.quote(alert.segment)),
                     ("kpi", JSONText.quote(alert.kpi)), ("state", JSONText.quote(change.rawValue)),
-                    ("value", value.map(JSONText.number) ?? "null"), ("baseline", baseline.map(JSONText.number) ?? "null"),
-                    ("threshold", alert.firingLevel(baseline: baseline).map(JSONText.number) ?? "null"),
+                    ("value", value.map(JSONText.number) ?? "null"),
+                    ("baseline", KPIPublisher.rounded(baseline).map(JSONText.number) ?? "null"),
+                    ("threshold", KPIPublisher.rounded(alert.firingLevel(baseline: baseline)).map(JSONText.number) ?? "null"),
                     ("members", String(members)), ("as_of", JSONText.quote(now.description)),
-                ])))
+                ] + drill)))
             }
         }
         return (statuses, messages, readings)

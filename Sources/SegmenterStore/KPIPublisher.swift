@@ -62,7 +62,7 @@ public final class KPIPublisher: @unchecked Sendable {
     @discardableResult
     public func publish(catalog: SegmentCatalog, partials: [KPIKey: KPIPartial], now: Instant,
                         causes: [String: ChangeCause], alerts: [AlertDefinition] = [], alertTopic: String = "segment-alerts",
-                        calendar: DayCalendar = .utc) throws -> Int {
+                        calendar: DayCalendar = .utc, drillDown: DrillDownProvider? = nil) throws -> Int {
         var updates: [(KPIKey, Published, String)] = []
         var current: [KPIKey: Double?] = [:]
         for key in catalog.kpiKeys {
@@ -87,7 +87,8 @@ public final class KPIPublisher: @unchecked Sendable {
         var history = self.history
         for (day, values) in endOfDay { for (key, value) in values { history[key, default: [:]][day] = value } }
         let (statuses, alertMessages, readings) = evaluate(alerts, values: current, partials: partials, history: history,
-                                                            now: now, today: calendar.day(of: now), topic: alertTopic)
+                                                            now: now, today: calendar.day(of: now), topic: alertTopic,
+                                                            drillDown: drillDown)
         let statusChanged = statuses != alertStatus.filter { statuses[$0.key] != nil }
         guard !updates.isEmpty || !endOfDay.isEmpty || !alertMessages.isEmpty || statusChanged || currentDay == nil else {
             alertReadings = readings

@@ -259,3 +259,26 @@ extension PartitionStore {
         try statement.run()
     }
 }
+
+extension PartitionStore {
+    /// Adds every member of `segment` to a drill-down of `kpi` (a scan, done only when an alert fires).
+    public func drillDown(segment: String, kpi: String, into accumulator: inout DrillDownAccumulator, dimensions: [String]) throws {
+        let index = segments.catalog.kpis(for: segment).firstIndex { $0.name == kpi }
+        let statement = try db.prepare("""
+            SELECT m.contributions, u.signup_at, u.attributes FROM memberships m JOIN users u ON u.user_id = m.user_id
+            WHERE m.segment = ?
+            """)
+        statement.bind(1, segment)
+        while try statement.step() {
+            let contribution: Double? = if let index {
+                ContributionCodec.decode(statement.blob(0) ?? []).dropFirst(index).first ?? nil
+            } else {
+                1  // `members`: everyone counts once
+            }
+            let attributes = try ProfileCodec.decodeAttributes(statement.string(2))
+            let groups = DrillDownAccumulator.groups(signupAt: statement.optionalInt64(1).map(Instant.init(nanoseconds:)),
+                                                     attributes: attributes, dimensions: dimensions, calendar: calendar)
+            accumulator.add(contribution: contribution, groups: groups)
+        }
+    }
+}

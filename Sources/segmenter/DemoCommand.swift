@@ -97,7 +97,7 @@ struct Demo: ParsableCommand {
         for line in try readTopic("segment-membership", bootstrap: broker.bootstrapServers, limit: 3) { say(line) }
         for line in try readTopic("segment-kpi-deltas", bootstrap: broker.bootstrapServers, limit: 4) { say(line) }
         say("== alerts as published on segment-alerts")
-        for line in try readTopic("segment-alerts", bootstrap: broker.bootstrapServers, limit: 2) { say(line) }
+        for line in try readTopic("segment-alerts", bootstrap: broker.bootstrapServers, limit: 4) { say(line) }
         say("== a dead letter")
         for line in try readTopic("segmenter-dlq", bootstrap: broker.bootstrapServers, limit: 1) { say(line) }
         withExtendedLifetime(broker) {}
@@ -129,6 +129,13 @@ struct Demo: ParsableCommand {
             for: 6h
             min_members: 20
             resolve_at: 0.5
+          - name: inactive_share_rise
+            segment: all
+            kpi: zero_activity_share
+            rise: 100%
+            baseline_days: 3
+            for: 2h
+            min_members: 100
         fx:
           EUR: 1.08
         kpi_emit_interval: 500ms
