@@ -36,7 +36,9 @@ extension KPIPublisher {
                 var drill: [(String, String)] = []
                 // Only drop/rise alerts have a baseline, and so a deviation to explain.
                 if change == .firing, let baseline, let drillDown {
-                    drill = [("drill_down", DrillDownAccumulator.json(drillDown(alert, baseline)))]
+                    let json = DrillDownAccumulator.json(drillDown(alert, baseline))
+                    drill = [("drill_down", json)]
+                    lastDrillDowns[alert.name] = json
                 }
                 messages.append((alert.name, JSONText.object([
                     ("alert", JSONText.quote(alert.name)), ("segment", JSONText.quote(alert.segment)),
@@ -67,7 +69,8 @@ extension KPIPublisher {
 
     func saveAlerts(_ statuses: [String: AlertStatus], readings: [String: (value: Double?, baseline: Double?)]) throws {
         let statement = try db.prepare("""
-            INSERT OR REPLACE INTO alert_states (name, state, pending_since, value_bits, baseline_bits) VALUES (?, ?, ?, ?, ?)
+            INSERT OR REPLACE INTO alert_states (name, state, pending_since, value_bits, baseline_bits, drill_down)
+            VALUES (?, ?, ?, ?, ?, ?)
             """)
         for (name, status) in statuses {
             statement.reset()
@@ -76,6 +79,7 @@ extension KPIPublisher {
             statement.bind(3, status.pendingSince?.nanoseconds)
             statement.bind(4, readings[name]?.value.map { Int64(bitPattern: $0.bitPattern) })
             statement.bind(5, readings[name]?.baseline.map { Int64(bitPattern: $0.bitPattern) })
+            statement.bind(6, status.state == .firing ? lastDrillDowns[name] : nil)
             try statement.run()
         }
     }
@@ -89,8 +93,9 @@ extension KPIPublisher {
 
     /// Firing alerts survive a restart without re-firing: their state is read back here.
     func loadAlertState() throws {
-        let states = try db.prepare("SELECT name, state, pending_since FROM alert_states")
+        let states = try db.prepare("SELECT name, state, pending_since, drill_down FROM alert_states")
         while try states.step() {
+            if let drill = states.string(3) { lastDrillDowns[states.string(0)!] = drill }
             alertStatus[states.string(0)!] = AlertStatus(state: AlertStatus.State(rawValue: states.string(1) ?? "") ?? .resolved,
                                                          pendingSince: states.optionalInt64(2).map(Instant.init(nanoseconds:)))
         }

@@ -17,6 +17,8 @@ public final class KPIPublisher: @unchecked Sendable {
     /// The day of the last publish; when the clock passes it, its values become end-of-day history.
     var currentDay: DayNumber?
     public internal(set) var alertStatus: [String: AlertStatus] = [:]
+    /// The drill-down of each alert's latest firing (JSON), kept while it fires.
+    var lastDrillDowns: [String: String] = [:]
     /// The last evaluation of each alert (value, baseline), for `inspect alerts`.
     public internal(set) var alertReadings: [String: (value: Double?, baseline: Double?)] = [:]
 
@@ -38,7 +40,7 @@ public final class KPIPublisher: @unchecked Sendable {
                 PRIMARY KEY (segment, kpi, day)) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS alert_states (
                 name TEXT PRIMARY KEY, state TEXT NOT NULL, pending_since INTEGER,
-                value_bits INTEGER, baseline_bits INTEGER) WITHOUT ROWID;
+                value_bits INTEGER, baseline_bits INTEGER, drill_down TEXT) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS publisher_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
             """)
         let rows = try db.prepare("SELECT segment, kpi, value_bits, seq FROM kpi_published")

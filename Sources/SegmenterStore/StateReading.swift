@@ -175,6 +175,8 @@ public struct AlertStateReader {
         public let pendingSince: Instant?
         public let value: Double?
         public let baseline: Double?
+        /// Top contributing sub-groups of the current firing, as JSON.
+        public let drillDown: String?
     }
 
     let path: String
@@ -184,13 +186,13 @@ public struct AlertStateReader {
     public func read() throws -> [String: Row] {
         guard FileManager.default.fileExists(atPath: path) else { return [:] }
         let db = try SQLiteConnection(path: path, readOnly: true)
-        let statement = try db.prepare("SELECT name, state, pending_since, value_bits, baseline_bits FROM alert_states")
+        let statement = try db.prepare("SELECT name, state, pending_since, value_bits, baseline_bits, drill_down FROM alert_states")
         var rows: [String: Row] = [:]
         func double(_ column: Int32) -> Double? { statement.optionalInt64(column).map { Double(bitPattern: UInt64(bitPattern: $0)) } }
         while try statement.step() {
             rows[statement.string(0)!] = Row(state: statement.string(1) ?? "resolved",
                                              pendingSince: statement.optionalInt64(2).map(Instant.init(nanoseconds:)),
-                                             value: double(3), baseline: double(4))
+                                             value: double(3), baseline: double(4), drillDown: statement.string(5))
         }
         return rows
     }

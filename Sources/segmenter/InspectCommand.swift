@@ -84,6 +84,7 @@ struct Inspect: ParsableCommand {
                 say("\(alert.name): \(state?.state ?? "resolved")  (\(alert.segment)/\(alert.kpi) \(condition), for \(alert.forSeconds)s, min members \(alert.minMembers))")
                 say("  value \(state?.value.map(JSONText.number) ?? "null"), baseline \(state?.baseline.map(JSONText.number) ?? "null")"
                     + (state?.pendingSince.map { ", condition holding since \($0)" } ?? ""))
+                if state?.state == "firing", let drill = state?.drillDown { say("  drill-down: \(drill)") }
             }
         }
     }

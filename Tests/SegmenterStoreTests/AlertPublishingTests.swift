@@ -32,9 +32,10 @@ import Testing
         let day0 = Instant(seconds: 1_780_000_000 / 86_400 * 86_400)
         func at(day: Int64, hour: Int64) -> Instant { day0.adding(seconds: day * 86_400 + hour * 3600) }
         var publisher = try KPIPublisher(directory: directory, topic: "kpis")
+        let entry = DrillDownEntry(dimension: "signup_week", group: "2026-03-16", members: 4, value: 0, contribution: -8)
         func publish(_ now: Instant, minutes: Double, new: Int64 = 5) throws {
             try publisher.publish(catalog: catalog, partials: partials(members: 10, minutes: minutes, new: new), now: now,
-                                  causes: [:], alerts: alerts, alertTopic: "alerts")
+                                  causes: [:], alerts: alerts, alertTopic: "alerts", drillDown: { _, _ in [entry] })
         }
         // Three normal days end at 20 minutes: the baseline.
         for day in 0..<3 { try publish(at(day: Int64(day), hour: 12), minutes: 20) }
@@ -50,6 +51,9 @@ import Testing
         #expect(messages.first?["state"] as? String == "firing")
         #expect(messages.first?["baseline"] as? Double == 20)
         #expect(messages.first?["threshold"] as? Double == 10)
+        let drill = messages.first?["drill_down"] as? [[String: Any]]
+        #expect(drill?.first?["group"] as? String == "2026-03-16")
+        #expect(try AlertStateReader(directory: directory).read()["minutes_drop"]?.drillDown?.contains("2026-03-16") == true)
 
         // A restart keeps the firing state: no second "firing".
         publisher = try KPIPublisher(directory: directory, topic: "kpis")
