@@ -18,6 +18,8 @@ struct Generate: ParsableCommand {
     @Option(help: "Days of event time the stream spans.") var days = 30
     @Option(help: "First day (YYYY-MM-DD, UTC); default: --days days before today.") var start: String?
     @Option(help: "Random seed.") var seed: UInt64 = 42
+    @Option(help: "User ids are this prefix and a number (use different prefixes to add independent users).")
+    var userPrefix = "u"
     @Option(help: "Share of messages sent twice (0...1).") var duplicateRate = 0.0
     @Option(help: "Share of messages replaced by invalid ones (0...1).") var invalidRate = 0.0
     @Option(help: "Messages per second (0: as fast as possible).") var rate = 0.0
@@ -40,6 +42,7 @@ struct Generate: ParsableCommand {
         options.events = events
         options.days = days
         options.seed = seed
+        options.userPrefix = userPrefix
         options.duplicateRate = duplicateRate
         options.invalidRate = invalidRate
         if let start, let day = DayCalendar.dayNumber(isoDate: start) {

@@ -54,7 +54,11 @@ import Testing
 /// What `segmenter generate --out` says it produced, folded independently of segmenter's code.
 struct ProducedLog {
     struct Line { let topic: String; let valid: Bool; let duplicate: Bool; let payload: String }
-    let lines: [Line]
+    var lines: [Line]
+
+    init(lines: [Line]) { self.lines = lines }
+
+    static func + (a: ProducedLog, b: ProducedLog) -> ProducedLog { ProducedLog(lines: a.lines + b.lines) }
 
     init(path: String) throws {
         lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { text in

@@ -1,33 +1,46 @@
 import Foundation
+import KafkaIO
 import Testing
 
 /// One end-to-end scenario: a `segmenter dev-broker` process, a work directory, and helpers
 /// to generate input, run `segmenter run` (killing it on purpose), and read topics with kcat.
-final class Harness {
+final class Harness: @unchecked Sendable {
     let work = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString)")
     let bin = Processes.segmenterPath
     let kcat: String
-    let port: UInt16
-    private let broker: Processes.Running
+    let bootstrap: String
+    private let broker: Processes.Running?
+    /// Set when the broker runs in this process, so a test can take it down and up again.
+    let cluster: MockCluster?
 
-    init() throws {
+    /// - Parameter inProcess: host librdkafka's mock cluster here instead of a `dev-broker` process.
+    init(inProcess: Bool = false) throws {
         kcat = try #require(Processes.which("kcat"), "kcat is needed to read topics independently (scripts/test installs it)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
-        port = Processes.freePort()
-        broker = try Processes.Running(bin, ["dev-broker", "--port", "\(port)", "--partitions", "4"],
-                                       log: work.appendingPathComponent("broker.log"))
+        if inProcess {
+            let cluster = try MockCluster(brokers: 1)
+            for topic in ["activity", "billing", "segmenter-dlq"] { try cluster.createTopic(topic, partitions: 4) }
+            self.cluster = cluster
+            bootstrap = cluster.bootstrapServers
+            broker = nil
+            return
+        }
+        cluster = nil
+        let port = Processes.freePort()
+        let broker = try Processes.Running(bin, ["dev-broker", "--port", "\(port)", "--partitions", "4"],
+                                           log: work.appendingPathComponent("broker.log"))
         let deadline = Date().addingTimeInterval(10)
         while !broker.output.contains("bootstrap.servers"), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         try #require(broker.output.contains("bootstrap.servers"), "dev-broker did not start: \(broker.output)")
+        self.broker = broker
+        bootstrap = "127.0.0.1:\(port)"
     }
 
-    deinit { broker.kill(SIGTERM) }
-
-    var bootstrap: String { "127.0.0.1:\(port)" }
+    deinit { broker?.kill(SIGTERM) }
 
     /// `segmenter generate` with `arguments`; returns what it says it produced.
-    func generate(_ arguments: [String]) throws -> ProducedLog {
-        let log = work.appendingPathComponent("produced.jsonl").path
+    func generate(_ arguments: [String], log name: String = "produced.jsonl") throws -> ProducedLog {
+        let log = work.appendingPathComponent(name).path
         let (status, _) = try Processes.run(bin, ["generate", "--bootstrap-servers", bootstrap, "--out", log] + arguments)
         try #require(status == 0)
         return try ProducedLog(path: log)

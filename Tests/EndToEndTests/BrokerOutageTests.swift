@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+
+/// The broker goes down mid-stream and comes back: `run` rides it out, and nothing is lost or
+/// counted twice. The broker is librdkafka's mock cluster hosted in this test process, so the
+/// test can take it down (`rd_kafka_mock_broker_set_down`) while `run` is a separate process.
+@Suite(.serialized) struct BrokerOutageTests {
+    @Test func aBrokerOutageMidStreamLosesAndDuplicatesNothing() throws {
+        let harness = try Harness(inProcess: true)
+        let cluster = try #require(harness.cluster)
+        // Given a run that has consumed a first stream
+        let first = try harness.generate(["--users", "200", "--events", "10000", "--invalid-rate", "0.01",
+                                          "--duplicate-rate", "0.02", "--seed", "9", "--user-prefix", "a"], log: "first.jsonl")
+        let config = try harness.writeConfig(batch: 300)
+        let run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"))
+        defer { run.kill(SIGKILL) }
+        let started = Date().addingTimeInterval(120)
+        while harness.committedOffsets(config: config) < first.total, Date() < started { Thread.sleep(forTimeInterval: 0.1) }
+
+        // When the broker goes down, a second stream is produced meanwhile (it waits in the
+        // producer), and the broker comes back five seconds later
+        cluster.setBroker(1, up: false)
+        let secondDone = StopFlag()
+        nonisolated(unsafe) var second: ProducedLog?
+        Thread.detachNewThread {
+            second = try? harness.generate(["--users", "200", "--events", "10000", "--invalid-rate", "0.01",
+                                            "--duplicate-rate", "0.02", "--seed", "10", "--user-prefix", "b"], log: "second.jsonl")
+            secondDone.set()
+        }
+        Thread.sleep(forTimeInterval: 5)
+        let duringOutage = harness.committedOffsets(config: config)
+        #expect(run.process.isRunning, "run must survive an unreachable broker: \(run.output.suffix(1500))")
+        cluster.setBroker(1, up: true)
+        try #require(secondDone.wait(seconds: 90), "the second stream was never produced")
+        let produced = first + (try #require(second))
+
+        let deadline = Date().addingTimeInterval(120)
+        while harness.committedOffsets(config: config) < produced.total, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(duringOutage < produced.total, "the outage should land mid-stream")
+        #expect(harness.committedOffsets(config: config) == produced.total, "\(run.output.suffix(1500))")
+        Thread.sleep(forTimeInterval: 1.5)
+        run.kill(SIGTERM)
+        #expect(run.wait(seconds: 30) == 0)
+        try harness.expectExactlyOnce(config: config, produced: produced)
+    }
+}
+
+/// A one-shot flag a background thread sets.
+final class StopFlag: @unchecked Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    func set() { semaphore.signal() }
+    func wait(seconds: Double) -> Bool { semaphore.wait(timeout: .now() + seconds) == .success }
+}
