@@ -163,6 +163,15 @@ struct Validate: ParsableCommand {
             say("  kpi \(kpi.name): \(kpi.kind.rawValue) \(kpi.expressionText) for \(kpi.segments?.joined(separator: ", ") ?? "every segment")")
             for d in dialects { say(sqlLine(SQLRenderer(dialect: d).render(kpi.expression), dialect: d)) }
         }
+        for alert in config.alerts {
+            let condition: String = switch alert.condition {
+            case let .threshold(op, limit): "\(op.rawValue) \(JSONText.number(limit))"
+            case let .drop(percent): "drop \(JSONText.number(percent))%"
+            case let .rise(percent): "rise \(JSONText.number(percent))%"
+            }
+            say("  alert \(alert.name): \(alert.segment)/\(alert.kpi) \(condition) for \(alert.forSeconds)s, min members \(alert.minMembers)"
+                + (alert.resolveAt.map { ", resolves at \(JSONText.number($0))" } ?? ""))
+        }
     }
 
     private func sqlLine(_ rendered: SQLRenderer.Rendered, dialect: SQLRenderer.Dialect) -> String {
