@@ -35,6 +35,8 @@ public struct SegmenterConfig: Sendable {
     public var kpiEmitIntervalMs = 1000
     /// Alerts on KPIs, evaluated at every emit interval.
     public var alerts: [AlertDefinition] = []
+    /// Port of the HTTP API (health, readiness, JSON); nil: no HTTP server.
+    public var httpPort: Int?
 
     public init() {}
 
@@ -58,7 +60,7 @@ public struct SegmenterConfig: Sendable {
         config.source = source
         guard let root = reader.root else { return config }
         let top = try reader.mapping(root, allowed: ["kafka", "topics", "state_dir", "time_zone", "clock", "currency", "fx",
-                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "alerts"])
+                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "alerts", "http"])
         if let kafka = top["kafka"] {
             for (key, value) in try reader.mapping(kafka, allowed: nil) {
                 config.kafka[key] = try reader.string(value)
@@ -118,6 +120,10 @@ public struct SegmenterConfig: Sendable {
             if let n = ingest["batch_max_wait_ms"] { config.batchMaxWaitMs = Int32(try reader.integer(n, in: 1...60_000)) }
         }
         config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], reader: reader)
+        if let node = top["http"] {
+            let http = try reader.mapping(node, allowed: ["port"])
+            if let port = http["port"] { config.httpPort = try reader.integer(port, in: 0...65535) }
+        }
         if let node = top["alerts"] { config.alerts = try parseAlerts(node, catalog: config.catalog, reader: reader) }
         if let node = top["kpi_emit_interval"] {
             let text = try reader.string(node)

@@ -48,11 +48,14 @@ public final class IngestService: @unchecked Sendable {
 
     public var counters: IngestCounters { counterLock.lock(); defer { counterLock.unlock() }; return totals }
 
+    /// Liveness and readiness, for `/readyz`.
+    public let health = ServiceHealth()
+
     public func run(until stop: StopSignal, onBatch: ((IngestCounters) -> Void)? = nil) throws {
         try prepareStateDirectory()
         let producer = try KafkaProducer(configuration: config.kafka)
         try checkInputTopics(producer)
-        let bridge = RebalanceBridge()
+        let bridge = RebalanceBridge(health: health)
         let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
         let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, log: { [logger] in logger.info("\($0)") }) {
             [self] outcome, batch, published in
@@ -78,6 +81,7 @@ public final class IngestService: @unchecked Sendable {
 
         while !stop.isStopped && !worker.queue.isClosed {
             let (messages, errors) = try consumer.poll(maxMessages: config.batchMaxEvents, timeoutMs: config.batchMaxWaitMs)
+            if errors.isEmpty { health.polled() }
             for error in errors { logger.warning("\(error)") }
             if !messages.isEmpty { worker.queue.put(.batch(decode(messages, kinds: kinds))) }
         }
@@ -149,14 +153,23 @@ public struct ServiceError: Error, CustomStringConvertible {
 /// waiting for its answer: the commit thread owns the databases that hold the offsets.
 final class RebalanceBridge: RebalanceListener, @unchecked Sendable {
     var queue: WorkQueue<IngestCommand>?
+    let health: ServiceHealth
+    private var assigned: Set<TopicPartition> = []
+
+    init(health: ServiceHealth) { self.health = health }
 
     func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: StartOffset] {
         let reply = Reply<[TopicPartition: StartOffset]>()
         guard queue?.put(.assigned(partitions, reply)) == true else { return [:] }
-        return reply.wait() ?? [:]
+        guard let starts = reply.wait() else { return [:] }
+        assigned.formUnion(partitions)
+        health.assignment(count: assigned.count)
+        return starts
     }
 
     func partitionsRevoked(_ partitions: [TopicPartition]) {
+        assigned.subtract(partitions)
+        health.assignment(count: assigned.count)
         let reply = Reply<Bool>()
         guard queue?.put(.revoked(partitions, reply)) == true else { return }
         _ = reply.wait()

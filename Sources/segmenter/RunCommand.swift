@@ -24,6 +24,11 @@ struct Run: ParsableCommand {
         let handlers = installSignalHandlers(stop)
         let service = IngestService(config: config, logger: logger)
         let reporter = ProgressReporter(service: service, logger: logger, every: 5)
+        let http = config.httpPort.map { port in
+            logger.info("HTTP API on http://127.0.0.1:\(port) (/healthz, /readyz, /api/segments, /api/users/{id}, /api/alerts)")
+            return HTTPAPI.serve(config: config, health: service.health, port: port)
+        }
+        defer { http?.cancel() }
         var firstBatch: Date?
         do {
             try service.run(until: stop) { counters in

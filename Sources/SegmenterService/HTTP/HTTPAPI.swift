@@ -1,0 +1,96 @@
+import Foundation
+import Hummingbird
+import SegmenterCore
+import SegmenterStore
+
+/// What the HTTP API can ask the running service: is it alive and caught up enough to serve.
+public final class ServiceHealth: @unchecked Sendable {
+    private let lock = NSLock()
+    private var assigned = 0
+    private var lastPoll: Date?
+
+    public init() {}
+
+    func polled() { lock.lock(); lastPoll = Date(); lock.unlock() }
+    func assignment(count: Int) { lock.lock(); assigned = count; lock.unlock() }
+
+    /// Ready: partitions are assigned and restored, and the consumer polled the broker recently.
+    public var readiness: (ready: Bool, reason: String) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard assigned > 0 else { return (false, "no partitions assigned yet") }
+        guard let lastPoll, Date().timeIntervalSince(lastPoll) < 10 else { return (false, "the consumer has not polled for 10 s") }
+        return (true, "\(assigned) partitions assigned")
+    }
+}
+
+/// `/healthz`, `/readyz` and the JSON API over the state directory (read-only, beside ingest).
+public enum HTTPAPI {
+    public static func router(config: SegmenterConfig, health: ServiceHealth) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("healthz") { _, _ in json("{\"status\":\"ok\"}") }
+        router.get("readyz") { _, _ in
+            let (ready, reason) = health.readiness
+            return json(JSONText.object([("ready", ready ? "true" : "false"), ("reason", JSONText.quote(reason))]),
+                        status: ready ? .ok : .serviceUnavailable)
+        }
+        router.get("api/segments") { _, _ in
+            guard let reader = try? StateReader(directory: config.stateDirectory) else { return json("[]") }
+            let partials = try reader.kpiPartials()
+            return json("[" + config.catalog.segmentNames.map { segmentJSON($0, config: config, partials: partials) }.joined(separator: ",") + "]")
+        }
+        router.get("api/segments/:name") { _, context in
+            let name = context.parameters.get("name") ?? ""
+            guard config.catalog.segmentNames.contains(name) else { return json(error("unknown segment \(name)"), status: .notFound) }
+            let partials = (try? StateReader(directory: config.stateDirectory).kpiPartials()) ?? [:]
+            return json(segmentJSON(name, config: config, partials: partials))
+        }
+        router.get("api/users/:id") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard let reader = try? StateReader(directory: config.stateDirectory), let now = try reader.clock() else {
+                return json(error("no state yet"), status: .notFound)
+            }
+            let windows = FeatureExport.defaultWindows
+            guard let user = try reader.user(id, daysFrom: FeatureExport.firstDay(now: now, calendar: config.calendar, windows: windows)) else {
+                return json(error("unknown user \(id)"), status: .notFound)
+            }
+            let segments = try reader.segments(of: id).map(JSONText.quote).joined(separator: ",")
+            return json(JSONText.object([("features", FeatureExport.json(user, now: now, calendar: config.calendar, windows: windows)),
+                                         ("segments", "[\(segments)]")]))
+        }
+        router.get("api/alerts") { _, _ in
+            let states = (try? AlertStateReader(directory: config.stateDirectory).read()) ?? [:]
+            return json("[" + config.alerts.map { alert in
+                let state = states[alert.name]
+                return JSONText.object([
+                    ("alert", JSONText.quote(alert.name)), ("segment", JSONText.quote(alert.segment)), ("kpi", JSONText.quote(alert.kpi)),
+                    ("state", JSONText.quote(state?.state ?? "resolved")), ("value", state?.value.map(JSONText.number) ?? "null"),
+                    ("baseline", state?.baseline.map(JSONText.number) ?? "null"), ("drill_down", state?.drillDown ?? "null"),
+                ])
+            }.joined(separator: ",") + "]")
+        }
+        return router
+    }
+
+    static func segmentJSON(_ name: String, config: SegmenterConfig, partials: [KPIKey: KPIPartial]) -> String {
+        let kpis = config.catalog.kpiKeys.filter { $0.segment == name }.map { key in
+            (key.kpi, config.catalog.value(of: key, in: partials).map(JSONText.number) ?? "null")
+        }
+        return JSONText.object([("segment", JSONText.quote(name)),
+                                ("rule", config.catalog.segments.first { $0.name == name }.map { JSONText.quote($0.ruleText) } ?? "null"),
+                                ("kpis", JSONText.object(kpis))])
+    }
+
+    static func error(_ message: String) -> String { JSONText.object([("error", JSONText.quote(message))]) }
+
+    static func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// Serves the API on 127.0.0.1:`port` until the task is cancelled.
+    public static func serve(config: SegmenterConfig, health: ServiceHealth, port: Int) -> Task<Void, Error> {
+        let app = Application(router: router(config: config, health: health),
+                              configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "segmenter"))
+        return Task { try await app.run() }
+    }
+}

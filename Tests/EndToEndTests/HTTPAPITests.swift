@@ -1,0 +1,52 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// The HTTP API of a running `segmenter run`: health, readiness and JSON over live state.
+@Suite(.serialized) struct HTTPAPITests {
+    func get(_ url: String) async throws -> (Int, [String: Any]?, Any?) {
+        let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
+        let object = try? JSONSerialization.jsonObject(with: data)
+        return ((response as! HTTPURLResponse).statusCode, object as? [String: Any], object)
+    }
+
+    @Test func endpointsAnswerWithLiveState() async throws {
+        let harness = try Harness()
+        let produced = try harness.generate(["--users", "200", "--events", "6000", "--seed", "3"])
+        let port = Processes.freePort()
+        let config = try harness.writeConfig(batch: 500, extra: """
+            segments:
+              - {name: big_spenders, rule: "spend(30d) > 500"}
+            kpis:
+              - {name: spend, sum: "spend(30d)"}
+            http:
+              port: \(port)
+            """)
+        let run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"))
+        defer { run.kill(SIGKILL) }
+        let base = "http://127.0.0.1:\(port)"
+        let deadline = Date().addingTimeInterval(60)
+        while harness.committedOffsets(config: config) < produced.total, Date() < deadline { try await Task.sleep(for: .milliseconds(200)) }
+
+        let (health, healthBody, _) = try await get("\(base)/healthz")
+        #expect(health == 200 && healthBody?["status"] as? String == "ok")
+        let (ready, readyBody, _) = try await get("\(base)/readyz")
+        #expect(ready == 200, "\(String(describing: readyBody))")
+
+        let (status, _, list) = try await get("\(base)/api/segments")
+        #expect(status == 200)
+        let segments = try #require(list as? [[String: Any]])
+        #expect(segments.map { $0["segment"] as? String } == ["all", "big_spenders"])
+        let all = try #require(segments.first?["kpis"] as? [String: Any])
+        #expect((all["members"] as? NSNumber)?.intValue == 200)
+
+        let (userStatus, user, _) = try await get("\(base)/api/users/u1")
+        #expect(userStatus == 200)
+        #expect((user?["features"] as? [String: Any])?["user_id"] as? String == "u1")
+        #expect((user?["segments"] as? [String])?.contains("all") == true)
+        #expect(try await get("\(base)/api/users/nobody").0 == 404)
+        #expect(try await get("\(base)/api/segments/nope").0 == 404)
+    }
+}
