@@ -36,7 +36,7 @@ final class CommitWorker: @unchecked Sendable {
     private let relay: OutboxRelay
     private let consumer: KafkaConsumer
     private let publisher: KPIPublisher
-    private let report: (BatchOutcome, DecodedBatch, Int) -> Void
+    private let report: (BatchOutcome, DecodedBatch, Int, Int64) -> Void
     private let finished = DispatchSemaphore(value: 0)
     private(set) var failure: Error?
 
@@ -46,7 +46,7 @@ final class CommitWorker: @unchecked Sendable {
     private var lastEmit = ContinuousClock.now
 
     init(config: SegmenterConfig, producer: KafkaProducer, consumer: KafkaConsumer, log: @escaping (String) -> Void,
-         report: @escaping (BatchOutcome, DecodedBatch, Int) -> Void) throws {
+         report: @escaping (BatchOutcome, DecodedBatch, Int, Int64) -> Void) throws {
         self.config = config
         self.stores = PartitionStores(config: config, log: log)
         self.relay = OutboxRelay(producer: producer)
@@ -126,8 +126,10 @@ final class CommitWorker: @unchecked Sendable {
 
     private func commit(_ batch: DecodedBatch) throws {
         if let latest = batch.latestEventTime { advance(to: latest) }
+        let started = ContinuousClock.now
         let total = try commitEverywhere(batch.byPartition)
-        report(total, batch, relay.published)
+        let took = ContinuousClock.now - started
+        report(total, batch, relay.published, took.components.seconds * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
     }
 
     /// One transaction per owned partition, side by side: partition databases are independent

@@ -58,7 +58,11 @@ public final class IngestService: @unchecked Sendable {
         let bridge = RebalanceBridge(health: health)
         let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
         let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, log: { [logger] in logger.info("\($0)") }) {
-            [self] outcome, batch, published in
+            [self] outcome, batch, published, commitNanoseconds in
+            ServiceMetrics.record(consumed: batch.consumed, applied: outcome.applied, duplicates: outcome.duplicates,
+                                  deadLettered: outcome.deadLettered, keyMismatches: batch.keyMismatches,
+                                  membershipChanges: outcome.membershipChanges, timersFired: outcome.timersFired,
+                                  published: published, commitNanoseconds: commitNanoseconds)
             counterLock.lock()
             totals.consumed += batch.consumed
             totals.applied += outcome.applied

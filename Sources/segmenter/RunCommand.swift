@@ -20,6 +20,7 @@ struct Run: ParsableCommand {
     func run() throws {
         let config = try options.load()
         let logger = makeLogger()
+        ServiceMetrics.bootstrap()
         let stop = StopSignal()
         let handlers = installSignalHandlers(stop)
         let service = IngestService(config: config, logger: logger)

@@ -48,5 +48,16 @@ import Testing
         #expect((user?["segments"] as? [String])?.contains("all") == true)
         #expect(try await get("\(base)/api/users/nobody").0 == 404)
         #expect(try await get("\(base)/api/segments/nope").0 == 404)
+
+        // Prometheus text: the metric names are there and moved with the events.
+        let (data, response) = try await URLSession.shared.data(from: URL(string: "\(base)/metrics")!)
+        #expect((response as! HTTPURLResponse).statusCode == 200)
+        let metrics = String(decoding: data, as: UTF8.self)
+        for name in ["segmenter_events_applied_total", "segmenter_events_deduplicated_total", "segmenter_events_dead_lettered_total",
+                     "segmenter_batch_size", "segmenter_commit_duration_seconds", "segmenter_membership_changes_total"] {
+            #expect(metrics.contains(name), "\(name) missing")
+        }
+        let consumed = metrics.split(separator: "\n").first { $0.hasPrefix("segmenter_events_consumed_total ") }
+        #expect(consumed.flatMap { Int($0.split(separator: " ").last ?? "") } == produced.total, "\(String(describing: consumed))")
     }
 }

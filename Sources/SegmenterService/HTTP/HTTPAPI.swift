@@ -29,6 +29,10 @@ public enum HTTPAPI {
     public static func router(config: SegmenterConfig, health: ServiceHealth) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("healthz") { _, _ in json("{\"status\":\"ok\"}") }
+        router.get("metrics") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                     body: .init(byteBuffer: ByteBuffer(string: ServiceMetrics.exposition())))
+        }
         router.get("readyz") { _, _ in
             let (ready, reason) = health.readiness
             return json(JSONText.object([("ready", ready ? "true" : "false"), ("reason", JSONText.quote(reason))]),

@@ -1,0 +1,44 @@
+import Metrics
+import Prometheus
+
+/// The service's metrics, through swift-metrics, exported in Prometheus text format.
+///
+/// `bootstrap()` once per process (the `run` command); without it the metrics are no-ops.
+public enum ServiceMetrics {
+    public static let registry = PrometheusCollectorRegistry()
+
+    public static func bootstrap() {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+    }
+
+    /// The `/metrics` body.
+    public static func exposition() -> String { registry.emitToString() }
+
+    static let consumed = Counter(label: "segmenter_events_consumed_total")
+    static let applied = Counter(label: "segmenter_events_applied_total")
+    static let duplicates = Counter(label: "segmenter_events_deduplicated_total")
+    static let deadLettered = Counter(label: "segmenter_events_dead_lettered_total")
+    static let keyMismatches = Counter(label: "segmenter_key_mismatch_total")
+    static let batches = Counter(label: "segmenter_batches_total")
+    static let batchSize = Recorder(label: "segmenter_batch_size")
+    static let commitSeconds = Metrics.Timer(label: "segmenter_commit_duration_seconds")
+    static let membershipChanges = Counter(label: "segmenter_membership_changes_total")
+    static let timersFired = Counter(label: "segmenter_timers_fired_total")
+    static let published = Gauge(label: "segmenter_outbox_published")
+
+    /// Records one committed batch.
+    static func record(consumed: Int, applied: Int, duplicates: Int, deadLettered: Int, keyMismatches: Int,
+                       membershipChanges: Int, timersFired: Int, published: Int, commitNanoseconds: Int64) {
+        Self.consumed.increment(by: consumed)
+        Self.applied.increment(by: applied)
+        Self.duplicates.increment(by: duplicates)
+        Self.deadLettered.increment(by: deadLettered)
+        Self.keyMismatches.increment(by: keyMismatches)
+        Self.membershipChanges.increment(by: membershipChanges)
+        Self.timersFired.increment(by: timersFired)
+        batches.increment()
+        batchSize.record(consumed)
+        commitSeconds.recordNanoseconds(commitNanoseconds)
+        Self.published.record(published)
+    }
+}
