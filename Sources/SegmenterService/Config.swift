@@ -35,8 +35,10 @@ public struct SegmenterConfig: Sendable {
     public var kpiEmitIntervalMs = 1000
     /// Alerts on KPIs, evaluated at every emit interval.
     public var alerts: [AlertDefinition] = []
-    /// Port of the HTTP API (health, readiness, JSON); nil: no HTTP server.
+    /// Port of the HTTP API (health, readiness, metrics, JSON); nil: no HTTP server.
     public var httpPort: Int?
+    /// Address the HTTP API binds (127.0.0.1 by default; 0.0.0.0 in a container).
+    public var httpHost = "127.0.0.1"
 
     public init() {}
 
@@ -121,8 +123,9 @@ public struct SegmenterConfig: Sendable {
         }
         config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], reader: reader)
         if let node = top["http"] {
-            let http = try reader.mapping(node, allowed: ["port"])
+            let http = try reader.mapping(node, allowed: ["port", "host"])
             if let port = http["port"] { config.httpPort = try reader.integer(port, in: 0...65535) }
+            if let host = http["host"] { config.httpHost = try reader.string(host) }
         }
         if let node = top["alerts"] { config.alerts = try parseAlerts(node, catalog: config.catalog, reader: reader) }
         if let node = top["kpi_emit_interval"] {

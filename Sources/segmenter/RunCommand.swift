@@ -26,7 +26,7 @@ struct Run: ParsableCommand {
         let service = IngestService(config: config, logger: logger)
         let reporter = ProgressReporter(service: service, logger: logger, every: 5)
         let http = config.httpPort.map { port in
-            logger.info("HTTP API on http://127.0.0.1:\(port) (/healthz, /readyz, /api/segments, /api/users/{id}, /api/alerts)")
+            logger.info("HTTP API on http://\(config.httpHost):\(port) (/healthz, /readyz, /metrics, /api/segments, /api/users/{id}, /api/alerts)")
             return HTTPAPI.serve(config: config, health: service.health, port: port)
         }
         defer { http?.cancel() }

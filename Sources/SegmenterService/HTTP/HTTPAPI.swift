@@ -91,10 +91,10 @@ public enum HTTPAPI {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
     }
 
-    /// Serves the API on 127.0.0.1:`port` until the task is cancelled.
+    /// Serves the API on `config.httpHost`:`port` until the task is cancelled.
     public static func serve(config: SegmenterConfig, health: ServiceHealth, port: Int) -> Task<Void, Error> {
         let app = Application(router: router(config: config, health: health),
-                              configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "segmenter"))
+                              configuration: .init(address: .hostname(config.httpHost, port: port), serverName: "segmenter"))
         return Task { try await app.run() }
     }
 }
