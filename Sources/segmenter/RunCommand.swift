@@ -12,6 +12,7 @@ struct Run: ParsableCommand {
     )
 
     @OptionGroup var options: ConfigOption
+    @Option(help: "Log format on stderr: text or json (one object per line).") var logFormat: LogFormat = .text
 
     @Option(help: ArgumentHelp("Stop once this many messages are consumed and committed, and print figures (benchmarks).",
                                visibility: .hidden))
@@ -19,7 +20,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
-        let logger = makeLogger()
+        let logger = makeLogger(format: logFormat)
         ServiceMetrics.bootstrap()
         let stop = StopSignal()
         let handlers = installSignalHandlers(stop)

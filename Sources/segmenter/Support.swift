@@ -15,9 +15,13 @@ struct ConfigOption: ParsableArguments {
 
 enum LogFormat: String, ExpressibleByArgument { case text, json }
 
-/// Logging to stderr, so stdout stays clean for data (`export features`).
-func makeLogger(_ label: String = "segmenter") -> Logger {
-    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+/// Logging to stderr, so stdout stays clean for data (`export features`): human-readable by
+/// default, JSON lines with `--log-format json`.
+func makeLogger(_ label: String = "segmenter", format: LogFormat = .text) -> Logger {
+    switch format {
+    case .text: LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    case .json: LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+    }
     return Logger(label: label)
 }
 
