@@ -96,7 +96,10 @@ final class CommitWorker: @unchecked Sendable {
                 for store in stores.open.values { if let clock = try store.clock() { advance(to: clock) } }
                 reply.send(starts)
             case let .revoked(partitions, reply)?:
+                // Publish what these partitions owe before giving them up: their next owner (or
+                // our next start) would otherwise send again the rows still in flight.
                 try emitKPIs(force: true)
+                try relay.drain(outboxSources, timeoutMs: 10_000)
                 stores.revoke(partitions)
                 relay.forget(partitionsNotIn: outboxSources)
                 reply.send(true)

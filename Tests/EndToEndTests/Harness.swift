@@ -77,14 +77,16 @@ final class Harness: @unchecked Sendable {
     /// - Parameter afterCatchingUp: produces more input once everything else is consumed and
     ///   returns how many messages it sent (for example a late clock tick).
     @discardableResult
-    func runKilledMidStream(config: String, total: Int, afterCatchingUp: (() throws -> Int)? = nil) throws -> Int {
+    func runKilledMidStream(config: String, total: Int, signal: Int32 = SIGKILL,
+                            afterCatchingUp: (() throws -> Int)? = nil) throws -> Int {
         let first = try Processes.Running(bin, ["run", "--config", config], log: work.appendingPathComponent("run1.log"))
         let deadline = Date().addingTimeInterval(120)
         while committedOffsets(config: config) < total / 5, Date() < deadline, first.process.isRunning {
             Thread.sleep(forTimeInterval: 0.05)
         }
-        first.kill(SIGKILL)
-        first.wait(seconds: 10)
+        first.kill(signal)
+        let status = first.wait(seconds: 30)
+        if signal != SIGKILL { #expect(status == 0, "a graceful stop exits 0: \(first.output.suffix(1500))") }
         let atKill = committedOffsets(config: config)
         #expect(atKill > 0 && atKill < total, "kill should land mid-stream (committed \(atKill) of \(total)); run log: \(first.output.suffix(2000))")
 

@@ -34,6 +34,15 @@ import SegmenterService
     }
 
     @Test func foldedOutputsEqualARecomputationAfterASigkill() throws {
+        try foldedOutputsEqualARecomputation(stoppingWith: SIGKILL)
+    }
+
+    /// A graceful stop mid-stream drains the outbox: no output is lost and none is sent twice.
+    @Test func aGracefulStopMidStreamLosesAndRepeatsNoOutput() throws {
+        try foldedOutputsEqualARecomputation(stoppingWith: SIGTERM, expectNoRepeats: true)
+    }
+
+    func foldedOutputsEqualARecomputation(stoppingWith signal: Int32, expectNoRepeats: Bool = false) throws {
         let harness = try Harness()
         let startDay = DayNumber(Int64(Date().timeIntervalSince1970) / 86_400) - 15
         let incident = DayCalendar.isoDate(startDay + 7)
@@ -46,7 +55,7 @@ import SegmenterService
         // jumps, and members of spend(3d) > 100 who have no event of their own since must exit by time.
         let lastTs = Instant(seconds: Int64(startDay + 10) * 86_400)
         let tick = #"{"event_id":"tick","user_id":"clock-tick","type":"session","ts":"\#(lastTs.adding(seconds: 4 * 86_400))"}"#
-        try harness.runKilledMidStream(config: config, total: produced.total) {
+        try harness.runKilledMidStream(config: config, total: produced.total, signal: signal) {
             try harness.produce(topic: "activity", key: "clock-tick", payload: tick)
             return 1
         }
@@ -79,7 +88,21 @@ import SegmenterService
         // Fold segment-membership: the last change per (user, segment) wins.
         var last: [String: String] = [:]
         var causes: [String: Int] = [:]
-        for message in try harness.readTopic("segment-membership") {
+        let membership = try harness.readTopic("segment-membership")
+        if expectNoRepeats {
+            // Changes are published only when membership flips, so per (user, segment) they
+            // alternate enter/exit; a re-sent row would show up as the same change twice in a row.
+            var previous: [String: String] = [:]
+            var repeated: [String] = []
+            for message in membership {
+                let key = "\(message["user_id"]!)/\(message["segment"]!)"
+                let change = message["change"] as! String
+                if previous[key] == change { repeated.append("\(key) \(change) at \(message["as_of"]!)") }
+                previous[key] = change
+            }
+            #expect(repeated.isEmpty, "a graceful stop must not re-send membership changes: \(repeated.prefix(6))")
+        }
+        for message in membership {
             last["\(message["user_id"]!)/\(message["segment"]!)"] = message["change"] as? String
             causes["\(message["change"]!) by \(message["cause"]!)", default: 0] += 1
         }
@@ -94,6 +117,7 @@ import SegmenterService
             let seq = (message["seq"] as! NSNumber).intValue
             if let seen = chains[pair]?[seq] {
                 #expect(NSDictionary(dictionary: seen).isEqual(to: message), "\(pair) seq \(seq) re-sent with other content")
+                #expect(!expectNoRepeats, "\(pair) seq \(seq) sent twice after a graceful stop")
             }
             chains[pair, default: [:]][seq] = message
         }
