@@ -26,6 +26,7 @@ final class SegmentStatements {
     let deleteTimer: Statement
     let selectDue: Statement
     let upsertPartial: Statement
+    let selectEarliestTimer: Statement
 
     init(_ db: SQLiteConnection) throws {
         selectDays = try db.prepare("SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?")
@@ -36,6 +37,7 @@ final class SegmentStatements {
         deleteTimer = try db.prepare("DELETE FROM timers WHERE user_id = ?")
         selectDue = try db.prepare("SELECT user_id FROM timers WHERE due <= ? ORDER BY due LIMIT 10000")
         upsertPartial = try db.prepare("INSERT OR REPLACE INTO kpi_partials (segment, kpi, counted, total_bits) VALUES (?, ?, ?, ?)")
+        selectEarliestTimer = try db.prepare("SELECT min(due) FROM timers")
     }
 }
 
@@ -196,7 +198,8 @@ extension PartitionStore {
 
     /// The earliest due timer, to skip clock steps that fire nothing.
     func earliestTimer() throws -> Instant? {
-        let statement = try db.prepare("SELECT min(due) FROM timers")
+        let statement = segmentStatements.selectEarliestTimer.reset()
+        defer { statement.reset() }
         _ = try statement.step()
         return statement.optionalInt64(0).map(Instant.init(nanoseconds:))
     }

@@ -94,6 +94,9 @@ public final class PartitionStore: @unchecked Sendable {
     let upsertOffset: Statement
     let insertOutbox: Statement
     let setMeta: Statement
+    /// Read on every commit, so kept prepared.
+    let selectOffsets: Statement
+    let selectMeta: Statement
 
     /// Folds the WAL back into the database file and truncates it; call when giving the
     /// partition up or stopping, so the state directory holds just the database files.
@@ -122,10 +125,9 @@ public final class PartitionStore: @unchecked Sendable {
         try db.execute("PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=50000; PRAGMA journal_size_limit=67108864")
         try Schema.migrate(db)
         insertSeen = try db.prepare("INSERT OR IGNORE INTO seen_events (user_id, event_id, ts) VALUES (?, ?, ?)")
-        selectProfile = try db.prepare("""
-            SELECT signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities, lifetime_active_us,
-                   activity_before_signup, attributes, accounts FROM users WHERE user_id = ?
-            """)
+        selectProfile = try db.prepare("SELECT \(StateReading.profileColumns) FROM users WHERE user_id = ?")
+        selectOffsets = try db.prepare("SELECT topic, next_offset FROM offsets WHERE partition = ?")
+        selectMeta = try db.prepare("SELECT value FROM meta WHERE key = ?")
         upsertProfile = try db.prepare("""
             INSERT OR REPLACE INTO users (user_id, signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities,
                 lifetime_active_us, activity_before_signup, attributes, accounts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -168,7 +170,8 @@ public final class PartitionStore: @unchecked Sendable {
 
     /// The next offset to consume per input topic, as committed with the state.
     public func storedOffsets() throws -> [String: Int64] {
-        let statement = try db.prepare("SELECT topic, next_offset FROM offsets WHERE partition = ?")
+        let statement = selectOffsets.reset()
+        defer { statement.reset() }
         statement.bind(1, Int64(partition))
         var result: [String: Int64] = [:]
         while try statement.step() { result[statement.string(0)!] = statement.int64(1) }
@@ -179,7 +182,8 @@ public final class PartitionStore: @unchecked Sendable {
     public func clock() throws -> Instant? { try meta("clock_now").map(Instant.init(nanoseconds:)) }
 
     func meta(_ key: String) throws -> Int64? {
-        let statement = try db.prepare("SELECT value FROM meta WHERE key = ?")
+        let statement = selectMeta.reset()
+        defer { statement.reset() }
         statement.bind(1, key)
         return try statement.step() ? statement.int64(0) : nil
     }

@@ -76,12 +76,7 @@ struct Inspect: ParsableCommand {
             let states = try AlertStateReader(directory: config.stateDirectory).read()
             for alert in config.alerts {
                 let state = states[alert.name]
-                let condition: String = switch alert.condition {
-                case let .threshold(op, limit): "threshold \(op.rawValue) \(JSONText.number(limit))"
-                case let .drop(percent): "drop \(JSONText.number(percent))% vs the mean of \(alert.baseline.count) \(alert.baseline.sameWeekday ? "same weekdays" : "days")"
-                case let .rise(percent): "rise \(JSONText.number(percent))% vs the mean of \(alert.baseline.count) \(alert.baseline.sameWeekday ? "same weekdays" : "days")"
-                }
-                say("\(alert.name): \(state?.state ?? "resolved")  (\(alert.segment)/\(alert.kpi) \(condition), for \(alert.forSeconds)s, min members \(alert.minMembers))")
+                say("\(alert.name): \(state?.state ?? "resolved")  (\(alert.segment)/\(alert.kpi) \(alert.conditionDescription), for \(alert.forSeconds)s, min members \(alert.minMembers))")
                 say("  value \(state?.value.map(JSONText.number) ?? "null"), baseline \(state?.baseline.map(JSONText.number) ?? "null")"
                     + (state?.pendingSince.map { ", condition holding since \($0)" } ?? ""))
                 if state?.state == "firing", let drill = state?.drillDown { say("  drill-down: \(drill)") }
@@ -164,12 +159,7 @@ struct Validate: ParsableCommand {
             for d in dialects { say(sqlLine(SQLRenderer(dialect: d).render(kpi.expression), dialect: d)) }
         }
         for alert in config.alerts {
-            let condition: String = switch alert.condition {
-            case let .threshold(op, limit): "\(op.rawValue) \(JSONText.number(limit))"
-            case let .drop(percent): "drop \(JSONText.number(percent))%"
-            case let .rise(percent): "rise \(JSONText.number(percent))%"
-            }
-            say("  alert \(alert.name): \(alert.segment)/\(alert.kpi) \(condition) for \(alert.forSeconds)s, min members \(alert.minMembers)"
+            say("  alert \(alert.name): \(alert.segment)/\(alert.kpi) \(alert.conditionDescription) for \(alert.forSeconds)s, min members \(alert.minMembers)"
                 + (alert.resolveAt.map { ", resolves at \(JSONText.number($0))" } ?? ""))
         }
     }

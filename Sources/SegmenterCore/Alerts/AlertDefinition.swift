@@ -46,6 +46,16 @@ public struct AlertDefinition: Sendable, Equatable {
         self.resolveAt = resolveAt
     }
 
+    /// `> 0.9`, `drop 30% vs the mean of 7 days`: for `validate` and `inspect alerts`.
+    public var conditionDescription: String {
+        let baselineText = "vs the mean of \(baseline.count) \(baseline.sameWeekday ? "same weekdays" : "days")"
+        switch condition {
+        case let .threshold(op, limit): return "\(op.rawValue) \(JSONText.number(limit))"
+        case let .drop(percent): return "drop \(JSONText.number(percent))% \(baselineText)"
+        case let .rise(percent): return "rise \(JSONText.number(percent))% \(baselineText)"
+        }
+    }
+
     /// The level at which the alert fires, for messages: the threshold, or the baseline moved by the percentage.
     public func firingLevel(baseline: Double?) -> Double? {
         switch condition {
