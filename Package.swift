@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C libraries, each behind a shim header.
@@ -26,10 +28,17 @@ let package = Package(
         .target(name: "SegmenterCore"),
         // SQLite: schema, migrations, per-partition state, offsets, outbox.
         .target(name: "SegmenterStore", dependencies: ["CSQLite", "SegmenterCore"]),
+        // Warehouses behind one protocol (SQLite file, PostgreSQL/Redshift wire protocol).
+        .target(name: "Warehouse", dependencies: [
+            "SegmenterCore", "SegmenterStore",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Config, ingest loop, outbox relay, generator: where Kafka meets the store.
         .target(name: "SegmenterService", dependencies: [
-            "KafkaIO", "SegmenterCore", "SegmenterStore",
+            "KafkaIO", "SegmenterCore", "SegmenterStore", "Warehouse",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -44,7 +53,7 @@ let package = Package(
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
         .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore"]),
         .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterService"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse"]),
     ],
     swiftLanguageModes: [.v6]
 )

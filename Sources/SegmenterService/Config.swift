@@ -37,6 +37,8 @@ public struct SegmenterConfig: Sendable {
     public var alerts: [AlertDefinition] = []
     /// Port of the HTTP API (health, readiness, metrics, JSON); nil: no HTTP server.
     public var httpPort: Int?
+    /// Warehouse reconciliation (SPEC §6); nil: not configured.
+    public var reconciliation: ReconciliationConfig?
     /// Address the HTTP API binds (127.0.0.1 by default; 0.0.0.0 in a container).
     public var httpHost = "127.0.0.1"
 
@@ -62,7 +64,7 @@ public struct SegmenterConfig: Sendable {
         config.source = source
         guard let root = reader.root else { return config }
         let top = try reader.mapping(root, allowed: ["kafka", "topics", "state_dir", "time_zone", "clock", "currency", "fx",
-                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "alerts", "http"])
+                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "alerts", "http", "reconciliation"])
         if let kafka = top["kafka"] {
             for (key, value) in try reader.mapping(kafka, allowed: nil) {
                 config.kafka[key] = try reader.string(value)
@@ -128,6 +130,7 @@ public struct SegmenterConfig: Sendable {
             if let host = http["host"] { config.httpHost = try reader.string(host) }
         }
         if let node = top["alerts"] { config.alerts = try parseAlerts(node, catalog: config.catalog, reader: reader) }
+        if let node = top["reconciliation"] { config.reconciliation = try ReconciliationConfig.parse(node, reader: reader, configFile: source) }
         if let node = top["kpi_emit_interval"] {
             let text = try reader.string(node)
             if text.hasSuffix("ms"), let ms = Int(text.dropLast(2)), ms > 0 {

@@ -32,6 +32,9 @@ public struct BatchOutcome: Sendable, Equatable {
     public var touchedUsers: Set<String> = []
     /// Membership changes published (enter/exit, all causes).
     public var membershipChanges = 0
+    /// Valid new events for days a reconciliation already took from the warehouse: recorded,
+    /// not added to the day's sums (the warehouse's value stands).
+    public var onReconciledDays = 0
     /// Users re-evaluated because their timer was due.
     public var timersFired = 0
     /// Segments whose KPI partials moved, with the cause of the latest move.
@@ -66,7 +69,7 @@ public final class PartitionStore: @unchecked Sendable {
 
     /// Profiles as last committed. Filled only after a successful COMMIT, so a failed batch
     /// can never leave the cache ahead of the database.
-    private var profileCache: [String: UserProfile] = [:]
+    var profileCache: [String: UserProfile] = [:]
     private let profileCacheCapacity: Int
 
     public let segments: SegmentSetup
@@ -74,14 +77,17 @@ public final class PartitionStore: @unchecked Sendable {
     /// This partition's KPI partial sums as last committed (same rule as the profile cache).
     public internal(set) var partials = KPIPartials()
     /// The earliest armed timer, so a clock step that fires nothing costs nothing.
-    private var nextTimer: Instant?
+    var nextTimer: Instant?
+    /// Days whose sums the warehouse owns since a reconciliation compared them: a stream event
+    /// for such a day arriving later is recorded (dedupe, latest activity) but not added again.
+    public internal(set) var reconciledDays: ClosedRange<DayNumber>?
     /// Users' segment states as last committed (same rule as the profile cache).
-    private var segmentStates: [String: SegmentState] = [:]
+    var segmentStates: [String: SegmentState] = [:]
 
     func cachedSegmentState(of userID: String) -> SegmentState? { segmentStates[userID] }
     func forgetSegmentStates() { segmentStates.removeAll() }
 
-    private func remember(_ states: [String: SegmentState]) {
+    func remember(_ states: [String: SegmentState]) {
         if segmentStates.count + states.count > profileCacheCapacity { segmentStates.removeAll(keepingCapacity: true) }
         segmentStates.merge(states) { $1 }
     }
@@ -150,6 +156,7 @@ public final class PartitionStore: @unchecked Sendable {
         segmentStatements = try SegmentStatements(db)
         partials = try loadPartials()
         nextTimer = try earliestTimer()
+        reconciledDays = try storedReconciledDays()
     }
 
     /// Re-evaluates everyone once if the segment or KPI definitions changed since the state
@@ -261,7 +268,10 @@ public final class PartitionStore: @unchecked Sendable {
                         rewrite.insert(event.userID)
                     }
                     let beforeSignupCount = profile.activityBeforeSignup.count
-                    if let change = profile.apply(event, calendar: calendar) {
+                    if let reconciledDays, event.body.countsInDay, reconciledDays.contains(calendar.day(of: event.ts)) {
+                        outcome.onReconciledDays += 1
+                    }
+                    if let change = profile.apply(event, calendar: calendar, reconciledDays: reconciledDays) {
                         dayDeltas[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
                     }
                     switch event.body {

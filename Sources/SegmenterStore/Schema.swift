@@ -74,6 +74,10 @@ enum Schema {
             value TEXT NOT NULL
         ) WITHOUT ROWID;
         """,
+        // 3: reconciliation reads one day across users (per-day totals, a day's user rows).
+        """
+        CREATE INDEX user_days_by_day ON user_days (day);
+        """,
     ]
 
     /// Brings `connection` to the newest schema.

@@ -9,10 +9,16 @@ extension UserProfile {
     ///
     /// Order-independent by construction: sums commute, `signupAt` is a minimum, and
     /// latest-wins values compare (`ts`, `event_id`). The caller has already removed duplicates.
+    /// - Parameter reconciledDays: days whose sums the warehouse owns (reconciliation took its
+    ///   values); an activity or billing event on such a day adds nothing to the sums.
     /// - Returns: the change to the per-day sums for the event's local day, if any.
     /// - Important: Call inside the ingest transaction; the caller commits offsets with it.
-    public mutating func apply(_ event: UserEvent, calendar: DayCalendar) -> DayDelta? {
+    public mutating func apply(_ event: UserEvent, calendar: DayCalendar, reconciledDays: ClosedRange<DayNumber>? = nil) -> DayDelta? {
         let version = Version(ts: event.ts, eventID: event.eventID)
+        if let reconciledDays, event.body.countsInDay, reconciledDays.contains(calendar.day(of: event.ts)) {
+            if case .activity = event.body, lastActivityAt == nil || event.ts > lastActivityAt! { lastActivityAt = event.ts }
+            return nil
+        }
         switch event.body {
         case let .signup(attributes):
             if signupAt == nil || event.ts < signupAt! {
@@ -55,5 +61,34 @@ extension UserProfile {
     private mutating func setAccount(_ accountID: String, open: Bool, version: Version) {
         if let current = accounts[accountID], current.version >= version { return }
         accounts[accountID] = AccountEntry(open: open, version: version)
+    }
+}
+
+extension UserEvent.Body {
+    /// Activity and billing events add to per-day sums; the rest change the profile only.
+    public var countsInDay: Bool {
+        switch self {
+        case .activity, .billing: true
+        default: false
+        }
+    }
+}
+
+extension UserProfile {
+    /// Takes a sign-up time from the warehouse (reconciliation: the warehouse wins).
+    ///
+    /// Moving it earlier is exact (activities before the old sign-up that are not before the
+    /// new one count from now on). Moving it later cannot re-classify activities between the
+    /// two instants, whose times are not kept; they stay counted as after sign-up.
+    public mutating func correctSignup(to instant: Instant) {
+        signupAt = instant
+        activityBeforeSignup.removeAll { $0 >= instant }
+    }
+
+    /// Adds a warehouse correction of one day's sums to the lifetime totals.
+    public mutating func addToLifetime(_ delta: DayAggregate) {
+        lifetimeSpendCents += delta.spendCents
+        lifetimeActivities += delta.activities
+        lifetimeActiveMicros += delta.activeMicros
     }
 }

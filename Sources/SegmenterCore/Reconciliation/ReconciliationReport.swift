@@ -1,0 +1,54 @@
+/// What one reconciliation run found and did; kept as history, printed by `reconcile --once`,
+/// served at `/api/reconciliation` and summarised on `/metrics`.
+public struct ReconciliationReport: Equatable, Sendable, Codable {
+    public enum Kind: String, Sendable, Codable { case scheduled, once, backfill }
+    public enum Status: String, Sendable, Codable { case running, succeeded, failed }
+
+    public var kind: Kind
+    public var status: Status = .running
+    /// Why the run failed (the warehouse's or the store's error), nil otherwise.
+    public var error: String?
+    public var startedAt: Instant
+    public var finishedAt: Instant?
+    /// The instance clock the closed days were judged by.
+    public var now: Instant?
+    public var fromDay: String
+    public var throughDay: String
+    public var daysCompared = 0
+    public var daysDiffering: [String] = []
+    public var usersCompared = 0
+    public var usersCorrected = 0
+    public var rowsFetched = 0
+    public var signupBucketsDiffering = 0
+    public var signupsCorrected = 0
+    public var membershipChanges = 0
+    /// Drift in cents, activities and microseconds of activity over the corrected user-days.
+    public var spendCents = Drift()
+    public var activities = Drift()
+    public var activeMicros = Drift()
+    public var attempt = 1
+
+    public init(kind: Kind, startedAt: Instant, fromDay: String, throughDay: String) {
+        self.kind = kind
+        self.startedAt = startedAt
+        self.fromDay = fromDay
+        self.throughDay = throughDay
+    }
+
+    public var durationSeconds: Double? {
+        finishedAt.map { Double($0.nanoseconds - startedAt.nanoseconds) / 1e9 }
+    }
+
+    /// Adds one corrected user-day's drift.
+    public mutating func noteCorrection(local: DayAggregate, warehouse: DayAggregate) {
+        spendCents.absolute += abs(warehouse.spendCents - local.spendCents)
+        activities.absolute += abs(warehouse.activities - local.activities)
+        activeMicros.absolute += abs(warehouse.activeMicros - local.activeMicros)
+    }
+
+    public mutating func noteWarehouseTotals(_ totals: DayTotals) {
+        spendCents.warehouseTotal += totals.spendCents
+        activities.warehouseTotal += totals.activities
+        activeMicros.warehouseTotal += totals.activeMicros
+    }
+}

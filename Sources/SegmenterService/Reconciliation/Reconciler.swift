@@ -1,0 +1,206 @@
+import Foundation
+import Logging
+import SegmenterCore
+import SegmenterStore
+import Warehouse
+
+/// One reconciliation run (SPEC §6), level by level:
+///
+/// 1. Per-day totals of the closed days, local (summed over owned partitions) and warehouse.
+/// 2. For each day that differs: the warehouse's user rows of that day and the local ones;
+///    users whose sums differ take the warehouse's values, one transaction per partition,
+///    re-evaluated with cause `reconciliation` (membership changes and KPI partials follow).
+/// 3. Sign-ups: per UTC-day bucket (count, sum of seconds), then users in differing buckets.
+/// 4. The compared days are marked as the warehouse's: later stream events for them are not
+///    added again (no double counting of what the warehouse already holds).
+///
+/// Idempotent: values are set, not added, so a retried or repeated run changes nothing more.
+public final class Reconciler: Sendable {
+    public let config: ReconciliationConfig
+    let calendar: DayCalendar
+    let access: any StoreAccess
+    let partitionCount: Int
+    let history: ReconciliationHistory
+    let logger: Logger
+
+    public init(config: ReconciliationConfig, calendar: DayCalendar, access: any StoreAccess, partitionCount: Int,
+                history: ReconciliationHistory, logger: Logger) {
+        self.config = config
+        self.calendar = calendar
+        self.access = access
+        self.partitionCount = partitionCount
+        self.history = history
+        self.logger = logger
+    }
+
+    /// Runs once against `warehouse`, recording the report in the history as it goes.
+    /// - Parameter from: a backfill's first day; otherwise `lookback` days are compared.
+    public func run(kind: ReconciliationReport.Kind, from: DayNumber? = nil, warehouse: any Warehouse, attempt: Int = 1) async -> ReconciliationReport {
+        let wall = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+        let now = (try? await access.withStores { $0.now }) ?? nil
+        let clock = now ?? wall
+        var report = ReconciliationReport(kind: kind, startedAt: wall, fromDay: "", throughDay: "")
+        report.attempt = attempt
+        report.now = clock
+        guard let days = config.closedDays(now: clock, calendar: calendar, from: from) else {
+            report.status = .failed
+            report.error = "no closed day to compare yet (now \(clock), lag \(config.lagSeconds) s)"
+            report.finishedAt = wall
+            return report
+        }
+        report.fromDay = DayCalendar.isoDate(days.lowerBound)
+        report.throughDay = DayCalendar.isoDate(days.upperBound)
+        let id = try? history.insert(report)
+        logger.info("reconciliation (\(kind.rawValue)) against \(warehouse.label): days \(report.fromDay) … \(report.throughDay)")
+        do {
+            try await reconcileDays(days, warehouse: warehouse, now: clock, report: &report)
+            try await reconcileSignups(warehouse: warehouse, now: clock, report: &report)
+            try await access.withStores { session in
+                for store in session.stores.values { try store.markReconciled(days) }
+            }
+            report.status = .succeeded
+        } catch {
+            report.status = .failed
+            report.error = String(describing: error)
+        }
+        report.finishedAt = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+        if let id { try? history.update(id: id, report) }
+        log(report)
+        return report
+    }
+
+    private func reconcileDays(_ days: ClosedRange<DayNumber>, warehouse: any Warehouse, now: Instant,
+                               report: inout ReconciliationReport) async throws {
+        let local = try await access.withStores { session in
+            try session.stores.values.reduce(into: [DayNumber: DayTotals]()) { totals, store in
+                totals.merge(try store.dayTotals(in: days)) { $0 + $1 }
+            }
+        }
+        var truth: [DayNumber: DayTotals] = [:]
+        for (text, totals) in try await warehouse.dayTotals(from: DayCalendar.isoDate(days.lowerBound), through: DayCalendar.isoDate(days.upperBound)) {
+            guard let day = DayCalendar.dayNumber(isoDate: text) else { throw WarehouseError(step: "per-day totals", message: "bad day \(text)") }
+            truth[day] = totals
+        }
+        report.daysCompared = days.count
+        report.rowsFetched += truth.count
+        for totals in truth.values { report.noteWarehouseTotals(totals) }
+        let differing = ReconciliationDiff.differingDays(in: days, local: local, warehouse: truth)
+        report.daysDiffering = differing.map(DayCalendar.isoDate)
+        for (index, day) in differing.enumerated() {
+            let rows = try await warehouse.userDays(on: DayCalendar.isoDate(day))
+            report.rowsFetched += rows.count
+            let step = try await correct(day: day, warehouseRows: rows, now: now)
+            report.usersCompared += step.compared
+            report.usersCorrected += step.corrected.count
+            report.membershipChanges += step.membershipChanges
+            for (user, truth) in step.corrected { report.noteCorrection(local: step.local[user] ?? DayAggregate(), warehouse: truth) }
+            logger.info("reconciliation: day \(DayCalendar.isoDate(day)) (\(index + 1)/\(differing.count)): \(rows.count) warehouse rows, \(step.corrected.count) users corrected")
+        }
+    }
+
+    private struct DayStep: Sendable {
+        var compared = 0
+        var local: [String: DayAggregate] = [:]
+        var corrected: [String: DayAggregate] = [:]
+        var membershipChanges = 0
+    }
+
+    /// Compares one day user by user and takes the warehouse's values where they differ.
+    private func correct(day: DayNumber, warehouseRows: [String: DayAggregate], now: Instant) async throws -> DayStep {
+        let partitioner = config.partitioner, count = partitionCount
+        return try await access.withStores { session in
+            var step = DayStep()
+            var home: [String: Int32] = [:]
+            for (partition, store) in session.stores {
+                for (user, sums) in try store.userDays(on: day) {
+                    step.local[user] = sums
+                    home[user] = partition
+                }
+            }
+            step.compared = Set(step.local.keys).union(warehouseRows.keys).count
+            let corrections = ReconciliationDiff.corrections(local: step.local, warehouse: warehouseRows)
+            var byPartition: [Int32: [String: [DayNumber: DayAggregate]]] = [:]
+            for (user, truth) in corrections {
+                guard let partition = try home[user] ?? Self.place(user, in: session.stores, partitioner: partitioner, count: count) else { continue }
+                byPartition[partition, default: [:]][user] = [day: truth]
+                step.corrected[user] = truth
+            }
+            for (partition, days) in byPartition {
+                let outcome = try session.stores[partition]!.takeWarehouseValues(days: days, now: session.now ?? now)
+                session.note(outcome)
+                step.membershipChanges += outcome.membershipChanges
+            }
+            return step
+        }
+    }
+
+    /// The partition that holds `user`'s state, or where the partitioner sends their events;
+    /// nil if that partition is owned by another instance.
+    static func place(_ user: String, in stores: [Int32: PartitionStore], partitioner: Partitioner, count: Int) throws -> Int32? {
+        let expected = partitioner.partition(of: user, count: max(count, 1))
+        if let store = stores[expected], try store.profile(of: user) != nil { return expected }
+        for (partition, store) in stores where partition != expected {
+            if try store.profile(of: user) != nil { return partition }
+        }
+        return stores[expected] == nil ? nil : expected
+    }
+
+    private func reconcileSignups(warehouse: any Warehouse, now: Instant, report: inout ReconciliationReport) async throws {
+        guard config.queries.signups != nil else { return }
+        let local = try await access.withStores { session in
+            try session.stores.values.reduce(into: [String: Int64]()) { $0.merge(try $1.signupSeconds()) { min($0, $1) } }
+        }
+        let differing = ReconciliationDiff.differingSignupBuckets(local: SignupBucket.buckets(local), warehouse: try await warehouse.signupBuckets())
+        report.signupBucketsDiffering = differing.count
+        var corrections: [String: Int64] = [:]
+        for bucket in differing {
+            let rows = try await warehouse.signups(inBucket: bucket)
+            report.rowsFetched += rows.count
+            corrections.merge(ReconciliationDiff.signupCorrections(local: local, warehouse: rows)) { $1 }
+        }
+        guard !corrections.isEmpty else { return }
+        let wanted = corrections
+        let partitioner = config.partitioner, count = partitionCount
+        let (corrected, changes) = try await access.withStores { session in
+            var byPartition: [Int32: [String: Instant]] = [:]
+            for (user, seconds) in wanted {
+                guard let partition = try Self.place(user, in: session.stores, partitioner: partitioner, count: count) else { continue }
+                byPartition[partition, default: [:]][user] = Instant(seconds: seconds)
+            }
+            var changes = 0
+            for (partition, signups) in byPartition {
+                let outcome = try session.stores[partition]!.takeWarehouseValues(days: [:], signups: signups, now: session.now ?? now)
+                session.note(outcome)
+                changes += outcome.membershipChanges
+            }
+            return (byPartition.values.reduce(0) { $0 + $1.count }, changes)
+        }
+        report.signupsCorrected = corrected
+        report.membershipChanges += changes
+    }
+
+    private func log(_ report: ReconciliationReport) {
+        switch report.status {
+        case .failed: logger.error("reconciliation failed: \(report.error ?? "?")")
+        default: logger.info("reconciliation \(report.status.rawValue): \(report.summary)")
+        }
+    }
+}
+
+extension ReconciliationReport {
+    /// One line for logs and the CLI.
+    public var summary: String {
+        var parts = ["days \(fromDay) … \(throughDay): \(daysCompared) compared, \(daysDiffering.count) differing",
+                     "users \(usersCompared) compared, \(usersCorrected) corrected",
+                     "sign-ups \(signupsCorrected) corrected", "rows fetched \(rowsFetched)",
+                     "membership changes \(membershipChanges)",
+                     "drift: spend \(Self.money(spendCents.absolute))\(Self.percent(spendCents)), activities \(activities.absolute)\(Self.percent(activities)), "
+                         + "active time \(activeMicros.absolute / 1_000_000) s\(Self.percent(activeMicros))"]
+        if let durationSeconds { parts.append(String(format: "%.2f s", durationSeconds)) }
+        if let error { parts.append("error: \(error)") }
+        return parts.joined(separator: "; ")
+    }
+
+    static func money(_ cents: Int64) -> String { String(format: "%@%lld.%02lld", cents < 0 ? "-" : "", abs(cents) / 100, abs(cents) % 100) }
+    static func percent(_ drift: Drift) -> String { drift.relative.map { String(format: " (%.3f%%)", $0 * 100) } ?? "" }
+}

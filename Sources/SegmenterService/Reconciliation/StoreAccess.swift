@@ -1,0 +1,69 @@
+import Foundation
+import SegmenterCore
+import SegmenterStore
+
+/// The partition databases as one reconciliation step sees them, on the thread that owns them.
+public final class StoreSession {
+    public let stores: [Int32: PartitionStore]
+    /// The instance clock (nil before any event).
+    public let now: Instant?
+    private(set) var kpiCauses: [String: ChangeCause] = [:]
+
+    init(stores: [Int32: PartitionStore], now: Instant?) {
+        self.stores = stores
+        self.now = now
+    }
+
+    /// Remembers which segments' KPIs a step moved, so the next KPI emit names the cause.
+    public func note(_ outcome: BatchOutcome) { kpiCauses.merge(outcome.kpiCauses) { $1 } }
+}
+
+/// Where reconciliation may touch partition state: inside `run` that is the commit thread (so
+/// corrections are serialised with ingest batches and the caches stay true); standalone, the
+/// caller's own stores.
+public protocol StoreAccess: Sendable {
+    func withStores<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T
+}
+
+/// Standalone access for `reconcile --once` and `--backfill` when no `run` holds the state.
+public final class DirectStoreAccess: StoreAccess, @unchecked Sendable {
+    private let lock = NSLock()
+    public let stores: [Int32: PartitionStore]
+    public private(set) var kpiCauses: [String: ChangeCause] = [:]
+
+    /// Opens (creating if needed) the databases of partitions `0..<partitionCount`.
+    public init(config: SegmenterConfig, partitionCount: Int) throws {
+        try FileManager.default.createDirectory(at: config.stateDirectory, withIntermediateDirectories: true)
+        var stores: [Int32: PartitionStore] = [:]
+        for partition in 0..<Int32(partitionCount) {
+            let store = try PartitionStore(directory: config.stateDirectory, partition: partition, calendar: config.calendar,
+                                           dedupeHorizonSeconds: config.dedupeHorizonSeconds,
+                                           segments: SegmentSetup(catalog: config.catalog, membershipTopic: config.topics.membership))
+            _ = try store.applyDefinitionChanges()
+            stores[partition] = store
+        }
+        self.stores = stores
+    }
+
+    /// The instance clock: the greatest of the partitions' clocks.
+    public func now() throws -> Instant? { try stores.values.compactMap { try $0.clock() }.max() }
+
+    public func withStores<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T {
+        try lock.withLock {
+            let session = StoreSession(stores: stores, now: try now())
+            let result = try body(session)
+            kpiCauses.merge(session.kpiCauses) { $1 }
+            return result
+        }
+    }
+}
+
+/// The partition count of the state directory's existing databases (`partition-NNNN.sqlite`).
+public func partitionFilesCount(in directory: URL) -> Int {
+    let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+    let numbers = names.compactMap { name -> Int? in
+        guard name.hasPrefix("partition-"), name.hasSuffix(".sqlite") else { return nil }
+        return Int(name.dropFirst("partition-".count).dropLast(".sqlite".count))
+    }
+    return (numbers.max() ?? -1) + 1
+}

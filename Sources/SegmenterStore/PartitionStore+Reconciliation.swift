@@ -1,0 +1,122 @@
+import SegmenterCore
+
+/// Reconciliation's reads and its one write: taking the warehouse's values for some users' days.
+extension PartitionStore {
+    /// Per-day totals of this partition over `days` (an index range scan).
+    public func dayTotals(in days: ClosedRange<DayNumber>) throws -> [DayNumber: DayTotals] {
+        let statement = try db.prepare("""
+            SELECT day, sum(spend_cents <> 0 OR activities <> 0 OR active_us <> 0), sum(spend_cents), sum(activities), sum(active_us)
+            FROM user_days WHERE day BETWEEN ? AND ? GROUP BY day
+            """)
+        statement.bind(1, Int64(days.lowerBound))
+        statement.bind(2, Int64(days.upperBound))
+        var result: [DayNumber: DayTotals] = [:]
+        while try statement.step() {
+            result[DayNumber(statement.int64(0))] = DayTotals(users: statement.int64(1), spendCents: statement.int64(2),
+                                                              activities: statement.int64(3), activeMicros: statement.int64(4))
+        }
+        return result
+    }
+
+    /// Every user's sums for one day.
+    public func userDays(on day: DayNumber) throws -> [String: DayAggregate] {
+        let statement = try db.prepare("SELECT user_id, spend_cents, activities, active_us FROM user_days WHERE day = ?")
+        statement.bind(1, Int64(day))
+        var result: [String: DayAggregate] = [:]
+        while try statement.step() {
+            result[statement.string(0)!] = DayAggregate(spendCents: statement.int64(1), activities: statement.int64(2), activeMicros: statement.int64(3))
+        }
+        return result
+    }
+
+    /// Sign-up times in whole epoch seconds, per user who has one.
+    public func signupSeconds() throws -> [String: Int64] {
+        let statement = try db.prepare("SELECT user_id, signup_at FROM users WHERE signup_at IS NOT NULL")
+        var result: [String: Int64] = [:]
+        while try statement.step() { result[statement.string(0)!] = Instant(nanoseconds: statement.int64(1)).epochSeconds }
+        return result
+    }
+
+    /// The users of `candidates` that have state here.
+    public func knownUsers(among candidates: some Sequence<String>) throws -> Set<String> {
+        var known: Set<String> = []
+        for user in candidates where try profile(of: user) != nil { known.insert(user) }
+        return known
+    }
+
+    /// Takes the warehouse's values, in one transaction with the outbox: per-day sums of
+    /// `days` (user → day → sums; all zeros removes the row), then sign-up times. Lifetime
+    /// totals move by the same difference; each changed user is re-evaluated at `now` (cause
+    /// `reconciliation`), so memberships and KPI partials follow. Idempotent: setting values,
+    /// not adding them, so a retried run cannot count twice.
+    public func takeWarehouseValues(days: [String: [DayNumber: DayAggregate]], signups: [String: Instant] = [:],
+                                    now: Instant) throws -> BatchOutcome {
+        var outcome = BatchOutcome()
+        var work = SegmentWork(partials: partials)
+        var profiles: [String: UserProfile] = [:]
+        let select = try db.prepare("SELECT spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day = ?")
+        let upsert = try db.prepare("INSERT OR REPLACE INTO user_days (user_id, day, spend_cents, activities, active_us) VALUES (?, ?, ?, ?, ?)")
+        let delete = try db.prepare("DELETE FROM user_days WHERE user_id = ? AND day = ?")
+        try db.transaction {
+            for (userID, userDays) in days {
+                var profile = try profiles[userID] ?? self.profile(of: userID) ?? UserProfile()
+                for (day, truth) in userDays {
+                    select.reset()
+                    select.bind(1, userID)
+                    select.bind(2, Int64(day))
+                    let current = try select.step()
+                        ? DayAggregate(spendCents: select.int64(0), activities: select.int64(1), activeMicros: select.int64(2))
+                        : DayAggregate()
+                    select.reset()
+                    guard current != truth else { continue }
+                    let statement = truth.isZero ? delete.reset() : upsert.reset()
+                    statement.bind(1, userID)
+                    statement.bind(2, Int64(day))
+                    if !truth.isZero {
+                        statement.bind(3, truth.spendCents)
+                        statement.bind(4, truth.activities)
+                        statement.bind(5, truth.activeMicros)
+                    }
+                    try statement.run()
+                    profile.addToLifetime(truth - current)
+                    profiles[userID] = profile
+                }
+            }
+            for (userID, signup) in signups {
+                var profile = try profiles[userID] ?? self.profile(of: userID) ?? UserProfile()
+                guard profile.signupAt != signup else { continue }
+                profile.correctSignup(to: signup)
+                profiles[userID] = profile
+            }
+            for (userID, profile) in profiles {
+                try write(profile, of: userID)
+                // The committed caches describe the old values; re-read from the transaction.
+                segmentStates[userID] = nil
+                outcome.membershipChanges += try reevaluate(userID, profile: profile, now: now, cause: .reconciliation, work: &work)
+            }
+            outcome.noteKPIChanges(work.partials, cause: .reconciliation)
+            try writeChangedPartials(&work.partials)
+        }
+        outcome.touchedUsers = Set(profiles.keys)
+        profileCache.merge(profiles) { $1 }
+        partials = work.partials
+        remember(work.states)
+        nextTimer = try earliestTimer()
+        return outcome
+    }
+
+    /// Records that the warehouse owns the sums of `days` from now on (widening what was owned).
+    public func markReconciled(_ days: ClosedRange<DayNumber>) throws {
+        let merged = reconciledDays.map { min($0.lowerBound, days.lowerBound)...max($0.upperBound, days.upperBound) } ?? days
+        try db.transaction {
+            try putMeta("reconciled_from_day", Int64(merged.lowerBound))
+            try putMeta("reconciled_through_day", Int64(merged.upperBound))
+        }
+        reconciledDays = merged
+    }
+
+    func storedReconciledDays() throws -> ClosedRange<DayNumber>? {
+        guard let from = try meta("reconciled_from_day"), let through = try meta("reconciled_through_day") else { return nil }
+        return DayNumber(from)...DayNumber(through)
+    }
+}

@@ -1,0 +1,165 @@
+import Logging
+import NIOSSL
+import PostgresNIO
+import SegmenterCore
+
+/// Connection settings for the PostgreSQL wire protocol (PostgreSQL and Redshift). The
+/// password comes from the environment through `${VAR}` in the config and is never logged.
+public struct PostgresSettings: Sendable {
+    public enum TLSMode: String, Sendable { case disable, prefer, require }
+
+    public var host: String
+    public var port: Int
+    public var database: String?
+    public var user: String
+    public var password: String?
+    public var tls: TLSMode
+    public var connectTimeoutSeconds: Int64 = 10
+    /// A query that takes longer fails the run (and is retried by the scheduler).
+    public var queryTimeoutSeconds: Int64 = 600
+
+    public init(host: String, port: Int, database: String?, user: String, password: String?, tls: TLSMode) {
+        self.host = host
+        self.port = port
+        self.database = database
+        self.user = user
+        self.password = password
+        self.tls = tls
+    }
+}
+
+/// PostgreSQL or Redshift, through postgres-nio. `day` may be a `date` (or text a cast turns
+/// into one), `signup_at` a `timestamp with time zone`. The SQL keeps to what both accept:
+/// `CAST`, `EXTRACT(EPOCH …)`, `to_char`, `FLOOR`, `ROUND`, no `ON CONFLICT` (nothing is written).
+public final class PostgresWarehouse: Warehouse {
+    public let label: String
+    private let client: PostgresClient
+    private let runner: Task<Void, Never>
+    private let queries: WarehouseQueries
+    private let queryTimeoutSeconds: Int64
+
+    public init(settings: PostgresSettings, queries: WarehouseQueries, redshift: Bool = false) {
+        let tls: PostgresClient.Configuration.TLS = switch settings.tls {
+        case .disable: .disable
+        case .prefer: .prefer(.makeClientConfiguration())
+        case .require: .require(.makeClientConfiguration())
+        }
+        var configuration = PostgresClient.Configuration(host: settings.host, port: settings.port, username: settings.user,
+                                                         password: settings.password, database: settings.database, tls: tls)
+        configuration.options.connectTimeout = .seconds(settings.connectTimeoutSeconds)
+        configuration.options.maximumConnections = 2
+        let client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "segmenter.warehouse"))
+        self.client = client
+        runner = Task { await client.run() }
+        self.queries = queries
+        queryTimeoutSeconds = settings.queryTimeoutSeconds
+        label = "\(redshift ? "redshift" : "postgres")://\(settings.user)@\(settings.host):\(settings.port)/\(settings.database ?? "")"
+    }
+
+    public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {
+        var bindings = PostgresBindings()
+        bindings.append(from)
+        bindings.append(through)
+        let sql = """
+            SELECT to_char(CAST(w.day AS DATE), 'YYYY-MM-DD'),
+                   CAST(COALESCE(SUM(CASE WHEN w.spend <> 0 OR w.activities <> 0 OR w.active_seconds <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT),
+                   CAST(COALESCE(SUM(ROUND(w.spend * 100)), 0) AS BIGINT), CAST(COALESCE(SUM(w.activities), 0) AS BIGINT),
+                   CAST(COALESCE(SUM(ROUND(w.active_seconds * 1000000)), 0) AS BIGINT)
+            FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) BETWEEN CAST($1 AS DATE) AND CAST($2 AS DATE)
+            GROUP BY CAST(w.day AS DATE)
+            """
+        return try await collect(step: "per-day totals", PostgresQuery(unsafeSQL: sql, binds: bindings)) { row, result in
+            let (day, users, spend, activities, micros) = try row.decode((String, Int64, Int64, Int64, Int64).self)
+            result[day] = DayTotals(users: users, spendCents: spend, activities: activities, activeMicros: micros)
+        }
+    }
+
+    public func userDays(on day: String) async throws -> [String: DayAggregate] {
+        var bindings = PostgresBindings()
+        bindings.append(day)
+        let sql = """
+            SELECT CAST(w.user_id AS TEXT), CAST(COALESCE(ROUND(w.spend * 100), 0) AS BIGINT), CAST(COALESCE(w.activities, 0) AS BIGINT),
+                   CAST(COALESCE(ROUND(w.active_seconds * 1000000), 0) AS BIGINT)
+            FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST($1 AS DATE)
+            """
+        return try await collect(step: "user rows of \(day)", PostgresQuery(unsafeSQL: sql, binds: bindings)) { row, result in
+            let (user, spend, activities, micros) = try row.decode((String, Int64, Int64, Int64).self)
+            result[user] = DayAggregate(spendCents: spend, activities: activities, activeMicros: micros)
+        }
+    }
+
+    public func signupBuckets() async throws -> [Int64: SignupBucket] {
+        guard let signups = queries.signups else { return [:] }
+        let sql = """
+            SELECT CAST(FLOOR(s.seconds / 86400.0) AS BIGINT), COUNT(*), CAST(SUM(s.seconds) AS BIGINT)
+            FROM (SELECT FLOOR(EXTRACT(EPOCH FROM w.signup_at)) AS seconds FROM (\(signups)) AS w WHERE w.signup_at IS NOT NULL) AS s
+            GROUP BY 1
+            """
+        return try await collect(step: "sign-up buckets", PostgresQuery(unsafeSQL: sql)) { row, result in
+            let (bucket, users, sum) = try row.decode((Int64, Int64, Int64).self)
+            result[bucket] = SignupBucket(users: users, secondsSum: sum)
+        }
+    }
+
+    public func signups(inBucket bucket: Int64) async throws -> [String: Int64] {
+        guard let signups = queries.signups else { return [:] }
+        var bindings = PostgresBindings()
+        bindings.append(bucket * 86_400)
+        bindings.append((bucket + 1) * 86_400)
+        let sql = """
+            SELECT CAST(s.user_id AS TEXT), CAST(s.seconds AS BIGINT)
+            FROM (SELECT w.user_id, FLOOR(EXTRACT(EPOCH FROM w.signup_at)) AS seconds FROM (\(signups)) AS w) AS s
+            WHERE s.seconds >= $1 AND s.seconds < $2
+            """
+        return try await collect(step: "sign-ups of bucket \(bucket)", PostgresQuery(unsafeSQL: sql, binds: bindings)) { row, result in
+            let (user, seconds) = try row.decode((String, Int64).self)
+            result[user] = seconds
+        }
+    }
+
+    public func shutdown() async {
+        runner.cancel()
+        await runner.value
+    }
+
+    /// Runs one query with a deadline and folds its rows; errors name the step and carry the
+    /// server's message (postgres-nio's own description hides it).
+    private func collect<Result: ExpressibleByDictionaryLiteral & Sendable>(
+        step: String, _ query: PostgresQuery, _ read: @escaping @Sendable (PostgresRow, inout Result) throws -> Void
+    ) async throws -> Result {
+        let client = self.client
+        let timeout = queryTimeoutSeconds
+        do {
+            return try await withThrowingTaskGroup(of: Result?.self) { group in
+                group.addTask {
+                    var result: Result = [:]
+                    for try await row in try await client.query(query) { try read(row, &result) }
+                    return result
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(timeout))
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let result = first else {
+                    throw WarehouseError(step: step, message: "no answer within \(timeout) s")
+                }
+                return result
+            }
+        } catch let error as PSQLError {
+            throw WarehouseError(step: step, message: Self.describe(error))
+        } catch let error as WarehouseError {
+            throw error
+        } catch {
+            throw WarehouseError(step: step, message: String(describing: error))
+        }
+    }
+
+    static func describe(_ error: PSQLError) -> String {
+        if let server = error.serverInfo, let message = server[.message] {
+            return [server[.sqlState].map { "SQLSTATE \($0)" }, message].compactMap { $0 }.joined(separator: ": ")
+        }
+        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        return "\(error.code)"
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import SegmenterCore
+import SegmenterStore
+
+/// A warehouse in a local SQLite file: the embedded default (the demo's, and a handy target for
+/// exports). `day` is an ISO date text; `signup_at` an ISO 8601 timestamp text.
+public final class SQLiteWarehouse: Warehouse, @unchecked Sendable {
+    public let label: String
+    private let connection: SQLiteConnection
+    private let queries: WarehouseQueries
+    /// SQLite connections are used by one thread at a time.
+    private let lock = NSLock()
+
+    public init(path: String, queries: WarehouseQueries) throws {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw WarehouseError(step: "open", message: "no SQLite warehouse file at \(path)")
+        }
+        connection = try SQLiteConnection(path: path, readOnly: true)
+        self.queries = queries
+        label = "sqlite:\(path)"
+    }
+
+    public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {
+        try rows(step: "per-day totals", """
+            SELECT w.day, sum(CASE WHEN w.spend <> 0 OR w.activities <> 0 OR w.active_seconds <> 0 THEN 1 ELSE 0 END),
+                   CAST(sum(round(w.spend * 100)) AS INTEGER), sum(w.activities), CAST(sum(round(w.active_seconds * 1000000)) AS INTEGER)
+            FROM (\(queries.daily)) AS w WHERE w.day BETWEEN ?1 AND ?2 GROUP BY w.day
+            """, binds: [from, through]) { row, result in
+            result[row.string(0) ?? ""] = DayTotals(users: row.int64(1), spendCents: row.int64(2), activities: row.int64(3), activeMicros: row.int64(4))
+        }
+    }
+
+    public func userDays(on day: String) async throws -> [String: DayAggregate] {
+        try rows(step: "user rows of \(day)", """
+            SELECT CAST(w.user_id AS TEXT), CAST(round(w.spend * 100) AS INTEGER), w.activities, CAST(round(w.active_seconds * 1000000) AS INTEGER)
+            FROM (\(queries.daily)) AS w WHERE w.day = ?1
+            """, binds: [day]) { row, result in
+            result[row.string(0) ?? ""] = DayAggregate(spendCents: row.int64(1), activities: row.int64(2), activeMicros: row.int64(3))
+        }
+    }
+
+    public func signupBuckets() async throws -> [Int64: SignupBucket] {
+        guard let signups = queries.signups else { return [:] }
+        return try rows(step: "sign-up buckets", """
+            SELECT s.seconds / 86400 - (s.seconds < 0 AND s.seconds % 86400 <> 0), count(*), sum(s.seconds)
+            FROM (SELECT CAST(strftime('%s', w.signup_at) AS INTEGER) AS seconds FROM (\(signups)) AS w WHERE w.signup_at IS NOT NULL) AS s
+            GROUP BY 1
+            """, binds: []) { row, result in
+            result[row.int64(0)] = SignupBucket(users: row.int64(1), secondsSum: row.int64(2))
+        }
+    }
+
+    public func signups(inBucket bucket: Int64) async throws -> [String: Int64] {
+        guard let signups = queries.signups else { return [:] }
+        return try rows(step: "sign-ups of bucket \(bucket)", """
+            SELECT CAST(w.user_id AS TEXT), CAST(strftime('%s', w.signup_at) AS INTEGER)
+            FROM (\(signups)) AS w WHERE CAST(strftime('%s', w.signup_at) AS INTEGER) >= ?1 AND CAST(strftime('%s', w.signup_at) AS INTEGER) < ?2
+            """, binds: [bucket * 86_400, (bucket + 1) * 86_400]) { row, result in
+            result[row.string(0) ?? ""] = row.int64(1)
+        }
+    }
+
+    public func shutdown() async {}
+
+    private func rows<Result: ExpressibleByDictionaryLiteral>(step: String, _ sql: String, binds: [any Sendable],
+                                                            _ read: (Statement, inout Result) -> Void) throws -> Result {
+        lock.lock()
+        defer { lock.unlock() }
+        var result: Result = [:]
+        do {
+            let statement = try connection.prepare(sql)
+            for (index, value) in binds.enumerated() {
+                switch value {
+                case let text as String: statement.bind(Int32(index + 1), text)
+                case let number as Int64: statement.bind(Int32(index + 1), number)
+                default: preconditionFailure("unsupported bind \(value)")
+                }
+            }
+            while try statement.step() { read(statement, &result) }
+        } catch let error as SQLiteError {
+            throw WarehouseError(step: step, message: "\(error.message) (SQLite code \(error.code))")
+        }
+        return result
+    }
+}

@@ -1,0 +1,55 @@
+import SegmenterCore
+
+/// A source of truth that arrives late: per user and day sums, and sign-up times.
+///
+/// Every method answers one level of the hierarchical diff, so a run asks for user rows only
+/// where a cheaper level already found a difference. Days are ISO dates in the configured
+/// time zone; the user's SQL must use the same zone. Values come back as integers (cents,
+/// counts, microseconds, epoch seconds), converted by the warehouse, so no float rounding
+/// differs between the two sides.
+public protocol Warehouse: Sendable {
+    /// What to call it in reports and logs (never includes credentials).
+    var label: String { get }
+    /// Totals per day for the days from `from` through `through` (inclusive).
+    func dayTotals(from: String, through: String) async throws -> [String: DayTotals]
+    /// Every user's sums for one day.
+    func userDays(on day: String) async throws -> [String: DayAggregate]
+    /// Sign-ups per UTC day of sign-up (empty when no sign-up query is configured).
+    func signupBuckets() async throws -> [Int64: SignupBucket]
+    /// Sign-up second per user for the users who signed up in one UTC day bucket.
+    func signups(inBucket bucket: Int64) async throws -> [String: Int64]
+    /// Closes connections.
+    func shutdown() async
+}
+
+/// The user's queries, as configured. Each is used as a sub-query; its text is the operator's
+/// configuration, while every value the service supplies (days, buckets) is a bound parameter.
+public struct WarehouseQueries: Sendable {
+    /// Returns `user_id, day, spend, activities, active_seconds`, one row per user and day.
+    public var daily: String
+    /// Returns `user_id, signup_at`; optional.
+    public var signups: String?
+
+    public init(daily: String, signups: String? = nil) {
+        self.daily = Self.trimmed(daily)
+        self.signups = signups.map(Self.trimmed)
+    }
+
+    /// Without trailing whitespace and semicolons, so the text can sit inside parentheses.
+    static func trimmed(_ sql: String) -> String {
+        var text = Substring(sql)
+        while let last = text.last, last == ";" || last.isWhitespace { text.removeLast() }
+        return String(text)
+    }
+}
+
+/// A warehouse query failed: says which step, and the warehouse's own message.
+public struct WarehouseError: Error, CustomStringConvertible, Sendable {
+    public let step: String
+    public let message: String
+    public init(step: String, message: String) {
+        self.step = step
+        self.message = message
+    }
+    public var description: String { "warehouse \(step) failed: \(message)" }
+}
