@@ -11,6 +11,9 @@ enum IngestCommand: @unchecked Sendable {
     /// Answered only after every earlier batch is committed, so a revoked partition's stored
     /// offsets are final before the group hands it to someone else.
     case revoked([TopicPartition], Reply<Bool>)
+    /// Work on the owned partition databases between two batches (reconciliation); called
+    /// with nil if the commit thread stopped before getting to it.
+    case exclusive(@Sendable (StoreSession?) -> Void)
 }
 
 struct DecodedBatch {
@@ -64,6 +67,7 @@ final class CommitWorker: @unchecked Sendable {
                 switch command {
                 case let .assigned(_, reply): reply.abandon()
                 case let .revoked(_, reply): reply.abandon()
+                case let .exclusive(body): body(nil)
                 case .batch: break
                 }
             }
@@ -103,6 +107,10 @@ final class CommitWorker: @unchecked Sendable {
                 stores.revoke(partitions)
                 relay.forget(partitionsNotIn: outboxSources)
                 reply.send(true)
+            case let .exclusive(body)?:
+                let session = StoreSession(stores: stores.open, now: now)
+                body(session)
+                kpiCauses.merge(session.kpiCauses) { $1 }
             case nil:
                 if queue.isClosed {
                     try emitKPIs(force: true)
@@ -202,5 +210,22 @@ final class CommitWorker: @unchecked Sendable {
         try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
                               alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
         kpiCauses = [:]
+    }
+}
+
+/// Reconciliation's way onto the commit thread: each step runs between two ingest batches.
+final class CommitThreadAccess: StoreAccess, @unchecked Sendable {
+    private let queue: WorkQueue<IngestCommand>
+
+    init(queue: WorkQueue<IngestCommand>) { self.queue = queue }
+
+    func withStores<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            let accepted = queue.put(.exclusive { session in
+                guard let session else { return continuation.resume(throwing: ServiceError("the service stopped")) }
+                continuation.resume(with: Result { try body(session) })
+            })
+            if !accepted { continuation.resume(throwing: ServiceError("the service is stopping")) }
+        }
     }
 }

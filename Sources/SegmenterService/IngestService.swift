@@ -51,10 +51,15 @@ public final class IngestService: @unchecked Sendable {
     /// Liveness and readiness, for `/readyz`.
     public let health = ServiceHealth()
 
-    public func run(until stop: StopSignal, onBatch: ((IngestCounters) -> Void)? = nil) throws {
+    /// - Parameter onStarted: called once the commit thread runs, with the way onto it (for
+    ///   reconciliation) and the input topics' partition count.
+    public func run(until stop: StopSignal, onBatch: ((IngestCounters) -> Void)? = nil,
+                    onStarted: ((any StoreAccess, Int) -> Void)? = nil) throws {
         try prepareStateDirectory()
+        let lock = try StateDirectoryLock(directory: config.stateDirectory)
+        defer { lock.release() }
         let producer = try KafkaProducer(configuration: config.kafka)
-        try checkInputTopics(producer)
+        let partitionCount = try checkInputTopics(producer)
         let bridge = RebalanceBridge(health: health)
         let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
         let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, log: { [logger] in logger.info("\($0)") }) {
@@ -79,6 +84,7 @@ public final class IngestService: @unchecked Sendable {
         }
         bridge.queue = worker.queue
         worker.start()
+        onStarted?(CommitThreadAccess(queue: worker.queue), partitionCount ?? 1)
         try consumer.subscribe(to: [config.topics.activity, config.topics.billing])
         let kinds = [config.topics.activity: InputKind.activity, config.topics.billing: InputKind.billing]
         logger.info("consuming \(config.topics.activity) and \(config.topics.billing) from \(config.kafka["bootstrap.servers"] ?? "?") into \(config.stateDirectory.path)")
@@ -128,7 +134,8 @@ public final class IngestService: @unchecked Sendable {
 
     /// Fails fast on an unreachable broker, and on input topics that are not co-partitioned
     /// (a user's activity and billing must land in the same partition number).
-    private func checkInputTopics(_ producer: KafkaProducer) throws {
+    /// - Returns: the partition count, if the topics exist.
+    private func checkInputTopics(_ producer: KafkaProducer) throws -> Int? {
         let servers = config.kafka["bootstrap.servers"] ?? "(bootstrap.servers not set)"
         var counts: [String: Int] = [:]
         for topic in [config.topics.activity, config.topics.billing] {
@@ -145,6 +152,7 @@ public final class IngestService: @unchecked Sendable {
             throw ServiceError("topics \(config.topics.activity) (\(a) partitions) and \(config.topics.billing) (\(b) partitions) "
                 + "must have the same partition count: a user's activity and billing events must share a partition")
         }
+        return counts[config.topics.activity] ?? counts[config.topics.billing]
     }
 }
 

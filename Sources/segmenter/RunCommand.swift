@@ -26,18 +26,24 @@ struct Run: ParsableCommand {
         let handlers = installSignalHandlers(stop)
         let service = IngestService(config: config, logger: logger)
         let reporter = ProgressReporter(service: service, logger: logger, every: 5)
-        let http = config.httpPort.map { port in
-            logger.info("HTTP API on http://\(config.httpHost):\(port) (/healthz, /readyz, /metrics, /api/segments, /api/users/{id}, /api/alerts)")
-            return HTTPAPI.serve(config: config, health: service.health, port: port)
+        let reconciliation = ReconciliationRunner(config: config, logger: logger)
+        var reconcile: HTTPAPI.Reconcile?
+        if let reconciliation { reconcile = { await reconciliation.runNow() } }
+        let http = config.httpPort.map { port -> Task<Void, Error> in
+            logger.info("HTTP API on http://\(config.httpHost):\(port) (/healthz, /readyz, /metrics, /api/segments, /api/users/{id}, /api/alerts, /api/reconciliation)")
+            return HTTPAPI.serve(config: config, health: service.health, port: port, reconcile: reconcile)
         }
         defer { http?.cancel() }
+        defer { reconciliation?.stop() }
         var firstBatch: Date?
         do {
-            try service.run(until: stop) { counters in
+            try service.run(until: stop, onBatch: { counters in
                 reporter.tick()
                 if firstBatch == nil { firstBatch = Date() }
                 if let limit = stopAfterEvents, counters.consumed >= limit { stop.stop() }
-            }
+            }, onStarted: { access, partitionCount in
+                reconciliation?.start(access: access, partitionCount: partitionCount)
+            })
         } catch {
             logger.error("\(error)")
             throw ExitCode.failure

@@ -26,8 +26,20 @@ public final class ServiceHealth: @unchecked Sendable {
 
 /// `/healthz`, `/readyz` and the JSON API over the state directory (read-only, beside ingest).
 public enum HTTPAPI {
-    public static func router(config: SegmenterConfig, health: ServiceHealth) -> Router<BasicRequestContext> {
+    /// Starts a reconciliation run (or joins the one in progress) and returns its report.
+    public typealias Reconcile = @Sendable () async -> ReconciliationReport
+
+    public static func router(config: SegmenterConfig, health: ServiceHealth, reconcile: Reconcile? = nil) -> Router<BasicRequestContext> {
         let router = Router()
+        router.get("api/reconciliation") { _, _ in
+            let reports = (try? ReconciliationHistory(directory: config.stateDirectory, readOnly: true).recent()) ?? []
+            return json("[" + reports.compactMap { try? ReconciliationHistory.encode($0) }.joined(separator: ",") + "]")
+        }
+        router.post("api/reconciliation/run") { _, _ in
+            guard let reconcile else { return json(error("reconciliation is not configured (no reconciliation: in the config)"), status: .notFound) }
+            let report = await reconcile()
+            return json(try ReconciliationHistory.encode(report), status: report.status == .failed ? .badGateway : .ok)
+        }
         router.get("healthz") { _, _ in json("{\"status\":\"ok\"}") }
         router.get("metrics") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
@@ -92,8 +104,8 @@ public enum HTTPAPI {
     }
 
     /// Serves the API on `config.httpHost`:`port` until the task is cancelled.
-    public static func serve(config: SegmenterConfig, health: ServiceHealth, port: Int) -> Task<Void, Error> {
-        let app = Application(router: router(config: config, health: health),
+    public static func serve(config: SegmenterConfig, health: ServiceHealth, port: Int, reconcile: Reconcile? = nil) -> Task<Void, Error> {
+        let app = Application(router: router(config: config, health: health, reconcile: reconcile),
                               configuration: .init(address: .hostname(config.httpHost, port: port), serverName: "segmenter"))
         return Task { try await app.run() }
     }

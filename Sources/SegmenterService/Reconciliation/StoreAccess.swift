@@ -1,4 +1,5 @@
 import Foundation
+import KafkaIO
 import SegmenterCore
 import SegmenterStore
 
@@ -66,4 +67,29 @@ public func partitionFilesCount(in directory: URL) -> Int {
         return Int(name.dropFirst("partition-".count).dropLast(".sqlite".count))
     }
     return (numbers.max() ?? -1) + 1
+}
+
+extension DirectStoreAccess {
+    /// After a standalone run: publishes the KPI values the corrections moved (cause
+    /// `reconciliation`) through the KPI publisher's outbox, then tries to hand every outbox
+    /// row to Kafka. Rows Kafka does not take in `timeoutMs` stay in the outbox, and the next
+    /// `run` publishes them: nothing is lost either way.
+    /// - Returns: rows still waiting in outboxes.
+    public func publishOutputs(config: SegmenterConfig, timeoutMs: Int = 15_000) throws -> Int {
+        let publisher = try KPIPublisher(directory: config.stateDirectory, topic: config.topics.kpiDeltas)
+        var global: [KPIKey: KPIPartial] = [:]
+        for store in stores.values {
+            for (key, partial) in store.partials.values { global[key, default: KPIPartial()] += partial }
+        }
+        if let now = try now() {
+            try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
+                                  alertTopic: config.topics.alerts, calendar: config.calendar)
+        }
+        var sources: [Int32: any OutboxSource] = stores
+        sources[-1] = publisher
+        if let producer = try? KafkaProducer(configuration: config.kafka) {
+            try OutboxRelay(producer: producer).drain(sources, timeoutMs: timeoutMs)
+        }
+        return try sources.values.reduce(0) { $0 + (try $1.outboxDepth()) }
+    }
 }
