@@ -53,6 +53,11 @@ let package = Package(
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
         .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore"]),
         .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService"]),
+        .testTarget(name: "ReconciliationTests", dependencies: [
+            "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse",
+            .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse"]),
     ],
     swiftLanguageModes: [.v6]

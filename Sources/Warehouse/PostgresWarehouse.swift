@@ -33,24 +33,12 @@ public struct PostgresSettings: Sendable {
 /// `CAST`, `EXTRACT(EPOCH …)`, `to_char`, `FLOOR`, `ROUND`, no `ON CONFLICT` (nothing is written).
 public final class PostgresWarehouse: Warehouse {
     public let label: String
-    private let client: PostgresClient
-    private let runner: Task<Void, Never>
+    private let link: ConnectionLink
     private let queries: WarehouseQueries
     private let queryTimeoutSeconds: Int64
 
     public init(settings: PostgresSettings, queries: WarehouseQueries, redshift: Bool = false) {
-        let tls: PostgresClient.Configuration.TLS = switch settings.tls {
-        case .disable: .disable
-        case .prefer: .prefer(.makeClientConfiguration())
-        case .require: .require(.makeClientConfiguration())
-        }
-        var configuration = PostgresClient.Configuration(host: settings.host, port: settings.port, username: settings.user,
-                                                         password: settings.password, database: settings.database, tls: tls)
-        configuration.options.connectTimeout = .seconds(settings.connectTimeoutSeconds)
-        configuration.options.maximumConnections = 2
-        let client = PostgresClient(configuration: configuration, backgroundLogger: Logger(label: "segmenter.warehouse"))
-        self.client = client
-        runner = Task { await client.run() }
+        link = ConnectionLink(settings: settings)
         self.queries = queries
         queryTimeoutSeconds = settings.queryTimeoutSeconds
         label = "\(redshift ? "redshift" : "postgres")://\(settings.user)@\(settings.host):\(settings.port)/\(settings.database ?? "")"
@@ -117,23 +105,21 @@ public final class PostgresWarehouse: Warehouse {
         }
     }
 
-    public func shutdown() async {
-        runner.cancel()
-        await runner.value
-    }
+    public func shutdown() async { await link.close() }
 
     /// Runs one query with a deadline and folds its rows; errors name the step and carry the
     /// server's message (postgres-nio's own description hides it).
     private func collect<Result: ExpressibleByDictionaryLiteral & Sendable>(
         step: String, _ query: PostgresQuery, _ read: @escaping @Sendable (PostgresRow, inout Result) throws -> Void
     ) async throws -> Result {
-        let client = self.client
+        let link = self.link
         let timeout = queryTimeoutSeconds
         do {
             return try await withThrowingTaskGroup(of: Result?.self) { group in
                 group.addTask {
                     var result: Result = [:]
-                    for try await row in try await client.query(query) { try read(row, &result) }
+                    let connection = try await link.connection()
+                    for try await row in try await connection.query(query, logger: link.logger) { try read(row, &result) }
                     return result
                 }
                 group.addTask {
@@ -161,5 +147,40 @@ public final class PostgresWarehouse: Warehouse {
         }
         if let underlying = error.underlying { return "\(error.code): \(underlying)" }
         return "\(error.code)"
+    }
+}
+
+/// One connection per run, opened on first use: a run's queries are sequential, and a direct
+/// connection fails at once with the cause (a pool would keep retrying in the background).
+actor ConnectionLink {
+    private let settings: PostgresSettings
+    private var open: PostgresConnection?
+    /// postgres-nio logs every protocol step below `warning`.
+    nonisolated let logger: Logger = {
+        var logger = Logger(label: "segmenter.warehouse")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    init(settings: PostgresSettings) { self.settings = settings }
+
+    func connection() async throws -> PostgresConnection {
+        if let open, !open.isClosed { return open }
+        let tls: PostgresConnection.Configuration.TLS = switch settings.tls {
+        case .disable: .disable
+        case .prefer: .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        }
+        var configuration = PostgresConnection.Configuration(host: settings.host, port: settings.port, username: settings.user,
+                                                             password: settings.password, database: settings.database, tls: tls)
+        configuration.options.connectTimeout = .seconds(settings.connectTimeoutSeconds)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+        open = connection
+        return connection
+    }
+
+    func close() async {
+        try? await open?.close()
+        open = nil
     }
 }

@@ -16,8 +16,8 @@ public struct ReconciliationReport: Equatable, Sendable, Codable {
     public var throughDay: String
     public var daysCompared = 0
     public var daysDiffering: [String] = []
-    public var usersCompared = 0
-    public var usersCorrected = 0
+    public var userDaysCompared = 0
+    public var userDaysCorrected = 0
     public var rowsFetched = 0
     public var signupBucketsDiffering = 0
     public var signupsCorrected = 0

@@ -90,8 +90,8 @@ public final class Reconciler: Sendable {
             let rows = try await warehouse.userDays(on: DayCalendar.isoDate(day))
             report.rowsFetched += rows.count
             let step = try await correct(day: day, warehouseRows: rows, now: now)
-            report.usersCompared += step.compared
-            report.usersCorrected += step.corrected.count
+            report.userDaysCompared += step.compared
+            report.userDaysCorrected += step.corrected.count
             report.membershipChanges += step.membershipChanges
             for (user, truth) in step.corrected { report.noteCorrection(local: step.local[user] ?? DayAggregate(), warehouse: truth) }
             logger.info("reconciliation: day \(DayCalendar.isoDate(day)) (\(index + 1)/\(differing.count)): \(rows.count) warehouse rows, \(step.corrected.count) users corrected")
@@ -191,7 +191,7 @@ extension ReconciliationReport {
     /// One line for logs and the CLI.
     public var summary: String {
         var parts = ["days \(fromDay) … \(throughDay): \(daysCompared) compared, \(daysDiffering.count) differing",
-                     "users \(usersCompared) compared, \(usersCorrected) corrected",
+                     "user-days \(userDaysCompared) compared, \(userDaysCorrected) corrected",
                      "sign-ups \(signupsCorrected) corrected", "rows fetched \(rowsFetched)",
                      "membership changes \(membershipChanges)",
                      "drift: spend \(Self.money(spendCents.absolute))\(Self.percent(spendCents)), activities \(activities.absolute)\(Self.percent(activities)), "

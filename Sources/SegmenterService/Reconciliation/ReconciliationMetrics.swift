@@ -9,7 +9,7 @@ enum ReconciliationMetrics {
         Gauge(label: "segmenter_reconciliation_last_success_timestamp_seconds").record(Double(report.finishedAt?.epochSeconds ?? 0))
         Gauge(label: "segmenter_reconciliation_last_duration_seconds").record(report.durationSeconds ?? 0)
         Gauge(label: "segmenter_reconciliation_last_days_differing").record(report.daysDiffering.count)
-        Gauge(label: "segmenter_reconciliation_last_users_corrected").record(report.usersCorrected + report.signupsCorrected)
+        Gauge(label: "segmenter_reconciliation_last_users_corrected").record(report.userDaysCorrected + report.signupsCorrected)
         Gauge(label: "segmenter_reconciliation_last_rows_fetched").record(report.rowsFetched)
         for (feature, drift) in [("spend_cents", report.spendCents), ("activities", report.activities), ("active_microseconds", report.activeMicros)] {
             Gauge(label: "segmenter_reconciliation_last_drift_absolute", dimensions: [("feature", feature)]).record(drift.absolute)
