@@ -206,3 +206,36 @@ import Warehouse
         #expect(history.map(\.status) == [.failed, .failed])
     }
 }
+
+/// `reconcile --backfill`: a new deployment seeds state from the warehouse, then the topics are
+/// consumed from the beginning; nothing the warehouse already holds is counted twice.
+@Suite struct BackfillTests {
+    @Test func backfillThenFullReplayCountsEachEventOnce() async throws {
+        let scenario = DriftScenario(seed: 11)
+        let path = try SQLiteWarehouseFixture.create(WarehouseRows(scenario.truth), in: FileManager.default.temporaryDirectory)
+        // Only the clock has been seen so far (a new deployment started a moment ago).
+        let clock = UserEvent(eventID: "clock", userID: "zz-clock", ts: DriftScenario.end, body: .profile(attributes: ["plan": .string("x")]))
+        var world = try ReconciliationTests.World(events: [clock])
+        let reconciler = try world.reconciler(.sqlite(path: path), SQLiteWarehouseFixture.queries)
+        let report = await reconciler.run(kind: .backfill, from: DayCalendar.utc.day(of: DriftScenario.base),
+                                          warehouse: try SQLiteWarehouse(path: path, queries: SQLiteWarehouseFixture.queries))
+        #expect(report.status == .succeeded, "\(report.error ?? "")")
+        #expect(report.daysCompared == DriftScenario.dayCount)
+        #expect(report.fromDay == DayCalendar.isoDate(DayCalendar.utc.day(of: DriftScenario.base)))
+        #expect(try world.userDays() == DriftScenario.daily(scenario.truth))
+        #expect(report.signupsCorrected == DriftScenario.signups(scenario.truth).count)
+
+        // Streaming now replays every event of those days: recorded, not added again.
+        let replay = try DriftScenario.apply(scenario.truth, to: world.access.stores, offsets: &world.offsets)
+        #expect(replay.applied == scenario.truth.count)
+        #expect(replay.onReconciledDays == scenario.truth.filter(\.body.countsInDay).count)
+        #expect(try world.userDays() == DriftScenario.daily(scenario.truth))
+        let (members, kpis) = try world.membershipsAndKPIs()
+        let (expectedMembers, expectedKPIs) = try ReconciliationTests.World(events: scenario.truth + [clock]).membershipsAndKPIs()
+        #expect(members == expectedMembers)
+        for (key, value) in expectedKPIs {
+            let got = kpis[key] ?? nil
+            #expect((got == nil) == (value == nil) && abs((got ?? 0) - (value ?? 0)) < 1e-6, "\(key)")
+        }
+    }
+}

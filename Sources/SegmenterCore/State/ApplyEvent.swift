@@ -16,7 +16,9 @@ extension UserProfile {
     public mutating func apply(_ event: UserEvent, calendar: DayCalendar, reconciledDays: ClosedRange<DayNumber>? = nil) -> DayDelta? {
         let version = Version(ts: event.ts, eventID: event.eventID)
         if let reconciledDays, event.body.countsInDay, reconciledDays.contains(calendar.day(of: event.ts)) {
-            if case .activity = event.body, lastActivityAt == nil || event.ts > lastActivityAt! { lastActivityAt = event.ts }
+            // The warehouse's count already holds this activity; its time still tells whether it
+            // came before the sign-up, which the per-day count cannot.
+            if case .activity = event.body { noteActivityTime(event.ts) }
             return nil
         }
         switch event.body {
@@ -39,15 +41,20 @@ extension UserProfile {
         case let .activity(_, micros):
             lifetimeActivities += 1
             lifetimeActiveMicros += micros
-            if lastActivityAt == nil || event.ts > lastActivityAt! { lastActivityAt = event.ts }
-            if signupAt == nil || event.ts < signupAt! {
-                let index = activityBeforeSignup.firstIndex { $0 > event.ts } ?? activityBeforeSignup.endIndex
-                activityBeforeSignup.insert(event.ts, at: index)
-            }
+            noteActivityTime(event.ts)
             return DayDelta(day: calendar.day(of: event.ts), delta: DayAggregate(activities: 1, activeMicros: micros))
         case let .billing(cents):
             lifetimeSpendCents += cents
             return DayDelta(day: calendar.day(of: event.ts), delta: DayAggregate(spendCents: cents))
+        }
+    }
+
+    /// The latest activity, and activities before the sign-up (see `activityBeforeSignup`).
+    private mutating func noteActivityTime(_ ts: Instant) {
+        if lastActivityAt == nil || ts > lastActivityAt! { lastActivityAt = ts }
+        if signupAt == nil || ts < signupAt! {
+            let index = activityBeforeSignup.firstIndex { $0 > ts } ?? activityBeforeSignup.endIndex
+            activityBeforeSignup.insert(ts, at: index)
         }
     }
 
