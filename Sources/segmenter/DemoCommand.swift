@@ -44,11 +44,17 @@ struct Demo: ParsableCommand {
                                                environment: [:])
         config.kafka = KafkaConfiguration(["bootstrap.servers": broker.bootstrapServers, "group.id": "segmenter-demo"])
         config.stateDirectory = stateDirectory
+        try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
+        let warehousePath = stateDirectory.appendingPathComponent("warehouse.sqlite").path
+        config.reconciliation?.target = .sqlite(path: warehousePath)
         say("== state in \(stateDirectory.path); incident: users signing up from \(incidentDate) have no activity until \(DayCalendar.isoDate(incidentDay + 6))")
         for segment in config.catalog.segments { say("   segment \(segment.name): \(segment.ruleText)") }
         for alert in config.alerts { say("   alert \(alert.name) on \(alert.segment)/\(alert.kpi)") }
 
         let messages = EventGenerator(options: options).messages()
+        let corrections = try DemoWarehouse.write(messages, config: config, path: warehousePath)
+        say("== local SQLite warehouse \(warehousePath): the same events, plus \(corrections.refunds.count) refunds of $300 "
+            + "issued in the billing system on \(corrections.refunds.first.map { DayCalendar.isoDate($0.day) } ?? "-") that the billing topic never carried")
         say("== producing \(messages.count) events for \(users) users over \(options.days) days at \(Int(rate))/s "
             + "(\(messages.filter { !$0.valid }.count) invalid, \(messages.filter(\.duplicate).count) duplicates)\n")
         var producer: KafkaProducer? = try KafkaProducer(configuration: config.kafka)
@@ -63,9 +69,12 @@ struct Demo: ParsableCommand {
         let stop = StopSignal()
         let handlers = installSignalHandlers(stop)
         let service = IngestService(config: config, logger: logger)
+        let reconciliation = ReconciliationRunner(config: config, logger: logger)
         let done = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            do { try service.run(until: stop) } catch { say("ingest failed: \(error)"); stop.stop() }
+            do {
+                try service.run(until: stop, onStarted: { access, partitions in reconciliation?.start(access: access, partitionCount: partitions) })
+            } catch { say("ingest failed: \(error)"); stop.stop() }
             done.signal()
         }
         let started = Date()
@@ -88,6 +97,13 @@ struct Demo: ParsableCommand {
             idleTicks = c.consumed >= messages.count ? idleTicks + 1 : 0
             if idleTicks >= 2 { break }
         }
+        if let reconciliation, !stop.isStopped {
+            say("\n== reconciliation against the warehouse (closed days, per-day totals first, then users of the days that differ)")
+            let report = Self.wait { await reconciliation.runNow() }
+            say("   \(report.status.rawValue): \(report.summary)")
+            Thread.sleep(forTimeInterval: 1.5)  // one KPI emit interval
+            say(try KPITable.render(config: config))
+        }
         stop.stop()
         done.wait()
         _ = handlers
@@ -96,6 +112,10 @@ struct Demo: ParsableCommand {
         say("== a few membership changes and KPI deltas as published")
         for line in try readTopic("segment-membership", bootstrap: broker.bootstrapServers, limit: 3) { say(line) }
         for line in try readTopic("segment-kpi-deltas", bootstrap: broker.bootstrapServers, limit: 4) { say(line) }
+        say("== KPI deltas caused by the reconciliation (cause reconciliation)")
+        for line in try readTopic("segment-kpi-deltas", bootstrap: broker.bootstrapServers, limit: 100_000).filter({ $0.contains("\"cause\":\"reconciliation\"") }).prefix(6) {
+            say(line)
+        }
         say("== alerts as published on segment-alerts")
         for line in try readTopic("segment-alerts", bootstrap: broker.bootstrapServers, limit: 4) { say(line) }
         say("== a dead letter")
@@ -139,7 +159,25 @@ struct Demo: ParsableCommand {
         fx:
           EUR: 1.08
         kpi_emit_interval: 500ms
+        reconciliation:
+          warehouse: {type: sqlite, path: warehouse.sqlite}
+          daily_sql: \(DemoWarehouse.dailySQL)
+          signups_sql: \(DemoWarehouse.signupsSQL)
+          lookback: 35d
+          lag: 1h
+          partitioner: consistent_random
         """
+    }
+
+    /// Blocks this (non-async) command until `body` finishes on the cooperative pool.
+    static func wait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+        let box = ResultBox<T>(), done = DispatchSemaphore(value: 0)
+        Task {
+            box.value = await body()
+            done.signal()
+        }
+        done.wait()
+        return box.value!
     }
 
     private func readTopic(_ topic: String, bootstrap: String, limit: Int) throws -> [String] {
@@ -189,4 +227,9 @@ final class TopicReader: RebalanceListener, @unchecked Sendable {
         Dictionary(uniqueKeysWithValues: partitions.map { ($0, start) })
     }
     func partitionsRevoked(_ partitions: [TopicPartition]) {}
+}
+
+/// Carries a value from a task to a thread that waits on a semaphore.
+final class ResultBox<T>: @unchecked Sendable {
+    var value: T?
 }
