@@ -44,15 +44,20 @@ public final class PostgresWarehouse: Warehouse {
         label = "\(redshift ? "redshift" : "postgres")://\(settings.user)@\(settings.host):\(settings.port)/\(settings.database ?? "")"
     }
 
+    /// Counted users, cents, activities and microseconds, summed in SQL (rounded per row first).
+    private static let totals = """
+        CAST(COALESCE(SUM(CASE WHEN w.spend <> 0 OR w.activities <> 0 OR w.active_seconds <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT),
+        CAST(COALESCE(SUM(ROUND(w.spend * 100)), 0) AS BIGINT), CAST(COALESCE(SUM(w.activities), 0) AS BIGINT),
+        CAST(COALESCE(SUM(ROUND(w.active_seconds * 1000000)), 0) AS BIGINT)
+        """
+    private static let bucket = "SUBSTRING(MD5(CAST(w.user_id AS TEXT)), 1, \(UserBucket.hexDigits))"
+
     public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {
         var bindings = PostgresBindings()
         bindings.append(from)
         bindings.append(through)
         let sql = """
-            SELECT to_char(CAST(w.day AS DATE), 'YYYY-MM-DD'),
-                   CAST(COALESCE(SUM(CASE WHEN w.spend <> 0 OR w.activities <> 0 OR w.active_seconds <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT),
-                   CAST(COALESCE(SUM(ROUND(w.spend * 100)), 0) AS BIGINT), CAST(COALESCE(SUM(w.activities), 0) AS BIGINT),
-                   CAST(COALESCE(SUM(ROUND(w.active_seconds * 1000000)), 0) AS BIGINT)
+            SELECT to_char(CAST(w.day AS DATE), 'YYYY-MM-DD'), \(Self.totals)
             FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) BETWEEN CAST($1 AS DATE) AND CAST($2 AS DATE)
             GROUP BY CAST(w.day AS DATE)
             """
@@ -62,13 +67,28 @@ public final class PostgresWarehouse: Warehouse {
         }
     }
 
-    public func userDays(on day: String) async throws -> [String: DayAggregate] {
+    public func bucketTotals(on day: String) async throws -> [String: DayTotals] {
         var bindings = PostgresBindings()
         bindings.append(day)
         let sql = """
+            SELECT \(Self.bucket), \(Self.totals) FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST($1 AS DATE) GROUP BY 1
+            """
+        return try await collect(step: "bucket totals of \(day)", PostgresQuery(unsafeSQL: sql, binds: bindings)) { row, result in
+            let (bucket, users, spend, activities, micros) = try row.decode((String, Int64, Int64, Int64, Int64).self)
+            result[bucket] = DayTotals(users: users, spendCents: spend, activities: activities, activeMicros: micros)
+        }
+    }
+
+    public func userDays(on day: String, buckets: [String]?) async throws -> [String: DayAggregate] {
+        var bindings = PostgresBindings()
+        bindings.append(day)
+        for bucket in buckets ?? [] { bindings.append(bucket) }
+        // IN with one parameter per bucket: Redshift has no `= ANY(array)`.
+        let filter = buckets.map { " AND \(Self.bucket) IN (\($0.indices.map { "$\($0 + 2)" }.joined(separator: ", ")))" } ?? ""
+        let sql = """
             SELECT CAST(w.user_id AS TEXT), CAST(COALESCE(ROUND(w.spend * 100), 0) AS BIGINT), CAST(COALESCE(w.activities, 0) AS BIGINT),
                    CAST(COALESCE(ROUND(w.active_seconds * 1000000), 0) AS BIGINT)
-            FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST($1 AS DATE)
+            FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST($1 AS DATE)\(filter)
             """
         return try await collect(step: "user rows of \(day)", PostgresQuery(unsafeSQL: sql, binds: bindings)) { row, result in
             let (user, spend, activities, micros) = try row.decode((String, Int64, Int64, Int64).self)

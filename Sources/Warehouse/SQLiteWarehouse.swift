@@ -16,25 +16,40 @@ public final class SQLiteWarehouse: Warehouse, @unchecked Sendable {
             throw WarehouseError(step: "open", message: "no SQLite warehouse file at \(path)")
         }
         connection = try SQLiteConnection(path: path, readOnly: true)
+        try connection.defineFunction("segmenter_md5", UserBucket.md5Hex)
         self.queries = queries
         label = "sqlite:\(path)"
     }
 
+    /// Counted users, cents, activities and microseconds, summed in SQL (rounded per row first).
+    private static let totals = """
+        sum(CASE WHEN w.spend <> 0 OR w.activities <> 0 OR w.active_seconds <> 0 THEN 1 ELSE 0 END),
+        CAST(sum(round(w.spend * 100)) AS INTEGER), sum(w.activities), CAST(sum(round(w.active_seconds * 1000000)) AS INTEGER)
+        """
+    private static let bucket = "substr(segmenter_md5(CAST(w.user_id AS TEXT)), 1, \(UserBucket.hexDigits))"
+
     public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {
         try rows(step: "per-day totals", """
-            SELECT w.day, sum(CASE WHEN w.spend <> 0 OR w.activities <> 0 OR w.active_seconds <> 0 THEN 1 ELSE 0 END),
-                   CAST(sum(round(w.spend * 100)) AS INTEGER), sum(w.activities), CAST(sum(round(w.active_seconds * 1000000)) AS INTEGER)
-            FROM (\(queries.daily)) AS w WHERE w.day BETWEEN ?1 AND ?2 GROUP BY w.day
-            """, binds: [from, through]) { row, result in
-            result[row.string(0) ?? ""] = DayTotals(users: row.int64(1), spendCents: row.int64(2), activities: row.int64(3), activeMicros: row.int64(4))
-        }
+            SELECT w.day, \(Self.totals) FROM (\(queries.daily)) AS w WHERE w.day BETWEEN ?1 AND ?2 GROUP BY w.day
+            """, binds: [from, through]) { row, result in result[row.string(0) ?? ""] = Self.dayTotals(row) }
     }
 
-    public func userDays(on day: String) async throws -> [String: DayAggregate] {
-        try rows(step: "user rows of \(day)", """
+    public func bucketTotals(on day: String) async throws -> [String: DayTotals] {
+        try rows(step: "bucket totals of \(day)", """
+            SELECT \(Self.bucket), \(Self.totals) FROM (\(queries.daily)) AS w WHERE w.day = ?1 GROUP BY 1
+            """, binds: [day]) { row, result in result[row.string(0) ?? ""] = Self.dayTotals(row) }
+    }
+
+    private static func dayTotals(_ row: Statement) -> DayTotals {
+        DayTotals(users: row.int64(1), spendCents: row.int64(2), activities: row.int64(3), activeMicros: row.int64(4))
+    }
+
+    public func userDays(on day: String, buckets: [String]?) async throws -> [String: DayAggregate] {
+        let filter = buckets.map { " AND \(Self.bucket) IN (\($0.indices.map { "?\($0 + 2)" }.joined(separator: ", ")))" } ?? ""
+        return try rows(step: "user rows of \(day)", """
             SELECT CAST(w.user_id AS TEXT), CAST(round(w.spend * 100) AS INTEGER), w.activities, CAST(round(w.active_seconds * 1000000) AS INTEGER)
-            FROM (\(queries.daily)) AS w WHERE w.day = ?1
-            """, binds: [day]) { row, result in
+            FROM (\(queries.daily)) AS w WHERE w.day = ?1\(filter)
+            """, binds: [day] + (buckets ?? [])) { row, result in
             result[row.string(0) ?? ""] = DayAggregate(spendCents: row.int64(1), activities: row.int64(2), activeMicros: row.int64(3))
         }
     }

@@ -12,8 +12,10 @@ public protocol Warehouse: Sendable {
     var label: String { get }
     /// Totals per day for the days from `from` through `through` (inclusive).
     func dayTotals(from: String, through: String) async throws -> [String: DayTotals]
-    /// Every user's sums for one day.
-    func userDays(on day: String) async throws -> [String: DayAggregate]
+    /// Totals per user bucket (see `UserBucket`) of one day.
+    func bucketTotals(on day: String) async throws -> [String: DayTotals]
+    /// The sums of one day's users in `buckets` (nil: every user of the day).
+    func userDays(on day: String, buckets: [String]?) async throws -> [String: DayAggregate]
     /// Sign-ups per UTC day of sign-up (empty when no sign-up query is configured).
     func signupBuckets() async throws -> [Int64: SignupBucket]
     /// Sign-up second per user for the users who signed up in one UTC day bucket.

@@ -4,7 +4,7 @@ import Testing
 @testable import SegmenterCore
 @testable import SegmenterService
 @testable import SegmenterStore
-import Warehouse
+@testable import Warehouse
 
 /// Reconciliation against real warehouses (a SQLite file; the PostgreSQL server scripts/test
 /// starts): seeded drift is found and repaired exactly, a second run finds nothing, late
@@ -65,6 +65,7 @@ import Warehouse
     /// What the report must say, from the scenario itself.
     struct Expected {
         var days: Set<String> = []
+        var driftedUsers: [String: [String]] = [:]
         var userDays = 0
         var spend: Int64 = 0, activities: Int64 = 0, micros: Int64 = 0
 
@@ -75,6 +76,7 @@ import Warehouse
                     let t = truth[user]?[day] ?? DayAggregate(), s = stream[user]?[day] ?? DayAggregate()
                     guard t != s else { continue }
                     days.insert(DayCalendar.isoDate(day))
+                    driftedUsers[DayCalendar.isoDate(day), default: []].append(user)
                     userDays += 1
                     spend += abs(t.spendCents - s.spendCents)
                     activities += abs(t.activities - s.activities)
@@ -101,14 +103,23 @@ import Warehouse
         #expect(first.activeMicros.absolute == expected.micros)
         #expect(first.signupsCorrected == 1)
         #expect(first.signupBucketsDiffering == 2)
-        // Only the differing days' user rows were fetched, not the table.
-        let truthDaily = WarehouseRows(scenario.truth).daily
-        let fetchedUserRows = truthDaily.filter { expected.days.contains($0.day) }.count
+        // Fetched: the day totals, the bucket totals of the differing days, and only the user rows
+        // of buckets holding a drifted user-day, not the table.
+        let truthDaily = DriftScenario.daily(scenario.truth)
+        var expectedRows = DriftScenario.dayCount
+        for day in expected.days {
+            let number = DayCalendar.dayNumber(isoDate: day)!
+            let users = truthDaily.filter { $0.value[number] != nil }.map(\.key)
+            expectedRows += Set(users.map(UserBucket.of)).count
+            let drifted = Set(expected.driftedUsers[day]!.map(UserBucket.of))
+            expectedRows += users.filter { drifted.contains(UserBucket.of($0)) }.count
+        }
         let truthSignups = DriftScenario.signups(scenario.truth), streamSignups = DriftScenario.signups(scenario.stream)
         let buckets = Set([truthSignups, streamSignups].map { SignupBucket.bucket(ofEpochSeconds: $0[DriftScenario.wrongSignupUser]!) })
-        let signupRows = truthSignups.values.filter { buckets.contains(SignupBucket.bucket(ofEpochSeconds: $0)) }.count
-        #expect(first.rowsFetched == DriftScenario.dayCount + fetchedUserRows + signupRows)
-        #expect(first.rowsFetched < truthDaily.count + DriftScenario.dayCount)
+        expectedRows += truthSignups.values.filter { buckets.contains(SignupBucket.bucket(ofEpochSeconds: $0)) }.count
+        #expect(first.rowsFetched == expectedRows)
+        let allRows = truthDaily.values.reduce(0) { $0 + $1.count }
+        #expect(first.rowsFetched - DriftScenario.dayCount < allRows / 4, "fetched \(first.rowsFetched) of \(allRows) rows")
 
         // Local state now equals the warehouse for the closed days.
         #expect(try world.userDays() == DriftScenario.daily(scenario.truth))

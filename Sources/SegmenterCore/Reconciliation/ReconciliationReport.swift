@@ -16,6 +16,9 @@ public struct ReconciliationReport: Equatable, Sendable, Codable {
     public var throughDay: String
     public var daysCompared = 0
     public var daysDiffering: [String] = []
+    /// User buckets (see the diff's middle level) compared and differing, over the differing days.
+    public var bucketsCompared = 0
+    public var bucketsDiffering = 0
     public var userDaysCompared = 0
     public var userDaysCorrected = 0
     public var rowsFetched = 0

@@ -87,51 +87,84 @@ public final class Reconciler: Sendable {
         let differing = ReconciliationDiff.differingDays(in: days, local: local, warehouse: truth)
         report.daysDiffering = differing.map(DayCalendar.isoDate)
         for (index, day) in differing.enumerated() {
-            let rows = try await warehouse.userDays(on: DayCalendar.isoDate(day))
-            report.rowsFetched += rows.count
-            let step = try await correct(day: day, warehouseRows: rows, now: now)
+            let step = try await reconcile(day: day, warehouse: warehouse, now: now)
+            report.bucketsCompared += step.bucketsCompared
+            report.bucketsDiffering += step.bucketsDiffering
+            report.rowsFetched += step.rowsFetched
             report.userDaysCompared += step.compared
             report.userDaysCorrected += step.corrected.count
             report.membershipChanges += step.membershipChanges
             for (user, truth) in step.corrected { report.noteCorrection(local: step.local[user] ?? DayAggregate(), warehouse: truth) }
-            logger.info("reconciliation: day \(DayCalendar.isoDate(day)) (\(index + 1)/\(differing.count)): \(rows.count) warehouse rows, \(step.corrected.count) users corrected")
+            logger.info("reconciliation: day \(DayCalendar.isoDate(day)) (\(index + 1)/\(differing.count)): \(step.bucketsDiffering) of \(step.bucketsCompared) user buckets differ, \(step.rowsFetched) rows fetched, \(step.corrected.count) users corrected")
         }
     }
 
     private struct DayStep: Sendable {
+        var bucketsCompared = 0
+        var bucketsDiffering = 0
+        var rowsFetched = 0
         var compared = 0
         var local: [String: DayAggregate] = [:]
         var corrected: [String: DayAggregate] = [:]
         var membershipChanges = 0
     }
 
-    /// Compares one day user by user and takes the warehouse's values where they differ.
-    private func correct(day: DayNumber, warehouseRows: [String: DayAggregate], now: Instant) async throws -> DayStep {
-        let partitioner = config.partitioner, count = partitionCount
-        return try await access.withStores { session in
-            var step = DayStep()
-            var home: [String: Int32] = [:]
+    /// One differing day: bucket totals, then the user rows of the differing buckets (all of
+    /// the day's when most differ, as in a backfill), then the corrections.
+    private func reconcile(day: DayNumber, warehouse: any Warehouse, now: Instant) async throws -> DayStep {
+        var step = DayStep()
+        let (local, home) = try await access.withStores { session in
+            var local: [String: DayAggregate] = [:], home: [String: Int32] = [:]
             for (partition, store) in session.stores {
                 for (user, sums) in try store.userDays(on: day) {
-                    step.local[user] = sums
+                    local[user] = sums
                     home[user] = partition
                 }
             }
-            step.compared = Set(step.local.keys).union(warehouseRows.keys).count
-            let corrections = ReconciliationDiff.corrections(local: step.local, warehouse: warehouseRows)
+            return (local, home)
+        }
+        var localBuckets: [String: DayTotals] = [:]
+        var bucketOf: [String: String] = [:]
+        for (user, sums) in local {
+            let bucket = UserBucket.of(user)
+            bucketOf[user] = bucket
+            localBuckets[bucket, default: DayTotals()].add(sums)
+        }
+        let iso = DayCalendar.isoDate(day)
+        let warehouseBuckets = try await warehouse.bucketTotals(on: iso)
+        step.rowsFetched += warehouseBuckets.count
+        let allBuckets = Set(localBuckets.keys).union(warehouseBuckets.keys)
+        let differing = allBuckets.filter { (localBuckets[$0] ?? DayTotals()) != (warehouseBuckets[$0] ?? DayTotals()) }
+        step.bucketsCompared = allBuckets.count
+        step.bucketsDiffering = differing.count
+        guard !differing.isEmpty else { return step }
+        let fetchAll = differing.count * 2 > allBuckets.count
+        let rows = try await warehouse.userDays(on: iso, buckets: fetchAll ? nil : differing.sorted())
+        step.rowsFetched += rows.count
+        step.local = fetchAll ? local : local.filter { differing.contains(bucketOf[$0.key]!) }
+        step.compared = Set(step.local.keys).union(rows.keys).count
+        let corrections = ReconciliationDiff.corrections(local: step.local, warehouse: rows)
+        guard !corrections.isEmpty else { return step }
+        let partitioner = config.partitioner, count = partitionCount
+        let (corrected, changes) = try await access.withStores { session in
             var byPartition: [Int32: [String: [DayNumber: DayAggregate]]] = [:]
+            var corrected: [String: DayAggregate] = [:]
             for (user, truth) in corrections {
                 guard let partition = try home[user] ?? Self.place(user, in: session.stores, partitioner: partitioner, count: count) else { continue }
                 byPartition[partition, default: [:]][user] = [day: truth]
-                step.corrected[user] = truth
+                corrected[user] = truth
             }
+            var changes = 0
             for (partition, days) in byPartition {
                 let outcome = try session.stores[partition]!.takeWarehouseValues(days: days, now: session.now ?? now)
                 session.note(outcome)
-                step.membershipChanges += outcome.membershipChanges
+                changes += outcome.membershipChanges
             }
-            return step
+            return (corrected, changes)
         }
+        step.corrected = corrected
+        step.membershipChanges = changes
+        return step
     }
 
     /// The partition that holds `user`'s state, or where the partitioner sends their events;
@@ -191,6 +224,7 @@ extension ReconciliationReport {
     /// One line for logs and the CLI.
     public var summary: String {
         var parts = ["days \(fromDay) … \(throughDay): \(daysCompared) compared, \(daysDiffering.count) differing",
+                     "user buckets \(bucketsCompared) compared, \(bucketsDiffering) differing",
                      "user-days \(userDaysCompared) compared, \(userDaysCorrected) corrected",
                      "sign-ups \(signupsCorrected) corrected", "rows fetched \(rowsFetched)",
                      "membership changes \(membershipChanges)",

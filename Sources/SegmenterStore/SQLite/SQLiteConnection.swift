@@ -43,6 +43,18 @@ public final class SQLiteConnection: @unchecked Sendable {
 
     deinit { sqlite3_close_v2(handle) }
 
+    /// Defines a deterministic SQL function of one text argument, e.g. a hash SQLite lacks.
+    /// The connection owns `body` until it closes.
+    public func defineFunction(_ name: String, _ body: @escaping @Sendable (String) -> String) throws {
+        let box = Unmanaged.passRetained(TextFunction(body)).toOpaque()
+        let rc = sqlite3_create_function_v2(handle, name, 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, box, { context, _, arguments in
+            let function = Unmanaged<TextFunction>.fromOpaque(sqlite3_user_data(context)!).takeUnretainedValue()
+            guard let argument = arguments?[0], let text = sqlite3_value_text(argument) else { return sqlite3_result_null(context) }
+            sqlite3_result_text(context, function.body(String(cString: text)), -1, segmenter_sqlite_transient())
+        }, nil, nil, { box in Unmanaged<TextFunction>.fromOpaque(box!).release() })
+        guard rc == SQLITE_OK else { throw error(rc, sql: nil) }
+    }
+
     /// Runs one or more statements that return no rows.
     public func execute(_ sql: String) throws {
         let rc = sqlite3_exec(handle, sql, nil, nil, nil)
@@ -78,4 +90,10 @@ public final class SQLiteConnection: @unchecked Sendable {
             return Int(statement.int64(0))
         }
     }
+}
+
+/// A Swift closure kept alive for SQLite's C callback.
+private final class TextFunction {
+    let body: @Sendable (String) -> String
+    init(_ body: @escaping @Sendable (String) -> String) { self.body = body }
 }
