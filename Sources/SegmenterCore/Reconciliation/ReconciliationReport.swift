@@ -21,7 +21,10 @@ public struct ReconciliationReport: Equatable, Sendable, Codable {
     public var bucketsDiffering = 0
     public var userDaysCompared = 0
     public var userDaysCorrected = 0
+    /// Rows the warehouse returned: totals of days and buckets, user rows, sign-ups.
     public var rowsFetched = 0
+    /// Of which per-user-day rows (the expensive level).
+    public var userRowsFetched = 0
     public var signupBucketsDiffering = 0
     public var signupsCorrected = 0
     public var membershipChanges = 0

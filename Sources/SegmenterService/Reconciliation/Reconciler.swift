@@ -91,6 +91,7 @@ public final class Reconciler: Sendable {
             report.bucketsCompared += step.bucketsCompared
             report.bucketsDiffering += step.bucketsDiffering
             report.rowsFetched += step.rowsFetched
+            report.userRowsFetched += step.userRowsFetched
             report.userDaysCompared += step.compared
             report.userDaysCorrected += step.corrected.count
             report.membershipChanges += step.membershipChanges
@@ -103,6 +104,7 @@ public final class Reconciler: Sendable {
         var bucketsCompared = 0
         var bucketsDiffering = 0
         var rowsFetched = 0
+        var userRowsFetched = 0
         var compared = 0
         var local: [String: DayAggregate] = [:]
         var corrected: [String: DayAggregate] = [:]
@@ -141,6 +143,7 @@ public final class Reconciler: Sendable {
         let fetchAll = differing.count * 2 > allBuckets.count
         let rows = try await warehouse.userDays(on: iso, buckets: fetchAll ? nil : differing.sorted())
         step.rowsFetched += rows.count
+        step.userRowsFetched = rows.count
         step.local = fetchAll ? local : local.filter { differing.contains(bucketOf[$0.key]!) }
         step.compared = Set(step.local.keys).union(rows.keys).count
         let corrections = ReconciliationDiff.corrections(local: step.local, warehouse: rows)
@@ -226,7 +229,7 @@ extension ReconciliationReport {
         var parts = ["days \(fromDay) … \(throughDay): \(daysCompared) compared, \(daysDiffering.count) differing",
                      "user buckets \(bucketsCompared) compared, \(bucketsDiffering) differing",
                      "user-days \(userDaysCompared) compared, \(userDaysCorrected) corrected",
-                     "sign-ups \(signupsCorrected) corrected", "rows fetched \(rowsFetched)",
+                     "sign-ups \(signupsCorrected) corrected", "rows fetched \(rowsFetched) (\(userRowsFetched) user rows)",
                      "membership changes \(membershipChanges)",
                      "drift: spend \(Self.money(spendCents.absolute))\(Self.percent(spendCents)), activities \(activities.absolute)\(Self.percent(activities)), "
                          + "active time \(activeMicros.absolute / 1_000_000) s\(Self.percent(activeMicros))"]
