@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import SegmenterService
 
-struct Run: ParsableCommand {
+struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the service: consume activity and billing, keep state, publish outputs.",
         discussion: """
@@ -18,39 +18,30 @@ struct Run: ParsableCommand {
                                visibility: .hidden))
     var stopAfterEvents: Int?
 
-    func run() throws {
+    func run() async throws {
         let config = try options.load()
         let logger = makeLogger(format: logFormat)
         ServiceMetrics.bootstrap()
-        let stop = StopSignal()
-        let handlers = installSignalHandlers(stop)
-        let service = IngestService(config: config, logger: logger)
-        let reporter = ProgressReporter(service: service, logger: logger, every: 5)
-        let reconciliation = ReconciliationRunner(config: config, logger: logger)
-        var reconcile: HTTPAPI.Reconcile?
-        if let reconciliation { reconcile = { await reconciliation.runNow() } }
-        let http = config.httpPort.map { port -> Task<Void, Error> in
-            logger.info("HTTP API on http://\(config.httpHost):\(port) (/healthz, /readyz, /metrics, /api/segments, /api/users/{id}, /api/alerts, /api/reconciliation)")
-            return HTTPAPI.serve(config: config, health: service.health, port: port, reconcile: reconcile)
+        let reporter = ProgressReporter(logger: logger, every: 5)
+        let limit = stopAfterEvents
+        let services = SegmenterServices(config: config, logger: logger) { counters in
+            reporter.tick(counters)
+            if let limit, counters.consumed >= limit { reporter.limitReached() }
         }
-        defer { http?.cancel() }
-        defer { reconciliation?.stop() }
-        var firstBatch: Date?
+        reporter.onLimit = { Task { await services.stop() } }
+        let handlers = installSignalHandlers { Task { await services.stop() } }
+        if let port = config.httpPort {
+            logger.info("HTTP API and dashboard on http://\(config.httpHost):\(port)/ (/healthz, /readyz, /metrics, /api/segments, /api/users/{id}, /api/alerts, /api/reconciliation)")
+        }
         do {
-            try service.run(until: stop, onBatch: { counters in
-                reporter.tick()
-                if firstBatch == nil { firstBatch = Date() }
-                if let limit = stopAfterEvents, counters.consumed >= limit { stop.stop() }
-            }, onStarted: { access, partitionCount in
-                reconciliation?.start(access: access, partitionCount: partitionCount)
-            })
+            try await services.run()
         } catch {
             logger.error("\(error)")
             throw ExitCode.failure
         }
-        let c = service.counters
+        let c = services.ingest.counters
         logger.info("stopped: consumed \(c.consumed), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered), published \(c.published)")
-        if stopAfterEvents != nil, let firstBatch {
+        if stopAfterEvents != nil, let firstBatch = reporter.firstBatch {
             let seconds = Date().timeIntervalSince(firstBatch)
             say("{\"consumed\":\(c.consumed),\"seconds\":\(seconds),\"events_per_second\":\(Int(Double(c.consumed) / seconds)),\"peak_rss_kib\":\(peakResidentKiB()),\"batches\":\(c.batches)}")
         }
@@ -65,25 +56,32 @@ func peakResidentKiB() -> Int {
     return Int(line.split(separator: " ").dropFirst().first ?? "") ?? -1
 }
 
-/// Logs throughput every few seconds.
-final class ProgressReporter {
-    let service: IngestService
+/// Logs throughput every few seconds; called on the commit thread only.
+final class ProgressReporter: @unchecked Sendable {
     let logger: Logging.Logger
     let interval: Double
     var last = Date()
     var lastConsumed = 0
+    private(set) var firstBatch: Date?
+    var onLimit: (() -> Void)?
+    private var limitSignalled = false
 
-    init(service: IngestService, logger: Logging.Logger, every interval: Double) {
-        self.service = service
+    init(logger: Logging.Logger, every interval: Double) {
         self.logger = logger
         self.interval = interval
     }
 
-    func tick() {
+    func limitReached() {
+        guard !limitSignalled else { return }
+        limitSignalled = true
+        onLimit?()
+    }
+
+    func tick(_ c: IngestCounters) {
         let now = Date()
+        if firstBatch == nil { firstBatch = now }
         let elapsed = now.timeIntervalSince(last)
         guard elapsed >= interval else { return }
-        let c = service.counters
         let rate = Double(c.consumed - lastConsumed) / elapsed
         logger.info("consumed \(c.consumed) (\(Int(rate))/s), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered), published \(c.published)")
         last = now

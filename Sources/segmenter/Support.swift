@@ -29,11 +29,14 @@ func makeLogger(_ label: String = "segmenter", format: LogFormat = .text) -> Log
 nonisolated(unsafe) private var signalsReceived: Int32 = 0
 
 /// Sets `stop` on the first SIGINT/SIGTERM; the second one exits at once.
+func installSignalHandlers(_ stop: StopSignal) -> [Thread] { installSignalHandlers { stop.stop() } }
+
+/// Calls `onFirst` on the first SIGINT/SIGTERM; the second one exits at once.
 ///
 /// A plain C handler, not a dispatch source: libdispatch on Linux only sees a signal that every
 /// thread blocks, and librdkafka's threads do not, so a dispatch source can miss SIGTERM. A
 /// parent may also start us with the signals blocked (some process launchers do): unblock them.
-func installSignalHandlers(_ stop: StopSignal) -> [Thread] {
+func installSignalHandlers(_ onFirst: @escaping @Sendable () -> Void) -> [Thread] {
     var mask = sigset_t()
     sigemptyset(&mask)
     sigaddset(&mask, SIGINT)
@@ -48,7 +51,7 @@ func installSignalHandlers(_ stop: StopSignal) -> [Thread] {
     let watcher = Thread {
         while signalsReceived == 0 { Thread.sleep(forTimeInterval: 0.05) }
         FileHandle.standardError.write(Data("\nstopping after the current batch (signal again to force)\n".utf8))
-        stop.stop()
+        onFirst()
     }
     watcher.start()
     return [watcher]

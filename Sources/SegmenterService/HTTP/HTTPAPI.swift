@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 import SegmenterCore
 import SegmenterStore
 
@@ -101,6 +102,12 @@ public enum HTTPAPI {
 
     static func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    /// The HTTP server as a service of the lifecycle group.
+    public static func application(config: SegmenterConfig, health: ServiceHealth, port: Int, reconcile: Reconcile? = nil) -> some Service {
+        Application(router: router(config: config, health: health, reconcile: reconcile),
+                    configuration: .init(address: .hostname(config.httpHost, port: port), serverName: "segmenter"))
     }
 
     /// Serves the API on `config.httpHost`:`port` until the task is cancelled.
