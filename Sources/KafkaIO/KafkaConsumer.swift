@@ -120,6 +120,14 @@ public final class KafkaConsumer: @unchecked Sendable {
         try queryWatermarks(handle, tp, timeoutMs: timeoutMs)
     }
 
+    /// The high watermark from the last fetch response (no network round trip), if known.
+    public func cachedHighWatermark(of tp: TopicPartition) -> Int64? {
+        var low: Int64 = 0
+        var high: Int64 = 0
+        let err = rd_kafka_get_watermark_offsets(handle, tp.topic, tp.partition, &low, &high)
+        return err == RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0 ? high : nil
+    }
+
     private func topicName(_ rkt: OpaquePointer) -> String {
         if let cached = topicNames[rkt] { return cached }
         let name = String(cString: rd_kafka_topic_name(rkt))

@@ -47,10 +47,15 @@ final class CommitWorker: @unchecked Sendable {
     private(set) var now: Instant?
     private var kpiCauses: [String: ChangeCause] = [:]
     private var lastEmit = ContinuousClock.now
+    private let operations: OperationalState
+    /// The next offset to consume per owned input partition, as last committed (for the lag).
+    private var nextOffsets: [TopicPartition: Int64] = [:]
+    private var lastSlowGauges = ContinuousClock.now - .seconds(60)
 
-    init(config: SegmenterConfig, producer: KafkaProducer, consumer: KafkaConsumer, log: @escaping (String) -> Void,
-         report: @escaping (BatchOutcome, DecodedBatch, Int, Int64) -> Void) throws {
+    init(config: SegmenterConfig, producer: KafkaProducer, consumer: KafkaConsumer, operations: OperationalState,
+         log: @escaping (String) -> Void, report: @escaping (BatchOutcome, DecodedBatch, Int, Int64) -> Void) throws {
         self.config = config
+        self.operations = operations
         self.stores = PartitionStores(config: config, log: log)
         self.relay = OutboxRelay(producer: producer)
         self.consumer = consumer
@@ -105,12 +110,14 @@ final class CommitWorker: @unchecked Sendable {
                 try emitKPIs(force: true)
                 try relay.drain(outboxSources, timeoutMs: 10_000)
                 stores.revoke(partitions)
+                for tp in partitions { nextOffsets[tp] = nil }
                 relay.forget(partitionsNotIn: outboxSources)
                 reply.send(true)
             case let .exclusive(body)?:
                 let session = StoreSession(stores: stores.open, now: now)
                 body(session)
                 kpiCauses.merge(session.kpiCauses) { $1 }
+                ServiceMetrics.recordMembershipChanges(session.membershipChanges)
             case nil:
                 if queue.isClosed {
                     try emitKPIs(force: true)
@@ -174,10 +181,12 @@ final class CommitWorker: @unchecked Sendable {
             total.duplicates += outcome.duplicates
             total.deadLettered += outcome.deadLettered
             total.membershipChanges += outcome.membershipChanges
+            total.membershipChangesByCause.merge(outcome.membershipChangesByCause, uniquingKeysWith: +)
             total.timersFired += outcome.timersFired
             kpiCauses.merge(outcome.kpiCauses) { $1 }
             for (topic, next) in outcome.nextOffsets {
                 committed[TopicPartition(topic: topic, partition: item.store.partition)] = next
+                nextOffsets[TopicPartition(topic: topic, partition: item.store.partition)] = next
             }
         }
         consumer.commitAsync(committed)  // informational; the truth is in SQLite
@@ -196,6 +205,40 @@ final class CommitWorker: @unchecked Sendable {
         return accumulator.ranked(baseline: baseline)
     }
 
+    /// Lag, outbox depth and age, and (every 15 s, as they scan) timers and state size.
+    private func recordOperationalGauges(now: Instant) {
+        var lag: [String: Int64] = [:]
+        for (tp, next) in nextOffsets {
+            if let high = consumer.cachedHighWatermark(of: tp) { lag["\(tp.topic)/\(tp.partition)"] = max(high - next, 0) }
+        }
+        let sources = outboxSources
+        let depth = sources.values.reduce(0) { $0 + ((try? $1.outboxDepth()) ?? 0) }
+        let oldest = sources.values.compactMap { try? $0.outboxOldest() }.min()
+        let wall = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+        let slow = ContinuousClock.now - lastSlowGauges >= .seconds(15)
+        if slow { lastSlowGauges = ContinuousClock.now }
+        let timers = slow ? stores.open.values.reduce(0) { $0 + ((try? $1.timerCount()) ?? 0) } : nil
+        let bytes = slow ? Self.stateBytes(config.stateDirectory) : nil
+        operations.update { ingest in
+            ingest.lag = lag
+            ingest.outboxDepth = depth
+            ingest.now = now
+            if let timers { ingest.timers = timers }
+            if let bytes { ingest.stateBytes = bytes }
+        }
+        ServiceMetrics.recordGauges(operations.snapshot, alerts: publisher.alertStatus.mapValues { $0.state == .firing })
+        ServiceMetrics.outboxAge.record(oldest.map { Double(wall.nanoseconds - $0.nanoseconds) / 1e9 } ?? 0)
+    }
+
+    /// Bytes of the state directory's files (databases and their WALs).
+    static func stateBytes(_ directory: URL) -> Int64 {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.reduce(0) { total, name in
+            let size = (try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name).path)[.size] as? Int64) ?? 0
+            return total + (size ?? 0)
+        }
+    }
+
     /// Sums the owned partitions' partials and publishes changed KPI values, at most once per
     /// emit interval (coalescing), or now when `force`d (before giving partitions away, on stop).
     private func emitKPIs(force: Bool) throws {
@@ -207,9 +250,12 @@ final class CommitWorker: @unchecked Sendable {
         for store in stores.open.values {
             for (key, partial) in store.partials.values { global[key, default: KPIPartial()] += partial }
         }
-        try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
+        let emitted = try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
                               alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
         kpiCauses = [:]
+        ServiceMetrics.kpiDeltas.increment(by: emitted)
+        operations.sample(publisher.values, at: now, every: .milliseconds(max(config.kpiEmitIntervalMs, 2000)))
+        recordOperationalGauges(now: now)
     }
 }
 

@@ -62,11 +62,12 @@ public final class IngestService: @unchecked Sendable {
         let partitionCount = try checkInputTopics(producer)
         let bridge = RebalanceBridge(health: health)
         let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
-        let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, log: { [logger] in logger.info("\($0)") }) {
+        let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, operations: health.operations,
+                                      log: { [logger] in logger.info("\($0)") }) {
             [self] outcome, batch, published, commitNanoseconds in
             ServiceMetrics.record(consumed: batch.consumed, applied: outcome.applied, duplicates: outcome.duplicates,
                                   deadLettered: outcome.deadLettered, keyMismatches: batch.keyMismatches,
-                                  membershipChanges: outcome.membershipChanges, timersFired: outcome.timersFired,
+                                  membershipChanges: outcome.membershipChangesByCause, timersFired: outcome.timersFired,
                                   published: published, commitNanoseconds: commitNanoseconds)
             counterLock.lock()
             totals.consumed += batch.consumed
@@ -80,6 +81,13 @@ public final class IngestService: @unchecked Sendable {
             totals.published = published
             let snapshot = totals
             counterLock.unlock()
+            health.operations.noteConsumed(total: snapshot.consumed)
+            health.operations.update { ingest in
+                ingest.consumed = snapshot.consumed
+                ingest.applied = snapshot.applied
+                ingest.duplicates = snapshot.duplicates
+                ingest.deadLettered = snapshot.deadLettered
+            }
             onBatch?(snapshot)
         }
         bridge.queue = worker.queue

@@ -33,6 +33,13 @@ extension OutboxSource {
         }
     }
 
+    /// When the oldest waiting row was committed (wall clock), if any.
+    public func outboxOldest() throws -> Instant? {
+        let statement = try outboxDatabase.prepare("SELECT created_at FROM outbox ORDER BY id LIMIT 1")
+        return try statement.step() ? Instant(nanoseconds: statement.int64(0)) : nil
+    }
+
+    /// Rows in the table (each file's outbox stays small: the relay deletes what Kafka took).
     public func outboxDepth() throws -> Int {
         let statement = try outboxDatabase.prepare("SELECT count(*) FROM outbox")
         _ = try statement.step()

@@ -94,6 +94,7 @@ extension PartitionStore {
                 segmentStates[userID] = nil
                 outcome.membershipChanges += try reevaluate(userID, profile: profile, now: now, cause: .reconciliation, work: &work)
             }
+            outcome.membershipChangesByCause[.reconciliation] = outcome.membershipChanges
             outcome.noteKPIChanges(work.partials, cause: .reconciliation)
             try writeChangedPartials(&work.partials)
         }

@@ -196,6 +196,13 @@ extension PartitionStore {
         }
     }
 
+    /// Armed timers (a count over the index: call now and then, not per batch).
+    public func timerCount() throws -> Int {
+        let statement = try db.prepare("SELECT count(*) FROM timers")
+        _ = try statement.step()
+        return Int(statement.int64(0))
+    }
+
     /// The earliest due timer, to skip clock steps that fire nothing.
     func earliestTimer() throws -> Instant? {
         let statement = segmentStatements.selectEarliestTimer.reset()

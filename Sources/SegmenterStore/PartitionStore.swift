@@ -32,6 +32,8 @@ public struct BatchOutcome: Sendable, Equatable {
     public var touchedUsers: Set<String> = []
     /// Membership changes published (enter/exit, all causes).
     public var membershipChanges = 0
+    /// The same, by cause.
+    public var membershipChangesByCause: [ChangeCause: Int] = [:]
     /// Valid new events for days a reconciliation already took from the warehouse: recorded,
     /// not added to the day's sums (the warehouse's value stands).
     public var onReconciledDays = 0
@@ -310,7 +312,9 @@ public final class PartitionStore: @unchecked Sendable {
             if let batchNow {
                 work.dayDeltas = dayDeltas
                 for (userID, profile) in profiles {
-                    outcome.membershipChanges += try reevaluate(userID, profile: profile, now: batchNow, cause: .event, work: &work)
+                    let changes = try reevaluate(userID, profile: profile, now: batchNow, cause: .event, work: &work)
+                    outcome.membershipChanges += changes
+                    outcome.membershipChangesByCause[.event, default: 0] += changes
                 }
                 outcome.noteKPIChanges(work.partials, cause: .event)
                 if let due = nextTimer, due <= batchNow {
@@ -318,6 +322,7 @@ public final class PartitionStore: @unchecked Sendable {
                     let (fired, changes) = try fireDueTimers(now: batchNow, work: &work, profiles: &profiles)
                     outcome.timersFired = fired
                     outcome.membershipChanges += changes
+                    outcome.membershipChangesByCause[.time, default: 0] += changes
                     for key in work.partials.changed.subtracting(before) { outcome.kpiCauses[key.segment] = .time }
                 }
                 try writeChangedPartials(&work.partials)
@@ -350,6 +355,7 @@ public final class PartitionStore: @unchecked Sendable {
             let (fired, changes) = try fireDueTimers(now: now, work: &work, profiles: &profiles)
             outcome.timersFired = fired
             outcome.membershipChanges = changes
+            outcome.membershipChangesByCause[.time] = changes
             outcome.noteKPIChanges(work.partials, cause: .time)
             try writeChangedPartials(&work.partials)
             if try clock().map({ now > $0 }) ?? true { try putMeta("clock_now", now.nanoseconds) }
@@ -360,13 +366,14 @@ public final class PartitionStore: @unchecked Sendable {
         return outcome
     }
 
-    /// Adds an outbox row; call inside a transaction.
+    /// Adds an outbox row; call inside a transaction. `created_at` is the wall clock (the
+    /// outbox age metric), whatever event time the message speaks of.
     public func enqueue(topic: String, key: [UInt8]?, value: [UInt8], at instant: Instant) throws {
         insertOutbox.reset()
         insertOutbox.bind(1, topic)
         insertOutbox.bind(2, blob: key)
         insertOutbox.bind(3, blob: value)
-        insertOutbox.bind(4, instant.nanoseconds)
+        insertOutbox.bind(4, Int64(Date().timeIntervalSince1970 * 1e9))
         try insertOutbox.run()
     }
 }

@@ -10,6 +10,9 @@ public final class ServiceHealth: @unchecked Sendable {
     private var assigned = 0
     private var lastPoll: Date?
 
+    /// Ingest figures and recent KPI values, for the dashboard and `/api/ingest`.
+    public let operations = OperationalState()
+
     public init() {}
 
     func polled() { lock.lock(); lastPoll = Date(); lock.unlock() }

@@ -1,5 +1,7 @@
 import Metrics
 import Prometheus
+import SegmenterCore
+import SegmenterStore
 
 /// The service's metrics, through swift-metrics, exported in Prometheus text format.
 ///
@@ -22,23 +24,48 @@ public enum ServiceMetrics {
     static let batches = Counter(label: "segmenter_batches_total")
     static let batchSize = Recorder(label: "segmenter_batch_size")
     static let commitSeconds = Metrics.Timer(label: "segmenter_commit_duration_seconds")
-    static let membershipChanges = Counter(label: "segmenter_membership_changes_total")
+    static let kpiDeltas = Counter(label: "segmenter_kpi_deltas_emitted_total")
+    /// Seconds since the oldest unpublished outbox row was committed (0 when empty).
+    static let outboxAge = Gauge(label: "segmenter_outbox_oldest_age_seconds")
     static let timersFired = Counter(label: "segmenter_timers_fired_total")
     static let published = Gauge(label: "segmenter_outbox_published")
 
     /// Records one committed batch.
     static func record(consumed: Int, applied: Int, duplicates: Int, deadLettered: Int, keyMismatches: Int,
-                       membershipChanges: Int, timersFired: Int, published: Int, commitNanoseconds: Int64) {
+                       membershipChanges: [ChangeCause: Int], timersFired: Int, published: Int, commitNanoseconds: Int64) {
         Self.consumed.increment(by: consumed)
         Self.applied.increment(by: applied)
         Self.duplicates.increment(by: duplicates)
         Self.deadLettered.increment(by: deadLettered)
         Self.keyMismatches.increment(by: keyMismatches)
-        Self.membershipChanges.increment(by: membershipChanges)
+        recordMembershipChanges(membershipChanges)
         Self.timersFired.increment(by: timersFired)
         batches.increment()
         batchSize.record(consumed)
         commitSeconds.recordNanoseconds(commitNanoseconds)
         Self.published.record(published)
+    }
+}
+
+extension ServiceMetrics {
+    /// `segmenter_membership_changes_total{cause}`.
+    static func recordMembershipChanges(_ byCause: [ChangeCause: Int]) {
+        for (cause, count) in byCause where count > 0 {
+            Counter(label: "segmenter_membership_changes_total", dimensions: [("cause", cause.rawValue)]).increment(by: count)
+        }
+    }
+
+    /// Gauges read from the state once per KPI emit interval (see `CommitWorker`).
+    static func recordGauges(_ ingest: OperationalState.Ingest, alerts: [String: Bool]) {
+        Gauge(label: "segmenter_outbox_depth").record(ingest.outboxDepth)
+        for (partition, lag) in ingest.lag {
+            let parts = partition.split(separator: "/")
+            Gauge(label: "segmenter_consumer_lag", dimensions: [("topic", String(parts.first ?? "")), ("partition", String(parts.last ?? ""))]).record(lag)
+        }
+        Gauge(label: "segmenter_timers").record(ingest.timers)
+        Gauge(label: "segmenter_state_bytes").record(ingest.stateBytes)
+        for (alert, firing) in alerts {
+            Gauge(label: "segmenter_alert_firing", dimensions: [("alert", alert)]).record(firing ? 1 : 0)
+        }
     }
 }

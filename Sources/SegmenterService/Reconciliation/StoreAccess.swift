@@ -9,6 +9,7 @@ public final class StoreSession {
     /// The instance clock (nil before any event).
     public let now: Instant?
     private(set) var kpiCauses: [String: ChangeCause] = [:]
+    private(set) var membershipChanges: [ChangeCause: Int] = [:]
 
     init(stores: [Int32: PartitionStore], now: Instant?) {
         self.stores = stores
@@ -16,7 +17,10 @@ public final class StoreSession {
     }
 
     /// Remembers which segments' KPIs a step moved, so the next KPI emit names the cause.
-    public func note(_ outcome: BatchOutcome) { kpiCauses.merge(outcome.kpiCauses) { $1 } }
+    public func note(_ outcome: BatchOutcome) {
+        kpiCauses.merge(outcome.kpiCauses) { $1 }
+        membershipChanges.merge(outcome.membershipChangesByCause, uniquingKeysWith: +)
+    }
 }
 
 /// Where reconciliation may touch partition state: inside `run` that is the commit thread (so
