@@ -21,9 +21,12 @@ struct Demo: ParsableCommand {
     @Option(help: "Number of events.") var events = 90_000
     @Option(help: "Events per second produced into the broker.") var rate = 9_000.0
     @Option(help: "State directory (default: a new temporary one).") var stateDir: String?
+    @Option(help: "Port of the dashboard and HTTP API (0: none).") var httpPort = 8080
+    @Flag(help: "Exit once the story is told instead of serving the dashboard until stopped.") var exitWhenDone = false
 
     func run() throws {
         let logger = makeLogger()
+        ServiceMetrics.bootstrap()
         let broker = try SegmenterService.DevBroker(brokers: 1, partitions: 4,
                                                     topics: ["activity", "billing", "segmenter-dlq", "segment-membership", "segment-kpi-deltas", "segment-alerts"])
         say("== segmenter demo: in-process Kafka at \(broker.bootstrapServers)")
@@ -44,6 +47,7 @@ struct Demo: ParsableCommand {
                                                environment: [:])
         config.kafka = KafkaConfiguration(["bootstrap.servers": broker.bootstrapServers, "group.id": "segmenter-demo"])
         config.stateDirectory = stateDirectory
+        config.httpPort = httpPort > 0 ? httpPort : nil
         try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
         let warehousePath = stateDirectory.appendingPathComponent("warehouse.sqlite").path
         config.reconciliation?.target = .sqlite(path: warehousePath)
@@ -77,6 +81,11 @@ struct Demo: ParsableCommand {
             } catch { say("ingest failed: \(error)"); stop.stop() }
             done.signal()
         }
+        var reconcile: HTTPAPI.Reconcile?
+        if let reconciliation { reconcile = { await reconciliation.runNow() } }
+        let http = config.httpPort.map { HTTPAPI.serve(config: config, health: service.health, port: $0, reconcile: reconcile) }
+        defer { http?.cancel() }
+        if let port = config.httpPort { say("== dashboard: http://127.0.0.1:\(port)/  (JSON: /api/segments, /api/alerts, /api/reconciliation; Prometheus: /metrics)") }
         let started = Date()
         var idleTicks = 0
         var alertStates: [String: String] = [:]
@@ -103,6 +112,10 @@ struct Demo: ParsableCommand {
             say("   \(report.status.rawValue): \(report.summary)")
             Thread.sleep(forTimeInterval: 1.5)  // one KPI emit interval
             say(try KPITable.render(config: config))
+        }
+        if let port = config.httpPort, !exitWhenDone, !stop.isStopped {
+            say("\n== the story is told; the dashboard stays at http://127.0.0.1:\(port)/ until you press Ctrl-C")
+            while !stop.isStopped { Thread.sleep(forTimeInterval: 0.2) }
         }
         stop.stop()
         done.wait()

@@ -35,6 +35,11 @@ public enum HTTPAPI {
 
     public static func router(config: SegmenterConfig, health: ServiceHealth, reconcile: Reconcile? = nil) -> Router<BasicRequestContext> {
         let router = Router()
+        router.get("/") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
+        }
+        router.get("api/ingest") { _, _ in json(ingestJSON(health.operations.snapshot)) }
+        router.get("api/history") { _, _ in json(historyJSON(health.operations.recentSamples)) }
         router.get("api/reconciliation") { _, _ in
             let reports = (try? ReconciliationHistory(directory: config.stateDirectory, readOnly: true).recent()) ?? []
             return json("[" + reports.compactMap { try? ReconciliationHistory.encode($0) }.joined(separator: ",") + "]")
@@ -99,6 +104,28 @@ public enum HTTPAPI {
         return JSONText.object([("segment", JSONText.quote(name)),
                                 ("rule", config.catalog.segments.first { $0.name == name }.map { JSONText.quote($0.ruleText) } ?? "null"),
                                 ("kpis", JSONText.object(kpis))])
+    }
+
+    static func ingestJSON(_ i: OperationalState.Ingest) -> String {
+        JSONText.object([
+            ("now", i.now.map { JSONText.quote($0.description) } ?? "null"), ("consumed", String(i.consumed)), ("applied", String(i.applied)),
+            ("duplicates", String(i.duplicates)), ("dead_lettered", String(i.deadLettered)), ("rate", JSONText.number(i.rate)),
+            ("lag", JSONText.object(i.lag.sorted { $0.key < $1.key }.map { ($0.key, String($0.value)) })),
+            ("outbox_depth", String(i.outboxDepth)), ("timers", String(i.timers)), ("state_bytes", String(i.stateBytes)),
+        ])
+    }
+
+    /// `{segment: {kpi: [[time, value], …]}}`, oldest first.
+    static func historyJSON(_ samples: [OperationalState.Sample]) -> String {
+        var series: [String: [String: [String]]] = [:]
+        for sample in samples {
+            for (key, value) in sample.values {
+                series[key.segment, default: [:]][key.kpi, default: []].append("[\(JSONText.quote(sample.at.description)),\(value.map(JSONText.number) ?? "null")]")
+            }
+        }
+        return JSONText.object(series.sorted { $0.key < $1.key }.map { segment, kpis in
+            (segment, JSONText.object(kpis.sorted { $0.key < $1.key }.map { ($0.key, "[" + $0.value.joined(separator: ",") + "]") }))
+        })
     }
 
     static func error(_ message: String) -> String { JSONText.object([("error", JSONText.quote(message))]) }
