@@ -14,8 +14,9 @@ enum Processes {
         let process = Process()
         let logURL: URL
 
-        init(_ executable: String, _ arguments: [String], log: URL) throws {
+        init(_ executable: String, _ arguments: [String], log: URL, environment: [String: String] = [:]) throws {
             logURL = log
+            if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
             FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
             process.executableURL = URL(fileURLWithPath: executable)
