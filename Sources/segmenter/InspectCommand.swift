@@ -7,7 +7,7 @@ import SegmenterStore
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read the state without stopping the service.",
-        subcommands: [User.self, Segment.self, Alerts.self, State.self]
+        subcommands: [User.self, Segment.self, Alerts.self, State.self, Reconciliation.self]
     )
 
     struct User: ParsableCommand {
@@ -95,6 +95,31 @@ struct Inspect: ParsableCommand {
             let counts = try reader.counts()
             say("users: \(counts.users), user-days: \(counts.userDays), remembered event ids: \(counts.seenEvents), outbox rows: \(counts.outbox)")
             for row in try reader.offsets() { say("offset \(row.topic)[\(row.partition)] next=\(row.next)") }
+        }
+    }
+}
+
+extension Inspect {
+    struct Reconciliation: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the recent reconciliation runs, newest first, with their reports.")
+        @OptionGroup var options: ConfigOption
+        @Option(help: "How many runs.") var last = 10
+        @Flag(help: "One JSON report per line.") var json = false
+
+        func run() throws {
+            let config = try options.load()
+            let path = config.stateDirectory.appendingPathComponent(ReconciliationHistory.fileName).path
+            guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("no reconciliation has run yet (\(path) does not exist)") }
+            let reports = try ReconciliationHistory(directory: config.stateDirectory, readOnly: true).recent(limit: last)
+            for report in reports {
+                if json {
+                    say(try ReconciliationHistory.encode(report))
+                } else {
+                    say("\(report.startedAt)  \(report.kind.rawValue) attempt \(report.attempt)  \(report.status.rawValue)")
+                    say("  \(report.summary)")
+                    if !report.daysDiffering.isEmpty { say("  days differing: \(report.daysDiffering.joined(separator: ", "))") }
+                }
+            }
         }
     }
 }
