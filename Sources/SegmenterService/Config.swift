@@ -39,6 +39,8 @@ public struct SegmenterConfig: Sendable {
     public var httpPort: Int?
     /// Warehouse reconciliation (SPEC §6); nil: not configured.
     public var reconciliation: ReconciliationConfig?
+    /// `/readyz` fails while the consumer lag (messages, over owned partitions) is above this.
+    public var readyMaxLag: Int64?
     /// Address the HTTP API binds (127.0.0.1 by default; 0.0.0.0 in a container).
     public var httpHost = "127.0.0.1"
 
@@ -125,7 +127,8 @@ public struct SegmenterConfig: Sendable {
         }
         config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], reader: reader)
         if let node = top["http"] {
-            let http = try reader.mapping(node, allowed: ["port", "host"])
+            let http = try reader.mapping(node, allowed: ["port", "host", "ready_max_lag"])
+            if let lag = http["ready_max_lag"] { config.readyMaxLag = Int64(try reader.integer(lag, in: 0...Int.max)) }
             if let port = http["port"] { config.httpPort = try reader.integer(port, in: 0...65535) }
             if let host = http["host"] { config.httpHost = try reader.string(host) }
         }

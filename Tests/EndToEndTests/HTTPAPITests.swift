@@ -54,9 +54,21 @@ import Testing
         #expect((response as! HTTPURLResponse).statusCode == 200)
         let metrics = String(decoding: data, as: UTF8.self)
         for name in ["segmenter_events_applied_total", "segmenter_events_deduplicated_total", "segmenter_events_dead_lettered_total",
-                     "segmenter_batch_size", "segmenter_commit_duration_seconds", "segmenter_membership_changes_total"] {
+                     "segmenter_batch_size", "segmenter_commit_duration_seconds", "segmenter_membership_changes_total{cause=\"event\"}",
+                     "segmenter_consumer_lag{", "segmenter_outbox_depth", "segmenter_outbox_oldest_age_seconds",
+                     "segmenter_kpi_deltas_emitted_total", "segmenter_timers", "segmenter_state_bytes"] {
             #expect(metrics.contains(name), "\(name) missing")
         }
+        let kpiDeltas = metrics.split(separator: "\n").first { $0.hasPrefix("segmenter_kpi_deltas_emitted_total ") }
+        #expect(kpiDeltas.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 > 0 } == true, "\(String(describing: kpiDeltas))")
+        // Operational figures are refreshed once per KPI emit interval (1 s).
+        var (ingestStatus, ingest, _) = try await get("\(base)/api/ingest")
+        for _ in 0..<20 where (ingest?["lag"] as? [String: Any])?.count != 8 {
+            try await Task.sleep(for: .milliseconds(250))
+            (ingestStatus, ingest, _) = try await get("\(base)/api/ingest")
+        }
+        #expect(ingestStatus == 200 && (ingest?["consumed"] as? NSNumber)?.intValue == produced.total)
+        #expect((ingest?["lag"] as? [String: Any])?.count == 8, "lag per owned input partition: \(String(describing: ingest))")
         let consumed = metrics.split(separator: "\n").first { $0.hasPrefix("segmenter_events_consumed_total ") }
         #expect(consumed.flatMap { Int($0.split(separator: " ").last ?? "") } == produced.total, "\(String(describing: consumed))")
     }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import SegmenterCore
 @testable import SegmenterService
@@ -57,5 +58,57 @@ import SegmenterCore
         #expect(config.kafka.redacted["sasl.password"] == "***")
         #expect(config.kafka.redacted["bootstrap.servers"] == "broker:9093")
         #expect(config.fx["EUR"]?.numerator == 108)
+    }
+}
+
+/// `reconciliation:` settings, and the shipped example configs staying loadable.
+@Suite struct ReconciliationConfigTests {
+    func parse(_ yaml: String, env: [String: String] = [:]) throws -> SegmenterConfig {
+        try SegmenterConfig.parse(yaml: yaml, source: "/etc/segmenter/test.yaml", environment: env)
+    }
+
+    @Test func postgresSettingsWithSecretFromEnvironment() throws {
+        let config = try parse("""
+            reconciliation:
+              warehouse: {type: postgres, host: db, database: dw, user: seg, password: "${PW}"}
+              daily_sql: SELECT user_id, day, spend, activities, active_seconds FROM daily;
+              cron: "15 */2 * * *"
+              lookback: 14d
+              lag: 3h
+            """, env: ["PW": "s3cret"])
+        let settings = try #require(config.reconciliation)
+        guard case let .postgres(pg) = settings.target else { Issue.record("not postgres"); return }
+        #expect(pg.host == "db" && pg.port == 5432 && pg.password == "s3cret" && pg.tls == .prefer)
+        #expect(settings.lookbackDays == 14 && settings.lagSeconds == 3 * 3600)
+        #expect(settings.queries.daily.hasSuffix("FROM daily"))  // the trailing semicolon is gone
+        #expect(settings.schedule == .cron(try CronExpression("15 */2 * * *")))
+        // Closed days at 2026-11-29T02:00Z with a 3 h lag: through 2026-11-27, 14 days.
+        let days = try #require(settings.closedDays(now: try RFC3339.parse("2026-11-29T02:00:00Z").get(), calendar: .utc))
+        #expect(DayCalendar.isoDate(days.upperBound) == "2026-11-27" && days.count == 14)
+    }
+
+    @Test(arguments: [
+        ("reconciliation:\n  daily_sql: x\n", "reconciliation needs a warehouse:"),
+        ("reconciliation:\n  warehouse: {type: bigquery}\n  daily_sql: x\n", "warehouse type must be sqlite, postgres or redshift"),
+        ("reconciliation:\n  warehouse: {type: redshift, host: h, user: u, tls: prefer}\n  daily_sql: x\n", "Redshift requires TLS"),
+        ("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n  daily_sql: x\n  cron: \"* * *\"\n", "a cron expression has 5 fields"),
+        ("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n  daily_sql: x\n  every: 1h\n  cron: \"0 * * * *\"\n", "either every: or cron:"),
+        ("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n", "needs daily_sql"),
+    ])
+    func badSettingsAreRejected(yaml: String, message: String) {
+        #expect { try parse(yaml) } throws: { "\($0)".contains(message) }
+    }
+
+    @Test func sqlitePathIsRelativeToTheConfigFile() throws {
+        let config = try parse("reconciliation:\n  warehouse: {type: sqlite, path: w.sqlite}\n  daily_sql: x\n")
+        guard case let .sqlite(path) = config.reconciliation?.target else { Issue.record("not sqlite"); return }
+        #expect(path == "/etc/segmenter/w.sqlite")
+    }
+
+    @Test(arguments: ["config/segmenter.yaml", "config/docker.yaml"])
+    func shippedConfigsLoad(path: String) throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let config = try SegmenterConfig.load(path: root.appendingPathComponent(path).path, environment: ["WAREHOUSE_PASSWORD": "x"])
+        #expect(config.reconciliation != nil && !config.catalog.segments.isEmpty && config.httpPort == 8080)
     }
 }

@@ -18,13 +18,16 @@ public final class ServiceHealth: @unchecked Sendable {
     func polled() { lock.lock(); lastPoll = Date(); lock.unlock() }
     func assignment(count: Int) { lock.lock(); assigned = count; lock.unlock() }
 
-    /// Ready: partitions are assigned and restored, and the consumer polled the broker recently.
-    public var readiness: (ready: Bool, reason: String) {
+    /// Ready: partitions are assigned and restored, the consumer polled the broker recently, and
+    /// the consumer lag (summed over owned partitions) is at most `maxLag` (nil: no bound).
+    public func readiness(maxLag: Int64? = nil) -> (ready: Bool, reason: String) {
+        let lag = operations.snapshot.lag.values.reduce(0, +)
         lock.lock()
         defer { lock.unlock() }
         guard assigned > 0 else { return (false, "no partitions assigned yet") }
         guard let lastPoll, Date().timeIntervalSince(lastPoll) < 10 else { return (false, "the consumer has not polled for 10 s") }
-        return (true, "\(assigned) partitions assigned")
+        if let maxLag, lag > maxLag { return (false, "consumer lag \(lag) is above http.ready_max_lag \(maxLag)") }
+        return (true, "\(assigned) partitions assigned, lag \(lag)")
     }
 }
 
@@ -55,7 +58,7 @@ public enum HTTPAPI {
                      body: .init(byteBuffer: ByteBuffer(string: ServiceMetrics.exposition())))
         }
         router.get("readyz") { _, _ in
-            let (ready, reason) = health.readiness
+            let (ready, reason) = health.readiness(maxLag: config.readyMaxLag)
             return json(JSONText.object([("ready", ready ? "true" : "false"), ("reason", JSONText.quote(reason))]),
                         status: ready ? .ok : .serviceUnavailable)
         }
