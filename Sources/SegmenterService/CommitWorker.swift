@@ -126,7 +126,7 @@ final class CommitWorker: @unchecked Sendable {
                 }
                 // Caught up: the hybrid clock follows the wall clock, so absence is noticed.
                 if config.clock == .hybrid, now != nil {
-                    let wall = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+                    let wall = Instant.wallClock()
                     if wall > now! {
                         advance(to: wall)
                         try commitEverywhere([:])
@@ -154,7 +154,7 @@ final class CommitWorker: @unchecked Sendable {
     /// (own file, connection and cache), and each store is touched by one thread at a time.
     @discardableResult
     private func commitEverywhere(_ byPartition: [Int32: [DecodedRecord]]) throws -> BatchOutcome {
-        let receivedAt = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+        let receivedAt = Instant.wallClock()
         for partition in byPartition.keys { _ = try stores.store(for: partition) }
         let work = stores.open.map { (store: $0.value, records: byPartition[$0.key] ?? []) }
         let outcomes = UnsafeMutableBufferPointer<Result<BatchOutcome, Error>>.allocate(capacity: work.count)
@@ -214,7 +214,7 @@ final class CommitWorker: @unchecked Sendable {
         let sources = outboxSources
         let depth = sources.values.reduce(0) { $0 + ((try? $1.outboxDepth()) ?? 0) }
         let oldest = sources.values.compactMap { try? $0.outboxOldest() }.min()
-        let wall = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+        let wall = Instant.wallClock()
         let slow = ContinuousClock.now - lastSlowGauges >= .seconds(15)
         if slow { lastSlowGauges = ContinuousClock.now }
         let timers = slow ? stores.open.values.reduce(0) { $0 + ((try? $1.timerCount()) ?? 0) } : nil

@@ -112,7 +112,7 @@ public final class IngestService: @unchecked Sendable {
 
     /// Decodes a polled batch and groups it by partition number (one database each).
     private func decode(_ messages: [ConsumedMessage], kinds: [String: InputKind]) -> DecodedBatch {
-        let wallClock = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+        let wallClock = Instant.wallClock()
         var batch = DecodedBatch()
         batch.consumed = messages.count
         for message in messages {

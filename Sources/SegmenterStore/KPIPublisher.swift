@@ -125,7 +125,7 @@ public final class KPIPublisher: @unchecked Sendable {
         statement.bind(1, topic)
         statement.bind(2, blob: Array(key.utf8))
         statement.bind(3, blob: Array(message.utf8))
-        statement.bind(4, Int64(Date().timeIntervalSince1970 * 1e9))  // wall clock: the outbox age metric
+        statement.bind(4, Instant.wallClock().nanoseconds)  // wall clock: the outbox age metric
         try statement.run()
     }
 }

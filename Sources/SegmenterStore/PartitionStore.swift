@@ -373,7 +373,7 @@ public final class PartitionStore: @unchecked Sendable {
         insertOutbox.bind(1, topic)
         insertOutbox.bind(2, blob: key)
         insertOutbox.bind(3, blob: value)
-        insertOutbox.bind(4, Int64(Date().timeIntervalSince1970 * 1e9))
+        insertOutbox.bind(4, Instant.wallClock().nanoseconds)
         try insertOutbox.run()
     }
 }

@@ -17,7 +17,7 @@ struct JSONLogHandler: LogHandler {
     func log(level: Logger.Level, message: Logger.Message, metadata extra: Logger.Metadata?, source: String,
              file: String, function: String, line: UInt) {
         var members: [(String, String)] = [
-            ("ts", JSONText.quote(RFC3339.format(Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))))),
+            ("ts", JSONText.quote(RFC3339.format(Instant.wallClock()))),
             ("level", JSONText.quote(level.rawValue)), ("label", JSONText.quote(label)),
             ("message", JSONText.quote(message.description)),
         ]

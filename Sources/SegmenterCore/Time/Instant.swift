@@ -1,3 +1,5 @@
+import Foundation
+
 /// A point in time as nanoseconds since 1970-01-01T00:00:00Z.
 ///
 /// Integer nanoseconds keep RFC 3339's nine fractional digits exact, so ordering by
@@ -71,4 +73,10 @@ extension Instant: Codable {
         var container = encoder.singleValueContainer()
         try container.encode(description)
     }
+}
+
+extension Instant {
+    /// The wall clock now. For the edges only (commit stamps, reports, the hybrid clock): the
+    /// pure core takes `now` as a parameter and never calls this.
+    public static func wallClock() -> Instant { Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9)) }
 }

@@ -30,7 +30,7 @@ public actor ReconcileScheduler {
     public func loop() async {
         guard let schedule = reconciler.config.schedule else { return }
         while !Task.isCancelled {
-            let wall = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+            let wall = Instant.wallClock()
             let next = schedule.next(after: wall, timeZone: reconciler.calendar.timeZone)
             logger.info("next reconciliation at \(next)")
             do { try await Task.sleep(for: .nanoseconds(next.nanoseconds - wall.nanoseconds)) } catch { return }
@@ -49,7 +49,7 @@ public actor ReconcileScheduler {
                 report = await reconciler.run(kind: kind, from: from, warehouse: warehouse, attempt: attempt)
                 await warehouse.shutdown()
             } catch {
-                var failed = ReconciliationReport(kind: kind, startedAt: Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9)),
+                var failed = ReconciliationReport(kind: kind, startedAt: Instant.wallClock(),
                                                   fromDay: "", throughDay: "")
                 failed.status = .failed
                 failed.error = String(describing: error)

@@ -36,7 +36,7 @@ public final class Reconciler: Sendable {
     /// Runs once against `warehouse`, recording the report in the history as it goes.
     /// - Parameter from: a backfill's first day; otherwise `lookback` days are compared.
     public func run(kind: ReconciliationReport.Kind, from: DayNumber? = nil, warehouse: any Warehouse, attempt: Int = 1) async -> ReconciliationReport {
-        let wall = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+        let wall = Instant.wallClock()
         let now = (try? await access.withStores { $0.now }) ?? nil
         let clock = now ?? wall
         var report = ReconciliationReport(kind: kind, startedAt: wall, fromDay: "", throughDay: "")
@@ -63,7 +63,7 @@ public final class Reconciler: Sendable {
             report.status = .failed
             report.error = String(describing: error)
         }
-        report.finishedAt = Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))
+        report.finishedAt = Instant.wallClock()
         if let id { try? history.update(id: id, report) }
         log(report)
         return report
@@ -148,37 +148,61 @@ public final class Reconciler: Sendable {
         step.compared = Set(step.local.keys).union(rows.keys).count
         let corrections = ReconciliationDiff.corrections(local: step.local, warehouse: rows)
         guard !corrections.isEmpty else { return step }
-        let partitioner = config.partitioner, count = partitionCount
+        let placement = Placement(partitioner: config.partitioner, count: partitionCount, now: now)
         let (corrected, changes) = try await access.withStores { session in
-            var byPartition: [Int32: [String: [DayNumber: DayAggregate]]] = [:]
-            var corrected: [String: DayAggregate] = [:]
-            for (user, truth) in corrections {
-                guard let partition = try home[user] ?? Self.place(user, in: session.stores, partitioner: partitioner, count: count) else { continue }
-                byPartition[partition, default: [:]][user] = [day: truth]
-                corrected[user] = truth
-            }
-            var changes = 0
-            for (partition, days) in byPartition {
-                let outcome = try session.stores[partition]!.takeWarehouseValues(days: days, now: session.now ?? now)
-                session.note(outcome)
-                changes += outcome.membershipChanges
-            }
-            return (corrected, changes)
+            try placement.take(session: session, home: home, values: corrections) { truth in WarehouseValues(days: [day: truth]) }
         }
         step.corrected = corrected
         step.membershipChanges = changes
         return step
     }
 
-    /// The partition that holds `user`'s state, or where the partitioner sends their events;
-    /// nil if that partition is owned by another instance.
-    static func place(_ user: String, in stores: [Int32: PartitionStore], partitioner: Partitioner, count: Int) throws -> Int32? {
-        let expected = partitioner.partition(of: user, count: max(count, 1))
-        if let store = stores[expected], try store.profile(of: user) != nil { return expected }
-        for (partition, store) in stores where partition != expected {
-            if try store.profile(of: user) != nil { return partition }
+    /// One user's values from the warehouse: some days' sums, or a sign-up time.
+    struct WarehouseValues {
+        var days: [DayNumber: DayAggregate] = [:]
+        var signup: Instant?
+    }
+
+    /// Where corrected users live, and the one write per partition.
+    struct Placement: Sendable {
+        let partitioner: Partitioner
+        let count: Int
+        let now: Instant
+
+        /// Takes `values` per user in the partition that holds them (`home`, else a search,
+        /// else where the partitioner sends their events), one transaction per partition.
+        /// Users of partitions this instance does not own are skipped.
+        /// - Returns: the users written, and the membership changes published.
+        func take<Value>(session: StoreSession, home: [String: Int32], values: [String: Value],
+                         _ convert: (Value) -> WarehouseValues) throws -> (written: [String: Value], changes: Int) {
+            var byPartition: [Int32: [String: WarehouseValues]] = [:]
+            var written: [String: Value] = [:]
+            for (user, value) in values {
+                guard let partition = try home[user] ?? place(user, in: session.stores) else { continue }
+                byPartition[partition, default: [:]][user] = convert(value)
+                written[user] = value
+            }
+            var changes = 0
+            for (partition, users) in byPartition {
+                let outcome = try session.stores[partition]!.takeWarehouseValues(
+                    days: users.filter { !$0.value.days.isEmpty }.mapValues(\.days),
+                    signups: users.compactMapValues(\.signup), now: session.now ?? now)
+                session.note(outcome)
+                changes += outcome.membershipChanges
+            }
+            return (written, changes)
         }
-        return stores[expected] == nil ? nil : expected
+
+        /// The partition that holds `user`'s state, or where the partitioner sends their events;
+        /// nil if that partition is owned by another instance.
+        func place(_ user: String, in stores: [Int32: PartitionStore]) throws -> Int32? {
+            let expected = partitioner.partition(of: user, count: max(count, 1))
+            if let store = stores[expected], try store.profile(of: user) != nil { return expected }
+            for (partition, store) in stores where partition != expected {
+                if try store.profile(of: user) != nil { return partition }
+            }
+            return stores[expected] == nil ? nil : expected
+        }
     }
 
     private func reconcileSignups(warehouse: any Warehouse, now: Instant, report: inout ReconciliationReport) async throws {
@@ -196,22 +220,11 @@ public final class Reconciler: Sendable {
         }
         guard !corrections.isEmpty else { return }
         let wanted = corrections
-        let partitioner = config.partitioner, count = partitionCount
+        let placement = Placement(partitioner: config.partitioner, count: partitionCount, now: now)
         let (corrected, changes) = try await access.withStores { session in
-            var byPartition: [Int32: [String: Instant]] = [:]
-            for (user, seconds) in wanted {
-                guard let partition = try Self.place(user, in: session.stores, partitioner: partitioner, count: count) else { continue }
-                byPartition[partition, default: [:]][user] = Instant(seconds: seconds)
-            }
-            var changes = 0
-            for (partition, signups) in byPartition {
-                let outcome = try session.stores[partition]!.takeWarehouseValues(days: [:], signups: signups, now: session.now ?? now)
-                session.note(outcome)
-                changes += outcome.membershipChanges
-            }
-            return (byPartition.values.reduce(0) { $0 + $1.count }, changes)
+            try placement.take(session: session, home: [:], values: wanted) { seconds in WarehouseValues(signup: Instant(seconds: seconds)) }
         }
-        report.signupsCorrected = corrected
+        report.signupsCorrected = corrected.count
         report.membershipChanges += changes
     }
 

@@ -38,7 +38,7 @@ public final class ReconciliationRunner: @unchecked Sendable {
 
     public func runNow() async -> ReconciliationReport {
         guard let scheduler = lock.withLock({ scheduler }) else {
-            var report = ReconciliationReport(kind: .once, startedAt: Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9)),
+            var report = ReconciliationReport(kind: .once, startedAt: Instant.wallClock(),
                                               fromDay: "", throughDay: "")
             report.status = .failed
             report.error = "the service is still starting (no partitions yet)"
