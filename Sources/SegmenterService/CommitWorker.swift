@@ -22,6 +22,26 @@ struct DecodedBatch {
     var keyMismatches = 0
     /// The greatest `ts` of a valid event in the batch: the event clock's next reading.
     var latestEventTime: Instant?
+
+    /// Appends a later batch (records stay in offset order per partition).
+    mutating func append(_ later: DecodedBatch) {
+        for (partition, records) in later.byPartition { byPartition[partition, default: []].append(contentsOf: records) }
+        consumed += later.consumed
+        keyMismatches += later.keyMismatches
+        if let time = later.latestEventTime, latestEventTime == nil || time > latestEventTime! { latestEventTime = time }
+    }
+}
+
+extension IngestCommand {
+    /// Merges a batch into a waiting batch while the result stays within `limit` messages.
+    static func merge(limit: Int) -> (inout IngestCommand, IngestCommand) -> Bool {
+        { waiting, new in
+            guard case var .batch(pending) = waiting, case let .batch(more) = new, pending.consumed + more.consumed <= limit else { return false }
+            pending.append(more)
+            waiting = .batch(pending)
+            return true
+        }
+    }
 }
 
 /// The commit thread: owns the partition databases, the instance clock, the KPI publisher and

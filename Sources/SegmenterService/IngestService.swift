@@ -101,7 +101,9 @@ public final class IngestService: @unchecked Sendable {
             let (messages, errors) = try consumer.poll(maxMessages: config.batchMaxEvents, timeoutMs: config.batchMaxWaitMs)
             if errors.isEmpty { health.polled() }
             for error in errors { logger.warning("\(error)") }
-            if !messages.isEmpty { worker.queue.put(.batch(decode(messages, kinds: kinds))) }
+            if !messages.isEmpty {
+                worker.queue.put(.batch(decode(messages, kinds: kinds)), mergingInto: IngestCommand.merge(limit: config.batchMaxEvents))
+            }
         }
         logger.info("stopping: leaving the group, committing what was read, draining the outbox")
         consumer.close()

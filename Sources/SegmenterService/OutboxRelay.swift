@@ -11,6 +11,12 @@ final class OutboxRelay {
     private var produced: [Int32: Int64] = [:]
     private var inFlight = 0
     private(set) var published = 0
+    /// Delivered rows not yet deleted, per source: deleted together every `deleteInterval`
+    /// (one small transaction per source and interval, not per pump). `produced` keeps them
+    /// from being sent again meanwhile; after a crash they are (at least once, as before).
+    private var delivered: [Int32: [Int64]] = [:]
+    private var lastDelete = ContinuousClock.now
+    private let deleteInterval = Duration.milliseconds(250)
     private(set) var failures = 0
     var lastFailure: KafkaError?
 
@@ -34,7 +40,6 @@ final class OutboxRelay {
                 inFlight += 1
             }
         }
-        var delivered: [Int32: [Int64]] = [:]
         for report in producer.poll(timeoutMs: waitMs) {
             inFlight -= 1
             let (partition, row) = Self.split(report.messageID)
@@ -44,19 +49,25 @@ final class OutboxRelay {
                 lastFailure = error
                 produced[partition] = min(produced[partition] ?? 0, row - 1)
             } else {
+                published += 1
                 delivered[partition, default: []].append(row)
             }
         }
-        for (partition, rows) in delivered {
-            published += rows.count
-            try stores[partition]?.deleteOutbox(ids: rows)
-        }
+        if ContinuousClock.now - lastDelete >= deleteInterval { try deleteDelivered(stores) }
         return inFlight
+    }
+
+    /// Deletes the rows Kafka acknowledged (call before giving a source up, and on drain).
+    func deleteDelivered(_ stores: [Int32: any OutboxSource]) throws {
+        lastDelete = ContinuousClock.now
+        for (partition, rows) in delivered { try stores[partition]?.deleteOutbox(ids: rows) }
+        delivered = [:]
     }
 
     /// Forgets progress for partitions no longer owned (their rows stay in their database).
     func forget(partitionsNotIn open: [Int32: any OutboxSource]) {
         produced = produced.filter { open[$0.key] != nil }
+        delivered = delivered.filter { open[$0.key] != nil }
     }
 
     /// Pumps until nothing is in flight and no rows remain, or the deadline passes.
@@ -64,6 +75,7 @@ final class OutboxRelay {
         let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
         while ContinuousClock.now < deadline {
             let waiting = try pump(stores, waitMs: 50)
+            try deleteDelivered(stores)
             let depth = try stores.values.reduce(0) { $0 + (try $1.outboxDepth()) }
             if waiting == 0 && depth == 0 { return }
         }

@@ -23,6 +23,21 @@ final class WorkQueue<Element>: @unchecked Sendable {
         return true
     }
 
+    /// Folds `item` into the last waiting item when `merge` accepts it (returns true); otherwise
+    /// puts it as usual. A consumer that falls behind then takes one larger batch instead of
+    /// several small ones, each of which would pay a commit's fixed cost.
+    @discardableResult
+    func put(_ item: Element, mergingInto merge: (inout Element, Element) -> Bool) -> Bool {
+        condition.lock()
+        if !isClosed, head < items.count, merge(&items[items.count - 1], item) {
+            condition.broadcast()
+            condition.unlock()
+            return true
+        }
+        condition.unlock()
+        return put(item)
+    }
+
     /// The next item, or nil after `timeout` seconds or once closed and empty.
     func take(timeout: TimeInterval) -> Element? {
         condition.lock()

@@ -1,13 +1,16 @@
 /// Computes SPEC §3 features of one user from their state and `now`. Pure.
 ///
 /// A class so that rule evaluation, which asks for features through a closure, shares one
-/// instance instead of copying the profile and its dictionaries on every call.
-public final class FeatureEvaluator: Sendable {
+/// instance instead of copying the profile and its dictionaries on every call. Window sums are
+/// memoised (rules and KPIs ask for the same few windows); use one instance on one thread.
+public final class FeatureEvaluator {
     public let profile: UserProfile
     public let days: [DayNumber: DayAggregate]
     public let now: Instant
     public let today: DayNumber
     private let calendar: DayCalendar
+    /// (n, sum over the n-day window), for the few windows asked so far.
+    private var windows: [(Int, DayAggregate)] = []
 
     /// - Parameter days: the user's per-day sums; days outside every window may be absent.
     public init(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, calendar: DayCalendar) {
@@ -53,9 +56,11 @@ public final class FeatureEvaluator: Sendable {
 
     /// Sums over the days `today-(n-1) … today`.
     public func window(_ n: Int) -> DayAggregate {
+        for (size, total) in windows where size == n { return total }
         let first = today - DayNumber(n - 1)
         var total = DayAggregate()
         for (day, aggregate) in days where day >= first && day <= today { total += aggregate }
+        windows.append((n, total))
         return total
     }
 

@@ -65,6 +65,9 @@ public struct SegmentCatalog: Sendable, Equatable {
     public let segments: [SegmentDefinition]
     public let kpis: [KPIDefinition]
     private let kpisBySegment: [String: [KPIDefinition]]
+    /// Per segment, the positions in `kpis` of its KPIs: a KPI's value does not depend on the
+    /// segment, so evaluation computes each once per user and hands out copies.
+    let kpiIndicesBySegment: [String: [Int]]
     /// What in the catalog can change with the clock alone.
     public let timeTriggers: TimeTriggers
     /// Every feature any rule or KPI reads; decides which windows of days must be loaded and
@@ -79,6 +82,9 @@ public struct SegmentCatalog: Sendable, Equatable {
         let names = [Self.allSegment] + segments.map(\.name)
         kpisBySegment = Dictionary(uniqueKeysWithValues: names.map { name in
             (name, kpis.filter { $0.segments == nil || $0.segments!.contains(name) })
+        })
+        kpiIndicesBySegment = Dictionary(uniqueKeysWithValues: names.map { name in
+            (name, kpis.indices.filter { kpis[$0].segments == nil || kpis[$0].segments!.contains(name) })
         })
         timeTriggers = TimeTriggers(segments: segments, kpis: kpis)
         features = segments.reduce(into: Set<Feature>()) { $0.formUnion($1.rule.features) }

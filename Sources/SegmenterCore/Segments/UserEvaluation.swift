@@ -18,23 +18,24 @@ public struct UserEvaluation: Equatable, Sendable {
 extension SegmentCatalog {
     public func evaluate(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, calendar: DayCalendar) -> UserEvaluation {
         let evaluator = FeatureEvaluator(profile: profile, days: days, now: now, calendar: calendar)
-        var cache: [Feature: FeatureValue] = [:]
-        let lookup: (Feature) -> FeatureValue = { feature in
-            if let value = cache[feature] { return value }
-            let value = evaluator.value(of: feature)
-            cache[feature] = value
-            return value
-        }
+        let lookup = evaluator.value(of:)
         var segments: Set<String> = [Self.allSegment]
         for segment in self.segments where segment.rule.isTrue(lookup) { segments.insert(segment.name) }
+        // Each KPI once, only if a segment the user is in keeps it.
+        var values = [Double??](repeating: nil, count: kpis.count)
         var contributions: [String: [Double?]] = [:]
+        contributions.reserveCapacity(segments.count)
         for segment in segments {
-            contributions[segment] = kpis(for: segment).map { $0.contribution(lookup) }
+            contributions[segment] = (kpiIndicesBySegment[segment] ?? []).map { index in
+                if let known = values[index] { return known }
+                let value = kpis[index].contribution(lookup)
+                values[index] = .some(value)
+                return value
+            }
         }
         return UserEvaluation(segments: segments, contributions: contributions,
                               nextChange: timeTriggers.nextChange(profile: profile, days: days, now: now, today: evaluator.today, calendar: calendar))
     }
-
 }
 
 /// The instants at which the clock alone can change a rule or KPI value (GUIDE: time is an input).
