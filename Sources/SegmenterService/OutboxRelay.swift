@@ -1,3 +1,4 @@
+import Foundation
 import KafkaIO
 import SegmenterStore
 
@@ -47,6 +48,10 @@ final class OutboxRelay {
                 // Re-send from the first failed row; the idempotent producer keeps order per partition.
                 failures += 1
                 lastFailure = error
+                ServiceMetrics.deliveryFailures.increment()
+                if failures == 1 || failures % 1000 == 0 {
+                    FileHandle.standardError.write(Data("outbox: delivery failed (\(failures) so far), re-sending from the first failed row: \(error)\n".utf8))
+                }
                 produced[partition] = min(produced[partition] ?? 0, row - 1)
             } else {
                 published += 1

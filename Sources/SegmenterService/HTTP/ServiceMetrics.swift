@@ -25,6 +25,7 @@ public enum ServiceMetrics {
     static let batchSize = Recorder(label: "segmenter_batch_size")
     static let commitSeconds = Metrics.Timer(label: "segmenter_commit_duration_seconds")
     static let kpiDeltas = Counter(label: "segmenter_kpi_deltas_emitted_total")
+    static let deliveryFailures = Counter(label: "segmenter_outbox_delivery_failures_total")
     /// Seconds since the oldest unpublished outbox row was committed (0 when empty).
     static let outboxAge = Gauge(label: "segmenter_outbox_oldest_age_seconds")
     static let timersFired = Counter(label: "segmenter_timers_fired_total")
