@@ -143,11 +143,9 @@ extension PartitionStore {
                 try st.deleteMembership.run()
             }
             if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment {
-                let message = JSONText.object([
-                    ("user_id", JSONText.quote(userID)), ("segment", JSONText.quote(segment)),
-                    ("change", JSONText.quote(new == nil ? "exit" : "enter")), ("as_of", JSONText.quote(now.description)),
-                    ("cause", JSONText.quote(cause.rawValue)),
-                ])
+                // SPEC §5 membership change; built directly (this runs for every change).
+                let message = "{\"user_id\":\(JSONText.quote(userID)),\"segment\":\(JSONText.quote(segment)),\"change\":\""
+                    + (new == nil ? "exit" : "enter") + "\",\"as_of\":\"\(now)\",\"cause\":\"\(cause.rawValue)\"}"
                 try enqueue(topic: segments.membershipTopic, key: Array(userID.utf8), value: Array(message.utf8), at: now)
                 published += 1
             }

@@ -2,6 +2,8 @@
 public enum JSONText {
     /// A JSON string literal with the required escapes.
     public static func quote(_ s: String) -> String {
+        // Most strings (ids, names, times) need no escaping: copy them whole.
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) { return "\"" + s + "\"" }
         var out = "\""
         out.reserveCapacity(s.utf8.count + 2)
         for scalar in s.unicodeScalars {

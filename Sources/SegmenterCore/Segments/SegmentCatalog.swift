@@ -68,6 +68,12 @@ public struct SegmentCatalog: Sendable, Equatable {
     /// Per segment, the positions in `kpis` of its KPIs: a KPI's value does not depend on the
     /// segment, so evaluation computes each once per user and hands out copies.
     let kpiIndicesBySegment: [String: [Int]]
+    /// The rules and KPI definitions as flat arrays, so evaluating a user copies no definitions.
+    let rules: [NamedRule]
+    struct NamedRule: Sendable, Equatable {
+        let name: String
+        let rule: RuleExpression
+    }
     /// What in the catalog can change with the clock alone.
     public let timeTriggers: TimeTriggers
     /// Every feature any rule or KPI reads; decides which windows of days must be loaded and
@@ -86,6 +92,7 @@ public struct SegmentCatalog: Sendable, Equatable {
         kpiIndicesBySegment = Dictionary(uniqueKeysWithValues: names.map { name in
             (name, kpis.indices.filter { kpis[$0].segments == nil || kpis[$0].segments!.contains(name) })
         })
+        rules = segments.map { NamedRule(name: $0.name, rule: $0.rule) }
         timeTriggers = TimeTriggers(segments: segments, kpis: kpis)
         features = segments.reduce(into: Set<Feature>()) { $0.formUnion($1.rule.features) }
             .union(kpis.reduce(into: Set<Feature>()) { $0.formUnion($1.expression.features) })

@@ -20,7 +20,7 @@ extension SegmentCatalog {
         let evaluator = FeatureEvaluator(profile: profile, days: days, now: now, calendar: calendar)
         let lookup = evaluator.value(of:)
         var segments: Set<String> = [Self.allSegment]
-        for segment in self.segments where segment.rule.isTrue(lookup) { segments.insert(segment.name) }
+        for index in rules.indices where rules[index].rule.isTrue(lookup) { segments.insert(rules[index].name) }
         // Each KPI once, only if a segment the user is in keeps it.
         var values = [Double??](repeating: nil, count: kpis.count)
         var contributions: [String: [Double?]] = [:]
