@@ -1,7 +1,15 @@
 import SegmenterCore
 
-/// Reconciliation's reads and its one write: taking the warehouse's values for some users' days.
-extension PartitionStore {
+/// Reconciliation's reads of one partition database: through the store's own connection, or
+/// through a read-only one (`init(readOnlyPath:)`) so that long scans run beside ingest (WAL)
+/// instead of between its batches.
+public struct PartitionReads: @unchecked Sendable {
+    let db: SQLiteConnection
+
+    init(_ db: SQLiteConnection) { self.db = db }
+
+    public init(readOnlyPath path: String) throws { db = try SQLiteConnection(path: path, readOnly: true) }
+
     /// Per-day totals of this partition over `days` (an index range scan).
     public func dayTotals(in days: ClosedRange<DayNumber>) throws -> [DayNumber: DayTotals] {
         let statement = try db.prepare("""
@@ -36,6 +44,12 @@ extension PartitionStore {
         while try statement.step() { result[statement.string(0)!] = Instant(nanoseconds: statement.int64(1)).epochSeconds }
         return result
     }
+}
+
+/// Reconciliation's one write: taking the warehouse's values for some users' days.
+extension PartitionStore {
+    /// The reads through this store's own connection (on the thread that owns the store).
+    public var reads: PartitionReads { PartitionReads(db) }
 
     /// The users of `candidates` that have state here.
     public func knownUsers(among candidates: some Sequence<String>) throws -> Set<String> {

@@ -40,7 +40,7 @@ import Testing
             var result: [String: [DayNumber: DayAggregate]] = [:]
             for store in access.stores.values {
                 for day in DriftScenario.base.epochSeconds / 86_400 ..< DriftScenario.end.epochSeconds / 86_400 + 1 {
-                    for (user, sums) in try store.userDays(on: DayNumber(day)) { result[user, default: [:]][DayNumber(day)] = sums }
+                    for (user, sums) in try store.reads.userDays(on: DayNumber(day)) { result[user, default: [:]][DayNumber(day)] = sums }
                 }
             }
             return result

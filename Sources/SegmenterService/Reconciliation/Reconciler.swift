@@ -71,10 +71,9 @@ public final class Reconciler: Sendable {
 
     private func reconcileDays(_ days: ClosedRange<DayNumber>, warehouse: any Warehouse, now: Instant,
                                report: inout ReconciliationReport) async throws {
-        let local = try await access.withStores { session in
-            try session.stores.values.reduce(into: [DayNumber: DayTotals]()) { totals, store in
-                totals.merge(try store.dayTotals(in: days)) { $0 + $1 }
-            }
+        let readers = try await access.readers()
+        let local = try readers.values.reduce(into: [DayNumber: DayTotals]()) { totals, reader in
+            totals.merge(try reader.dayTotals(in: days)) { $0 + $1 }
         }
         var truth: [DayNumber: DayTotals] = [:]
         for (text, totals) in try await warehouse.dayTotals(from: DayCalendar.isoDate(days.lowerBound), through: DayCalendar.isoDate(days.upperBound)) {
@@ -87,7 +86,7 @@ public final class Reconciler: Sendable {
         let differing = ReconciliationDiff.differingDays(in: days, local: local, warehouse: truth)
         report.daysDiffering = differing.map(DayCalendar.isoDate)
         for (index, day) in differing.enumerated() {
-            let step = try await reconcile(day: day, warehouse: warehouse, now: now)
+            let step = try await reconcile(day: day, warehouse: warehouse, readers: readers, now: now)
             report.bucketsCompared += step.bucketsCompared
             report.bucketsDiffering += step.bucketsDiffering
             report.rowsFetched += step.rowsFetched
@@ -113,17 +112,14 @@ public final class Reconciler: Sendable {
 
     /// One differing day: bucket totals, then the user rows of the differing buckets (all of
     /// the day's when most differ, as in a backfill), then the corrections.
-    private func reconcile(day: DayNumber, warehouse: any Warehouse, now: Instant) async throws -> DayStep {
+    private func reconcile(day: DayNumber, warehouse: any Warehouse, readers: [Int32: PartitionReads], now: Instant) async throws -> DayStep {
         var step = DayStep()
-        let (local, home) = try await access.withStores { session in
-            var local: [String: DayAggregate] = [:], home: [String: Int32] = [:]
-            for (partition, store) in session.stores {
-                for (user, sums) in try store.userDays(on: day) {
-                    local[user] = sums
-                    home[user] = partition
-                }
+        var local: [String: DayAggregate] = [:], home: [String: Int32] = [:]
+        for (partition, reader) in readers {
+            for (user, sums) in try reader.userDays(on: day) {
+                local[user] = sums
+                home[user] = partition
             }
-            return (local, home)
         }
         var localBuckets: [String: DayTotals] = [:]
         var bucketOf: [String: String] = [:]
@@ -149,8 +145,9 @@ public final class Reconciler: Sendable {
         let corrections = ReconciliationDiff.corrections(local: step.local, warehouse: rows)
         guard !corrections.isEmpty else { return step }
         let placement = Placement(partitioner: config.partitioner, count: partitionCount, now: now)
+        let homes = home
         let (corrected, changes) = try await access.withStores { session in
-            try placement.take(session: session, home: home, values: corrections) { truth in WarehouseValues(days: [day: truth]) }
+            try placement.take(session: session, home: homes, values: corrections) { truth in WarehouseValues(days: [day: truth]) }
         }
         step.corrected = corrected
         step.membershipChanges = changes
@@ -207,9 +204,7 @@ public final class Reconciler: Sendable {
 
     private func reconcileSignups(warehouse: any Warehouse, now: Instant, report: inout ReconciliationReport) async throws {
         guard config.queries.signups != nil else { return }
-        let local = try await access.withStores { session in
-            try session.stores.values.reduce(into: [String: Int64]()) { $0.merge(try $1.signupSeconds()) { min($0, $1) } }
-        }
+        let local = try await access.readers().values.reduce(into: [String: Int64]()) { $0.merge(try $1.signupSeconds()) { min($0, $1) } }
         let differing = ReconciliationDiff.differingSignupBuckets(local: SignupBucket.buckets(local), warehouse: try await warehouse.signupBuckets())
         report.signupBucketsDiffering = differing.count
         var corrections: [String: Int64] = [:]

@@ -30,6 +30,15 @@ public protocol StoreAccess: Sendable {
     func withStores<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T
 }
 
+extension StoreAccess {
+    /// Read-only connections to the partitions this access holds, for the long scans (per-day
+    /// totals, a day's rows, sign-ups) so they run beside ingest rather than between its batches.
+    public func readers() async throws -> [Int32: PartitionReads] {
+        let paths = try await withStores { session in session.stores.mapValues(\.path) }
+        return try paths.mapValues { try PartitionReads(readOnlyPath: $0) }
+    }
+}
+
 /// Standalone access for `reconcile --once` and `--backfill` when no `run` holds the state.
 public final class DirectStoreAccess: StoreAccess, @unchecked Sendable {
     private let lock = NSLock()
