@@ -119,12 +119,13 @@ extension PartitionStore {
             knownDue = false
         }
         let firstDay = calendar.day(of: now) - DayNumber(catalog.longestWindow - 1)
-        state.days = state.days.filter { $0.key >= firstDay }
+        if state.days.keys.contains(where: { $0 < firstDay }) { state.days = state.days.filter { $0.key >= firstDay } }
         let evaluation = catalog.evaluate(profile: profile, days: state.days, now: now, calendar: calendar)
         let stored = state.memberships
         var published = 0
         let st = segmentStatements
-        for segment in Set(stored.keys).union(evaluation.segments) {
+        // The segments the user is in now, then those they were in and left.
+        for segment in Array(evaluation.segments) + stored.keys.filter({ !evaluation.segments.contains($0) }) {
             let old = stored[segment]
             let new = evaluation.contributions[segment]
             work.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: rebuilding ? nil : old, new: new)
