@@ -22,7 +22,8 @@ struct Demo: ParsableCommand {
     @Option(help: "Events per second produced into the broker.") var rate = 9_000.0
     @Option(help: "State directory (default: a new temporary one).") var stateDir: String?
     @Option(help: "Port of the dashboard and HTTP API (0: none).") var httpPort = 8080
-    @Flag(help: "Exit once the story is told instead of serving the dashboard until stopped.") var exitWhenDone = false
+    @Flag(help: "Exit once the story is told instead of serving the dashboard until stopped (the default when stdout is not a terminal).")
+    var exitWhenDone = false
 
     func run() throws {
         let logger = makeLogger()
@@ -113,7 +114,8 @@ struct Demo: ParsableCommand {
             Thread.sleep(forTimeInterval: 1.5)  // one KPI emit interval
             say(try KPITable.render(config: config))
         }
-        if let port = config.httpPort, !exitWhenDone, !stop.isStopped {
+        // In a terminal, keep the dashboard up; piped into a file or another program, finish.
+        if let port = config.httpPort, !exitWhenDone, isatty(STDOUT_FILENO) == 1, !stop.isStopped {
             say("\n== the story is told; the dashboard stays at http://127.0.0.1:\(port)/ until you press Ctrl-C")
             while !stop.isStopped { Thread.sleep(forTimeInterval: 0.2) }
         }
