@@ -1,0 +1,58 @@
+import Foundation
+import Logging
+import Testing
+@testable import SegmenterCore
+@testable import SegmenterService
+@testable import SegmenterStore
+import Warehouse
+
+/// The scheduler: runs on its schedule, one at a time, and retries a failed run with every
+/// attempt recorded.
+@Suite struct SchedulerTests {
+    func scheduler(_ world: ReconciliationTests.World, path: String, queries: WarehouseQueries,
+                   configure: (inout ReconciliationConfig) -> Void) throws -> ReconcileScheduler {
+        var settings = ReconciliationConfig(target: .sqlite(path: path), queries: queries)
+        settings.lookbackDays = 30
+        configure(&settings)
+        let reconciler = Reconciler(config: settings, calendar: .utc, access: world.access, partitionCount: DriftScenario.partitions,
+                                    history: try ReconciliationHistory(directory: world.directory), logger: Logger(label: "test"))
+        return ReconcileScheduler(reconciler: reconciler, logger: Logger(label: "test"))
+    }
+
+    @Test func failedRunIsRetriedAndEveryAttemptRecorded() async throws {
+        let scenario = DriftScenario(seed: 3, users: 30)
+        let world = try ReconciliationTests.World(events: scenario.stream)
+        let path = try SQLiteWarehouseFixture.create(WarehouseRows(scenario.truth), in: FileManager.default.temporaryDirectory)
+        let broken = WarehouseQueries(daily: "SELECT user_id, day, spend, activities, active_seconds FROM missing_table")
+        let scheduler = try scheduler(world, path: path, queries: broken) {
+            $0.retries = 2
+            $0.retryBackoffSeconds = 0
+        }
+        let report = await scheduler.runNow(kind: .once)
+        #expect(report.status == .failed && report.attempt == 3)
+        let history = try ReconciliationHistory(directory: world.directory, readOnly: true).recent()
+        #expect(history.map(\.attempt) == [3, 2, 1] && history.allSatisfy { $0.status == .failed && $0.error?.contains("missing_table") == true })
+    }
+
+    @Test func runsOnItsScheduleOneAtATime() async throws {
+        let scenario = DriftScenario(seed: 4, users: 30)
+        let world = try ReconciliationTests.World(events: scenario.stream)
+        let path = try SQLiteWarehouseFixture.create(WarehouseRows(scenario.truth), in: FileManager.default.temporaryDirectory)
+        let scheduler = try scheduler(world, path: path, queries: SQLiteWarehouseFixture.queries) { $0.schedule = .every(seconds: 1) }
+
+        // Two requests at once share one run.
+        async let first = scheduler.runNow(kind: .once)
+        async let second = scheduler.runNow(kind: .once)
+        let (a, b) = await (first, second)
+        #expect(a == b && a.status == .succeeded && a.userDaysCorrected > 0)
+
+        let loop = Task { await scheduler.loop() }
+        try await Task.sleep(for: .seconds(2.5))
+        loop.cancel()
+        await loop.value
+        let history = try ReconciliationHistory(directory: world.directory, readOnly: true).recent()
+        let scheduled = history.filter { $0.kind == .scheduled }
+        #expect(history.filter { $0.kind == .once }.count == 1)
+        #expect(scheduled.count >= 1 && scheduled.allSatisfy { $0.status == .succeeded && $0.userDaysCorrected == 0 }, "\(history.map(\.kind))")
+    }
+}
