@@ -187,6 +187,22 @@ struct Validate: ParsableCommand {
             say("  alert \(alert.name): \(alert.segment)/\(alert.kpi) \(alert.conditionDescription) for \(alert.forSeconds)s, min members \(alert.minMembers)"
                 + (alert.resolveAt.map { ", resolves at \(JSONText.number($0))" } ?? ""))
         }
+        if let r = config.reconciliation {
+            // The warehouse's address without its password (that comes from the environment).
+            let target = switch r.target {
+            case let .sqlite(path): "sqlite \(path)"
+            case let .postgres(p): "postgres \(p.user)@\(p.host):\(p.port)/\(p.database ?? "") tls \(p.tls.rawValue)"
+            case let .redshift(p): "redshift \(p.user)@\(p.host):\(p.port)/\(p.database ?? "") tls \(p.tls.rawValue)"
+            }
+            let schedule = switch r.schedule {
+            case let .every(seconds)?: "every \(seconds) s"
+            case let .cron(expression)?: "cron \(expression)"
+            case nil: "on demand only"
+            }
+            say("  reconciliation: \(target); \(schedule); lookback \(r.lookbackDays) d, lag \(r.lagSeconds) s; partitioner \(r.partitioner.rawValue); retries \(r.retries)")
+            say("    daily: \(r.queries.daily)")
+            if let signups = r.queries.signups { say("    signups: \(signups)") }
+        }
     }
 
     private func sqlLine(_ rendered: SQLRenderer.Rendered, dialect: SQLRenderer.Dialect) -> String {

@@ -37,16 +37,15 @@ public final class Reconciler: Sendable {
     /// - Parameter from: a backfill's first day; otherwise `lookback` days are compared.
     public func run(kind: ReconciliationReport.Kind, from: DayNumber? = nil, warehouse: any Warehouse, attempt: Int = 1) async -> ReconciliationReport {
         let wall = Instant.wallClock()
-        let now = (try? await access.withStores { $0.now }) ?? nil
+        let (now, owned) = (try? await access.withStores { ($0.now, $0.stores.count) }) ?? (nil, 0)
         let clock = now ?? wall
         var report = ReconciliationReport(kind: kind, startedAt: wall, fromDay: "", throughDay: "")
         report.attempt = attempt
         report.now = clock
+        // Without partitions every warehouse day would look missing here, and nothing could be written.
+        guard owned > 0 else { return refused(report, "this instance owns no partitions yet (still joining the consumer group?)") }
         guard let days = config.closedDays(now: clock, calendar: calendar, from: from) else {
-            report.status = .failed
-            report.error = "no closed day to compare yet (now \(clock), lag \(config.lagSeconds) s)"
-            report.finishedAt = wall
-            return report
+            return refused(report, "no closed day to compare yet (now \(clock), lag \(config.lagSeconds) s)")
         }
         report.fromDay = DayCalendar.isoDate(days.lowerBound)
         report.throughDay = DayCalendar.isoDate(days.upperBound)
@@ -65,6 +64,17 @@ public final class Reconciler: Sendable {
         }
         report.finishedAt = Instant.wallClock()
         if let id { try? history.update(id: id, report) }
+        log(report)
+        return report
+    }
+
+    /// A run that could not start: recorded and logged like any other failure.
+    private func refused(_ report: ReconciliationReport, _ reason: String) -> ReconciliationReport {
+        var report = report
+        report.status = .failed
+        report.error = reason
+        report.finishedAt = Instant.wallClock()
+        _ = try? history.insert(report)
         log(report)
         return report
     }
