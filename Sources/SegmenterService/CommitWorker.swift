@@ -266,10 +266,7 @@ final class CommitWorker: @unchecked Sendable {
         guard let now, !stores.open.isEmpty else { return }
         guard force || ContinuousClock.now - lastEmit >= .milliseconds(config.kpiEmitIntervalMs) else { return }
         lastEmit = ContinuousClock.now
-        var global: [KPIKey: KPIPartial] = [:]
-        for store in stores.open.values {
-            for (key, partial) in store.partials.values { global[key, default: KPIPartial()] += partial }
-        }
+        let global = KPIPartials.sum(stores.open.values.map(\.partials))
         let emitted = try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
                               alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
         kpiCauses = [:]

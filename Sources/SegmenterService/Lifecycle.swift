@@ -18,9 +18,8 @@ public struct SegmenterServices: Sendable {
         let reconciliation = ReconciliationRunner(config: config, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let port = config.httpPort {
-            var reconcile: HTTPAPI.Reconcile?
-            if let reconciliation { reconcile = { await reconciliation.runNow() } }
-            services.append(.init(service: HTTPAPI.application(config: config, health: ingest.health, port: port, reconcile: reconcile),
+            services.append(.init(service: HTTPAPI.application(config: config, health: ingest.health, port: port,
+                                                               reconcile: reconciliation?.httpHandler),
                                   serviceName: "http"))
         }
         if let reconciliation { services.append(.init(service: ReconciliationService(runner: reconciliation), serviceName: "reconciliation")) }

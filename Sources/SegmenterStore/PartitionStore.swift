@@ -270,11 +270,10 @@ public final class PartitionStore: @unchecked Sendable {
                         rewrite.insert(event.userID)
                     }
                     let beforeSignupCount = profile.activityBeforeSignup.count
-                    if let reconciledDays, event.body.countsInDay, reconciledDays.contains(calendar.day(of: event.ts)) {
-                        outcome.onReconciledDays += 1
-                    }
                     if let change = profile.apply(event, calendar: calendar, reconciledDays: reconciledDays) {
                         dayDeltas[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
+                    } else if event.body.countsInDay {
+                        outcome.onReconciledDays += 1  // apply() adds no day sums only for a reconciled day
                     }
                     switch event.body {
                     case .billing: break

@@ -82,9 +82,7 @@ struct Demo: ParsableCommand {
             } catch { say("ingest failed: \(error)"); stop.stop() }
             done.signal()
         }
-        var reconcile: HTTPAPI.Reconcile?
-        if let reconciliation { reconcile = { await reconciliation.runNow() } }
-        let http = config.httpPort.map { HTTPAPI.serve(config: config, health: service.health, port: $0, reconcile: reconcile) }
+        let http = config.httpPort.map { HTTPAPI.serve(config: config, health: service.health, port: $0, reconcile: reconciliation?.httpHandler) }
         defer { http?.cancel() }
         if let port = config.httpPort { say("== dashboard: http://127.0.0.1:\(port)/  (JSON: /api/segments, /api/alerts, /api/reconciliation; Prometheus: /metrics)") }
         let started = Date()

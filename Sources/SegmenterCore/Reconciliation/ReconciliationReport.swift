@@ -41,6 +41,16 @@ public struct ReconciliationReport: Equatable, Sendable, Codable {
         self.throughDay = throughDay
     }
 
+    /// The report of a run that could not start or reach the warehouse.
+    public static func failed(kind: Kind, attempt: Int = 1, reason: String, startedAt: Instant, finishedAt: Instant) -> ReconciliationReport {
+        var report = ReconciliationReport(kind: kind, startedAt: startedAt, fromDay: "", throughDay: "")
+        report.status = .failed
+        report.error = reason
+        report.attempt = attempt
+        report.finishedAt = finishedAt
+        return report
+    }
+
     public var durationSeconds: Double? {
         finishedAt.map { Double($0.nanoseconds - startedAt.nanoseconds) / 1e9 }
     }

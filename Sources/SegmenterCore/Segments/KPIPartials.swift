@@ -61,6 +61,17 @@ public struct KPIPartials: Equatable, Sendable {
     }
 }
 
+extension KPIPartials {
+    /// The global partials: the sum over partitions (or instances).
+    public static func sum(_ parts: some Sequence<KPIPartials>) -> [KPIKey: KPIPartial] {
+        var global: [KPIKey: KPIPartial] = [:]
+        for part in parts {
+            for (key, partial) in part.values { global[key, default: KPIPartial()] += partial }
+        }
+        return global
+    }
+}
+
 extension SegmentCatalog {
     /// Every (segment, kpi) pair the catalog defines, `members` first per segment.
     public var kpiKeys: [KPIKey] {

@@ -49,12 +49,8 @@ public actor ReconcileScheduler {
                 report = await reconciler.run(kind: kind, from: from, warehouse: warehouse, attempt: attempt)
                 await warehouse.shutdown()
             } catch {
-                var failed = ReconciliationReport(kind: kind, startedAt: Instant.wallClock(),
-                                                  fromDay: "", throughDay: "")
-                failed.status = .failed
-                failed.error = String(describing: error)
-                failed.attempt = attempt
-                failed.finishedAt = failed.startedAt
+                let now = Instant.wallClock()
+                let failed = ReconciliationReport.failed(kind: kind, attempt: attempt, reason: String(describing: error), startedAt: now, finishedAt: now)
                 _ = try? reconciler.history.insert(failed)
                 report = failed
                 logger.error("reconciliation failed: \(error)")

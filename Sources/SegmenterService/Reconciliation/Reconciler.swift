@@ -52,8 +52,9 @@ public final class Reconciler: Sendable {
         let id = try? history.insert(report)
         logger.info("reconciliation (\(kind.rawValue)) against \(warehouse.label): days \(report.fromDay) … \(report.throughDay)")
         do {
-            try await reconcileDays(days, warehouse: warehouse, now: clock, report: &report)
-            try await reconcileSignups(warehouse: warehouse, now: clock, report: &report)
+            let readers = try await access.readers()
+            try await reconcileDays(days, warehouse: warehouse, readers: readers, now: clock, report: &report)
+            try await reconcileSignups(warehouse: warehouse, readers: readers, now: clock, report: &report)
             try await access.withStores { session in
                 for store in session.stores.values { try store.markReconciled(days) }
             }
@@ -69,19 +70,17 @@ public final class Reconciler: Sendable {
     }
 
     /// A run that could not start: recorded and logged like any other failure.
-    private func refused(_ report: ReconciliationReport, _ reason: String) -> ReconciliationReport {
-        var report = report
-        report.status = .failed
-        report.error = reason
-        report.finishedAt = Instant.wallClock()
+    private func refused(_ started: ReconciliationReport, _ reason: String) -> ReconciliationReport {
+        var report = ReconciliationReport.failed(kind: started.kind, attempt: started.attempt, reason: reason,
+                                                 startedAt: started.startedAt, finishedAt: Instant.wallClock())
+        report.now = started.now
         _ = try? history.insert(report)
         log(report)
         return report
     }
 
-    private func reconcileDays(_ days: ClosedRange<DayNumber>, warehouse: any Warehouse, now: Instant,
-                               report: inout ReconciliationReport) async throws {
-        let readers = try await access.readers()
+    private func reconcileDays(_ days: ClosedRange<DayNumber>, warehouse: any Warehouse, readers: [Int32: PartitionReads],
+                               now: Instant, report: inout ReconciliationReport) async throws {
         let local = try readers.values.reduce(into: [DayNumber: DayTotals]()) { totals, reader in
             totals.merge(try reader.dayTotals(in: days)) { $0 + $1 }
         }
@@ -212,9 +211,10 @@ public final class Reconciler: Sendable {
         }
     }
 
-    private func reconcileSignups(warehouse: any Warehouse, now: Instant, report: inout ReconciliationReport) async throws {
+    private func reconcileSignups(warehouse: any Warehouse, readers: [Int32: PartitionReads], now: Instant,
+                                  report: inout ReconciliationReport) async throws {
         guard config.queries.signups != nil else { return }
-        let local = try await access.readers().values.reduce(into: [String: Int64]()) { $0.merge(try $1.signupSeconds()) { min($0, $1) } }
+        let local = try readers.values.reduce(into: [String: Int64]()) { $0.merge(try $1.signupSeconds()) { min($0, $1) } }
         let differing = ReconciliationDiff.differingSignupBuckets(local: SignupBucket.buckets(local), warehouse: try await warehouse.signupBuckets())
         report.signupBucketsDiffering = differing.count
         var corrections: [String: Int64] = [:]

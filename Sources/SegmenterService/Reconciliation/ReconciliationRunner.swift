@@ -38,14 +38,14 @@ public final class ReconciliationRunner: @unchecked Sendable {
 
     public func runNow() async -> ReconciliationReport {
         guard let scheduler = lock.withLock({ scheduler }) else {
-            var report = ReconciliationReport(kind: .once, startedAt: Instant.wallClock(),
-                                              fromDay: "", throughDay: "")
-            report.status = .failed
-            report.error = "the service is still starting (no partitions yet)"
-            return report
+            let now = Instant.wallClock()
+            return .failed(kind: .once, reason: "the service is still starting (no partitions yet)", startedAt: now, finishedAt: now)
         }
         return await scheduler.runNow(kind: .once)
     }
+
+    /// `POST /api/reconciliation/run`.
+    public var httpHandler: HTTPAPI.Reconcile { { await self.runNow() } }
 
     public func stop() { lock.withLock { loop?.cancel() } }
 }

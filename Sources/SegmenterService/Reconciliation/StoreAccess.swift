@@ -90,10 +90,7 @@ extension DirectStoreAccess {
     /// - Returns: rows still waiting in outboxes.
     public func publishOutputs(config: SegmenterConfig, timeoutMs: Int = 15_000) throws -> Int {
         let publisher = try KPIPublisher(directory: config.stateDirectory, topic: config.topics.kpiDeltas)
-        var global: [KPIKey: KPIPartial] = [:]
-        for store in stores.values {
-            for (key, partial) in store.partials.values { global[key, default: KPIPartial()] += partial }
-        }
+        let global = KPIPartials.sum(stores.values.map(\.partials))
         if let now = try now() {
             try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
                                   alertTopic: config.topics.alerts, calendar: config.calendar)
