@@ -32,7 +32,7 @@ final class OutboxRelay {
     /// - Returns: rows still waiting (queued or in flight).
     @discardableResult
     func pump(_ stores: [Int32: any OutboxSource], waitMs: Int32 = 0) throws -> Int {
-        for (partition, store) in stores where inFlight < 50_000 {
+        for (partition, store) in stores where inFlight < 50_000 && store.outboxHighWater > produced[partition] ?? 0 {
             let rows = try store.outbox(after: produced[partition] ?? 0, limit: 10_000)
             for row in rows {
                 try producer.produceWaiting(topic: row.topic, key: row.key, value: row.value,

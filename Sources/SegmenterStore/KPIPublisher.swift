@@ -11,6 +11,7 @@ public final class KPIPublisher: @unchecked Sendable {
 
     let db: SQLiteConnection
     public let topic: String
+    public internal(set) var outboxHighWater: Int64 = 0
     var published: [KPIKey: Published] = [:]
     /// End-of-day values per pair: the baselines of `drop`/`rise` alerts.
     public internal(set) var history: [KPIKey: [DayNumber: Double]] = [:]
@@ -49,6 +50,7 @@ public final class KPIPublisher: @unchecked Sendable {
                 Published(value: rows.isNull(2) ? nil : Double(bitPattern: UInt64(bitPattern: rows.int64(2))), seq: rows.int64(3))
         }
         try loadAlertState()
+        outboxHighWater = try storedOutboxHighWater(db)
     }
 
     /// Values are published rounded to 1e-6, so float noise from maintaining sums by
@@ -127,5 +129,6 @@ public final class KPIPublisher: @unchecked Sendable {
         statement.bind(3, blob: Array(message.utf8))
         statement.bind(4, Instant.wallClock().nanoseconds)  // wall clock: the outbox age metric
         try statement.run()
+        outboxHighWater = db.lastInsertRowID
     }
 }

@@ -3,6 +3,16 @@ import SegmenterCore
 /// A database with an `outbox` table (id, topic, key, value, created_at) that the relay drains.
 public protocol OutboxSource: AnyObject {
     var outboxDatabase: SQLiteConnection { get }
+    /// The greatest outbox id this source may hold (it may be a rolled-back one): the relay skips
+    /// a source whose rows up to here are produced, instead of querying every file every pump.
+    var outboxHighWater: Int64 { get }
+}
+
+/// Where an outbox starts: its greatest stored id, or 0.
+func storedOutboxHighWater(_ db: SQLiteConnection) throws -> Int64 {
+    let statement = try db.prepare("SELECT coalesce(max(id), 0) FROM outbox")
+    _ = try statement.step()
+    return statement.int64(0)
 }
 
 extension OutboxSource {

@@ -78,6 +78,7 @@ public final class PartitionStore: @unchecked Sendable {
     let segmentStatements: SegmentStatements
     /// This partition's KPI partial sums as last committed (same rule as the profile cache).
     public internal(set) var partials = KPIPartials()
+    public internal(set) var outboxHighWater: Int64 = 0
     /// The earliest armed timer, so a clock step that fires nothing costs nothing.
     var nextTimer: Instant?
     /// Days whose sums the warehouse owns since a reconciliation compared them: a stream event
@@ -157,6 +158,7 @@ public final class PartitionStore: @unchecked Sendable {
         setMeta = try db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
         segmentStatements = try SegmentStatements(db)
         partials = try loadPartials()
+        outboxHighWater = try storedOutboxHighWater(db)
         nextTimer = try earliestTimer()
         reconciledDays = try storedReconciledDays()
     }
@@ -374,5 +376,6 @@ public final class PartitionStore: @unchecked Sendable {
         insertOutbox.bind(3, blob: value)
         insertOutbox.bind(4, Instant.wallClock().nanoseconds)
         try insertOutbox.run()
+        outboxHighWater = db.lastInsertRowID
     }
 }
