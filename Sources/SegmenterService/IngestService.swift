@@ -48,6 +48,11 @@ public final class IngestService: @unchecked Sendable {
 
     public var counters: IngestCounters { counterLock.lock(); defer { counterLock.unlock() }; return totals }
 
+    /// When the first poll returned messages: where a throughput figure starts (as a bare
+    /// consumer's does), so the first batch's own work is inside the measured time.
+    public var firstMessageAt: Date? { counterLock.lock(); defer { counterLock.unlock() }; return firstPolled }
+    private var firstPolled: Date?
+
     /// Liveness and readiness, for `/readyz`.
     public let health = ServiceHealth()
 
@@ -102,6 +107,7 @@ public final class IngestService: @unchecked Sendable {
             if errors.isEmpty { health.polled() }
             for error in errors { logger.warning("\(error)") }
             if !messages.isEmpty {
+                if firstPolled == nil { counterLock.lock(); firstPolled = Date(); counterLock.unlock() }
                 worker.queue.put(.batch(decode(messages, kinds: kinds)), mergingInto: IngestCommand.merge(limit: config.batchMaxEvents))
             }
         }

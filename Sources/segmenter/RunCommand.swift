@@ -41,8 +41,8 @@ struct Run: AsyncParsableCommand {
         }
         let c = services.ingest.counters
         logger.info("stopped: consumed \(c.consumed), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered), published \(c.published)")
-        if stopAfterEvents != nil, let firstBatch = reporter.firstBatch {
-            let seconds = Date().timeIntervalSince(firstBatch)
+        if stopAfterEvents != nil, let started = services.ingest.firstMessageAt {
+            let seconds = Date().timeIntervalSince(started)
             say("{\"consumed\":\(c.consumed),\"seconds\":\(seconds),\"events_per_second\":\(Int(Double(c.consumed) / seconds)),\"peak_rss_kib\":\(peakResidentKiB()),\"batches\":\(c.batches)}")
         }
         _ = handlers
@@ -62,7 +62,6 @@ final class ProgressReporter: @unchecked Sendable {
     let interval: Double
     var last = Date()
     var lastConsumed = 0
-    private(set) var firstBatch: Date?
     var onLimit: (() -> Void)?
     private var limitSignalled = false
 
@@ -79,7 +78,6 @@ final class ProgressReporter: @unchecked Sendable {
 
     func tick(_ c: IngestCounters) {
         let now = Date()
-        if firstBatch == nil { firstBatch = now }
         let elapsed = now.timeIntervalSince(last)
         guard elapsed >= interval else { return }
         let rate = Double(c.consumed - lastConsumed) / elapsed
