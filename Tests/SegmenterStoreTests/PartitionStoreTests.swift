@@ -62,6 +62,19 @@ import Testing
         #expect(try store2.storedOffsets() == ["activity": 5, "billing": 4])
     }
 
+    @Test func theOutboxHighWaterAnnouncesNewRowsAndSurvivesARestart() throws {
+        // The relay skips a database whose high-water mark it has already produced up to: the
+        // mark must move with every committed row and be read back from the file on restart,
+        // or rows left unsent by a crash would never be published.
+        let store = try openStore()
+        #expect(store.outboxHighWater == 0)
+        _ = try store.commit([record(0, "garbage"), record(1, activity("e1")), record(2, "{}")], deadLetterTopic: "dlq",
+                             receivedAt: Instant(seconds: 0))
+        let newest = try #require(try store.outbox(after: 0, limit: 10).last?.id)
+        #expect(store.outboxHighWater == newest)
+        #expect(try openStore().outboxHighWater == newest)
+    }
+
     @Test func aRedeliveredMessageBelowTheStoredOffsetIsNotAppliedAgain() throws {
         let store = try openStore()
         _ = try store.commit([record(0, activity("e1")), record(1, activity("e2"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
