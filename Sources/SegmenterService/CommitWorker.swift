@@ -22,6 +22,8 @@ struct DecodedBatch {
     var keyMismatches = 0
     /// The greatest `ts` of a valid event in the batch: the event clock's next reading.
     var latestEventTime: Instant?
+    /// When the batch's first messages were polled (the earliest, once batches merge).
+    var polledAt = ContinuousClock.now
 
     /// Appends a later batch (records stay in offset order per partition).
     mutating func append(_ later: DecodedBatch) {
@@ -29,6 +31,7 @@ struct DecodedBatch {
         consumed += later.consumed
         keyMismatches += later.keyMismatches
         if let time = later.latestEventTime, latestEventTime == nil || time > latestEventTime! { latestEventTime = time }
+        polledAt = min(polledAt, later.polledAt)
     }
 }
 
@@ -117,9 +120,11 @@ final class CommitWorker: @unchecked Sendable {
     private func loop() throws {
         while true {
             let command = queue.take(timeout: 0.05)
+            var polledAt: ContinuousClock.Instant?
             switch command {
             case let .batch(batch)?:
                 try commit(batch)
+                polledAt = batch.polledAt
             case let .assigned(partitions, reply)?:
                 let starts = try stores.assign(partitions)
                 for store in stores.open.values { if let clock = try store.clock() { advance(to: clock) } }
@@ -155,6 +160,7 @@ final class CommitWorker: @unchecked Sendable {
             }
             try emitKPIs(force: false)
             try relay.pump(outboxSources)
+            if let polledAt { ServiceMetrics.pollToOutput.record(duration: ContinuousClock.now - polledAt) }
         }
     }
 
