@@ -9,6 +9,8 @@ import ServiceLifecycle
 /// HTTP last, so health and metrics answer until the end.
 public struct SegmenterServices: Sendable {
     public let ingest: IngestService
+    /// The scheduled reconciliation, if the config has one (`demo` runs it on demand).
+    public let reconciliation: ReconciliationRunner?
     private let group: ServiceGroup
 
     /// - Parameter onBatch: progress after each committed batch (logs, `--stop-after-events`).
@@ -16,6 +18,7 @@ public struct SegmenterServices: Sendable {
         let ingest = IngestService(config: config, logger: logger)
         self.ingest = ingest
         let reconciliation = ReconciliationRunner(config: config, logger: logger)
+        self.reconciliation = reconciliation
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let port = config.httpPort {
             services.append(.init(service: HTTPAPI.application(config: config, health: ingest.health, port: port,

@@ -5,7 +5,7 @@ import SegmenterCore
 import SegmenterService
 import SegmenterStore
 
-struct Demo: ParsableCommand {
+struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Everything embedded: an in-process Kafka, generated events with an incident, segments and KPIs moving live.",
         discussion: """
@@ -25,7 +25,7 @@ struct Demo: ParsableCommand {
     @Flag(help: "Exit once the story is told instead of serving the dashboard until stopped (the default when stdout is not a terminal).")
     var exitWhenDone = false
 
-    func run() throws {
+    func run() async throws {
         let logger = makeLogger()
         ServiceMetrics.bootstrap()
         let broker = try SegmenterService.DevBroker(brokers: 1, partitions: 4,
@@ -71,26 +71,21 @@ struct Demo: ParsableCommand {
             } catch { say("generator failed: \(error)") }
         }
 
-        let stop = StopSignal()
-        let handlers = installSignalHandlers(stop)
-        let service = IngestService(config: config, logger: logger)
-        let reconciliation = ReconciliationRunner(config: config, logger: logger)
-        let done = DispatchSemaphore(value: 0)
-        Thread.detachNewThread {
-            do {
-                try service.run(until: stop, onStarted: { access, partitions in reconciliation?.start(access: access, partitionCount: partitions) })
-            } catch { say("ingest failed: \(error)"); stop.stop() }
-            done.signal()
+        // The same service group as `run`: HTTP, reconciliation, ingest, stopped in reverse.
+        let services = SegmenterServices(config: config, logger: logger)
+        let stop = StopSignal()  // Ctrl-C, or the service group ended (a failure)
+        let handlers = installSignalHandlers { stop.stop(); Task { await services.stop() } }
+        let running = Task {
+            defer { stop.stop() }
+            try await services.run()
         }
-        let http = config.httpPort.map { HTTPAPI.serve(config: config, health: service.health, port: $0, reconcile: reconciliation?.httpHandler) }
-        defer { http?.cancel() }
         if let port = config.httpPort { say("== dashboard: http://127.0.0.1:\(port)/  (JSON: /api/segments, /api/alerts, /api/reconciliation; Prometheus: /metrics)") }
         let started = Date()
         var idleTicks = 0
         var alertStates: [String: String] = [:]
         while !stop.isStopped {
-            Thread.sleep(forTimeInterval: 1)
-            let c = service.counters
+            try? await Task.sleep(for: .seconds(1))
+            let c = services.ingest.counters
             let table = (try? KPITable.render(config: config)) ?? "(waiting for the first batch)"
             say(String(format: "[%5.1fs] consumed %6d  applied %6d  duplicates %4d  dead-lettered %3d  membership changes %5d  timers fired %5d",
                        Date().timeIntervalSince(started), c.consumed, c.applied, c.duplicates, c.deadLettered,
@@ -105,20 +100,20 @@ struct Demo: ParsableCommand {
             idleTicks = c.consumed >= messages.count ? idleTicks + 1 : 0
             if idleTicks >= 2 { break }
         }
-        if let reconciliation, !stop.isStopped {
+        if let reconciliation = services.reconciliation, !stop.isStopped {
             say("\n== reconciliation against the warehouse (closed days, per-day totals first, then users of the days that differ)")
-            let report = Self.wait { await reconciliation.runNow() }
+            let report = await reconciliation.runNow()
             say("   \(report.status.rawValue): \(report.summary)")
-            Thread.sleep(forTimeInterval: 1.5)  // one KPI emit interval
+            try? await Task.sleep(for: .milliseconds(1500))  // one KPI emit interval
             say(try KPITable.render(config: config))
         }
         // In a terminal, keep the dashboard up; piped into a file or another program, finish.
         if let port = config.httpPort, !exitWhenDone, isatty(STDOUT_FILENO) == 1, !stop.isStopped {
             say("\n== the story is told; the dashboard stays at http://127.0.0.1:\(port)/ until you press Ctrl-C")
-            while !stop.isStopped { Thread.sleep(forTimeInterval: 0.2) }
+            while !stop.isStopped { try? await Task.sleep(for: .milliseconds(200)) }
         }
-        stop.stop()
-        done.wait()
+        await services.stop()
+        do { try await running.value } catch { say("ingest failed: \(error)") }
         _ = handlers
         producer = nil  // clients go before the broker they talk to
 
@@ -182,17 +177,6 @@ struct Demo: ParsableCommand {
         """
     }
 
-    /// Blocks this (non-async) command until `body` finishes on the cooperative pool.
-    static func wait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
-        let box = ResultBox<T>(), done = DispatchSemaphore(value: 0)
-        Task {
-            box.value = await body()
-            done.signal()
-        }
-        done.wait()
-        return box.value!
-    }
-
     private func readTopic(_ topic: String, bootstrap: String, limit: Int) throws -> [String] {
         let consumer = try KafkaConsumer(configuration: KafkaConfiguration([
             "bootstrap.servers": bootstrap, "group.id": "demo-reader-\(topic)-\(getpid())"]), listener: TopicReader())
@@ -240,9 +224,4 @@ final class TopicReader: RebalanceListener, @unchecked Sendable {
         Dictionary(uniqueKeysWithValues: partitions.map { ($0, start) })
     }
     func partitionsRevoked(_ partitions: [TopicPartition]) {}
-}
-
-/// Carries a value from a task to a thread that waits on a semaphore.
-final class ResultBox<T>: @unchecked Sendable {
-    var value: T?
 }

@@ -142,10 +142,4 @@ public enum HTTPAPI {
         Application(router: router(config: config, health: health, reconcile: reconcile),
                     configuration: .init(address: .hostname(config.httpHost, port: port), serverName: "segmenter"))
     }
-
-    /// Serves the API on `config.httpHost`:`port` until the task is cancelled.
-    public static func serve(config: SegmenterConfig, health: ServiceHealth, port: Int, reconcile: Reconcile? = nil) -> Task<Void, Error> {
-        let app = application(config: config, health: health, port: port, reconcile: reconcile)
-        return Task { try await app.run() }
-    }
 }
