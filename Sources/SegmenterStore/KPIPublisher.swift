@@ -11,7 +11,7 @@ public final class KPIPublisher: @unchecked Sendable {
 
     let db: SQLiteConnection
     public let topic: String
-    public internal(set) var outboxHighWater: Int64 = 0
+    let outboxWriter: OutboxWriter
     var published: [KPIKey: Published] = [:]
     /// End-of-day values per pair: the baselines of `drop`/`rise` alerts.
     public internal(set) var history: [KPIKey: [DayNumber: Double]] = [:]
@@ -44,13 +44,13 @@ public final class KPIPublisher: @unchecked Sendable {
                 value_bits INTEGER, baseline_bits INTEGER, drill_down TEXT) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS publisher_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
             """)
+        outboxWriter = try OutboxWriter(db)
         let rows = try db.prepare("SELECT segment, kpi, value_bits, seq FROM kpi_published")
         while try rows.step() {
             published[KPIKey(segment: rows.string(0)!, kpi: rows.string(1)!)] =
                 Published(value: rows.isNull(2) ? nil : Double(bitPattern: UInt64(bitPattern: rows.int64(2))), seq: rows.int64(3))
         }
         try loadAlertState()
-        outboxHighWater = try storedOutboxHighWater(db)
     }
 
     /// Values are published rounded to 1e-6, so float noise from maintaining sums by
@@ -123,12 +123,6 @@ public final class KPIPublisher: @unchecked Sendable {
     }
 
     func enqueue(topic: String, key: String, message: String, now: Instant) throws {
-        let statement = try db.prepare("INSERT INTO outbox (topic, key, value, created_at) VALUES (?, ?, ?, ?)")
-        statement.bind(1, topic)
-        statement.bind(2, blob: Array(key.utf8))
-        statement.bind(3, blob: Array(message.utf8))
-        statement.bind(4, Instant.wallClock().nanoseconds)  // wall clock: the outbox age metric
-        try statement.run()
-        outboxHighWater = db.lastInsertRowID
+        try outboxWriter.append(topic: topic, key: Array(key.utf8), value: Array(message.utf8))
     }
 }

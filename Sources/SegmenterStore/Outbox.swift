@@ -8,11 +8,31 @@ public protocol OutboxSource: AnyObject {
     var outboxHighWater: Int64 { get }
 }
 
-/// Where an outbox starts: its greatest stored id, or 0.
-func storedOutboxHighWater(_ db: SQLiteConnection) throws -> Int64 {
-    let statement = try db.prepare("SELECT coalesce(max(id), 0) FROM outbox")
-    _ = try statement.step()
-    return statement.int64(0)
+/// Appends rows to one database's outbox and remembers the greatest id written (read from the
+/// file on open), so its owner can answer `outboxHighWater`. Call `append` inside a transaction.
+final class OutboxWriter {
+    private let db: SQLiteConnection
+    private let insert: Statement
+    private(set) var highWater: Int64
+
+    init(_ db: SQLiteConnection) throws {
+        self.db = db
+        insert = try db.prepare("INSERT INTO outbox (topic, key, value, created_at) VALUES (?, ?, ?, ?)")
+        let newest = try db.prepare("SELECT coalesce(max(id), 0) FROM outbox")
+        _ = try newest.step()
+        highWater = newest.int64(0)
+    }
+
+    /// `created_at` is the wall clock (the outbox age metric), whatever event time the message speaks of.
+    func append(topic: String, key: [UInt8]?, value: [UInt8]) throws {
+        insert.reset()
+        insert.bind(1, topic)
+        insert.bind(2, blob: key)
+        insert.bind(3, blob: value)
+        insert.bind(4, Instant.wallClock().nanoseconds)
+        try insert.run()
+        highWater = db.lastInsertRowID
+    }
 }
 
 extension OutboxSource {
@@ -59,8 +79,10 @@ extension OutboxSource {
 
 extension PartitionStore: OutboxSource {
     public var outboxDatabase: SQLiteConnection { db }
+    public var outboxHighWater: Int64 { outboxWriter.highWater }
 }
 
 extension KPIPublisher: OutboxSource {
     public var outboxDatabase: SQLiteConnection { db }
+    public var outboxHighWater: Int64 { outboxWriter.highWater }
 }

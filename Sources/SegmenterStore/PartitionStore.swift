@@ -78,7 +78,6 @@ public final class PartitionStore: @unchecked Sendable {
     let segmentStatements: SegmentStatements
     /// This partition's KPI partial sums as last committed (same rule as the profile cache).
     public internal(set) var partials = KPIPartials()
-    public internal(set) var outboxHighWater: Int64 = 0
     /// The earliest armed timer, so a clock step that fires nothing costs nothing.
     var nextTimer: Instant?
     /// Days whose sums the warehouse owns since a reconciliation compared them: a stream event
@@ -101,7 +100,7 @@ public final class PartitionStore: @unchecked Sendable {
     let updateProfileTotals: Statement
     let addDay: Statement
     let upsertOffset: Statement
-    let insertOutbox: Statement
+    let outboxWriter: OutboxWriter
     let setMeta: Statement
     /// Read on every commit, so kept prepared.
     let selectOffsets: Statement
@@ -154,11 +153,10 @@ public final class PartitionStore: @unchecked Sendable {
             INSERT INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?)
             ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)
             """)
-        insertOutbox = try db.prepare("INSERT INTO outbox (topic, key, value, created_at) VALUES (?, ?, ?, ?)")
+        outboxWriter = try OutboxWriter(db)
         setMeta = try db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
         segmentStatements = try SegmentStatements(db)
         partials = try loadPartials()
-        outboxHighWater = try storedOutboxHighWater(db)
         nextTimer = try earliestTimer()
         reconciledDays = try storedReconciledDays()
     }
@@ -367,15 +365,8 @@ public final class PartitionStore: @unchecked Sendable {
         return outcome
     }
 
-    /// Adds an outbox row; call inside a transaction. `created_at` is the wall clock (the
-    /// outbox age metric), whatever event time the message speaks of.
+    /// Adds an outbox row; call inside a transaction.
     public func enqueue(topic: String, key: [UInt8]?, value: [UInt8], at instant: Instant) throws {
-        insertOutbox.reset()
-        insertOutbox.bind(1, topic)
-        insertOutbox.bind(2, blob: key)
-        insertOutbox.bind(3, blob: value)
-        insertOutbox.bind(4, Instant.wallClock().nanoseconds)
-        try insertOutbox.run()
-        outboxHighWater = db.lastInsertRowID
+        try outboxWriter.append(topic: topic, key: key, value: value)
     }
 }
