@@ -21,11 +21,14 @@ struct BenchLatency: ParsableCommand {
     @Option(help: "One probe per this many events.") var probeEvery = 200
     @Option(help: "Seconds at the rate before probes start (new users, cold caches).") var warmup = 10.0
     @Option var membershipTopic = "segment-membership"
+    @Option(help: "linger.ms of the background load's producer (probes are sent unbatched by their own producer).")
+    var loadLingerMs = 1
     @Flag(help: "Read the probes back from the input topic itself: the broker's own round trip, for comparison.")
     var direct = false
 
     func run() throws {
-        let producer = try KafkaProducer(configuration: KafkaConfiguration(["bootstrap.servers": bootstrapServers, "linger.ms": "1"]))
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(["bootstrap.servers": bootstrapServers, "linger.ms": "\(loadLingerMs)"]))
+        let probeProducer = try KafkaProducer(configuration: KafkaConfiguration(["bootstrap.servers": bootstrapServers, "linger.ms": "0"]))
         let sent = LockedDictionary()
         let warmupEvents = Int(rate * warmup)
         let total = warmupEvents + Int(rate * seconds)
@@ -40,23 +43,28 @@ struct BenchLatency: ParsableCommand {
                     let user = "probe-\(index)"
                     let payload = #"{"event_id":"p\#(index)","user_id":"\#(user)","type":"signup","ts":"\#(ts)","attributes":{"probe":true}}"#
                     sent.set(user, wall)
-                    try? producer.produceWaiting(topic: "activity", key: Array(user.utf8), value: Array(payload.utf8))
+                    try? probeProducer.produceWaiting(topic: "activity", key: Array(user.utf8), value: Array(payload.utf8))
                 } else {
                     let user = "u\(rng.next() % UInt64(users))"
                     let billing = rng.next() % 4 == 0
                     let payload = billing
                         ? #"{"event_id":"l\#(index)","user_id":"\#(user)","type":"charge","ts":"\#(ts)","amount":\#(rng.next() % 9000 + 1),"currency":"USD"}"#
                         : #"{"event_id":"l\#(index)","user_id":"\#(user)","type":"session","ts":"\#(ts)","duration_s":\#(rng.next() % 600)}"#
-                    try? producer.produceWaiting(topic: billing ? "billing" : "activity", key: Array(user.utf8), value: Array(payload.utf8))
+                    // During the warm-up the probes' slots carry load through the probe producer,
+                    // so its metadata and producer id are in place when the first probe goes.
+                    let carrier = index % probeEvery == 0 ? probeProducer : producer
+                    try? carrier.produceWaiting(topic: billing ? "billing" : "activity", key: Array(user.utf8), value: Array(payload.utf8))
                 }
                 if index % 100 == 99 {
                     _ = producer.poll()
+                    _ = probeProducer.poll()
                     let due = start.addingTimeInterval(Double(index + 1) / rate)
                     let wait = due.timeIntervalSinceNow
                     if wait > 0 { Thread.sleep(forTimeInterval: wait) }
                 }
             }
             try? producer.flush(timeoutMs: 10_000)
+            try? probeProducer.flush(timeoutMs: 10_000)
             done.stop()
         }
 
@@ -72,7 +80,7 @@ struct BenchLatency: ParsableCommand {
                 guard let object = try? JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any],
                       let user = object["user_id"] as? String, user.hasPrefix("probe-"),
                       direct || object["change"] as? String == "enter",
-                      let sentAt = sent.get(user) else { continue }
+                      let sentAt = sent.take(user) else { continue }  // a probe's first output (it enters two segments)
                 latencies.append(Date().timeIntervalSince(sentAt) * 1000)
             }
         }
@@ -86,7 +94,7 @@ final class LockedDictionary: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [String: Date] = [:]
     func set(_ key: String, _ value: Date) { lock.lock(); values[key] = value; lock.unlock() }
-    func get(_ key: String) -> Date? { lock.lock(); defer { lock.unlock() }; return values[key] }
+    func take(_ key: String) -> Date? { lock.lock(); defer { lock.unlock() }; return values.removeValue(forKey: key) }
 }
 
 /// `scripts/bench` day rollover: move every partition's clock one day past its state and time
