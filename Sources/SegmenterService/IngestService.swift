@@ -129,9 +129,12 @@ public final class IngestService: @unchecked Sendable {
                 if let key = message.key, !key.elementsEqual(event.userID.utf8) { batch.keyMismatches += 1 }
                 if batch.latestEventTime == nil || event.ts > batch.latestEventTime! { batch.latestEventTime = event.ts }
             }
+            // The payload is kept only for a dead letter (it quotes it); a valid event is decoded.
+            let keep: [UInt8]
+            if case .failure = decoded { keep = message.payload } else { keep = [] }
             batch.byPartition[message.partition, default: []].append(DecodedRecord(
                 topic: message.topic, partition: message.partition, offset: message.offset,
-                key: message.key, payload: message.payload, decoded: decoded))
+                key: message.key, payload: keep, decoded: decoded))
         }
         return batch
     }

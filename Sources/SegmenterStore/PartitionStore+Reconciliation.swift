@@ -112,7 +112,6 @@ extension PartitionStore {
             outcome.noteKPIChanges(work.partials, cause: .reconciliation)
             try writeChangedPartials(&work.partials)
         }
-        outcome.touchedUsers = Set(profiles.keys)
         profileCache.merge(profiles) { $1 }
         partials = work.partials
         remember(work.states)

@@ -77,8 +77,6 @@ struct SegmentState {
 struct SegmentWork {
     var partials: KPIPartials
     var states: [String: SegmentState] = [:]
-    /// This batch's day deltas per user; already in SQLite, not yet in the committed cache.
-    var dayDeltas: [String: [DayNumber: DayAggregate]] = [:]
 }
 
 extension PartitionStore {
@@ -104,7 +102,9 @@ extension PartitionStore {
     ///   contributions are not subtracted.
     /// - Returns: the number of published membership changes.
     @discardableResult
-    func reevaluate(_ userID: String, profile: UserProfile, now: Instant, cause: ChangeCause,
+    /// - Parameter batchDays: the user's day-sum increments from the batch being committed:
+    ///   already in SQLite, not yet in the committed cache.
+    func reevaluate(_ userID: String, profile: UserProfile, batchDays: [DayNumber: DayAggregate] = [:], now: Instant, cause: ChangeCause,
                     work: inout SegmentWork, rebuilding: Bool = false) throws -> Int {
         let catalog = segments.catalog
         var state: SegmentState
@@ -112,7 +112,7 @@ extension PartitionStore {
         if let pending = work.states[userID] {
             state = pending
         } else if !rebuilding, var committed = cachedSegmentState(of: userID) {
-            for (day, delta) in work.dayDeltas[userID] ?? [:] { committed.days[day, default: DayAggregate()] += delta }
+            for (day, delta) in batchDays { committed.days[day, default: DayAggregate()] += delta }
             state = committed
         } else {
             state = SegmentState(days: try days(of: userID, now: now), memberships: try memberships(of: userID), due: nil)
@@ -172,7 +172,8 @@ extension PartitionStore {
 
     /// Re-evaluates the users whose timers are due at `now` (cause `time`). The work grows with
     /// the number of due timers, not with the number of users.
-    func fireDueTimers(now: Instant, work: inout SegmentWork, profiles: inout [String: UserProfile]) throws -> (fired: Int, changes: Int) {
+    /// - Parameter profiles: profiles the transaction changed (newer than the committed cache).
+    func fireDueTimers(now: Instant, work: inout SegmentWork, profiles: [String: UserProfile]) throws -> (fired: Int, changes: Int) {
         var fired = 0
         var changes = 0
         while true {

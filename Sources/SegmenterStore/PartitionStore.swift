@@ -28,8 +28,6 @@ public struct BatchOutcome: Sendable, Equatable {
     public var deadLettered = 0
     /// Messages skipped because their offset was already committed (redelivered).
     public var alreadyApplied = 0
-    /// Users whose state changed (and who were re-evaluated).
-    public var touchedUsers: Set<String> = []
     /// Membership changes published (enter/exit, all causes).
     public var membershipChanges = 0
     /// The same, by cause.
@@ -48,6 +46,30 @@ public struct BatchOutcome: Sendable, Equatable {
     /// The next offset to consume per input topic, as stored by this commit.
     public var nextOffsets: [String: Int64] = [:]
     public init() {}
+}
+
+/// A user one batch changed, updated in place as its events apply.
+struct ChangedUser {
+    var profile: UserProfile
+    /// The batch's increments to the user's day sums (already in SQLite once written, not yet
+    /// in the committed caches).
+    var days: [DayNumber: DayAggregate] = [:]
+    /// The row must be written whole: a new user, or attributes, accounts or pre-signup
+    /// activity changed. The rest only move their totals (the common case).
+    var rewrite: Bool
+
+    /// Applies one event; false if it added no day sums.
+    mutating func apply(_ event: UserEvent, calendar: DayCalendar, reconciledDays: ClosedRange<DayNumber>?) -> Bool {
+        let beforeSignupCount = profile.activityBeforeSignup.count
+        let change = profile.apply(event, calendar: calendar, reconciledDays: reconciledDays)
+        if let change { days[change.day, default: DayAggregate()] += change.delta }
+        switch event.body {
+        case .billing: break
+        case .activity where profile.activityBeforeSignup.count == beforeSignupCount: break
+        default: rewrite = true
+        }
+        return change != nil
+    }
 }
 
 /// An outbox row waiting to be produced.
@@ -220,13 +242,10 @@ public final class PartitionStore: @unchecked Sendable {
     public func commit(_ records: [DecodedRecord], deadLetterTopic: String, receivedAt: Instant, now: Instant? = nil,
                        extraWork: ((BatchOutcome) throws -> Void)? = nil) throws -> BatchOutcome {
         var outcome = BatchOutcome()
-        var profiles: [String: UserProfile] = [:]
-        /// Users whose row must be written whole: new ones, or whose attributes, accounts or
-        /// pre-signup activity changed. The rest only move their totals (the common case).
-        var rewrite: Set<String> = []
-        var dayDeltas: [String: [DayNumber: DayAggregate]] = [:]
-        profiles.reserveCapacity(records.count)
-        dayDeltas.reserveCapacity(records.count)
+        /// The users this batch changed, each updated in place (one entry per user holds the
+        /// profile, the day sums' increments and whether the row is written whole).
+        var changed: [String: ChangedUser] = [:]
+        changed.reserveCapacity(records.count)
         var nextOffsets: [String: Int64] = [:]
         var batchNow = try clock()
         let batchStartNow = batchNow
@@ -260,37 +279,21 @@ public final class PartitionStore: @unchecked Sendable {
                     insertSeen.bind(3, event.ts.nanoseconds)
                     try insertSeen.run()
                     guard db.changes == 1 else { outcome.duplicates += 1; continue }
-                    var profile: UserProfile
-                    if let pending = profiles[event.userID] {
-                        profile = pending
-                    } else if let stored = try self.profile(of: event.userID) {
-                        profile = stored
-                    } else {
-                        profile = UserProfile()
-                        rewrite.insert(event.userID)
+                    if changed[event.userID] == nil {
+                        let stored = try self.profile(of: event.userID)
+                        changed[event.userID] = ChangedUser(profile: stored ?? UserProfile(), rewrite: stored == nil)
                     }
-                    let beforeSignupCount = profile.activityBeforeSignup.count
-                    if let change = profile.apply(event, calendar: calendar, reconciledDays: reconciledDays) {
-                        dayDeltas[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
-                    } else if event.body.countsInDay {
+                    if !changed[event.userID]!.apply(event, calendar: calendar, reconciledDays: reconciledDays), event.body.countsInDay {
                         outcome.onReconciledDays += 1  // apply() adds no day sums only for a reconciled day
                     }
-                    switch event.body {
-                    case .billing: break
-                    case .activity where profile.activityBeforeSignup.count == beforeSignupCount: break
-                    default: rewrite.insert(event.userID)
-                    }
-                    profiles[event.userID] = profile
                     outcome.applied += 1
                     if batchNow == nil || event.ts > batchNow! { batchNow = event.ts }
                     if latestEventHere == nil || event.ts > latestEventHere! { latestEventHere = event.ts }
                 }
             }
-            for (userID, profile) in profiles {
-                if rewrite.contains(userID) { try write(profile, of: userID) } else { try writeTotals(profile, of: userID) }
-            }
-            for (userID, days) in dayDeltas {
-                for (day, delta) in days {
+            for (userID, user) in changed {
+                if user.rewrite { try write(user.profile, of: userID) } else { try writeTotals(user.profile, of: userID) }
+                for (day, delta) in user.days {
                     addDay.reset()
                     addDay.bind(1, userID)
                     addDay.bind(2, Int64(day))
@@ -309,16 +312,15 @@ public final class PartitionStore: @unchecked Sendable {
             }
             if let given = now, batchNow == nil || given > batchNow! { batchNow = given }
             if let batchNow {
-                work.dayDeltas = dayDeltas
-                for (userID, profile) in profiles {
-                    let changes = try reevaluate(userID, profile: profile, now: batchNow, cause: .event, work: &work)
+                for (userID, user) in changed {
+                    let changes = try reevaluate(userID, profile: user.profile, batchDays: user.days, now: batchNow, cause: .event, work: &work)
                     outcome.membershipChanges += changes
                     outcome.membershipChangesByCause[.event, default: 0] += changes
                 }
                 outcome.noteKPIChanges(work.partials, cause: .event)
                 if let due = nextTimer, due <= batchNow {
                     let before = work.partials.changed
-                    let (fired, changes) = try fireDueTimers(now: batchNow, work: &work, profiles: &profiles)
+                    let (fired, changes) = try fireDueTimers(now: batchNow, work: &work, profiles: changed.mapValues(\.profile))
                     outcome.timersFired = fired
                     outcome.membershipChanges += changes
                     outcome.membershipChangesByCause[.time, default: 0] += changes
@@ -331,12 +333,11 @@ public final class PartitionStore: @unchecked Sendable {
                     try pruneSeenEventsIfDue(now: latestEventHere)
                 }
             }
-            outcome.touchedUsers = Set(profiles.keys)
             outcome.nextOffsets = nextOffsets
             try extraWork?(outcome)
         }
-        if profileCache.count + profiles.count > profileCacheCapacity { profileCache.removeAll(keepingCapacity: true) }
-        profileCache.merge(profiles) { $1 }
+        if profileCache.count + changed.count > profileCacheCapacity { profileCache.removeAll(keepingCapacity: true) }
+        for (userID, user) in changed { profileCache[userID] = user.profile }
         partials = work.partials
         remember(work.states)
         nextTimer = try earliestTimer()
@@ -349,9 +350,8 @@ public final class PartitionStore: @unchecked Sendable {
         var outcome = BatchOutcome()
         guard let due = nextTimer, due <= now else { return outcome }
         var work = SegmentWork(partials: partials)
-        var profiles: [String: UserProfile] = [:]
         try db.transaction {
-            let (fired, changes) = try fireDueTimers(now: now, work: &work, profiles: &profiles)
+            let (fired, changes) = try fireDueTimers(now: now, work: &work, profiles: [:])
             outcome.timersFired = fired
             outcome.membershipChanges = changes
             outcome.membershipChangesByCause[.time] = changes
