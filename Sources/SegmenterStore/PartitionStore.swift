@@ -230,11 +230,11 @@ public final class PartitionStore: @unchecked Sendable {
     ///
     /// 1. For each record in offset order: an invalid one becomes a DLQ outbox row; a valid one
     ///    is checked against the dedupe set and, if new, applied to its user's profile.
-    /// 2. The touched profiles and per-day sums are written.
-    /// 3. The next offsets and the clock are stored.
-    /// 4. COMMIT. Only then does the in-memory profile cache learn the new profiles.
+    /// 2. The touched profiles and per-day sums are written, and the next offsets.
     /// 3. Touched users are re-evaluated at `now` (cause `event`), then users whose timers are
     ///    due (cause `time`); membership changes go to the outbox, KPI partials move by difference.
+    /// 4. The clock is stored, then COMMIT. Only then do the in-memory caches (profiles, segment
+    ///    states, partials) learn the new values.
     /// - Parameter now: the instance's clock after this batch (the greatest event `ts` seen by
     ///   any partition, or later with the hybrid clock); defaults to this partition's own.
     /// - Parameter extraWork: runs inside the transaction after everything else (tests use it

@@ -13,10 +13,16 @@ struct BenchConsume: ParsableCommand {
     @Option var bootstrapServers = "127.0.0.1:9092"
     @Option(name: .customLong("topic")) var topics: [String] = ["activity", "billing"]
     @Option var events: Int
+    @Option(name: .customLong("set"), help: "A librdkafka property for the consumer, NAME=VALUE (repeatable).")
+    var properties: [String] = []
 
     func run() throws {
-        let consumer = try KafkaConsumer(configuration: KafkaConfiguration([
-            "bootstrap.servers": bootstrapServers, "group.id": "bench-bare-\(getpid())"]), listener: TopicReader())
+        var settings = ["bootstrap.servers": bootstrapServers, "group.id": "bench-bare-\(getpid())"]
+        for property in properties {
+            guard let equals = property.firstIndex(of: "=") else { throw ValidationError("--set \(property): expected NAME=VALUE") }
+            settings[String(property[..<equals])] = String(property[property.index(after: equals)...])
+        }
+        let consumer = try KafkaConsumer(configuration: KafkaConfiguration(settings), listener: TopicReader())
         try consumer.subscribe(to: topics)
         var count = 0
         var bytes = 0
