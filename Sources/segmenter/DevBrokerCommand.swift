@@ -6,7 +6,12 @@ struct DevBroker: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev-broker",
         abstract: "Run a local Kafka-protocol broker (librdkafka's mock cluster) for trying things with any client.",
-        discussion: "Data lives in memory (about 5 MB per partition) and is gone when it stops. Try: kcat -b 127.0.0.1:9092 -L"
+        discussion: """
+            Data lives in memory (about 5 MB per partition) and is gone when it stops. A fetch gets one \
+            message set per partition, found by walking the partition's sets from the oldest: producers \
+            whose messages each make a set (linger.ms near 0 at a steady rate) slow it down the \
+            longer it runs; batch them (linger.ms 20-50) for realistic latency. Try: kcat -b 127.0.0.1:9092 -L
+            """
     )
 
     @Option(help: "Loopback port clients bootstrap from.") var port: UInt16 = 9092
