@@ -100,10 +100,10 @@ extension PartitionStore {
     /// updates KPI partials by difference, and re-arms the user's timer. Call inside a transaction.
     /// - Parameter rebuilding: the partials are being rebuilt from empty (config change), so old
     ///   contributions are not subtracted.
-    /// - Returns: the number of published membership changes.
-    @discardableResult
     /// - Parameter batchDays: the user's day-sum increments from the batch being committed:
     ///   already in SQLite, not yet in the committed cache.
+    /// - Returns: the number of published membership changes.
+    @discardableResult
     func reevaluate(_ userID: String, profile: UserProfile, batchDays: [DayNumber: DayAggregate] = [:], now: Instant, cause: ChangeCause,
                     work: inout SegmentWork, rebuilding: Bool = false) throws -> Int {
         let catalog = segments.catalog

@@ -7,6 +7,8 @@ public struct DecodedRecord: Sendable {
     public let partition: Int32
     public let offset: Int64
     public let key: [UInt8]?
+    /// The message as received; ingest keeps it only when decoding failed (its dead letter
+    /// quotes it), so it may be empty for a valid event.
     public let payload: [UInt8]
     public let decoded: Result<UserEvent, DecodeFailure>
 

@@ -21,8 +21,8 @@ struct BenchLatency: ParsableCommand {
     @Option(help: "One probe per this many events.") var probeEvery = 200
     @Option(help: "Seconds at the rate before probes start (new users, cold caches).") var warmup = 10.0
     @Option var membershipTopic = "segment-membership"
-    @Option(help: "linger.ms of the background load's producer (probes are sent unbatched by their own producer).")
-    var loadLingerMs = 1
+    @Option(help: "linger.ms of the background load's producer, batched as a high-volume source would (probes are sent unbatched by their own producer).")
+    var loadLingerMs = 50
     @Flag(help: "Read the probes back from the input topic itself: the broker's own round trip, for comparison.")
     var direct = false
 
