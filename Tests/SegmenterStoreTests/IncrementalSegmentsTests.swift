@@ -13,6 +13,7 @@ import Testing
             try! SegmentDefinition(name: "veterans", ruleText: "days_since_signup >= 2 and attr.plan in ('pro', 'team')"),
             try! SegmentDefinition(name: "quiet", ruleText: "hours_since_last_activity > 30 or activities(2d) = 0"),
             try! SegmentDefinition(name: "multi", ruleText: "accounts >= 2"),
+            try! SegmentDefinition(name: "fresh", ruleText: "days_since_signup between 1 and 3 or days_since_signup = 5"),
         ],
         kpis: [
             try! KPIDefinition(name: "spend", kind: .sum, expressionText: "spend(3d)", segments: nil),

@@ -41,9 +41,11 @@ extension SegmentCatalog {
 /// The instants at which the clock alone can change a rule or KPI value (GUIDE: time is an input).
 ///
 /// - Windows: a day leaves an `Nd` window at the start of day `d + N`.
-/// - `days_since_signup` changes at every local midnight.
 /// - `hours_since_*` compared directly with constants (`hours_since_signup >= 24`) cross them at
 ///   `base + c hours`; used any other way (inside arithmetic) they are re-checked hourly.
+/// - `days_since_signup` moves at local midnights: compared directly with constants
+///   (`days_since_signup <= 7`) it matters only at the midnights where it reaches them, so a
+///   user long past every threshold has no daily timer; used any other way, every midnight.
 public struct TimeTriggers: Sendable, Equatable {
     public let windows: [Int]
     public let daily: Bool
@@ -54,15 +56,17 @@ public struct TimeTriggers: Sendable, Equatable {
         let expressions = segments.map(\.rule) + kpis.map(\.expression)
         let features = expressions.reduce(into: Set<Feature>()) { $0.formUnion($1.features) }
         windows = Set(features.compactMap(\.windowDays)).sorted()
-        daily = features.contains(.daysSinceSignup)
         var thresholds: [Feature: Set<Double>] = [:]
-        var hourly: Set<Feature> = []
-        for expression in expressions { Self.collect(expression, &thresholds, &hourly) }
+        var periodic: Set<Feature> = []
+        for expression in expressions { Self.collect(expression, &thresholds, &periodic) }
         self.thresholds = thresholds.mapValues { $0.sorted() }
-        self.hourly = hourly
+        hourly = periodic.intersection(Self.continuous)
+        daily = periodic.contains(.daysSinceSignup)
     }
 
+    /// Features that move with the clock alone and can be given crossing times.
     static let continuous: Set<Feature> = [.hoursSinceSignup, .hoursSinceLastActivity]
+    static let clocked: Set<Feature> = continuous.union([.daysSinceSignup])
 
     private static func constant(_ e: RuleExpression) -> Double? {
         switch e {
@@ -72,9 +76,11 @@ public struct TimeTriggers: Sendable, Equatable {
         }
     }
 
-    private static func collect(_ e: RuleExpression, _ thresholds: inout [Feature: Set<Double>], _ hourly: inout Set<Feature>) {
+    /// Collects the constants each clocked feature is compared with directly, and the clocked
+    /// features used any other way (`periodic`: re-checked every hour or midnight).
+    private static func collect(_ e: RuleExpression, _ thresholds: inout [Feature: Set<Double>], _ periodic: inout Set<Feature>) {
         func direct(_ feature: RuleExpression, _ bounds: [RuleExpression]) -> Bool {
-            guard case let .feature(f, _) = feature, continuous.contains(f) else { return false }
+            guard case let .feature(f, _) = feature, clocked.contains(f) else { return false }
             let values = bounds.compactMap(constant)
             guard values.count == bounds.count else { return false }
             thresholds[f, default: []].formUnion(values)
@@ -87,17 +93,17 @@ public struct TimeTriggers: Sendable, Equatable {
             if direct(v, [lo, hi]) { return }
         case let .inList(v, items, _, _):
             if direct(v, items) { return }
-        case let .feature(f, _) where continuous.contains(f):
-            hourly.insert(f)
+        case let .feature(f, _) where clocked.contains(f):
+            periodic.insert(f)
             return
         default: break
         }
         switch e {
         case .literal, .feature: return
-        case let .not(x, _), let .negate(x, _), let .isNull(x, _, _): collect(x, &thresholds, &hourly)
-        case let .binary(_, a, b, _): collect(a, &thresholds, &hourly); collect(b, &thresholds, &hourly)
-        case let .inList(v, items, _, _): ([v] + items).forEach { collect($0, &thresholds, &hourly) }
-        case let .between(v, lo, hi, _, _): [v, lo, hi].forEach { collect($0, &thresholds, &hourly) }
+        case let .not(x, _), let .negate(x, _), let .isNull(x, _, _): collect(x, &thresholds, &periodic)
+        case let .binary(_, a, b, _): collect(a, &thresholds, &periodic); collect(b, &thresholds, &periodic)
+        case let .inList(v, items, _, _): ([v] + items).forEach { collect($0, &thresholds, &periodic) }
+        case let .between(v, lo, hi, _, _): [v, lo, hi].forEach { collect($0, &thresholds, &periodic) }
         }
     }
 
@@ -117,7 +123,17 @@ public struct TimeTriggers: Sendable, Equatable {
                 if let oldest { consider(calendar.start(of: oldest + DayNumber(n))) }
             }
         }
-        if daily, profile.signupAt != nil { consider(calendar.start(of: today + 1)) }
+        if let signupAt = profile.signupAt {
+            if daily { consider(calendar.start(of: today + 1)) }
+            // A whole number of days: a comparison with c can flip when the value reaches c
+            // (`=`, `>=`, `<`) or passes it (`=`, `>`, `<=`); with a fractional c, only at ⌈c⌉.
+            let signupDay = calendar.day(of: signupAt)
+            for days in thresholds[.daysSinceSignup] ?? [] where days >= 0 && days < 1_000_000 {
+                let reach = DayNumber(days.rounded(.up))
+                consider(calendar.start(of: signupDay + reach))
+                if days == days.rounded() { consider(calendar.start(of: signupDay + reach + 1)) }
+            }
+        }
         for (feature, base) in [(Feature.hoursSinceSignup, profile.signupAt), (.hoursSinceLastActivity, profile.lastActivityAt)] {
             guard let base else { continue }
             for hours in thresholds[feature] ?? [] {
