@@ -35,6 +35,7 @@ import Testing
         ("days_since_signup between 1 and 3", 9, nil),
         ("days_since_signup in (5, 30)", 10, 20),
         ("days_since_signup <= 7", nil, nil),                      // no signup: null until one arrives
+        ("days_since_signup > -1", -1, 1),                         // a sign-up dated tomorrow (up to 24 h ahead is valid)
     ])
     func daysSinceSignupComparedWithAConstant(rule: String, signedUpDaysAgo: Int32?, timerInDays: Int32?) throws {
         let expected = timerInDays.map { Self.calendar.start(of: Self.today + $0) }

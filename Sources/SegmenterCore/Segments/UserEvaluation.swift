@@ -128,7 +128,7 @@ public struct TimeTriggers: Sendable, Equatable {
             // A whole number of days: a comparison with c can flip when the value reaches c
             // (`=`, `>=`, `<`) or passes it (`=`, `>`, `<=`); with a fractional c, only at ⌈c⌉.
             let signupDay = calendar.day(of: signupAt)
-            for days in thresholds[.daysSinceSignup] ?? [] where days >= 0 && days < 1_000_000 {
+            for days in thresholds[.daysSinceSignup] ?? [] where abs(days) < 1_000_000 {  // negative: a sign-up up to 24 h ahead
                 let reach = DayNumber(days.rounded(.up))
                 consider(calendar.start(of: signupDay + reach))
                 if days == days.rounded() { consider(calendar.start(of: signupDay + reach + 1)) }
