@@ -172,8 +172,10 @@ extension PartitionStore {
 
     /// Re-evaluates the users whose timers are due at `now` (cause `time`). The work grows with
     /// the number of due timers, not with the number of users.
-    /// - Parameter profiles: profiles the transaction changed (newer than the committed cache).
-    func fireDueTimers(now: Instant, work: inout SegmentWork, profiles: [String: UserProfile]) throws -> (fired: Int, changes: Int) {
+    /// - Parameter changedProfile: a profile the transaction changed (newer than the committed
+    ///   cache), if it did.
+    func fireDueTimers(now: Instant, work: inout SegmentWork,
+                       changedProfile: (String) -> UserProfile? = { _ in nil }) throws -> (fired: Int, changes: Int) {
         var fired = 0
         var changes = 0
         while true {
@@ -184,7 +186,7 @@ extension PartitionStore {
             select.reset()
             if due.isEmpty { return (fired, changes) }
             for userID in due {
-                guard let profile = try profiles[userID] ?? self.profile(of: userID) else {
+                guard let profile = try changedProfile(userID) ?? self.profile(of: userID) else {
                     segmentStatements.deleteTimer.reset()
                     segmentStatements.deleteTimer.bind(1, userID)
                     try segmentStatements.deleteTimer.run()

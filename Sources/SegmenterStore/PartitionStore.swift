@@ -322,7 +322,7 @@ public final class PartitionStore: @unchecked Sendable {
                 outcome.noteKPIChanges(work.partials, cause: .event)
                 if let due = nextTimer, due <= batchNow {
                     let before = work.partials.changed
-                    let (fired, changes) = try fireDueTimers(now: batchNow, work: &work, profiles: changed.mapValues(\.profile))
+                    let (fired, changes) = try fireDueTimers(now: batchNow, work: &work) { changed[$0]?.profile }
                     outcome.timersFired = fired
                     outcome.membershipChanges += changes
                     outcome.membershipChangesByCause[.time, default: 0] += changes
@@ -353,7 +353,7 @@ public final class PartitionStore: @unchecked Sendable {
         guard let due = nextTimer, due <= now else { return outcome }
         var work = SegmentWork(partials: partials)
         try db.transaction {
-            let (fired, changes) = try fireDueTimers(now: now, work: &work, profiles: [:])
+            let (fired, changes) = try fireDueTimers(now: now, work: &work)
             outcome.timersFired = fired
             outcome.membershipChanges = changes
             outcome.membershipChangesByCause[.time] = changes
