@@ -28,8 +28,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     private var topicNames: [OpaquePointer: String] = [:]
     private var closed = false
 
-    /// - Parameter configuration: passed through; `group.id` and `bootstrap.servers` are required.
-    public init(configuration: KafkaConfiguration, listener: RebalanceListener) throws {
+    /// - Parameters:
+    ///   - configuration: passed through; `group.id` and `bootstrap.servers` are required.
+    ///   - listener: told of group rebalances; nil for a reader that only uses `assign`.
+    public init(configuration: KafkaConfiguration, listener: RebalanceListener?) throws {
         var properties = configuration.without(KafkaConfiguration.producerOnly)
         properties["enable.auto.commit"] = "false"
         properties["enable.auto.offset.store"] = "false"
@@ -74,6 +76,15 @@ public final class KafkaConsumer: @unchecked Sendable {
         for topic in topics { list.add(TopicPartition(topic: topic, partition: segmenter_partition_ua())) }
         let err = rd_kafka_subscribe(handle, list.handle)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(operation: "subscribe to \(topics)", code: err) }
+    }
+
+    /// Reads the given partitions outside any group rebalance (no `subscribe`): for internal
+    /// topics every instance reads whole.
+    public func assign(_ starts: [TopicPartition: StartOffset]) throws {
+        let list = PartitionList(capacity: starts.count)
+        for (tp, start) in starts { list.add(tp, offset: start.raw) }
+        let err = rd_kafka_assign(handle, list.handle)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(operation: "assign \(starts.keys.map(\.description).sorted())", code: err) }
     }
 
     /// Waits up to `timeoutMs` for a first message, then takes whatever else is already
@@ -155,10 +166,10 @@ func queryWatermarks(_ handle: OpaquePointer, _ tp: TopicPartition, timeoutMs: I
 
 /// Lives as long as the consumer handle; the rebalance callback reaches it through the opaque.
 final class ConsumerContext: @unchecked Sendable {
-    let listener: RebalanceListener
+    let listener: RebalanceListener?
     let resetToEnd: Bool
 
-    init(listener: RebalanceListener, resetToEnd: Bool) {
+    init(listener: RebalanceListener?, resetToEnd: Bool) {
         self.listener = listener
         self.resetToEnd = resetToEnd
     }
@@ -167,12 +178,12 @@ final class ConsumerContext: @unchecked Sendable {
         let assigned = PartitionList.elements(of: partitions).map(\.0)
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
-            let starts = listener.partitionsAssigned(assigned)
+            let starts = listener?.partitionsAssigned(assigned) ?? [:]
             let list = PartitionList(capacity: assigned.count)
             for tp in assigned { list.add(tp, offset: (starts[tp] ?? (resetToEnd ? .end : .beginning)).raw) }
             rd_kafka_assign(rk, list.handle)
         default:
-            listener.partitionsRevoked(assigned)
+            listener?.partitionsRevoked(assigned)
             rd_kafka_assign(rk, nil)
         }
     }

@@ -47,21 +47,27 @@ extension IngestCommand {
     }
 }
 
-/// The commit thread: owns the partition databases, the instance clock, the KPI publisher and
-/// the outbox relay.
+/// The commit thread: owns the partition databases, the instance clock, the KPI publisher, the
+/// KPI exchange with other instances, and the outbox relay.
 ///
 /// Per batch: 1. `now` advances to the batch's latest event time (never backwards). 2. Every
 /// owned partition commits one transaction side by side: its events, their re-evaluation, and
 /// its due timers (partitions without events only fire timers). 3. At most once per emit
-/// interval, the partitions' KPI partials are summed and changed values published. 4. The relay
-/// publishes outbox rows.
+/// interval, the partitions' KPI partials are announced to the group and, on the KPI leader,
+/// summed over the whole group and changed values published. 4. The relay publishes outbox rows.
 final class CommitWorker: @unchecked Sendable {
     let queue = WorkQueue<IngestCommand>(capacity: 2)
     private let config: SegmenterConfig
     private let stores: PartitionStores
     private let relay: OutboxRelay
     private let consumer: KafkaConsumer
+    private let producer: KafkaProducer
     private let publisher: KPIPublisher
+    private let exchange: KPIExchange
+    /// The input topics' partition count: the leader publishes once each is accounted for.
+    private var partitionCount: Int?
+    private var lastWaitingLog = ContinuousClock.now - .seconds(60)
+    private let log: (String) -> Void
     private let report: (BatchOutcome, DecodedBatch, Int, Int64) -> Void
     private let finished = DispatchSemaphore(value: 0)
     private(set) var failure: Error?
@@ -75,9 +81,14 @@ final class CommitWorker: @unchecked Sendable {
     private var nextOffsets: [TopicPartition: Int64] = [:]
     private var lastSlowGauges = ContinuousClock.now - .seconds(60)
 
-    init(config: SegmenterConfig, producer: KafkaProducer, consumer: KafkaConsumer, operations: OperationalState,
-         log: @escaping (String) -> Void, report: @escaping (BatchOutcome, DecodedBatch, Int, Int64) -> Void) throws {
+    init(config: SegmenterConfig, producer: KafkaProducer, consumer: KafkaConsumer, partitionCount: Int?,
+         operations: OperationalState, log: @escaping (String) -> Void,
+         report: @escaping (BatchOutcome, DecodedBatch, Int, Int64) -> Void) throws {
         self.config = config
+        self.producer = producer
+        self.partitionCount = partitionCount
+        self.log = log
+        self.exchange = KPIExchange(topic: config.topics.kpiPartials, producer: producer, kafka: config.kafka, log: log)
         self.operations = operations
         self.stores = PartitionStores(config: config, log: log)
         self.relay = OutboxRelay(producer: producer)
@@ -134,7 +145,10 @@ final class CommitWorker: @unchecked Sendable {
                 // our next start) would otherwise send again the rows still in flight.
                 try emitKPIs(force: true)
                 try relay.drain(outboxSources, timeoutMs: 10_000)
+                // The partitions' final announcements reach the KPI leader before a new owner's.
+                try? producer.flush(timeoutMs: 5_000)
                 stores.revoke(partitions)
+                exchange.forget(Set(partitions.map(\.partition)).filter { stores.open[$0] == nil })
                 for tp in partitions { nextOffsets[tp] = nil }
                 relay.forget(partitionsNotIn: outboxSources)
                 reply.send(true)
@@ -265,20 +279,41 @@ final class CommitWorker: @unchecked Sendable {
         }
     }
 
-    /// Sums the owned partitions' partials and publishes changed KPI values, at most once per
-    /// emit interval (coalescing), or now when `force`d (before giving partitions away, on stop).
+    /// Announces the owned partitions' partials and, on the KPI leader, publishes changed global
+    /// KPI values, at most once per emit interval (coalescing), or now when `force`d (before
+    /// giving partitions away, on stop).
     private func emitKPIs(force: Bool) throws {
         // Without partitions there is nothing to sum: publishing would claim every KPI fell to zero.
         guard let now, !stores.open.isEmpty else { return }
         guard force || ContinuousClock.now - lastEmit >= .milliseconds(config.kpiEmitIntervalMs) else { return }
         lastEmit = ContinuousClock.now
-        let global = KPIPartials.sum(stores.open.values.map(\.partials))
+        defer { recordOperationalGauges(now: now) }
+        try exchange.announce(stores.open, force: force)
+        let leader = stores.open[0] != nil
+        exchange.follow(asLeader: leader)
+        guard leader, let global = try groupPartials() else { return }
         let emitted = try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
                               alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
         kpiCauses = [:]
         ServiceMetrics.kpiDeltas.increment(by: emitted)
         operations.sample(publisher.values, at: now, every: .milliseconds(max(config.kpiEmitIntervalMs, 2000)))
-        recordOperationalGauges(now: now)
+    }
+
+    /// The group's partials as the leader sees them, or nil while some partition is unaccounted
+    /// for (its owner has not announced it yet, or the leader is still reading the announcements).
+    private func groupPartials() throws -> [KPIKey: KPIPartial]? {
+        if partitionCount == nil { partitionCount = try? producer.partitionCount(of: config.topics.activity, timeoutMs: 2000) }
+        let count = partitionCount ?? (stores.open.keys.max().map { Int($0) + 1 } ?? 0)
+        let caughtUp = try exchange.poll()
+        let (global, missing) = exchange.group.global(owned: stores.open.mapValues(\.partials), partitionCount: count)
+        // Owning every partition, the leader needs nobody's announcements.
+        if missing.isEmpty && (caughtUp || stores.open.count >= count) { return global }
+        if ContinuousClock.now - lastWaitingLog >= .seconds(10) {
+            lastWaitingLog = ContinuousClock.now
+            log(caughtUp ? "KPIs wait for partitions \(missing.map(String.init).joined(separator: ", ")) to be announced by their owners"
+                         : "KPIs wait until the announcements of the other instances are read")
+        }
+        return nil
     }
 }
 

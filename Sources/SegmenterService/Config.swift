@@ -12,6 +12,8 @@ public struct SegmenterConfig: Sendable {
         public var membership = "segment-membership"
         public var kpiDeltas = "segment-kpi-deltas"
         public var alerts = "segment-alerts"
+        /// Internal: each instance's partition KPI partials, read by the KPI leader (compacted).
+        public var kpiPartials = "segmenter-kpi-partials"
     }
 
     public enum Clock: String, Sendable { case event, hybrid }
@@ -77,7 +79,8 @@ public struct SegmenterConfig: Sendable {
             }
         }
         if let topics = top["topics"] {
-            let entries = try reader.mapping(topics, allowed: ["activity", "billing", "dead_letters", "membership", "kpi_deltas", "alerts"])
+            let entries = try reader.mapping(topics, allowed: ["activity", "billing", "dead_letters", "membership", "kpi_deltas", "alerts",
+                                                               "kpi_partials"])
             for (key, node) in entries {
                 let name = try reader.string(node)
                 guard !name.isEmpty else { throw reader.error(node, "topic name must not be empty") }
@@ -87,6 +90,7 @@ public struct SegmenterConfig: Sendable {
                 case "dead_letters": config.topics.deadLetters = name
                 case "membership": config.topics.membership = name
                 case "kpi_deltas": config.topics.kpiDeltas = name
+                case "kpi_partials": config.topics.kpiPartials = name
                 default: config.topics.alerts = name
                 }
             }

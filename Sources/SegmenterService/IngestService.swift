@@ -67,7 +67,8 @@ public final class IngestService: @unchecked Sendable {
         let partitionCount = try checkInputTopics(producer)
         let bridge = RebalanceBridge(health: health)
         let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
-        let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, operations: health.operations,
+        let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, partitionCount: partitionCount,
+                                      operations: health.operations,
                                       log: { [logger] in logger.info("\($0)") }) {
             [self] outcome, batch, published, commitNanoseconds in
             ServiceMetrics.record(consumed: batch.consumed, applied: outcome.applied, duplicates: outcome.duplicates,

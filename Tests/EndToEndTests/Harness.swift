@@ -47,13 +47,17 @@ final class Harness: @unchecked Sendable {
     }
 
     /// A config for this broker with a fresh group; `extra` is appended YAML (segments, KPIs).
-    func writeConfig(batch: Int, extra: String = "") throws -> String {
-        let path = work.appendingPathComponent("segmenter.yaml").path
+    /// - Parameters:
+    ///   - instance: names a second (third…) instance: its own config file and state directory.
+    ///   - group: the consumer group, to put several instances in one.
+    func writeConfig(batch: Int, extra: String = "", instance: String? = nil, group: String? = nil) throws -> String {
+        let suffix = instance.map { "-\($0)" } ?? ""
+        let path = work.appendingPathComponent("segmenter\(suffix).yaml").path
         try """
         kafka:
           bootstrap.servers: \(bootstrap)
-          group.id: e2e-\(UUID().uuidString)
-        state_dir: \(work.appendingPathComponent("state").path)
+          group.id: \(group ?? "e2e-\(UUID().uuidString)")
+        state_dir: \(work.appendingPathComponent("state\(suffix)").path)
         fx:
           EUR: 1.08
         ingest:
@@ -146,16 +150,17 @@ final class Harness: @unchecked Sendable {
         return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
     }
 
-    /// Produces one keyed message with kcat.
-    func produce(topic: String, key: String, payload: String) throws {
-        try produce(topic: topic, messages: [(key, payload)])
+    /// Produces one keyed message with kcat (to `partition`, or where the key hashes to).
+    func produce(topic: String, key: String, payload: String, partition: Int? = nil) throws {
+        try produce(topic: topic, messages: [(key, payload)], partition: partition)
     }
 
     /// Produces keyed messages with kcat, in order.
-    func produce(topic: String, messages: [(key: String, payload: String)]) throws {
+    func produce(topic: String, messages: [(key: String, payload: String)], partition: Int? = nil) throws {
         let file = work.appendingPathComponent("produce-\(UUID().uuidString).txt")
         try messages.map { "\($0.key)\t\($0.payload)\n" }.joined().write(to: file, atomically: true, encoding: .utf8)
-        let (status, _) = try Processes.run(kcat, ["-b", bootstrap, "-P", "-t", topic, "-K", "\t", "-l", file.path])
+        let target = partition.map { ["-p", "\($0)"] } ?? []
+        let (status, _) = try Processes.run(kcat, ["-b", bootstrap, "-P", "-t", topic, "-K", "\t", "-l", file.path] + target)
         try #require(status == 0)
     }
 

@@ -60,34 +60,9 @@ import SegmenterService
             return 1
         }
 
-        // Recompute from the input: every valid message once, evaluated at the final event clock.
-        let catalog = try SegmenterConfig.parse(yaml: yaml, source: "test", environment: [:]).catalog
-        let decoder = EventDecoder(currency: "USD", fxRates: ["EUR": ExchangeRate("1.08")!])
-        var profiles: [String: UserProfile] = [:]
-        var days: [String: [DayNumber: DayAggregate]] = [:]
-        var now = Instant(nanoseconds: 0)
         let input = produced.lines.filter { $0.valid && !$0.duplicate } + [ProducedLog.Line(topic: "activity", valid: true, duplicate: false, payload: tick)]
-        for line in input {
-            let event = try decoder.decode(Array(line.payload.utf8), from: line.topic == "billing" ? .billing : .activity,
-                                           wallClock: Instant(seconds: Int64(Date().timeIntervalSince1970))).get()
-            now = max(now, event.ts)
-            if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: .utc) {
-                days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
-            }
-        }
-        var expectedMembers: Set<String> = []
-        var partials = KPIPartials()
-        for (user, profile) in profiles {
-            let evaluation = catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now, calendar: .utc)
-            for segment in evaluation.segments where segment != SegmentCatalog.allSegment { expectedMembers.insert("\(user)/\(segment)") }
-            for (segment, contributions) in evaluation.contributions {
-                partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: contributions)
-            }
-        }
+        let truth = try Recomputation(yaml: yaml, input: input)
 
-        // Fold segment-membership: the last change per (user, segment) wins.
-        var last: [String: String] = [:]
-        var causes: [String: Int] = [:]
         let membership = try harness.readTopic("segment-membership")
         if expectNoRepeats {
             // Changes are published only when membership flips, so per (user, segment) they
@@ -102,44 +77,9 @@ import SegmenterService
             }
             #expect(repeated.isEmpty, "a graceful stop must not re-send membership changes: \(repeated.prefix(6))")
         }
-        for message in membership {
-            last["\(message["user_id"]!)/\(message["segment"]!)"] = message["change"] as? String
-            causes["\(message["change"]!) by \(message["cause"]!)", default: 0] += 1
-        }
-        let folded = Set(last.filter { $0.value == "enter" }.keys)
-        #expect(folded == expectedMembers, "missing \(expectedMembers.subtracting(folded).prefix(5)), extra \(folded.subtracting(expectedMembers).prefix(5))")
+        let causes = truth.expectFoldedMembership(membership)
         #expect((causes["exit by time"] ?? 0) > 0, "days leaving spend(3d) must move users by time alone: \(causes)")
 
-        // Fold segment-kpi-deltas: per pair, seq 1, 2, 3… with previous = the prior current.
-        var chains: [String: [Int: [String: Any]]] = [:]
-        for message in try harness.readTopic("segment-kpi-deltas") {
-            let pair = "\(message["segment"]!)/\(message["kpi"]!)"
-            let seq = (message["seq"] as! NSNumber).intValue
-            if let seen = chains[pair]?[seq] {
-                #expect(NSDictionary(dictionary: seen).isEqual(to: message), "\(pair) seq \(seq) re-sent with other content")
-                #expect(!expectNoRepeats, "\(pair) seq \(seq) sent twice after a graceful stop")
-            }
-            chains[pair, default: [:]][seq] = message
-        }
-        func number(_ value: Any?) -> Double? { (value as? NSNumber)?.doubleValue }
-        for key in catalog.kpiKeys {
-            let pair = "\(key.segment)/\(key.kpi)"
-            let expected = catalog.value(of: key, in: partials.values)
-            guard let chain = chains[pair] else {
-                #expect(expected == nil, "\(pair) never published but should be \(String(describing: expected))")
-                continue
-            }
-            #expect(chain.keys.sorted() == Array(1...chain.count), "\(pair): seq must run 1…n without gaps: \(chain.keys.sorted())")
-            for seq in 2...max(chain.count, 2) where seq <= chain.count {
-                #expect(number(chain[seq]!["previous"]) == number(chain[seq - 1]!["current"]), "\(pair) seq \(seq): previous != prior current")
-            }
-            let final = number(chain[chain.count]!["current"])
-            let matches = switch (expected, final) {
-            case (nil, nil): true
-            case let (e?, f?): abs(e - f) <= 2e-6 * max(1, abs(e))
-            default: false
-            }
-            #expect(matches, "\(pair): published \(String(describing: final)), recomputed \(String(describing: expected))")
-        }
+        truth.expectKPIChains(try harness.readTopic("segment-kpi-deltas"), expectNoRepeats: expectNoRepeats)
     }
 }

@@ -63,10 +63,12 @@ public struct KPIPartials: Equatable, Sendable {
 
 extension KPIPartials {
     /// The global partials: the sum over partitions (or instances).
-    public static func sum(_ parts: some Sequence<KPIPartials>) -> [KPIKey: KPIPartial] {
+    public static func sum(_ parts: some Sequence<KPIPartials>) -> [KPIKey: KPIPartial] { sum(values: parts.map(\.values)) }
+
+    public static func sum(values parts: some Sequence<[KPIKey: KPIPartial]>) -> [KPIKey: KPIPartial] {
         var global: [KPIKey: KPIPartial] = [:]
         for part in parts {
-            for (key, partial) in part.values { global[key, default: KPIPartial()] += partial }
+            for (key, partial) in part { global[key, default: KPIPartial()] += partial }
         }
         return global
     }

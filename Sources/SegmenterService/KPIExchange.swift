@@ -1,0 +1,130 @@
+import Foundation
+import KafkaIO
+import SegmenterCore
+import SegmenterStore
+
+/// Makes KPIs global when several instances share one consumer group (SPEC §5, §7).
+///
+/// Each instance holds KPI partials only for the partitions it owns. Every instance announces
+/// each owned partition's partials (absolute values) to an internal topic whenever they changed,
+/// at most once per KPI emit interval, and all of them every `heartbeat`. The instance that owns
+/// input partition 0 is the **KPI leader**: it reads that topic from the beginning, adds the
+/// latest announcement of every partition it does not own to its own live partials, and alone
+/// publishes KPI deltas and alerts, so each (segment, kpi) pair has one `seq` chain. It publishes
+/// only once every partition is accounted for, so a partition whose owner has not spoken yet is
+/// never reported as having lost its members.
+///
+/// Used only on the commit thread.
+final class KPIExchange {
+    private let topic: String
+    private let producer: KafkaProducer
+    private let readerConfiguration: KafkaConfiguration
+    private let instance: String
+    private let heartbeat: Duration
+    private let log: (String) -> Void
+    private var lastAnnounced: [Int32: [KPIKey: KPIPartial]] = [:]
+    private var lastHeartbeat = ContinuousClock.now
+    private var reader: KafkaConsumer?
+    /// Per topic partition, the offset the reader must pass before the leader may publish (the
+    /// high watermarks when it started reading); nil once caught up.
+    private var catchUp: [TopicPartition: Int64]?
+    /// Whether the reader has been given the topic's partitions.
+    private var reading = false
+    private(set) var group = GroupPartials()
+
+    init(topic: String, producer: KafkaProducer, kafka: KafkaConfiguration, heartbeat: Duration = .seconds(30),
+         log: @escaping (String) -> Void) {
+        self.topic = topic
+        self.producer = producer
+        var properties = kafka.properties
+        // A reader outside the consumer group: it assigns every partition itself and commits nothing.
+        properties["group.id"] = (kafka["group.id"] ?? "segmenter") + "-kpi-leader"
+        readerConfiguration = KafkaConfiguration(properties)
+        instance = "\(ProcessInfo.processInfo.hostName)/\(getpid())"
+        self.heartbeat = heartbeat
+        self.log = log
+    }
+
+    var isCaughtUp: Bool { reading && catchUp == nil }
+
+    /// Announces every owned partition whose partials changed since its last announcement (all
+    /// of them when the heartbeat is due or `force`d). A lost announcement costs nothing: the
+    /// state is durable and the next change or heartbeat announces it again.
+    func announce(_ stores: [Int32: PartitionStore], force: Bool = false) throws {
+        let all = force || ContinuousClock.now - lastHeartbeat >= heartbeat
+        if all { lastHeartbeat = ContinuousClock.now }
+        for (partition, store) in stores {
+            let partials = store.partials.values
+            guard all || lastAnnounced[partition] != partials else { continue }
+            let announcement = PartialsAnnouncement(partition: partition, partials: partials, instance: instance, clock: try store.clock())
+            try producer.produceWaiting(topic: topic, key: Array(PartialsAnnouncement.key(partition: partition).utf8),
+                                        value: announcement.encoded())
+            lastAnnounced[partition] = partials
+        }
+    }
+
+    /// Forgets what was announced for partitions given up (a later owner of them announces anew).
+    func forget(_ partitions: some Sequence<Int32>) {
+        for partition in partitions { lastAnnounced[partition] = nil }
+    }
+
+    /// Starts reading the topic (from its beginning) when this instance became the KPI leader,
+    /// stops when it no longer is.
+    func follow(asLeader leader: Bool) {
+        guard leader != (reader != nil) else { return }
+        if leader {
+            do {
+                reader = try KafkaConsumer(configuration: readerConfiguration, listener: nil)
+                reading = false
+                group = GroupPartials()
+                log("KPI leader (this instance owns partition 0): reading \(topic) for the other instances' KPI partials")
+            } catch {
+                log("cannot read \(topic) yet (\(error)); KPIs wait")
+            }
+        } else {
+            reader?.close()
+            reader = nil
+            reading = false
+            catchUp = nil
+            group = GroupPartials()
+            log("no longer the KPI leader (partition 0 moved): another instance publishes KPIs and alerts")
+        }
+    }
+
+    /// Reads what has arrived. The first call after `follow(asLeader: true)` assigns every
+    /// partition of the topic once it exists. Returns whether the leader has caught up.
+    @discardableResult
+    func poll() throws -> Bool {
+        guard let reader else { return false }
+        if !reading {
+            // Not started: find the topic's partitions and where their ends are now.
+            guard let count = try? producer.partitionCount(of: topic, timeoutMs: 2000) else { return false }
+            var ends: [TopicPartition: Int64] = [:]
+            var starts: [TopicPartition: StartOffset] = [:]
+            for number in 0..<Int32(count) {
+                let tp = TopicPartition(topic: topic, partition: number)
+                let (low, high) = try reader.watermarks(of: tp, timeoutMs: 5000)
+                if high > low { ends[tp] = high }
+                starts[tp] = .beginning
+            }
+            try reader.assign(starts)
+            reading = true
+            catchUp = ends
+        }
+        while true {
+            let (messages, errors) = try reader.poll(maxMessages: 10_000, timeoutMs: 0)
+            for error in errors { log("reading \(topic): \(error)") }
+            for message in messages {
+                if let announcement = PartialsAnnouncement.decode(message.payload) { group.receive(announcement) }
+                let tp = TopicPartition(topic: message.topic, partition: message.partition)
+                if let end = catchUp?[tp], message.offset + 1 >= end { catchUp?[tp] = nil }
+            }
+            if messages.count < 10_000 { break }
+        }
+        if catchUp?.isEmpty == true {
+            catchUp = nil
+            log("KPI leader caught up with \(topic): \(group.announced.count) partitions announced")
+        }
+        return isCaughtUp
+    }
+}

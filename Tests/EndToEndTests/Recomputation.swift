@@ -1,0 +1,94 @@
+import Foundation
+import Testing
+import SegmenterCore
+import SegmenterService
+
+/// Memberships and KPIs recomputed from the input, to compare the published topics with.
+///
+/// Folds the produced messages with SegmenterCore's pure decoder and feature maths (tested on
+/// their own in SegmenterCoreTests); what the end-to-end tests check is everything between:
+/// Kafka, the outbox, timers, the clock, partials across partitions and instances, restarts.
+struct Recomputation {
+    let catalog: SegmentCatalog
+    /// "user/segment" for every membership the final state holds (`all` excluded: never published).
+    let expectedMembers: Set<String>
+    let partials: KPIPartials
+
+    /// - Parameter input: every valid message once, in any order; evaluated at the greatest `ts`.
+    init(yaml: String, input: [ProducedLog.Line]) throws {
+        catalog = try SegmenterConfig.parse(yaml: yaml, source: "test", environment: [:]).catalog
+        let decoder = EventDecoder(currency: "USD", fxRates: ["EUR": ExchangeRate("1.08")!])
+        var profiles: [String: UserProfile] = [:]
+        var days: [String: [DayNumber: DayAggregate]] = [:]
+        var now = Instant(nanoseconds: 0)
+        for line in input {
+            let event = try decoder.decode(Array(line.payload.utf8), from: line.topic == "billing" ? .billing : .activity,
+                                           wallClock: Instant(seconds: Int64(Date().timeIntervalSince1970))).get()
+            now = max(now, event.ts)
+            if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: .utc) {
+                days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
+            }
+        }
+        var members: Set<String> = []
+        var partials = KPIPartials()
+        for (user, profile) in profiles {
+            let evaluation = catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now, calendar: .utc)
+            for segment in evaluation.segments where segment != SegmentCatalog.allSegment { members.insert("\(user)/\(segment)") }
+            for (segment, contributions) in evaluation.contributions {
+                partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: contributions)
+            }
+        }
+        expectedMembers = members
+        self.partials = partials
+    }
+
+    /// Folds `segment-membership` (the last change per user and segment wins) and expects the
+    /// recomputed memberships. Returns how many changes each "change by cause" had.
+    @discardableResult
+    func expectFoldedMembership(_ messages: [[String: Any]]) -> [String: Int] {
+        var last: [String: String] = [:]
+        var causes: [String: Int] = [:]
+        for message in messages {
+            last["\(message["user_id"]!)/\(message["segment"]!)"] = message["change"] as? String
+            causes["\(message["change"]!) by \(message["cause"]!)", default: 0] += 1
+        }
+        let folded = Set(last.filter { $0.value == "enter" }.keys)
+        #expect(folded == expectedMembers, "missing \(expectedMembers.subtracting(folded).prefix(5)), extra \(folded.subtracting(expectedMembers).prefix(5))")
+        return causes
+    }
+
+    /// Folds `segment-kpi-deltas`: per pair, seq 1, 2, 3… with previous = the prior current, a
+    /// repeated seq only with the same content, and the last current = the recomputed value.
+    func expectKPIChains(_ messages: [[String: Any]], expectNoRepeats: Bool = false) {
+        var chains: [String: [Int: [String: Any]]] = [:]
+        for message in messages {
+            let pair = "\(message["segment"]!)/\(message["kpi"]!)"
+            let seq = (message["seq"] as! NSNumber).intValue
+            if let seen = chains[pair]?[seq] {
+                #expect(NSDictionary(dictionary: seen).isEqual(to: message), "\(pair) seq \(seq) re-sent with other content")
+                #expect(!expectNoRepeats, "\(pair) seq \(seq) sent twice after a graceful stop")
+            }
+            chains[pair, default: [:]][seq] = message
+        }
+        func number(_ value: Any?) -> Double? { (value as? NSNumber)?.doubleValue }
+        for key in catalog.kpiKeys {
+            let pair = "\(key.segment)/\(key.kpi)"
+            let expected = catalog.value(of: key, in: partials.values)
+            guard let chain = chains[pair] else {
+                #expect(expected == nil, "\(pair) never published but should be \(String(describing: expected))")
+                continue
+            }
+            #expect(chain.keys.sorted() == Array(1...chain.count), "\(pair): seq must run 1…n without gaps: \(chain.keys.sorted())")
+            for seq in 2...max(chain.count, 2) where seq <= chain.count {
+                #expect(number(chain[seq]!["previous"]) == number(chain[seq - 1]!["current"]), "\(pair) seq \(seq): previous != prior current")
+            }
+            let final = number(chain[chain.count]!["current"])
+            let matches = switch (expected, final) {
+            case (nil, nil): true
+            case let (e?, f?): abs(e - f) <= 2e-6 * max(1, abs(e))
+            default: false
+            }
+            #expect(matches, "\(pair): published \(String(describing: final)), recomputed \(String(describing: expected))")
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+import SegmenterCore
+
+/// Several `segmenter run` processes in one consumer group (SPEC §7), each with its own state
+/// directory, against a real broker: they split the partitions, KPIs stay global (one `seq`
+/// chain per pair, values over every partition of every instance), and when an instance is
+/// killed the survivor takes its partitions over and rebuilds their state from the input topics.
+@Suite(.serialized) struct ScaleOutTests {
+    @Test func twoInstancesPublishGlobalKPIsAndASurvivorTakesOverAKilledOnesPartitions() throws {
+        let harness = try Harness()
+        let startDay = DayNumber(Int64(Date().timeIntervalSince1970) / 86_400) - 15
+        let incident = DayCalendar.isoDate(startDay + 7)
+        let yaml = SegmentOutputsTests.segmentsYAML(lateCohort: incident)
+        let group = "scale-out-\(UUID().uuidString)"
+        let configs = try ["a", "b"].map { try harness.writeConfig(batch: 300, extra: yaml, instance: $0, group: group) }
+        let instances = try configs.indices.map { index in
+            try Processes.Running(harness.bin, ["run", "--config", configs[index]],
+                                  log: harness.work.appendingPathComponent("run-\(index).log"))
+        }
+        func committed() -> [Int] { configs.map { harness.committedOffsets(config: $0) } }
+        func logs() -> String { instances.map { String($0.output.suffix(1500)) }.joined(separator: "\n----\n") }
+
+        // Given two members of one group that share the partitions
+        let deadline = Date().addingTimeInterval(60)
+        while !instances.allSatisfy({ $0.output.contains("assigned") }), Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        try #require(instances.allSatisfy { $0.output.contains("assigned") }, "both instances must join the group: \(logs())")
+        Thread.sleep(forTimeInterval: 3)  // let the group settle after the second member joined
+
+        // When they consume a stream, then an event four days later in every partition (each
+        // instance's clock moves there, so members leave by time in both)
+        let first = try harness.generate(["--users", "200", "--events", "10000", "--days", "10", "--start", DayCalendar.isoDate(startDay),
+                                          "--incident-after", incident, "--invalid-rate", "0.01", "--duplicate-rate", "0.02", "--seed", "23"])
+        let tickTs = Instant(seconds: Int64(startDay + 14) * 86_400)
+        var ticks: [ProducedLog.Line] = []
+        for partition in 0..<4 {
+            let tick = #"{"event_id":"tick","user_id":"clock-tick-\#(partition)","type":"session","ts":"\#(tickTs)"}"#
+            try harness.produce(topic: "activity", key: "clock-tick-\(partition)", payload: tick, partition: partition)
+            ticks.append(ProducedLog.Line(topic: "activity", valid: true, duplicate: false, payload: tick))
+        }
+        while committed().reduce(0, +) < first.total + 4, Date() < deadline.addingTimeInterval(60) { Thread.sleep(forTimeInterval: 0.1) }
+        let split = committed()
+        #expect(split.reduce(0, +) == first.total + 4, "\(logs())")
+        #expect(split.allSatisfy { $0 > 0 }, "both instances must have consumed partitions of their own: \(split)")
+        Thread.sleep(forTimeInterval: 1.5)  // announcements, one KPI emit interval, the relay
+
+        // Then the KPIs published meanwhile are those of all the input, in one chain per pair
+        let firstInput = first.lines.filter { $0.valid && !$0.duplicate } + ticks
+        try Recomputation(yaml: yaml, input: firstInput).expectKPIChains(try harness.readTopic("segment-kpi-deltas"))
+        let leaders = instances.indices.filter { instances[$0].output.contains("KPI leader (this instance owns partition 0)") }
+        try #require(leaders.count == 1, "exactly one instance leads KPIs: \(logs())")
+
+        // When the instance that is not the KPI leader is killed in the middle of more input (new users, 4,000 messages/s)
+        let survivor = leaders[0], victim = 1 - leaders[0]
+        let log = harness.work.appendingPathComponent("produced-more.jsonl")
+        let generator = try Processes.Running(harness.bin, [
+            "generate", "--bootstrap-servers", harness.bootstrap, "--out", log.path, "--rate", "4000", "--user-prefix", "v",
+            "--users", "200", "--events", "20000", "--days", "10", "--start", DayCalendar.isoDate(startDay),
+            // No duplicates: this input is older than the clock by more than the dedupe horizon.
+            "--invalid-rate", "0.01", "--seed", "24",
+        ], log: harness.work.appendingPathComponent("generate.log"))
+        while committed().reduce(0, +) < first.total + 4 + 6_000, Date() < deadline.addingTimeInterval(120) { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(generator.process.isRunning, "the kill should land mid-stream (committed \(committed()))")
+        instances[victim].kill(SIGKILL)
+        _ = instances[victim].wait(seconds: 10)
+        try #require(generator.wait(seconds: 60) == 0, "\(generator.output.suffix(1000))")
+        let more = try ProducedLog(path: log.path)
+
+        // Then the survivor takes its partitions over, rebuilds them from the input and consumes everything
+        let total = first.total + 4 + more.total
+        let takeover = Date().addingTimeInterval(120)
+        while harness.committedOffsets(config: configs[survivor]) < total, Date() < takeover { Thread.sleep(forTimeInterval: 0.2) }
+        #expect(harness.committedOffsets(config: configs[survivor]) == total, "\(logs())")
+        Thread.sleep(forTimeInterval: 1.5)
+        instances[survivor].kill(SIGTERM)
+        #expect(instances[survivor].wait(seconds: 30) == 0, "\(logs())")
+        #expect(instances[survivor].output.contains("revoked"), "the survivor's group must have rebalanced")
+
+        // And the published memberships and the one KPI chain per pair equal a recomputation over all the input
+        let truth = try Recomputation(yaml: yaml, input: firstInput + more.lines.filter { $0.valid && !$0.duplicate })
+        truth.expectFoldedMembership(try harness.readTopic("segment-membership"))
+        truth.expectKPIChains(try harness.readTopic("segment-kpi-deltas"))
+    }
+}
