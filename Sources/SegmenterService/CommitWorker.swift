@@ -64,6 +64,7 @@ final class CommitWorker: @unchecked Sendable {
     private let producer: KafkaProducer
     private let publisher: KPIPublisher
     private let exchange: KPIExchange
+    private let snapshots: StateSnapshots
     /// The input topics' partition count: the leader publishes once each is accounted for.
     private var partitionCount: Int?
     private var lastWaitingLog = ContinuousClock.now - .seconds(60)
@@ -89,6 +90,7 @@ final class CommitWorker: @unchecked Sendable {
         self.partitionCount = partitionCount
         self.log = log
         self.exchange = KPIExchange(topic: config.topics.kpiPartials, producer: producer, kafka: config.kafka, log: log)
+        self.snapshots = StateSnapshots(config: config, producer: producer, log: log)
         self.operations = operations
         self.stores = PartitionStores(config: config, log: log)
         self.relay = OutboxRelay(producer: producer)
@@ -137,7 +139,7 @@ final class CommitWorker: @unchecked Sendable {
                 try commit(batch)
                 polledAt = batch.polledAt
             case let .assigned(partitions, reply)?:
-                let starts = try stores.assign(partitions)
+                let starts = try stores.assign(partitions, snapshots: snapshots) { [consumer] in try? consumer.watermarks(of: $0).low }
                 for store in stores.open.values { if let clock = try store.clock() { advance(to: clock) } }
                 reply.send(starts)
             case let .revoked(partitions, reply)?:
@@ -148,7 +150,9 @@ final class CommitWorker: @unchecked Sendable {
                 // The partitions' final announcements reach the KPI leader before a new owner's.
                 try? producer.flush(timeoutMs: 5_000)
                 stores.revoke(partitions)
-                exchange.forget(Set(partitions.map(\.partition)).filter { stores.open[$0] == nil })
+                let released = Set(partitions.map(\.partition)).filter { stores.open[$0] == nil }
+                exchange.forget(released)
+                snapshots.forget(released)
                 for tp in partitions { nextOffsets[tp] = nil }
                 relay.forget(partitionsNotIn: outboxSources)
                 reply.send(true)
@@ -174,6 +178,7 @@ final class CommitWorker: @unchecked Sendable {
             }
             try emitKPIs(force: false)
             try relay.pump(outboxSources)
+            try snapshots.tick(stores.open)
             if let polledAt { ServiceMetrics.pollToOutput.record(duration: ContinuousClock.now - polledAt) }
         }
     }

@@ -14,6 +14,9 @@ public struct SegmenterConfig: Sendable {
         public var alerts = "segment-alerts"
         /// Internal: each instance's partition KPI partials, read by the KPI leader (compacted).
         public var kpiPartials = "segmenter-kpi-partials"
+        /// Internal: snapshots of the partition databases, so a partition's state can move to an
+        /// instance that never held it (compacted; one topic partition per input partition).
+        public var stateSnapshots = "segmenter-state"
     }
 
     public enum Clock: String, Sendable { case event, hybrid }
@@ -39,6 +42,10 @@ public struct SegmenterConfig: Sendable {
     public var catalog = SegmenterCatalogDefaults.empty
     /// KPI deltas are coalesced to at most one per (segment, kpi) per interval of wall time.
     public var kpiEmitIntervalMs = 1000
+    /// How often each partition database that changed is snapshotted to `topics.stateSnapshots`
+    /// (also when the partition is revoked); 0: never. Input older than a partition's latest
+    /// snapshot may expire from Kafka without losing its state.
+    public var stateSnapshotIntervalSeconds: Int64 = 600
     /// Alerts on KPIs, evaluated at every emit interval.
     public var alerts: [AlertDefinition] = []
     /// Port of the HTTP API (health, readiness, metrics, JSON); nil: no HTTP server.
@@ -72,7 +79,8 @@ public struct SegmenterConfig: Sendable {
         config.source = source
         guard let root = reader.root else { return config }
         let top = try reader.mapping(root, allowed: ["kafka", "topics", "state_dir", "time_zone", "clock", "currency", "fx",
-                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "alerts", "http", "reconciliation"])
+                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "alerts", "http", "reconciliation",
+                                                     "state_snapshot_interval"])
         if let kafka = top["kafka"] {
             for (key, value) in try reader.mapping(kafka, allowed: nil) {
                 config.kafka[key] = try reader.string(value)
@@ -80,7 +88,7 @@ public struct SegmenterConfig: Sendable {
         }
         if let topics = top["topics"] {
             let entries = try reader.mapping(topics, allowed: ["activity", "billing", "dead_letters", "membership", "kpi_deltas", "alerts",
-                                                               "kpi_partials"])
+                                                               "kpi_partials", "state_snapshots"])
             for (key, node) in entries {
                 let name = try reader.string(node)
                 guard !name.isEmpty else { throw reader.error(node, "topic name must not be empty") }
@@ -91,6 +99,7 @@ public struct SegmenterConfig: Sendable {
                 case "membership": config.topics.membership = name
                 case "kpi_deltas": config.topics.kpiDeltas = name
                 case "kpi_partials": config.topics.kpiPartials = name
+                case "state_snapshots": config.topics.stateSnapshots = name
                 default: config.topics.alerts = name
                 }
             }
@@ -142,6 +151,10 @@ public struct SegmenterConfig: Sendable {
         }
         if let node = top["alerts"] { config.alerts = try parseAlerts(node, catalog: config.catalog, reader: reader) }
         if let node = top["reconciliation"] { config.reconciliation = try ReconciliationConfig.parse(node, reader: reader, configFile: source) }
+        if let node = top["state_snapshot_interval"] {
+            let text = try reader.string(node)
+            config.stateSnapshotIntervalSeconds = text == "off" ? 0 : try reader.duration(node)
+        }
         if let node = top["kpi_emit_interval"] {
             let text = try reader.string(node)
             if text.hasSuffix("ms"), let ms = Int(text.dropLast(2)), ms > 0 {

@@ -36,8 +36,13 @@ final class PartitionStores {
         return store
     }
 
-    /// Opens the state of newly assigned partitions and says where each should resume.
-    func assign(_ partitions: [TopicPartition]) throws -> [TopicPartition: StartOffset] {
+    /// Opens the state of newly assigned partitions and says where each should resume. A
+    /// partition with no usable local state (no offsets, or offsets before the input's earliest
+    /// retained message) is first restored from its latest snapshot in Kafka, if that is ahead.
+    /// - Parameter earliestOffset: the input partition's low watermark, if it can be read.
+    func assign(_ partitions: [TopicPartition], snapshots: StateSnapshots?,
+                earliestOffset: (TopicPartition) -> Int64?) throws -> [TopicPartition: StartOffset] {
+        if let snapshots { try restoreUnusable(partitions, from: snapshots, earliestOffset: earliestOffset) }
         var starts: [TopicPartition: StartOffset] = [:]
         for tp in partitions {
             assigned.insert(tp)
@@ -47,6 +52,38 @@ final class PartitionStores {
         log("assigned \(partitions.map(\.description).sorted().joined(separator: ", ")); "
             + (stored.isEmpty ? "no stored offsets: starting where auto.offset.reset says (default: the beginning)" : "resuming at stored offsets \(stored)"))
         return starts
+    }
+
+    private func restoreUnusable(_ partitions: [TopicPartition], from snapshots: StateSnapshots,
+                                 earliestOffset: (TopicPartition) -> Int64?) throws {
+        var local: [Int32: [String: Int64]] = [:]
+        var unusable: Set<Int32> = []
+        for number in Set(partitions.map(\.partition)) where open[number] == nil {
+            let offsets = try PartitionStore.storedOffsets(directory: config.stateDirectory, partition: number)
+            local[number] = offsets
+            let expired = partitions.contains { tp in
+                guard tp.partition == number, let next = offsets[tp.topic], let earliest = earliestOffset(tp) else { return false }
+                return next < earliest
+            }
+            if offsets.isEmpty || expired { unusable.insert(number) }
+        }
+        guard !unusable.isEmpty else { return }
+        let found = try snapshots.latest(of: unusable)
+        for number in unusable.sorted() {
+            let mine = local[number] ?? [:]
+            guard let snapshot = found[number],
+                  snapshot.offsets.allSatisfy({ $0.value >= mine[$0.key] ?? 0 }), snapshot.offsets != mine else {
+                if !mine.isEmpty {
+                    log("partition \(number): WARNING its state stopped before the earliest input Kafka still holds and no later "
+                        + "snapshot exists in \(config.topics.stateSnapshots): the events in between are lost to it")
+                }
+                continue
+            }
+            try snapshots.install(snapshot)
+            log("partition \(number): restored from its snapshot in Kafka (\(snapshot.bytes.count / 1024) KiB); resuming at "
+                + snapshot.offsets.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")
+                + (mine.isEmpty ? " (no local state)" : " (local state stopped at \(mine.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")), before input Kafka no longer holds)"))
+        }
     }
 
     /// Closes the databases of partition numbers no longer assigned on either topic.

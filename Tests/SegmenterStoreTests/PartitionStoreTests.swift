@@ -32,6 +32,31 @@ import Testing
         try PartitionStore(directory: directory, partition: 0, calendar: .utc)
     }
 
+    /// A snapshot installed elsewhere is the same state with the same offsets, and replaying the
+    /// input after it (as a restore does) applies only what the snapshot had not seen.
+    @Test func aSnapshotInstalledElsewhereResumesExactlyWhereItWasTaken() throws {
+        let store = try openStore()
+        _ = try store.commit([record(0, activity("e1")), record(1, topic: "billing", charge("c1", cents: 700))],
+                             deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        let snapshot = directory.appendingPathComponent("copy.snapshot")
+        try store.writeSnapshot(to: snapshot)
+        // A commit after the snapshot: not in it.
+        _ = try store.commit([record(2, activity("e2"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+
+        let elsewhere = directory.appendingPathComponent("elsewhere")
+        try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        try PartitionStore.install(snapshot: snapshot, directory: elsewhere, partition: 0)
+        #expect(try PartitionStore.storedOffsets(directory: elsewhere, partition: 0) == ["activity": 1, "billing": 2])
+        let restored = try PartitionStore(directory: elsewhere, partition: 0, calendar: .utc)
+        #expect(try restored.profile(of: "u1")?.lifetimeActivities == 1)
+        #expect(try restored.profile(of: "u1")?.lifetimeSpendCents == 700)
+        // The input is consumed again from the stored offsets: e2 (offset 2) counts, e1 (a redelivery) does not.
+        let outcome = try restored.commit([record(1, activity("e1")), record(2, activity("e2"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        #expect(outcome.applied == 1)
+        #expect(try restored.profile(of: "u1")?.lifetimeActivities == 2)
+        #expect(try PartitionStore.storedOffsets(directory: directory, partition: 7) == [:])
+    }
+
     @Test func anInterruptedBatchLeavesNoPartialState() throws {
         // Given a committed batch
         let store = try openStore()

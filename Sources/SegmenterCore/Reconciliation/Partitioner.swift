@@ -58,8 +58,9 @@ public enum Partitioner: String, Sendable, CaseIterable {
         return c
     }
 
-    static func crc32(_ data: [UInt8]) -> UInt32 {
-        var crc: UInt32 = 0xffff_ffff
+    /// CRC-32 (IEEE, as zlib); pass the previous result as `continuing` to checksum data in pieces.
+    public static func crc32(_ data: some Sequence<UInt8>, continuing previous: UInt32 = 0) -> UInt32 {
+        var crc: UInt32 = previous ^ 0xffff_ffff
         for byte in data { crc = crcTable[Int((crc ^ UInt32(byte)) & 0xff)] ^ (crc >> 8) }
         return crc ^ 0xffff_ffff
     }
