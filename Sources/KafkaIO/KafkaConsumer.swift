@@ -135,6 +135,26 @@ public final class KafkaConsumer: @unchecked Sendable {
         rd_kafka_consumer_close(handle)
     }
 
+    /// The group's committed next offsets of `partitions` (those with none are absent). Here
+    /// they only tell how far another member got with a partition before it moved.
+    public func committed(_ partitions: [TopicPartition], timeoutMs: Int32 = 5000) throws -> [TopicPartition: Int64] {
+        guard !partitions.isEmpty else { return [:] }
+        let list = PartitionList(capacity: partitions.count)
+        for tp in partitions { list.add(tp) }
+        let err = rd_kafka_committed(handle, list.handle, timeoutMs)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(operation: "read the group's committed offsets", code: err) }
+        var result: [TopicPartition: Int64] = [:]
+        for (tp, offset, error) in PartitionList.elements(of: list.handle) where error == RD_KAFKA_RESP_ERR_NO_ERROR && offset >= 0 {
+            result[tp] = offset
+        }
+        return result
+    }
+
+    /// Number of partitions of `topic`, from the cluster's metadata.
+    public func partitionCount(of topic: String, timeoutMs: Int32 = 5000) throws -> Int {
+        try KafkaMetadata.partitionCount(handle, topic: topic, timeoutMs: timeoutMs)
+    }
+
     /// (low, high) watermarks of a partition as the broker reports them.
     public func watermarks(of tp: TopicPartition, timeoutMs: Int32 = 5000) throws -> (low: Int64, high: Int64) {
         try queryWatermarks(handle, tp, timeoutMs: timeoutMs)

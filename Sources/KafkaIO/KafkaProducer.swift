@@ -5,6 +5,9 @@ import Foundation
 public struct DeliveryReport: Sendable {
     public let messageID: Int64
     public let error: KafkaError?
+    /// Where the broker stored the message (partition -1 and offset -1 when it did not).
+    public var partition: Int32 = -1
+    public var offset: Int64 = -1
 }
 
 /// An idempotent producer (`enable.idempotence=true`: no duplicates or reordering from
@@ -27,7 +30,8 @@ public final class KafkaProducer: @unchecked Sendable {
             guard id != 0 else { return }
             let error = message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil
                 : KafkaError(operation: "deliver message", code: message.pointee.err)
-            Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue().append(DeliveryReport(messageID: id, error: error))
+            Unmanaged<ProducerContext>.fromOpaque(opaque).takeUnretainedValue().append(
+                DeliveryReport(messageID: id, error: error, partition: message.pointee.partition, offset: message.pointee.offset))
         }
         do {
             handle = try makeHandle(type: RD_KAFKA_PRODUCER, conf: conf, operation: "create producer")

@@ -62,7 +62,8 @@ final class CommitWorker: @unchecked Sendable {
     private let relay: OutboxRelay
     private let consumer: KafkaConsumer
     private let producer: KafkaProducer
-    private let publisher: KPIPublisher
+    /// The KPI chain, while this instance owns partition 0 (its state lives in that database).
+    private var publisher: KPIPublisher?
     private let exchange: KPIExchange
     private let snapshots: StateSnapshots
     /// The input topics' partition count: the leader publishes once each is accounted for.
@@ -89,14 +90,15 @@ final class CommitWorker: @unchecked Sendable {
         self.producer = producer
         self.partitionCount = partitionCount
         self.log = log
-        self.exchange = KPIExchange(topic: config.topics.kpiPartials, producer: producer, kafka: config.kafka, log: log)
+        self.exchange = KPIExchange(config: config, producer: producer, log: log)
         self.snapshots = StateSnapshots(config: config, producer: producer, log: log)
         self.operations = operations
         self.stores = PartitionStores(config: config, log: log)
         self.relay = OutboxRelay(producer: producer)
         self.consumer = consumer
         self.report = report
-        self.publisher = try KPIPublisher(directory: config.stateDirectory, topic: config.topics.kpiDeltas)
+        relay.watchedTopic = config.topics.kpiDeltas
+        relay.onWatchedDelivery = { [weak self] partition, offset in self?.publisher?.noteDelivered(partition: partition, offset: offset) }
     }
 
     func start() {
@@ -124,11 +126,7 @@ final class CommitWorker: @unchecked Sendable {
 
     var published: Int { relay.published }
 
-    private var outboxSources: [Int32: any OutboxSource] {
-        var sources: [Int32: any OutboxSource] = stores.open
-        sources[-1] = publisher
-        return sources
-    }
+    private var outboxSources: [Int32: any OutboxSource] { stores.open }
 
     private func loop() throws {
         while true {
@@ -139,9 +137,17 @@ final class CommitWorker: @unchecked Sendable {
                 try commit(batch)
                 polledAt = batch.polledAt
             case let .assigned(partitions, reply)?:
-                let starts = try stores.assign(partitions, snapshots: snapshots) { [consumer] in try? consumer.watermarks(of: $0).low }
+                let history = PartitionStores.InputHistory(earliest: { [consumer] in try? consumer.watermarks(of: $0).low },
+                                                           groupProgress: { [consumer, log] in
+                    do { return try consumer.committed($0) } catch {
+                        log("cannot read how far the group got (\(error)); memberships are not published again after a move")
+                        return [:]
+                    }
+                })
+                let starts = try stores.assign(partitions, snapshots: snapshots, history: history)
                 for store in stores.open.values { if let clock = try store.clock() { advance(to: clock) } }
                 reply.send(starts)
+                try takeKPILeadership()
             case let .revoked(partitions, reply)?:
                 // Publish what these partitions owe before giving them up: their next owner (or
                 // our next start) would otherwise send again the rows still in flight.
@@ -150,6 +156,7 @@ final class CommitWorker: @unchecked Sendable {
                 // The partitions' final announcements reach the KPI leader before a new owner's.
                 try? producer.flush(timeoutMs: 5_000)
                 stores.revoke(partitions)
+                if stores.open[0] == nil { publisher = nil }
                 let released = Set(partitions.map(\.partition)).filter { stores.open[$0] == nil }
                 exchange.forget(released)
                 snapshots.forget(released)
@@ -271,7 +278,7 @@ final class CommitWorker: @unchecked Sendable {
             if let timers { ingest.timers = timers }
             if let bytes { ingest.stateBytes = bytes }
         }
-        ServiceMetrics.recordGauges(operations.snapshot, alerts: publisher.alertStatus.mapValues { $0.state == .firing })
+        ServiceMetrics.recordGauges(operations.snapshot, alerts: (publisher?.alertStatus ?? [:]).mapValues { $0.state == .firing })
         ServiceMetrics.outboxAge.record(oldest.map { Double(wall.nanoseconds - $0.nanoseconds) / 1e9 } ?? 0)
     }
 
@@ -296,12 +303,40 @@ final class CommitWorker: @unchecked Sendable {
         try exchange.announce(stores.open, force: force)
         let leader = stores.open[0] != nil
         exchange.follow(asLeader: leader)
-        guard leader, let global = try groupPartials() else { return }
+        guard leader else { return }
+        try takeKPILeadership()
+        guard let publisher, let global = try groupPartials() else { return }
         let emitted = try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
                               alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
         kpiCauses = [:]
         ServiceMetrics.kpiDeltas.increment(by: emitted)
         operations.sample(publisher.values, at: now, every: .milliseconds(max(config.kpiEmitIntervalMs, 2000)))
+    }
+
+    /// Opens the KPI chain in partition 0's database when this instance got partition 0, and
+    /// continues it after what earlier leaders published (read from the deltas topic) before
+    /// anything of it is relayed. Retried at the next emit if the topic cannot be read.
+    private func takeKPILeadership() throws {
+        guard publisher == nil, let zero = stores.open[0] else { return }
+        let chain = try KPIPublisher(store: zero, topic: config.topics.kpiDeltas)
+        var latest: [KPIKey: KPIPublisher.TopicMessage] = [:]
+        var read = 0
+        let readTo: [Int32: Int64]
+        do {
+            readTo = try TopicReader(configuration: config.readerKafka("kpi-chain")).readToEnd(config.topics.kpiDeltas, after: chain.deliveredOffsets) { message in
+                read += 1
+                if let (key, position) = KPIPublisher.chainPosition(of: message.payload), position.seq > latest[key]?.seq ?? 0 { latest[key] = position }
+            }
+        } catch let error as KafkaError where error.codeName.contains("UNKNOWN_TOPIC") {
+            readTo = [:]  // nothing was ever published
+        } catch {
+            log("KPI leader: cannot read \(config.topics.kpiDeltas) to continue its chains (\(error)); KPIs wait")
+            return
+        }
+        let (advanced, dropped) = try chain.continueChain(after: latest, readTo: readTo)
+        log("KPI leader: continuing the chains of \(config.topics.kpiDeltas) after \(read) messages published since this state's last one"
+            + (advanced + dropped > 0 ? " (\(advanced) pairs continue from a later seq, \(dropped) unsent messages superseded)" : ""))
+        publisher = chain
     }
 
     /// The group's partials as the leader sees them, or nil while some partition is unaccounted

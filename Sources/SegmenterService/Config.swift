@@ -60,6 +60,14 @@ public struct SegmenterConfig: Sendable {
     public init() {}
 
     public var calendar: DayCalendar { DayCalendar(identifier: timeZone)! }
+
+    /// The Kafka properties for a reader of internal topics outside the consumer group
+    /// (`purpose` only labels its group id; it commits nothing).
+    func readerKafka(_ purpose: String) -> KafkaConfiguration {
+        var properties = kafka.properties
+        properties["group.id"] = (kafka["group.id"] ?? "segmenter") + "-" + purpose
+        return KafkaConfiguration(properties)
+    }
     public var decoder: EventDecoder { EventDecoder(currency: currency, fxRates: fx) }
 
     /// Loads and validates a configuration file.

@@ -32,14 +32,10 @@ final class KPIExchange {
     private var reading = false
     private(set) var group = GroupPartials()
 
-    init(topic: String, producer: KafkaProducer, kafka: KafkaConfiguration, heartbeat: Duration = .seconds(30),
-         log: @escaping (String) -> Void) {
-        self.topic = topic
+    init(config: SegmenterConfig, producer: KafkaProducer, heartbeat: Duration = .seconds(30), log: @escaping (String) -> Void) {
+        self.topic = config.topics.kpiPartials
         self.producer = producer
-        var properties = kafka.properties
-        // A reader outside the consumer group: it assigns every partition itself and commits nothing.
-        properties["group.id"] = (kafka["group.id"] ?? "segmenter") + "-kpi-leader"
-        readerConfiguration = KafkaConfiguration(properties)
+        readerConfiguration = config.readerKafka("kpi-leader")
         instance = "\(ProcessInfo.processInfo.hostName)/\(getpid())"
         self.heartbeat = heartbeat
         self.log = log

@@ -20,11 +20,15 @@ final class OutboxRelay {
     private let deleteInterval = Duration.milliseconds(250)
     private(set) var failures = 0
     var lastFailure: KafkaError?
+    /// Rows of partition 0's outbox on `watchedTopic` in flight: their delivery is reported to
+    /// `onWatchedDelivery` (the KPI leader records where its chain stands on the topic).
+    private var watchedRows: Set<Int64> = []
+    var watchedTopic: String?
+    var onWatchedDelivery: ((_ partition: Int32, _ offset: Int64) -> Void)?
 
     init(producer: KafkaProducer) { self.producer = producer }
 
-    /// Message ids carry the source (a partition, or -1 for the KPI publisher) in the top bits so
-    /// a delivery report finds its row.
+    /// Message ids carry the source partition in the top bits so a delivery report finds its row.
     private static func messageID(partition: Int32, row: Int64) -> Int64 { (Int64(partition) << 40) | row }
     private static func split(_ id: Int64) -> (Int32, Int64) { (Int32(id >> 40), id & ((1 << 40) - 1)) }
 
@@ -39,6 +43,7 @@ final class OutboxRelay {
                                             messageID: Self.messageID(partition: partition, row: row.id))
                 produced[partition] = row.id
                 inFlight += 1
+                if partition == 0, row.topic == watchedTopic { watchedRows.insert(row.id) }
             }
         }
         for report in producer.poll(timeoutMs: waitMs) {
@@ -56,6 +61,7 @@ final class OutboxRelay {
             } else {
                 published += 1
                 delivered[partition, default: []].append(row)
+                if partition == 0, watchedRows.remove(row) != nil { onWatchedDelivery?(report.partition, report.offset) }
             }
         }
         if ContinuousClock.now - lastDelete >= deleteInterval { try deleteDelivered(stores) }
@@ -73,6 +79,7 @@ final class OutboxRelay {
     func forget(partitionsNotIn open: [Int32: any OutboxSource]) {
         produced = produced.filter { open[$0.key] != nil }
         delivered = delivered.filter { open[$0.key] != nil }
+        if open[0] == nil { watchedRows = [] }
     }
 
     /// Pumps until nothing is in flight and no rows remain, or the deadline passes.

@@ -36,17 +36,38 @@ final class PartitionStores {
         return store
     }
 
+    /// What Kafka knows of an input partition beyond this instance's state.
+    struct InputHistory {
+        /// The earliest offset the broker still holds.
+        var earliest: (TopicPartition) -> Int64?
+        /// How far the consumer group got (committed next offsets), e.g. another instance before
+        /// the partition moved here.
+        var groupProgress: ([TopicPartition]) -> [TopicPartition: Int64]
+    }
+
     /// Opens the state of newly assigned partitions and says where each should resume. A
-    /// partition with no usable local state (no offsets, or offsets before the input's earliest
-    /// retained message) is first restored from its latest snapshot in Kafka, if that is ahead.
-    /// - Parameter earliestOffset: the input partition's low watermark, if it can be read.
-    func assign(_ partitions: [TopicPartition], snapshots: StateSnapshots?,
-                earliestOffset: (TopicPartition) -> Int64?) throws -> [TopicPartition: StartOffset] {
-        if let snapshots { try restoreUnusable(partitions, from: snapshots, earliestOffset: earliestOffset) }
+    /// partition whose local state is missing or behind (no offsets, offsets before the input's
+    /// earliest retained message, or behind where the group got) is first restored from its
+    /// latest snapshot in Kafka, if that is further along. Where the group got further than the
+    /// state resumes, the users in between have their memberships published again.
+    func assign(_ partitions: [TopicPartition], snapshots: StateSnapshots?, history: InputHistory) throws -> [TopicPartition: StartOffset] {
+        let progress = history.groupProgress(partitions)
+        if let snapshots { try restoreUnusable(partitions, from: snapshots, earliest: history.earliest, progress: progress) }
         var starts: [TopicPartition: StartOffset] = [:]
+        var restating: [String] = []
         for tp in partitions {
             assigned.insert(tp)
-            if let next = try store(for: tp.partition).storedOffsets()[tp.topic] { starts[tp] = .offset(next) }
+            let store = try store(for: tp.partition)
+            let next = try store.storedOffsets()[tp.topic]
+            if let next { starts[tp] = .offset(next) }
+            if let reached = progress[tp], reached > next ?? 0 {
+                store.restateUntil[tp.topic] = reached
+                restating.append("\(tp)@\(next ?? 0)..<\(reached)")
+            }
+        }
+        if !restating.isEmpty {
+            log("the group got further than this state with \(restating.sorted().joined(separator: ", ")): "
+                + "users of those messages get their memberships published again")
         }
         let stored = starts.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")
         log("assigned \(partitions.map(\.description).sorted().joined(separator: ", ")); "
@@ -55,17 +76,19 @@ final class PartitionStores {
     }
 
     private func restoreUnusable(_ partitions: [TopicPartition], from snapshots: StateSnapshots,
-                                 earliestOffset: (TopicPartition) -> Int64?) throws {
+                                 earliest: (TopicPartition) -> Int64?, progress: [TopicPartition: Int64]) throws {
         var local: [Int32: [String: Int64]] = [:]
         var unusable: Set<Int32> = []
         for number in Set(partitions.map(\.partition)) where open[number] == nil {
             let offsets = try PartitionStore.storedOffsets(directory: config.stateDirectory, partition: number)
             local[number] = offsets
-            let expired = partitions.contains { tp in
-                guard tp.partition == number, let next = offsets[tp.topic], let earliest = earliestOffset(tp) else { return false }
-                return next < earliest
+            let behind = partitions.contains { tp in
+                guard tp.partition == number else { return false }
+                if let reached = progress[tp], reached > offsets[tp.topic] ?? 0 { return true }
+                guard let next = offsets[tp.topic], let first = earliest(tp) else { return false }
+                return next < first
             }
-            if offsets.isEmpty || expired { unusable.insert(number) }
+            if offsets.isEmpty || behind { unusable.insert(number) }
         }
         guard !unusable.isEmpty else { return }
         let found = try snapshots.latest(of: unusable)
@@ -73,7 +96,10 @@ final class PartitionStores {
             let mine = local[number] ?? [:]
             guard let snapshot = found[number],
                   snapshot.offsets.allSatisfy({ $0.value >= mine[$0.key] ?? 0 }), snapshot.offsets != mine else {
-                if !mine.isEmpty {
+                let expired = partitions.contains { tp in
+                    tp.partition == number && (mine[tp.topic].map { next in earliest(tp).map { next < $0 } ?? false } ?? false)
+                }
+                if expired {
                     log("partition \(number): WARNING its state stopped before the earliest input Kafka still holds and no later "
                         + "snapshot exists in \(config.topics.stateSnapshots): the events in between are lost to it")
                 }
@@ -82,7 +108,7 @@ final class PartitionStores {
             try snapshots.install(snapshot)
             log("partition \(number): restored from its snapshot in Kafka (\(snapshot.bytes.count / 1024) KiB); resuming at "
                 + snapshot.offsets.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")
-                + (mine.isEmpty ? " (no local state)" : " (local state stopped at \(mine.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")), before input Kafka no longer holds)"))
+                + (mine.isEmpty ? " (no local state)" : " (local state was behind, at \(mine.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")))"))
         }
     }
 

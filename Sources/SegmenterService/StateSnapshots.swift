@@ -35,9 +35,7 @@ final class StateSnapshots {
     init(config: SegmenterConfig, producer: KafkaProducer, log: @escaping (String) -> Void) {
         topic = config.topics.stateSnapshots
         self.producer = producer
-        var properties = config.kafka.properties
-        properties["group.id"] = (config.kafka["group.id"] ?? "segmenter") + "-restore"
-        readerConfiguration = KafkaConfiguration(properties)
+        readerConfiguration = config.readerKafka("restore")
         directory = config.stateDirectory
         interval = config.stateSnapshotIntervalSeconds > 0 ? .seconds(config.stateSnapshotIntervalSeconds) : nil
         self.log = log
@@ -95,31 +93,11 @@ final class StateSnapshots {
 
     /// Reads the topic once and returns the latest complete snapshot of each of `partitions`
     /// that has one.
-    func latest(of partitions: Set<Int32>, timeout: Duration = .seconds(120)) throws -> [Int32: StateSnapshot] {
-        guard !partitions.isEmpty, let count = try? producer.partitionCount(of: topic, timeoutMs: 5000) else { return [:] }
-        let reader = try KafkaConsumer(configuration: readerConfiguration, listener: nil)
-        defer { reader.close() }
-        var ends: [TopicPartition: Int64] = [:]
-        for number in 0..<Int32(count) {
-            let tp = TopicPartition(topic: topic, partition: number)
-            let (low, high) = try reader.watermarks(of: tp)
-            if high > low { ends[tp] = high }
-        }
-        guard !ends.isEmpty else { return [:] }
-        try reader.assign(ends.mapValues { _ in .beginning })
+    func latest(of partitions: Set<Int32>) throws -> [Int32: StateSnapshot] {
+        guard !partitions.isEmpty, (try? producer.partitionCount(of: topic, timeoutMs: 5000)) != nil else { return [:] }
         var assembler = SnapshotAssembler(partitions: partitions)
-        let deadline = ContinuousClock.now + timeout
-        while !ends.isEmpty {
-            guard ContinuousClock.now < deadline else {
-                throw ServiceError("reading state snapshots from \(topic) took longer than \(timeout); still to read: \(ends.keys.map(\.description).sorted())")
-            }
-            let (messages, errors) = try reader.poll(maxMessages: 1000, timeoutMs: 500)
-            for error in errors { log("reading \(topic): \(error)") }
-            for message in messages {
-                if let chunk = SnapshotChunk.decode(message.payload) { assembler.receive(chunk) }
-                let tp = TopicPartition(topic: message.topic, partition: message.partition)
-                if let end = ends[tp], message.offset + 1 >= end { ends[tp] = nil }
-            }
+        try TopicReader(configuration: readerConfiguration).readToEnd(topic) { message in
+            if let chunk = SnapshotChunk.decode(message.payload) { assembler.receive(chunk) }
         }
         if assembler.dropped > 0 { log("\(topic): skipped \(assembler.dropped) incomplete or damaged snapshots (an earlier complete one is used)") }
         return assembler.latest

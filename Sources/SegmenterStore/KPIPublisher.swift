@@ -3,9 +3,11 @@ import SegmenterCore
 
 /// Turns KPI partials into `segment-kpi-deltas` messages (SPEC §5, §8).
 ///
-/// Holds, in its own SQLite file, the last published value and `seq` of every (segment, kpi)
-/// pair, and an outbox. One transaction records the new published values and their messages,
-/// so a crash can neither lose a delta nor break the `seq`/`previous` chain.
+/// Holds the last published value and `seq` of every (segment, kpi) pair, end-of-day history and
+/// alert states in **partition 0's database**, and writes its messages to that database's
+/// outbox: the chain moves with partition 0 to whichever instance owns it (the KPI leader),
+/// together with its snapshots. One transaction records the new published values and their
+/// messages, so a crash can neither lose a delta nor break the `seq`/`previous` chain.
 public final class KPIPublisher: @unchecked Sendable {
     struct Published { var value: Double?; var seq: Int64 }
 
@@ -22,20 +24,23 @@ public final class KPIPublisher: @unchecked Sendable {
     var lastDrillDowns: [String: String] = [:]
     /// The last evaluation of each alert (value, baseline), for `inspect alerts`.
     public internal(set) var alertReadings: [String: (value: Double?, baseline: Double?)] = [:]
+    /// Per partition of `topic`, the greatest offset at which one of this chain's messages was
+    /// delivered: a new leader reads the topic from there to learn what others published since.
+    public internal(set) var deliveredOffsets: [Int32: Int64] = [:]
 
-    public static let fileName = "kpis.sqlite"
+    /// Where the publisher kept its state before it moved into partition 0's database.
+    public static let legacyFileName = "kpis.sqlite"
 
-    public init(directory: URL, topic: String) throws {
+    /// - Parameter store: partition 0's database (the publisher shares its connection and outbox;
+    ///   use both from one thread).
+    public init(store: PartitionStore, topic: String) throws {
         self.topic = topic
-        db = try SQLiteConnection(path: directory.appendingPathComponent(Self.fileName).path)
-        try db.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL")
+        db = store.db
+        outboxWriter = store.outboxWriter
         try db.execute("""
             CREATE TABLE IF NOT EXISTS kpi_published (
                 segment TEXT NOT NULL, kpi TEXT NOT NULL, value_bits INTEGER, seq INTEGER NOT NULL,
                 PRIMARY KEY (segment, kpi)) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS outbox (
-                id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL,
-                created_at INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS kpi_history (
                 segment TEXT NOT NULL, kpi TEXT NOT NULL, day INTEGER NOT NULL, value_bits INTEGER NOT NULL,
                 PRIMARY KEY (segment, kpi, day)) WITHOUT ROWID;
@@ -44,13 +49,52 @@ public final class KPIPublisher: @unchecked Sendable {
                 value_bits INTEGER, baseline_bits INTEGER, drill_down TEXT) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS publisher_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
             """)
-        outboxWriter = try OutboxWriter(db)
+        try adoptLegacyFile(in: URL(fileURLWithPath: store.path).deletingLastPathComponent())
+        try loadPublished()
+        try loadAlertState()
+    }
+
+    private func loadPublished() throws {
+        published = [:]
         let rows = try db.prepare("SELECT segment, kpi, value_bits, seq FROM kpi_published")
         while try rows.step() {
             published[KPIKey(segment: rows.string(0)!, kpi: rows.string(1)!)] =
                 Published(value: rows.isNull(2) ? nil : Double(bitPattern: UInt64(bitPattern: rows.int64(2))), seq: rows.int64(3))
         }
-        try loadAlertState()
+        let offsets = try db.prepare("SELECT key, value FROM publisher_meta WHERE key LIKE 'delivered_offset:%'")
+        while try offsets.step() {
+            if let partition = Int32(offsets.string(0)!.dropFirst("delivered_offset:".count)) { deliveredOffsets[partition] = offsets.int64(1) }
+        }
+    }
+
+    /// State directories written before the publisher moved into partition 0 kept it in its own
+    /// file: its chain, history, alert states and unsent messages move over once, in one
+    /// transaction, and the old file is renamed.
+    private func adoptLegacyFile(in directory: URL) throws {
+        let legacy = directory.appendingPathComponent(Self.legacyFileName)
+        guard FileManager.default.fileExists(atPath: legacy.path) else { return }
+        let attach = try db.prepare("ATTACH DATABASE ? AS legacy")
+        attach.bind(1, legacy.path)
+        try attach.run()
+        do {
+            try db.transaction {
+                try db.execute("""
+                    INSERT OR IGNORE INTO kpi_published SELECT * FROM legacy.kpi_published;
+                    INSERT OR IGNORE INTO kpi_history SELECT * FROM legacy.kpi_history;
+                    INSERT OR IGNORE INTO alert_states SELECT * FROM legacy.alert_states;
+                    INSERT OR IGNORE INTO publisher_meta SELECT * FROM legacy.publisher_meta;
+                    INSERT INTO outbox (topic, key, value, created_at) SELECT topic, key, value, created_at FROM legacy.outbox ORDER BY id;
+                    """)
+            }
+        } catch {
+            try? db.execute("DETACH DATABASE legacy")
+            throw error
+        }
+        try db.execute("DETACH DATABASE legacy")
+        try outboxWriter.refreshHighWater()
+        for suffix in ["", "-wal", "-shm"] {
+            try? FileManager.default.moveItem(atPath: legacy.path + suffix, toPath: legacy.path + ".migrated" + suffix)
+        }
     }
 
     /// Values are published rounded to 1e-6, so float noise from maintaining sums by
@@ -113,6 +157,7 @@ public final class KPIPublisher: @unchecked Sendable {
             try saveAlerts(statuses, readings: readings)
             for (name, message) in alertMessages { try enqueue(topic: alertTopic, key: name, message: message, now: now) }
             try setMeta("current_day", Int64(calendar.day(of: now)))
+            for (partition, offset) in deliveredOffsets { try setMeta("delivered_offset:\(partition)", offset) }
         }
         for (key, state, _) in updates { published[key] = state }
         self.history = history

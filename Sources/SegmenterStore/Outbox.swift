@@ -23,6 +23,13 @@ final class OutboxWriter {
         highWater = newest.int64(0)
     }
 
+    /// Re-reads the greatest id, after rows were added other than through `append`.
+    func refreshHighWater() throws {
+        let newest = try db.prepare("SELECT coalesce(max(id), 0) FROM outbox")
+        _ = try newest.step()
+        highWater = max(highWater, newest.int64(0))
+    }
+
     /// `created_at` is the wall clock (the outbox age metric), whatever event time the message speaks of.
     func append(topic: String, key: [UInt8]?, value: [UInt8]) throws {
         insert.reset()
@@ -82,7 +89,3 @@ extension PartitionStore: OutboxSource {
     public var outboxHighWater: Int64 { outboxWriter.highWater }
 }
 
-extension KPIPublisher: OutboxSource {
-    public var outboxDatabase: SQLiteConnection { db }
-    public var outboxHighWater: Int64 { outboxWriter.highWater }
-}

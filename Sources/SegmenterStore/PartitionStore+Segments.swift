@@ -104,8 +104,9 @@ extension PartitionStore {
     ///   already in SQLite, not yet in the committed cache.
     /// - Returns: the number of published membership changes.
     @discardableResult
+    /// - Parameter restate: publish the user's state in every segment, changed or not (see `restateUntil`).
     func reevaluate(_ userID: String, profile: UserProfile, batchDays: [DayNumber: DayAggregate] = [:], now: Instant, cause: ChangeCause,
-                    work: inout SegmentWork, rebuilding: Bool = false) throws -> Int {
+                    work: inout SegmentWork, rebuilding: Bool = false, restate: Bool = false) throws -> Int {
         let catalog = segments.catalog
         var state: SegmentState
         var knownDue = true
@@ -143,11 +144,14 @@ extension PartitionStore {
                 st.deleteMembership.bind(2, segment)
                 try st.deleteMembership.run()
             }
-            if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment {
-                // SPEC §5 membership change; built directly (this runs for every change).
-                let message = "{\"user_id\":\(JSONText.quote(userID)),\"segment\":\(JSONText.quote(segment)),\"change\":\""
-                    + (new == nil ? "exit" : "enter") + "\",\"as_of\":\"\(now)\",\"cause\":\"\(cause.rawValue)\"}"
-                try enqueue(topic: segments.membershipTopic, key: Array(userID.utf8), value: Array(message.utf8), at: now)
+            if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment, !restate {
+                try publishMembership(userID, segment: segment, member: new != nil, now: now, cause: cause)
+                published += 1
+            }
+        }
+        if restate {
+            for segment in catalog.segmentNames where segment != SegmentCatalog.allSegment {
+                try publishMembership(userID, segment: segment, member: evaluation.contributions[segment] != nil, now: now, cause: cause)
                 published += 1
             }
         }
@@ -238,6 +242,13 @@ extension PartitionStore {
 
     /// After a change of segment or KPI definitions, re-evaluates every user once (cause
     /// `config`) and rebuilds the partials from nothing. One transaction.
+    /// A SPEC §5 membership message, built directly (this runs for every change).
+    private func publishMembership(_ userID: String, segment: String, member: Bool, now: Instant, cause: ChangeCause) throws {
+        let message = "{\"user_id\":\(JSONText.quote(userID)),\"segment\":\(JSONText.quote(segment)),\"change\":\""
+            + (member ? "enter" : "exit") + "\",\"as_of\":\"\(now)\",\"cause\":\"\(cause.rawValue)\"}"
+        try enqueue(topic: segments.membershipTopic, key: Array(userID.utf8), value: Array(message.utf8), at: now)
+    }
+
     func reevaluateEveryone(now: Instant) throws -> Int {
         var work = SegmentWork(partials: KPIPartials())
         var changes = 0

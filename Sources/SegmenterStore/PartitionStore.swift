@@ -137,6 +137,13 @@ public final class PartitionStore: @unchecked Sendable {
     /// The database file, for `WALCheckpointer`.
     public var path: String { db.path }
 
+    /// Per input topic, the offset below which another instance may already have published
+    /// this partition's membership changes: it processed those messages before the partition
+    /// moved here, from a later state than this one resumed at (or with other batch
+    /// boundaries). Users those messages touch have their whole membership published again, so
+    /// the topic's last word on them is this state's. Cleared once consumed past.
+    public var restateUntil: [String: Int64] = [:]
+
     public static func fileName(partition: Int32) -> String { String(format: "partition-%04d.sqlite", partition) }
 
     /// Writes a consistent copy of the database as of its last commit (state, offsets, outbox)
@@ -278,6 +285,7 @@ public final class PartitionStore: @unchecked Sendable {
         /// profile, the day sums' increments and whether the row is written whole).
         var changed: [String: ChangedUser] = [:]
         changed.reserveCapacity(records.count)
+        var restating: Set<String> = []
         var nextOffsets: [String: Int64] = [:]
         var batchNow = try clock()
         let batchStartNow = batchNow
@@ -311,6 +319,7 @@ public final class PartitionStore: @unchecked Sendable {
                     insertSeen.bind(3, event.ts.nanoseconds)
                     try insertSeen.run()
                     guard db.changes == 1 else { outcome.duplicates += 1; continue }
+                    if record.offset < restateUntil[record.topic] ?? 0 { restating.insert(event.userID) }
                     if changed[event.userID] == nil {
                         let stored = try self.profile(of: event.userID)
                         changed[event.userID] = ChangedUser(profile: stored ?? UserProfile(), rewrite: stored == nil)
@@ -345,7 +354,8 @@ public final class PartitionStore: @unchecked Sendable {
             if let given = now, batchNow == nil || given > batchNow! { batchNow = given }
             if let batchNow {
                 for (userID, user) in changed {
-                    let changes = try reevaluate(userID, profile: user.profile, batchDays: user.days, now: batchNow, cause: .event, work: &work)
+                    let changes = try reevaluate(userID, profile: user.profile, batchDays: user.days, now: batchNow, cause: .event,
+                                                 work: &work, restate: restating.contains(userID))
                     outcome.membershipChanges += changes
                     outcome.membershipChangesByCause[.event, default: 0] += changes
                 }
@@ -368,6 +378,7 @@ public final class PartitionStore: @unchecked Sendable {
             outcome.nextOffsets = nextOffsets
             try extraWork?(outcome)
         }
+        restateUntil = restateUntil.filter { topic, until in (nextOffsets[topic] ?? 0) < until }
         if profileCache.count + changed.count > profileCacheCapacity { profileCache.removeAll(keepingCapacity: true) }
         for (userID, user) in changed { profileCache[userID] = user.profile }
         partials = work.partials

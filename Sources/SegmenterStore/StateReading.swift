@@ -181,12 +181,14 @@ public struct AlertStateReader {
 
     let path: String
 
-    public init(directory: URL) { path = directory.appendingPathComponent(KPIPublisher.fileName).path }
+    /// The publisher keeps them in partition 0's database (on the instance that owns it).
+    public init(directory: URL) { path = directory.appendingPathComponent(PartitionStore.fileName(partition: 0)).path }
 
     public func read() throws -> [String: Row] {
         guard FileManager.default.fileExists(atPath: path) else { return [:] }
         let db = try SQLiteConnection(path: path, readOnly: true)
-        let statement = try db.prepare("SELECT name, state, pending_since, value_bits, baseline_bits, drill_down FROM alert_states")
+        // No table: this instance never led the KPIs.
+        guard let statement = try? db.prepare("SELECT name, state, pending_since, value_bits, baseline_bits, drill_down FROM alert_states") else { return [:] }
         var rows: [String: Row] = [:]
         func double(_ column: Int32) -> Double? { statement.optionalInt64(column).map { Double(bitPattern: UInt64(bitPattern: $0)) } }
         while try statement.step() {

@@ -53,7 +53,15 @@ struct Recomputation {
             causes["\(message["change"]!) by \(message["cause"]!)", default: 0] += 1
         }
         let folded = Set(last.filter { $0.value == "enter" }.keys)
-        #expect(folded == expectedMembers, "missing \(expectedMembers.subtracting(folded).prefix(5)), extra \(folded.subtracting(expectedMembers).prefix(5))")
+        let wrong = Array(expectedMembers.symmetricDifference(folded)).sorted().prefix(3)
+        // For each wrong membership, the changes published for it, in topic order.
+        let history = wrong.map { key in
+            key + ": " + messages.filter { "\($0["user_id"]!)/\($0["segment"]!)" == key }
+                .map { "\($0["change"]!) by \($0["cause"]!) as of \($0["as_of"]!)" }.joined(separator: "; ")
+        }
+        let missing = Array(expectedMembers.subtracting(folded)).sorted().prefix(5)
+        let extra = Array(folded.subtracting(expectedMembers)).sorted().prefix(5)
+        #expect(folded == expectedMembers, "missing \(missing), extra \(extra); published: \(history)")
         return causes
     }
 

@@ -7,7 +7,9 @@ import SegmenterCore
 /// chain per pair, values over every partition of every instance), and when an instance is
 /// killed the survivor takes its partitions over from their snapshots in Kafka.
 @Suite(.serialized) struct ScaleOutTests {
-    @Test func twoInstancesPublishGlobalKPIsAndASurvivorTakesOverAKilledOnesPartitions() throws {
+    /// Killing the KPI leader moves partition 0, and with it the KPI chains, to the survivor.
+    @Test(arguments: [false, true])
+    func twoInstancesPublishGlobalKPIsAndASurvivorTakesOverAKilledOnesPartitions(killingTheLeader: Bool) throws {
         let harness = try Harness()
         let startDay = DayNumber(Int64(Date().timeIntervalSince1970) / 86_400) - 15
         let incident = DayCalendar.isoDate(startDay + 7)
@@ -52,8 +54,8 @@ import SegmenterCore
         let leaders = instances.indices.filter { instances[$0].output.contains("KPI leader (this instance owns partition 0)") }
         try #require(leaders.count == 1, "exactly one instance leads KPIs: \(logs())")
 
-        // When the instance that is not the KPI leader is killed in the middle of more input (new users, 4,000 messages/s)
-        let survivor = leaders[0], victim = 1 - leaders[0]
+        // When one instance is killed in the middle of more input (new users, 4,000 messages/s)
+        let victim = killingTheLeader ? leaders[0] : 1 - leaders[0], survivor = 1 - victim
         let log = harness.work.appendingPathComponent("produced-more.jsonl")
         let generator = try Processes.Running(harness.bin, [
             "generate", "--bootstrap-servers", harness.bootstrap, "--out", log.path, "--rate", "4000", "--user-prefix", "v",
@@ -78,6 +80,9 @@ import SegmenterCore
         instances[survivor].kill(SIGTERM)
         #expect(instances[survivor].wait(seconds: 30) == 0, "\(logs())")
         #expect(instances[survivor].output.contains("restored from its snapshot in Kafka"), "\(logs())")
+        if killingTheLeader {
+            #expect(instances[survivor].output.contains("KPI leader: continuing the chains"), "\(logs())")
+        }
 
         // And the published memberships and the one KPI chain per pair equal a recomputation over all the input
         let truth = try Recomputation(yaml: yaml, input: firstInput + more.lines.filter { $0.valid && !$0.duplicate })

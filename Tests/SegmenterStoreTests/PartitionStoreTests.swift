@@ -172,3 +172,52 @@ import Testing
 
     func record(_ offset: Int64, _ topic: String, _ payload: String) -> DecodedRecord { record(offset, topic: topic, payload) }
 }
+
+/// A partition that moved to another instance resumes from a state older than what the previous
+/// owner published (a snapshot): the previous owner's last membership message about a user may
+/// be from a batch the new owner never sees as such.
+@Suite struct PartitionTakeoverTests {
+    static let setup = SegmentSetup(catalog: SegmentCatalog(
+        segments: [try! SegmentDefinition(name: "one_session", ruleText: "activities(30d) = 1")], kpis: []), membershipTopic: "membership")
+
+    static func session(_ offset: Int64, _ id: String) -> DecodedRecord {
+        let bytes = Array(#"{"event_id":"\#(id)","user_id":"u1","type":"session","ts":"2026-03-01T10:0\#(offset):00Z"}"#.utf8)
+        return DecodedRecord(topic: "activity", partition: 0, offset: offset, key: nil, payload: bytes,
+                             decoded: EventDecoder().decode(bytes, from: .activity, wallClock: Instant(seconds: 4_000_000_000)))
+    }
+
+    func membershipMessages(_ store: PartitionStore) throws -> [String] {
+        try store.outbox(after: 0, limit: 100).filter { $0.topic == "membership" }.map { String(decoding: $0.value, as: UTF8.self) }
+    }
+
+    @Test(arguments: [false, true])
+    func usersTheGroupAlreadyProcessedHaveTheirMembershipPublishedAgain(restating: Bool) throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("takeover-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // Given the previous owner's snapshot before u1's first session, then its batch with that
+        // session alone: it published "enter one_session", and died before the second session.
+        let previous = try PartitionStore(directory: directory, partition: 0, calendar: .utc, segments: Self.setup)
+        let snapshot = directory.appendingPathComponent("s.snapshot")
+        try previous.writeSnapshot(to: snapshot)
+        _ = try previous.commit([Self.session(0, "e0")], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        #expect(try membershipMessages(previous).count == 1)
+
+        // When the new owner resumes from the snapshot and reads both sessions in one batch
+        let elsewhere = directory.appendingPathComponent("new-owner")
+        try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+        try PartitionStore.install(snapshot: snapshot, directory: elsewhere, partition: 0)
+        let next = try PartitionStore(directory: elsewhere, partition: 0, calendar: .utc, segments: Self.setup)
+        if restating { next.restateUntil = ["activity": 1] }  // the group had committed offset 1
+        _ = try next.commit([Self.session(0, "e0"), Self.session(1, "e1")], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+
+        // Then u1's membership is published again ("exit": two sessions), so the topic does not
+        // end on the previous owner's "enter"; unchanged from its own state, it would say nothing
+        let messages = try membershipMessages(next)
+        if restating {
+            #expect(messages.count == 1 && messages[0].contains(#""change":"exit""#), "\(messages)")
+            #expect(next.restateUntil.isEmpty, "consumed past the group's progress: back to publishing changes only")
+        } else {
+            #expect(messages.isEmpty)
+        }
+    }
+}

@@ -89,17 +89,16 @@ extension DirectStoreAccess {
     /// `run` publishes them: nothing is lost either way.
     /// - Returns: rows still waiting in outboxes.
     public func publishOutputs(config: SegmenterConfig, timeoutMs: Int = 15_000) throws -> Int {
-        let publisher = try KPIPublisher(directory: config.stateDirectory, topic: config.topics.kpiDeltas)
         let producer = try? KafkaProducer(configuration: config.kafka)
         // With several instances this directory holds only some partitions: global values are
         // not known here. The KPI leader publishes them once `run` announces these partitions again.
         let partitions = (try? producer?.partitionCount(of: config.topics.activity, timeoutMs: 5000)) ?? nil
-        if let now = try now(), stores.count >= partitions ?? 0 {
-            try publisher.publish(catalog: config.catalog, partials: KPIPartials.sum(stores.values.map(\.partials)), now: now,
-                                  causes: kpiCauses, alerts: config.alerts, alertTopic: config.topics.alerts, calendar: config.calendar)
+        if let now = try now(), let zero = stores[0], stores.count >= partitions ?? 0 {
+            try KPIPublisher(store: zero, topic: config.topics.kpiDeltas).publish(
+                catalog: config.catalog, partials: KPIPartials.sum(stores.values.map(\.partials)), now: now,
+                causes: kpiCauses, alerts: config.alerts, alertTopic: config.topics.alerts, calendar: config.calendar)
         }
-        var sources: [Int32: any OutboxSource] = stores
-        sources[-1] = publisher
+        let sources: [Int32: any OutboxSource] = stores
         if let producer { try OutboxRelay(producer: producer).drain(sources, timeoutMs: timeoutMs) }
         return try sources.values.reduce(0) { $0 + (try $1.outboxDepth()) }
     }

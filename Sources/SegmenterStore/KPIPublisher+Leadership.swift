@@ -1,0 +1,78 @@
+import Foundation
+import SegmenterCore
+
+/// Handing the KPI chain from one leader to the next.
+///
+/// The chain's state moves with partition 0, but the copy a new leader opens may be behind what
+/// was published: a snapshot taken minutes ago, or its own file from an earlier turn as leader.
+/// The topic is the record of what was published, so a new leader reads it from where its copy
+/// last saw it and continues each pair after the latest `seq` there.
+extension KPIPublisher {
+    /// The latest message of one pair found on the topic.
+    public struct TopicMessage: Equatable, Sendable {
+        public let seq: Int64
+        public let value: Double?
+        public init(seq: Int64, value: Double?) {
+            self.seq = seq
+            self.value = value
+        }
+    }
+
+    /// Notes that one of this chain's messages was delivered at `offset` of `partition`; stored
+    /// with the next publish.
+    public func noteDelivered(partition: Int32, offset: Int64) {
+        if offset > deliveredOffsets[partition] ?? -1 { deliveredOffsets[partition] = offset }
+    }
+
+    /// The pair and `seq` of a `segment-kpi-deltas` message (nil for anything else).
+    public static func chainPosition(of message: [UInt8]) -> (KPIKey, TopicMessage)? {
+        guard let json = try? JSONParser.parse(message), case let .string(segment)? = json["segment"],
+              case let .string(kpi)? = json["kpi"], case let .number(seqText)? = json["seq"], let seq = Int64(seqText) else { return nil }
+        var value: Double?
+        if case let .number(text)? = json["current"] { value = Double(text) }
+        return (KPIKey(segment: segment, kpi: kpi), TopicMessage(seq: seq, value: value))
+    }
+
+    /// Takes the chain over as the new leader, given the latest message per pair on the topic
+    /// after `deliveredOffsets` and where that reading ended. Pairs published further by someone
+    /// else continue from there; this database's unsent messages whose `seq` the topic already
+    /// has are dropped (sending them would repeat a `seq` with other content; the next publish
+    /// carries the current value, so nothing is lost: deltas coalesce). One transaction.
+    /// - Returns: pairs moved forward and messages dropped.
+    @discardableResult
+    public func continueChain(after onTopic: [KPIKey: TopicMessage], readTo: [Int32: Int64]) throws -> (advanced: Int, dropped: Int) {
+        var advanced: [(KPIKey, Published)] = []
+        for (key, message) in onTopic where message.seq > published[key]?.seq ?? 0 {
+            advanced.append((key, Published(value: message.value, seq: message.seq)))
+        }
+        var stale: [Int64] = []
+        let pending = try db.prepare("SELECT id, value FROM outbox WHERE topic = ?")
+        pending.bind(1, topic)
+        while try pending.step() {
+            if let (key, message) = Self.chainPosition(of: pending.blob(1) ?? []), let latest = onTopic[key], message.seq <= latest.seq {
+                stale.append(pending.int64(0))
+            }
+        }
+        for (partition, offset) in readTo { noteDelivered(partition: partition, offset: offset) }
+        try db.transaction {
+            let save = try db.prepare("INSERT OR REPLACE INTO kpi_published (segment, kpi, value_bits, seq) VALUES (?, ?, ?, ?)")
+            for (key, state) in advanced {
+                save.reset()
+                save.bind(1, key.segment)
+                save.bind(2, key.kpi)
+                save.bind(3, state.value.map { Int64(bitPattern: $0.bitPattern) })
+                save.bind(4, state.seq)
+                try save.run()
+            }
+            let delete = try db.prepare("DELETE FROM outbox WHERE id = ?")
+            for id in stale {
+                delete.reset()
+                delete.bind(1, id)
+                try delete.run()
+            }
+            for (partition, offset) in deliveredOffsets { try setMeta("delivered_offset:\(partition)", offset) }
+        }
+        for (key, state) in advanced { published[key] = state }
+        return (advanced.count, stale.count)
+    }
+}
