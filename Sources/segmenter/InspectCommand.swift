@@ -172,7 +172,11 @@ struct Validate: ParsableCommand {
         say("\(options.config): OK")
         say("  kafka: \(config.kafka.redacted.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))")
         say("  inputs: \(config.topics.activity), \(config.topics.billing); dead letters: \(config.topics.deadLetters)")
-        say("  state: \(config.stateDirectory.path); time zone \(config.timeZone); clock \(config.clock.rawValue); currency \(config.currency)")
+        say("  outputs: \(config.topics.membership), \(config.topics.kpiDeltas), \(config.topics.alerts); "
+            + "internal: \(config.topics.kpiPartials), \(config.topics.stateSnapshots)")
+        say("  state: \(config.stateDirectory.path); snapshots to Kafka "
+            + (config.stateSnapshotIntervalSeconds > 0 ? "every \(config.stateSnapshotIntervalSeconds) s" : "off")
+            + "; time zone \(config.timeZone); clock \(config.clock.rawValue); currency \(config.currency)")
         say("  fx: \(config.fx.keys.sorted().joined(separator: ", ")); dedupe horizon \(config.dedupeHorizonSeconds / 3600) h")
         let dialects = dialect == "all" ? SQLRenderer.Dialect.allCases : [SQLRenderer.Dialect(rawValue: dialect)!]
         for segment in config.catalog.segments {

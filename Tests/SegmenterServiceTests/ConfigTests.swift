@@ -16,6 +16,7 @@ import SegmenterCore
         ("currency: usd\n", "currency must be an ISO 4217 code"),
         ("fx:\n  EUR: abc\n", "test.yaml:2:8: fx rate for EUR must be a positive decimal"),
         ("dedupe_horizon: 7 days\n", "expected a duration like 30s"),
+        ("state_snapshot_interval: sometimes\n", "test.yaml:1:26: expected a duration like 30s"),
         ("kafka:\n  sasl.password: ${NOT_SET_ANYWHERE}\n", "test.yaml:2:18: environment variable NOT_SET_ANYWHERE is not set"),
         ("ingest:\n  batch_max_events: 0\n", "expected a whole number in 1...1000000"),
         ("topics:\n  activity: [a, b]\n", "expected a single value"),
@@ -32,6 +33,17 @@ import SegmenterCore
         } catch {
             #expect("\(error)".contains(message), "got: \(error)")
         }
+    }
+
+    @Test func readsScaleOutSettings() throws {
+        let defaults = try parse("")
+        #expect(defaults.stateSnapshotIntervalSeconds == 600)
+        #expect(defaults.topics.stateSnapshots == "segmenter-state" && defaults.topics.kpiPartials == "segmenter-kpi-partials")
+        let config = try parse("state_snapshot_interval: 90s\ntopics:\n  state_snapshots: snaps\n  kpi_partials: parts\n")
+        #expect(config.stateSnapshotIntervalSeconds == 90)
+        #expect(config.topics.stateSnapshots == "snaps" && config.topics.kpiPartials == "parts")
+        #expect(try parse("state_snapshot_interval: \"off\"\n").stateSnapshotIntervalSeconds == 0)
+        #expect(try parse("state_snapshot_interval: off\n").stateSnapshotIntervalSeconds == 0)
     }
 
     @Test func readsAlerts() throws {
