@@ -14,7 +14,7 @@ import SegmenterStore
 /// after the snapshot are consumed again and, deduplicated against the same state, count once.
 ///
 /// Used only on the commit thread.
-final class StateSnapshots {
+public final class StateSnapshots {
     /// Below Kafka's default message size limit (1,000,000 bytes) with room for the header.
     static let chunkBytes = 512 * 1024
 
@@ -32,7 +32,7 @@ final class StateSnapshots {
     private var roundBytes = 0
     private var roundCount = 0
 
-    init(config: SegmenterConfig, producer: KafkaProducer, log: @escaping (String) -> Void) {
+    public init(config: SegmenterConfig, producer: KafkaProducer, log: @escaping (String) -> Void) {
         topic = config.topics.stateSnapshots
         self.producer = producer
         readerConfiguration = config.readerKafka("restore")
@@ -63,7 +63,7 @@ final class StateSnapshots {
 
     /// Produces a snapshot of `store` if it committed anything since its last one.
     @discardableResult
-    func snapshotIfChanged(_ store: PartitionStore) throws -> Bool {
+    public func snapshotIfChanged(_ store: PartitionStore) throws -> Bool {
         let offsets = try store.storedOffsets()
         guard !offsets.isEmpty, snapshotted[store.partition] != offsets else { return false }
         let file = directory.appendingPathComponent(PartitionStore.fileName(partition: store.partition) + ".snapshot")
@@ -93,7 +93,7 @@ final class StateSnapshots {
 
     /// Reads the topic once and returns the latest complete snapshot of each of `partitions`
     /// that has one.
-    func latest(of partitions: Set<Int32>) throws -> [Int32: StateSnapshot] {
+    public func latest(of partitions: Set<Int32>) throws -> [Int32: StateSnapshot] {
         guard !partitions.isEmpty, (try? producer.partitionCount(of: topic, timeoutMs: 5000)) != nil else { return [:] }
         var assembler = SnapshotAssembler(partitions: partitions)
         try TopicReader(configuration: readerConfiguration).readToEnd(topic) { message in
@@ -104,7 +104,7 @@ final class StateSnapshots {
     }
 
     /// Writes `snapshot` into the state directory as its partition's database (not open).
-    func install(_ snapshot: StateSnapshot) throws {
+    public func install(_ snapshot: StateSnapshot) throws {
         let file = directory.appendingPathComponent(PartitionStore.fileName(partition: snapshot.partition) + ".restoring")
         try Data(snapshot.bytes).write(to: file)
         try PartitionStore.install(snapshot: file, directory: directory, partition: snapshot.partition)

@@ -55,22 +55,14 @@ extension KPIPublisher {
         }
         for (partition, offset) in readTo { noteDelivered(partition: partition, offset: offset) }
         try db.transaction {
-            let save = try db.prepare("INSERT OR REPLACE INTO kpi_published (segment, kpi, value_bits, seq) VALUES (?, ?, ?, ?)")
-            for (key, state) in advanced {
-                save.reset()
-                save.bind(1, key.segment)
-                save.bind(2, key.kpi)
-                save.bind(3, state.value.map { Int64(bitPattern: $0.bitPattern) })
-                save.bind(4, state.seq)
-                try save.run()
-            }
+            try savePublished(advanced)
             let delete = try db.prepare("DELETE FROM outbox WHERE id = ?")
             for id in stale {
                 delete.reset()
                 delete.bind(1, id)
                 try delete.run()
             }
-            for (partition, offset) in deliveredOffsets { try setMeta("delivered_offset:\(partition)", offset) }
+            try saveDeliveredOffsets()
         }
         for (key, state) in advanced { published[key] = state }
         return (advanced.count, stale.count)

@@ -143,21 +143,13 @@ public final class KPIPublisher: @unchecked Sendable {
             return 0
         }
         try db.transaction {
-            let save = try db.prepare("INSERT OR REPLACE INTO kpi_published (segment, kpi, value_bits, seq) VALUES (?, ?, ?, ?)")
-            for (key, state, message) in updates {
-                save.reset()
-                save.bind(1, key.segment)
-                save.bind(2, key.kpi)
-                save.bind(3, state.value.map { Int64(bitPattern: $0.bitPattern) })
-                save.bind(4, state.seq)
-                try save.run()
-                try enqueue(topic: topic, key: key.segment, message: message, now: now)
-            }
+            try savePublished(updates.map { ($0.0, $0.1) })
+            for (key, _, message) in updates { try enqueue(topic: topic, key: key.segment, message: message, now: now) }
             try saveHistory(endOfDay)
             try saveAlerts(statuses, readings: readings)
             for (name, message) in alertMessages { try enqueue(topic: alertTopic, key: name, message: message, now: now) }
             try setMeta("current_day", Int64(calendar.day(of: now)))
-            for (partition, offset) in deliveredOffsets { try setMeta("delivered_offset:\(partition)", offset) }
+            try saveDeliveredOffsets()
         }
         for (key, state, _) in updates { published[key] = state }
         self.history = history
@@ -165,6 +157,23 @@ public final class KPIPublisher: @unchecked Sendable {
         alertStatus.merge(statuses) { $1 }
         alertReadings = readings
         return updates.count + alertMessages.count
+    }
+
+    /// Records each pair's last published value and `seq`; call inside a transaction.
+    func savePublished(_ states: [(KPIKey, Published)]) throws {
+        let save = try db.prepare("INSERT OR REPLACE INTO kpi_published (segment, kpi, value_bits, seq) VALUES (?, ?, ?, ?)")
+        for (key, state) in states {
+            save.reset()
+            save.bind(1, key.segment)
+            save.bind(2, key.kpi)
+            save.bind(3, state.value.map { Int64(bitPattern: $0.bitPattern) })
+            save.bind(4, state.seq)
+            try save.run()
+        }
+    }
+
+    func saveDeliveredOffsets() throws {
+        for (partition, offset) in deliveredOffsets { try setMeta("delivered_offset:\(partition)", offset) }
     }
 
     func enqueue(topic: String, key: String, message: String, now: Instant) throws {
