@@ -8,7 +8,8 @@ import SegmenterStore
 ///
 /// Every `state_snapshot_interval`, each owned partition database that committed since its last
 /// snapshot is copied (`VACUUM INTO`: one consistent read of state, offsets and outbox) and
-/// produced in pieces to an internal topic, keyed by partition. An instance assigned a partition
+/// produced in pieces to an internal topic, alternating between two slots of keys per partition
+/// (see `SnapshotChunk`). An instance assigned a partition
 /// it holds no usable state for (no file, or offsets pointing at input Kafka already deleted)
 /// installs the latest complete snapshot and resumes at the offsets stored in it: the events
 /// after the snapshot are consumed again and, deduplicated against the same state, count once.
@@ -26,6 +27,8 @@ public final class StateSnapshots {
     private let log: (String) -> Void
     /// The offsets of each partition's last snapshot from this process.
     private var snapshotted: [Int32: [String: Int64]] = [:]
+    /// The slot each partition's last snapshot went to, when known without asking its database.
+    private var lastSlot: [Int32: Int] = [:]
     private var roundStarted = ContinuousClock.now
     /// Partitions still to visit in the current round.
     private var due: [Int32]?
@@ -73,13 +76,15 @@ public final class StateSnapshots {
         let crc = Partitioner.crc32(bytes)
         let count = max(1, (bytes.count + Self.chunkBytes - 1) / Self.chunkBytes)
         let id = UUID().uuidString
-        let key = Array(SnapshotChunk.key(partition: store.partition).utf8)
+        let slot = 1 - (try lastSlot[store.partition] ?? store.lastSnapshotSlot() ?? 1)
         for index in 0..<count {
             let piece = Array(bytes[(index * Self.chunkBytes)..<min(bytes.count, (index + 1) * Self.chunkBytes)])
-            let chunk = SnapshotChunk(partition: store.partition, snapshotID: id, index: index, count: count,
+            let chunk = SnapshotChunk(partition: store.partition, snapshotID: id, slot: slot, index: index, count: count,
                                       totalBytes: bytes.count, crc32: crc, offsets: offsets, bytes: piece)
-            try producer.produceWaiting(topic: topic, key: key, value: chunk.encoded())
+            try producer.produceWaiting(topic: topic, key: Array(chunk.key.utf8), value: chunk.encoded())
         }
+        try store.setLastSnapshotSlot(slot)
+        lastSlot[store.partition] = slot
         snapshotted[store.partition] = offsets
         roundBytes += bytes.count
         roundCount += 1
@@ -88,7 +93,10 @@ public final class StateSnapshots {
 
     /// Forgets partitions given up: if one comes back, it is snapshotted again at the next round.
     func forget(_ partitions: some Sequence<Int32>) {
-        for partition in partitions { snapshotted[partition] = nil }
+        for partition in partitions {
+            snapshotted[partition] = nil
+            lastSlot[partition] = nil
+        }
     }
 
     /// Reads the topic once and returns the latest complete snapshot of each of `partitions`
@@ -99,7 +107,9 @@ public final class StateSnapshots {
         try TopicReader(configuration: readerConfiguration).readToEnd(topic) { message in
             if let chunk = SnapshotChunk.decode(message.payload) { assembler.receive(chunk) }
         }
-        if assembler.dropped > 0 { log("\(topic): skipped \(assembler.dropped) incomplete or damaged snapshots (an earlier complete one is used)") }
+        if assembler.droppedIncludingUnfinished > 0 {
+            log("\(topic): skipped \(assembler.droppedIncludingUnfinished) incomplete or damaged snapshots (an earlier complete one is used)")
+        }
         return assembler.latest
     }
 
@@ -109,5 +119,6 @@ public final class StateSnapshots {
         try Data(snapshot.bytes).write(to: file)
         try PartitionStore.install(snapshot: file, directory: directory, partition: snapshot.partition)
         snapshotted[snapshot.partition] = snapshot.offsets
+        lastSlot[snapshot.partition] = snapshot.slot
     }
 }

@@ -168,6 +168,14 @@ public final class PartitionStore: @unchecked Sendable {
         return result
     }
 
+    /// Which of the two snapshot slots in Kafka this partition's last snapshot went to (the next
+    /// goes to the other, so a complete snapshot survives one that is cut short).
+    public func lastSnapshotSlot() throws -> Int? { try meta("snapshot_slot").map(Int.init) }
+
+    public func setLastSnapshotSlot(_ slot: Int) throws {
+        try db.transaction { try putMeta("snapshot_slot", Int64(slot)) }
+    }
+
     /// Makes the database file at `snapshot` partition `partition`'s state in `directory`,
     /// replacing whatever was there. The partition must not be open.
     public static func install(snapshot: URL, directory: URL, partition: Int32) throws {

@@ -18,7 +18,8 @@ struct DevBroker: ParsableCommand {
     @Option(help: "Number of brokers.") var brokers: Int32 = 1
     @Option(help: "Partitions of each topic created with --topic.") var partitions: Int32 = 4
     @Option(name: .customLong("topic"), help: "Topic to create (repeatable). Others are auto-created with 4 partitions.")
-    var topics: [String] = ["activity", "billing", "segmenter-dlq", "segment-membership", "segment-kpi-deltas", "segment-alerts"]
+    var topics: [String] = ["activity", "billing", "segmenter-dlq", "segment-membership", "segment-kpi-deltas", "segment-alerts",
+                            "segmenter-kpi-partials", "segmenter-state"]
 
     func run() throws {
         let broker = try SegmenterService.DevBroker(brokers: brokers, partitions: partitions, topics: topics)

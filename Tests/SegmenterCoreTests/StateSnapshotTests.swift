@@ -4,10 +4,11 @@ import Testing
 /// Snapshots of partition databases travel through Kafka in pieces; only whole, intact ones
 /// may replace a partition's state.
 @Suite struct StateSnapshotTests {
-    static func pieces(of bytes: [UInt8], partition: Int32 = 3, id: String, size: Int, offsets: [String: Int64] = ["activity": 10]) -> [SnapshotChunk] {
+    static func pieces(of bytes: [UInt8], partition: Int32 = 3, id: String, slot: Int = 0, size: Int,
+                       offsets: [String: Int64] = ["activity": 10]) -> [SnapshotChunk] {
         let count = (bytes.count + size - 1) / size
         return (0..<count).map { index in
-            SnapshotChunk(partition: partition, snapshotID: id, index: index, count: count, totalBytes: bytes.count,
+            SnapshotChunk(partition: partition, snapshotID: id, slot: slot, index: index, count: count, totalBytes: bytes.count,
                           crc32: Partitioner.crc32(bytes), offsets: offsets,
                           bytes: Array(bytes[(index * size)..<min(bytes.count, (index + 1) * size)]))
         }
@@ -33,22 +34,39 @@ import Testing
     @Test func aSnapshotCutShortOrDamagedLeavesTheEarlierOne() {
         var assembler = SnapshotAssembler(partitions: [3])
         for piece in Self.pieces(of: Self.file, id: "good", size: 300) { assembler.receive(piece) }
-        // Its producer died after two pieces; the next snapshot starts over.
-        for piece in Self.pieces(of: [1, 2, 3] + Self.file, id: "cut", size: 300).prefix(2) { assembler.receive(piece) }
+        // Its producer died after two pieces.
+        for piece in Self.pieces(of: [1, 2, 3] + Self.file, id: "cut", slot: 1, size: 300, offsets: ["activity": 20]).prefix(2) {
+            assembler.receive(piece)
+        }
         // A piece flipped in transit.
-        var damaged = Self.pieces(of: Self.file + [9], id: "damaged", size: 300)
+        var damaged = Self.pieces(of: Self.file + [9], id: "damaged", slot: 1, size: 300, offsets: ["activity": 30])
         damaged[1].bytes[5] ^= 0xFF
         for piece in damaged { assembler.receive(piece) }
-        // Pieces out of order.
-        let shuffled = Self.pieces(of: Self.file + [8], id: "shuffled", size: 300)
-        for piece in [shuffled[0], shuffled[2], shuffled[1], shuffled[3]] { assembler.receive(piece) }
+        // A piece missing.
+        let gap = Self.pieces(of: Self.file + [8], id: "gap", slot: 1, size: 300, offsets: ["activity": 40])
+        for piece in [gap[0], gap[2], gap[3]] { assembler.receive(piece) }
         #expect(assembler.latest[3]?.bytes == Self.file)
-        #expect(assembler.dropped == 3)
+        #expect(assembler.droppedIncludingUnfinished == 3)
     }
 
     @Test func otherPartitionsAreNotKept() {
         var assembler = SnapshotAssembler(partitions: [1])
         for piece in Self.pieces(of: Self.file, partition: 2, id: "x", size: 500) { assembler.receive(piece) }
         #expect(assembler.latest.isEmpty)
+    }
+
+    /// On a compacted topic each key keeps its latest piece: the pieces of two snapshots in two
+    /// slots interleave, and an older snapshot may be read after a newer one.
+    @Test func theSnapshotFurthestAlongWinsWhateverTheReadingOrder() {
+        var assembler = SnapshotAssembler(partitions: [3])
+        let newer = Self.pieces(of: Array(Self.file.reversed()), id: "newer", slot: 1, size: 300, offsets: ["activity": 50, "billing": 7])
+        let older = Self.pieces(of: Self.file, id: "older", slot: 0, size: 300, offsets: ["activity": 40, "billing": 7])
+        for (a, b) in zip(newer, older) {
+            assembler.receive(a)
+            assembler.receive(b)
+        }
+        #expect(assembler.latest[3]?.offsets == ["activity": 50, "billing": 7])
+        #expect(assembler.latest[3]?.slot == 1)
+        #expect(newer[2].key == "partition-3/slot-1/chunk-2")
     }
 }

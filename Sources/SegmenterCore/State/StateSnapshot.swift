@@ -1,12 +1,18 @@
 /// One piece of a partition database's snapshot, as a message of the internal topic
-/// `segmenter-state` (key = partition). A database is cut into pieces below Kafka's default
-/// message size; the pieces of one snapshot are produced in order by one producer.
+/// `segmenter-state`. A database is cut into pieces below Kafka's default message size; the
+/// pieces of one snapshot are produced in order by one producer.
+///
+/// Keys are `partition-N/slot-S/chunk-K`, and a partition's snapshots alternate between two
+/// slots: on a compacted topic each key keeps its latest piece, so the previous complete
+/// snapshot (the other slot) survives while the next one is written, or if it is cut short.
 ///
 /// Message value: a one-line JSON header, a newline, then the piece's raw bytes.
 public struct SnapshotChunk: Equatable, Sendable {
     public var partition: Int32
     /// Distinguishes the pieces of one snapshot from those of the next.
     public var snapshotID: String
+    /// 0 or 1.
+    public var slot: Int
     public var index: Int
     public var count: Int
     /// Of the whole database file.
@@ -16,10 +22,11 @@ public struct SnapshotChunk: Equatable, Sendable {
     public var offsets: [String: Int64]
     public var bytes: [UInt8]
 
-    public init(partition: Int32, snapshotID: String, index: Int, count: Int, totalBytes: Int, crc32: UInt32,
+    public init(partition: Int32, snapshotID: String, slot: Int, index: Int, count: Int, totalBytes: Int, crc32: UInt32,
                 offsets: [String: Int64], bytes: [UInt8]) {
         self.partition = partition
         self.snapshotID = snapshotID
+        self.slot = slot
         self.index = index
         self.count = count
         self.totalBytes = totalBytes
@@ -28,12 +35,12 @@ public struct SnapshotChunk: Equatable, Sendable {
         self.bytes = bytes
     }
 
-    public static func key(partition: Int32) -> String { "partition-\(partition)" }
+    public var key: String { "partition-\(partition)/slot-\(slot)/chunk-\(index)" }
 
     public func encoded() -> [UInt8] {
         let offsetsJSON = JSONText.object(offsets.keys.sorted().map { ($0, String(offsets[$0]!)) })
         let header = JSONText.object([
-            ("partition", String(partition)), ("snapshot", JSONText.quote(snapshotID)), ("chunk", String(index)),
+            ("partition", String(partition)), ("snapshot", JSONText.quote(snapshotID)), ("slot", String(slot)), ("chunk", String(index)),
             ("chunks", String(count)), ("bytes", String(totalBytes)), ("crc32", String(crc32)), ("offsets", offsetsJSON),
         ])
         return Array(header.utf8) + [0x0A] + bytes
@@ -44,6 +51,7 @@ public struct SnapshotChunk: Equatable, Sendable {
         guard let newline = message.firstIndex(of: 0x0A), let header = try? JSONParser.parse(Array(message[..<newline])),
               case let .number(partition)? = header["partition"], let partitionNumber = Int32(partition),
               case let .string(snapshotID)? = header["snapshot"],
+              case let .number(slot)? = header["slot"], let slotNumber = Int(slot),
               case let .number(index)? = header["chunk"], let indexNumber = Int(index),
               case let .number(count)? = header["chunks"], let countNumber = Int(count), (0..<countNumber).contains(indexNumber),
               case let .number(total)? = header["bytes"], let totalBytes = Int(total),
@@ -54,7 +62,7 @@ public struct SnapshotChunk: Equatable, Sendable {
             guard case let .number(text) = value, let offset = Int64(text) else { return nil }
             offsets[topic] = offset
         }
-        return SnapshotChunk(partition: partitionNumber, snapshotID: snapshotID, index: indexNumber, count: countNumber,
+        return SnapshotChunk(partition: partitionNumber, snapshotID: snapshotID, slot: slotNumber, index: indexNumber, count: countNumber,
                              totalBytes: totalBytes, crc32: crc32, offsets: offsets, bytes: Array(message[(newline + 1)...]))
     }
 }
@@ -62,16 +70,25 @@ public struct SnapshotChunk: Equatable, Sendable {
 /// A whole snapshot, put together from its pieces and checked.
 public struct StateSnapshot: Sendable {
     public let partition: Int32
+    public let slot: Int
     public let offsets: [String: Int64]
     public let bytes: [UInt8]
+
+    /// Newer: no input offset behind `other`'s and at least one ahead.
+    func isAhead(of other: StateSnapshot) -> Bool {
+        offsets.allSatisfy { $0.value >= other.offsets[$0.key] ?? 0 } && offsets != other.offsets
+    }
 }
 
 /// Puts snapshots together from pieces read in topic order, keeping the latest complete one of
-/// each wanted partition. A snapshot whose pieces stop short (its producer died), arrive out of
-/// order, or whose checksum fails is dropped: the previous complete one stays the latest.
+/// each wanted partition (the one furthest along in the input). A snapshot whose pieces stop
+/// short (its producer died, or compaction replaced some with a later snapshot's), skip a piece,
+/// or whose checksum fails is dropped.
 public struct SnapshotAssembler {
+    private struct Pending { var first: SnapshotChunk; var bytes: [UInt8]; var next: Int }
     private let wanted: Set<Int32>
-    private var pending: [Int32: (first: SnapshotChunk, bytes: [UInt8], next: Int)] = [:]
+    /// Keyed by snapshot id: pieces of different snapshots (slots) may interleave.
+    private var pending: [String: Pending] = [:]
     public private(set) var latest: [Int32: StateSnapshot] = [:]
     /// Snapshots dropped as incomplete or damaged, for the log.
     public private(set) var dropped = 0
@@ -80,22 +97,28 @@ public struct SnapshotAssembler {
 
     public mutating func receive(_ chunk: SnapshotChunk) {
         guard wanted.contains(chunk.partition) else { return }
+        let id = chunk.snapshotID
         if chunk.index == 0 {
-            if pending[chunk.partition] != nil { dropped += 1 }
-            pending[chunk.partition] = (chunk, chunk.bytes, 1)
-        } else if pending[chunk.partition]?.first.snapshotID == chunk.snapshotID, pending[chunk.partition]?.next == chunk.index {
-            pending[chunk.partition]!.bytes.append(contentsOf: chunk.bytes)  // in place
-            pending[chunk.partition]!.next += 1
+            if pending[id] != nil { dropped += 1 }
+            pending[id] = Pending(first: chunk, bytes: chunk.bytes, next: 1)
+        } else if pending[id]?.next == chunk.index {
+            pending[id]!.bytes.append(contentsOf: chunk.bytes)  // in place
+            pending[id]!.next += 1
         } else {
-            if pending.removeValue(forKey: chunk.partition) != nil { dropped += 1 }
+            if pending.removeValue(forKey: id) != nil { dropped += 1 }
             return
         }
-        guard let done = pending[chunk.partition], done.next == done.first.count else { return }
-        pending[chunk.partition] = nil
+        guard let done = pending[id], done.next == done.first.count else { return }
+        pending[id] = nil
         guard done.bytes.count == done.first.totalBytes, Partitioner.crc32(done.bytes) == done.first.crc32 else {
             dropped += 1
             return
         }
-        latest[chunk.partition] = StateSnapshot(partition: chunk.partition, offsets: done.first.offsets, bytes: done.bytes)
+        let snapshot = StateSnapshot(partition: chunk.partition, slot: done.first.slot, offsets: done.first.offsets, bytes: done.bytes)
+        if let current = latest[chunk.partition], current.isAhead(of: snapshot) { return }
+        latest[chunk.partition] = snapshot
     }
+
+    /// Snapshots whose pieces never all arrived count as dropped too.
+    public var droppedIncludingUnfinished: Int { dropped + pending.count }
 }
