@@ -65,10 +65,10 @@ public final class KafkaProducer: @unchecked Sendable {
     }
 
     /// Like `produce`, but waits (serving delivery reports) while the local queue is full.
-    public func produceWaiting(topic: String, key: [UInt8]?, value: [UInt8], messageID: Int64 = 0) throws {
+    public func produceWaiting(topic: String, key: [UInt8]?, value: [UInt8], messageID: Int64 = 0, partition: Int32? = nil) throws {
         while true {
             do {
-                try produce(topic: topic, key: key, value: value, messageID: messageID)
+                try produce(topic: topic, key: key, value: value, messageID: messageID, partition: partition)
                 return
             } catch let error as KafkaError where error.code == RD_KAFKA_RESP_ERR__QUEUE_FULL.rawValue {
                 rd_kafka_poll(handle, 50)

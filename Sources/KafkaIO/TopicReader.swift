@@ -16,12 +16,13 @@ public final class TopicReader {
     /// partitions not given) up to the high watermarks as they were when called.
     /// - Returns: the last offset read per partition (partitions with nothing to read are absent).
     @discardableResult
-    public func readToEnd(_ topic: String, after: [Int32: Int64] = [:], timeoutMs: Int = 120_000,
+    /// - Parameter only: read just these partitions of the topic (nil: all).
+    public func readToEnd(_ topic: String, after: [Int32: Int64] = [:], only: Set<Int32>? = nil, timeoutMs: Int = 120_000,
                           _ body: (ConsumedMessage) throws -> Void) throws -> [Int32: Int64] {
         let count = try consumer.partitionCount(of: topic)
         var ends: [Int32: Int64] = [:]
         var starts: [TopicPartition: StartOffset] = [:]
-        for partition in 0..<Int32(count) {
+        for partition in 0..<Int32(count) where only?.contains(partition) ?? true {
             let tp = TopicPartition(topic: topic, partition: partition)
             let (low, high) = try consumer.watermarks(of: tp)
             let first = max(low, (after[partition] ?? -1) + 1)

@@ -303,6 +303,7 @@ final class CommitWorker: @unchecked Sendable {
         try exchange.announce(stores.open, force: force)
         let leader = stores.open[0] != nil
         exchange.follow(asLeader: leader)
+        ServiceMetrics.kpiLeader.record(leader ? 1 : 0)
         guard leader else { return }
         try takeKPILeadership()
         guard let publisher, let global = try groupPartials() else { return }

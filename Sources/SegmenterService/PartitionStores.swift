@@ -91,7 +91,12 @@ final class PartitionStores {
             if offsets.isEmpty || behind { unusable.insert(number) }
         }
         guard !unusable.isEmpty else { return }
-        let found = try snapshots.latest(of: unusable)
+        var found: [Int32: StateSnapshot] = [:]
+        do {
+            found = try snapshots.latest(of: unusable)
+        } catch {
+            log("cannot read state snapshots (\(error)); partitions \(unusable.sorted()) resume from their local state or the input")
+        }
         for number in unusable.sorted() {
             let mine = local[number] ?? [:]
             guard let snapshot = found[number],

@@ -29,6 +29,7 @@ public final class StateSnapshots {
     private var snapshotted: [Int32: [String: Int64]] = [:]
     /// The slot each partition's last snapshot went to, when known without asking its database.
     private var lastSlot: [Int32: Int] = [:]
+    private var topicPartitions: Int32?
     private var roundStarted = ContinuousClock.now
     /// Partitions still to visit in the current round.
     private var due: [Int32]?
@@ -53,7 +54,13 @@ public final class StateSnapshots {
             due = stores.keys.sorted(by: >)
         }
         while let partition = due?.popLast() {
-            if let store = stores[partition], try snapshotIfChanged(store) { return }
+            guard let store = stores[partition] else { continue }
+            do {
+                if try snapshotIfChanged(store) { return }
+            } catch {
+                // State stays durable locally; the next round tries again.
+                log("snapshot of partition \(partition) to \(topic) failed (\(error)); next try in \(interval)")
+            }
         }
         if roundCount > 0 {
             log("snapshotted \(roundCount) partition databases (\(roundBytes / 1024) KiB) to \(topic)")
@@ -77,17 +84,22 @@ public final class StateSnapshots {
         let count = max(1, (bytes.count + Self.chunkBytes - 1) / Self.chunkBytes)
         let id = UUID().uuidString
         let slot = 1 - (try lastSlot[store.partition] ?? store.lastSnapshotSlot() ?? 1)
+        // All of a partition's pieces go to one partition of the topic: read back in order, and
+        // a restore reads only the topic partitions of the partitions it restores.
+        let target = store.partition % (try topicPartitionCount())
         for index in 0..<count {
             let piece = Array(bytes[(index * Self.chunkBytes)..<min(bytes.count, (index + 1) * Self.chunkBytes)])
             let chunk = SnapshotChunk(partition: store.partition, snapshotID: id, slot: slot, index: index, count: count,
                                       totalBytes: bytes.count, crc32: crc, offsets: offsets, bytes: piece)
-            try producer.produceWaiting(topic: topic, key: Array(chunk.key.utf8), value: chunk.encoded())
+            try producer.produceWaiting(topic: topic, key: Array(chunk.key.utf8), value: chunk.encoded(), partition: target)
         }
         try store.setLastSnapshotSlot(slot)
         lastSlot[store.partition] = slot
         snapshotted[store.partition] = offsets
         roundBytes += bytes.count
         roundCount += 1
+        ServiceMetrics.snapshots.increment()
+        ServiceMetrics.snapshotBytes.increment(by: bytes.count)
         return true
     }
 
@@ -104,13 +116,27 @@ public final class StateSnapshots {
     public func latest(of partitions: Set<Int32>) throws -> [Int32: StateSnapshot] {
         guard !partitions.isEmpty, (try? producer.partitionCount(of: topic, timeoutMs: 5000)) != nil else { return [:] }
         var assembler = SnapshotAssembler(partitions: partitions)
-        try TopicReader(configuration: readerConfiguration).readToEnd(topic) { message in
+        let count = try topicPartitionCount()
+        try TopicReader(configuration: readerConfiguration).readToEnd(topic, only: Set(partitions.map { $0 % count })) { message in
             if let chunk = SnapshotChunk.decode(message.payload) { assembler.receive(chunk) }
         }
         if assembler.droppedIncludingUnfinished > 0 {
             log("\(topic): skipped \(assembler.droppedIncludingUnfinished) incomplete or damaged snapshots (an earlier complete one is used)")
         }
         return assembler.latest
+    }
+
+    private func topicPartitionCount() throws -> Int32 {
+        if let topicPartitions { return topicPartitions }
+        let count: Int32
+        do {
+            count = Int32(try producer.partitionCount(of: topic, timeoutMs: 10_000))
+        } catch {
+            throw ServiceError("topic \(topic) is not there (\(error)); create it, compacted: "
+                + "kafka-topics --create --topic \(topic) --config cleanup.policy=compact")
+        }
+        topicPartitions = count
+        return count
     }
 
     /// Writes `snapshot` into the state directory as its partition's database (not open).
@@ -120,5 +146,6 @@ public final class StateSnapshots {
         try PartitionStore.install(snapshot: file, directory: directory, partition: snapshot.partition)
         snapshotted[snapshot.partition] = snapshot.offsets
         lastSlot[snapshot.partition] = snapshot.slot
+        ServiceMetrics.restores.increment()
     }
 }

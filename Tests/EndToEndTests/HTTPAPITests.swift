@@ -59,6 +59,9 @@ import Testing
                      "segmenter_kpi_deltas_emitted_total", "segmenter_timers", "segmenter_state_bytes"] {
             #expect(metrics.contains(name), "\(name) missing")
         }
+        // Alone in its group, this instance owns partition 0: it is the KPI leader.
+        #expect(metrics.split(separator: "\n").contains("segmenter_kpi_leader 1.0") || metrics.split(separator: "\n").contains("segmenter_kpi_leader 1"),
+                "\(metrics.split(separator: "\n").filter { $0.hasPrefix("segmenter_kpi_leader") })")
         let kpiDeltas = metrics.split(separator: "\n").first { $0.hasPrefix("segmenter_kpi_deltas_emitted_total ") }
         #expect(kpiDeltas.flatMap { Int($0.split(separator: " ").last ?? "") }.map { $0 > 0 } == true, "\(String(describing: kpiDeltas))")
         // Operational figures are refreshed once per KPI emit interval (1 s).

@@ -47,6 +47,10 @@ import Testing
         for piece in [gap[0], gap[2], gap[3]] { assembler.receive(piece) }
         #expect(assembler.latest[3]?.bytes == Self.file)
         #expect(assembler.droppedIncludingUnfinished == 3)
+        // The same pieces in any order make the snapshot.
+        let shuffled = Self.pieces(of: Self.file + [7], id: "shuffled", slot: 1, size: 300, offsets: ["activity": 60])
+        for piece in [shuffled[3], shuffled[1], shuffled[0], shuffled[2]] { assembler.receive(piece) }
+        #expect(assembler.latest[3]?.bytes == Self.file + [7])
     }
 
     @Test func otherPartitionsAreNotKept() {

@@ -80,17 +80,17 @@ public struct StateSnapshot: Sendable {
     }
 }
 
-/// Puts snapshots together from pieces read in topic order, keeping the latest complete one of
-/// each wanted partition (the one furthest along in the input). A snapshot whose pieces stop
-/// short (its producer died, or compaction replaced some with a later snapshot's), skip a piece,
-/// or whose checksum fails is dropped.
+/// Puts snapshots together from their pieces, in whatever order they are read, keeping the
+/// complete one furthest along in the input for each wanted partition. A snapshot with pieces
+/// missing (its producer died, or compaction replaced some with a later snapshot's) or whose
+/// size or checksum is wrong is dropped.
 public struct SnapshotAssembler {
-    private struct Pending { var first: SnapshotChunk; var bytes: [UInt8]; var next: Int }
+    private struct Pending { var first: SnapshotChunk; var pieces: [Int: [UInt8]] = [:] }
     private let wanted: Set<Int32>
-    /// Keyed by snapshot id: pieces of different snapshots (slots) may interleave.
+    /// Keyed by snapshot id; pieces are kept by index, so any reading order assembles.
     private var pending: [String: Pending] = [:]
     public private(set) var latest: [Int32: StateSnapshot] = [:]
-    /// Snapshots dropped as incomplete or damaged, for the log.
+    /// Snapshots dropped as damaged (size or checksum), for the log.
     public private(set) var dropped = 0
 
     public init(partitions: Set<Int32>) { wanted = partitions }
@@ -98,23 +98,19 @@ public struct SnapshotAssembler {
     public mutating func receive(_ chunk: SnapshotChunk) {
         guard wanted.contains(chunk.partition) else { return }
         let id = chunk.snapshotID
-        if chunk.index == 0 {
-            if pending[id] != nil { dropped += 1 }
-            pending[id] = Pending(first: chunk, bytes: chunk.bytes, next: 1)
-        } else if pending[id]?.next == chunk.index {
-            pending[id]!.bytes.append(contentsOf: chunk.bytes)  // in place
-            pending[id]!.next += 1
-        } else {
-            if pending.removeValue(forKey: id) != nil { dropped += 1 }
-            return
-        }
-        guard let done = pending[id], done.next == done.first.count else { return }
+        if pending[id] == nil { pending[id] = Pending(first: chunk) }
+        guard pending[id]!.first.count == chunk.count else { return }
+        pending[id]!.pieces[chunk.index] = chunk.bytes
+        guard let done = pending[id], done.pieces.count == done.first.count else { return }
         pending[id] = nil
-        guard done.bytes.count == done.first.totalBytes, Partitioner.crc32(done.bytes) == done.first.crc32 else {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(done.first.totalBytes)
+        for index in 0..<done.first.count { bytes.append(contentsOf: done.pieces[index]!) }
+        guard bytes.count == done.first.totalBytes, Partitioner.crc32(bytes) == done.first.crc32 else {
             dropped += 1
             return
         }
-        let snapshot = StateSnapshot(partition: chunk.partition, slot: done.first.slot, offsets: done.first.offsets, bytes: done.bytes)
+        let snapshot = StateSnapshot(partition: chunk.partition, slot: done.first.slot, offsets: done.first.offsets, bytes: bytes)
         if let current = latest[chunk.partition], current.isAhead(of: snapshot) { return }
         latest[chunk.partition] = snapshot
     }

@@ -37,6 +37,11 @@ public enum ServiceMetrics {
     static let outboxAge = Gauge(label: "segmenter_outbox_oldest_age_seconds")
     static let timersFired = Counter(label: "segmenter_timers_fired_total")
     static let published = Gauge(label: "segmenter_outbox_published")
+    /// 1 while this instance owns partition 0 and so publishes KPIs and alerts for the group.
+    static let kpiLeader = Gauge(label: "segmenter_kpi_leader")
+    static let snapshots = Counter(label: "segmenter_state_snapshots_total")
+    static let snapshotBytes = Counter(label: "segmenter_state_snapshot_bytes_total")
+    static let restores = Counter(label: "segmenter_state_restores_total")
 
     /// Records one committed batch.
     static func record(consumed: Int, applied: Int, duplicates: Int, deadLettered: Int, keyMismatches: Int,
