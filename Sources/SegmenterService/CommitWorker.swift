@@ -346,7 +346,7 @@ final class CommitWorker: @unchecked Sendable {
         if partitionCount == nil { partitionCount = try? producer.partitionCount(of: config.topics.activity, timeoutMs: 2000) }
         let count = partitionCount ?? (stores.open.keys.max().map { Int($0) + 1 } ?? 0)
         let caughtUp = try exchange.poll()
-        let (global, missing) = exchange.group.global(owned: stores.open.mapValues(\.partials), partitionCount: count)
+        let (global, missing) = exchange.view.global(owned: stores.open.mapValues(\.partials), partitionCount: count)
         // Owning every partition, the leader needs nobody's announcements.
         if missing.isEmpty && (caughtUp || stores.open.count >= count) { return global }
         if ContinuousClock.now - lastWaitingLog >= .seconds(10) {

@@ -13,9 +13,11 @@ public struct SegmenterConfig: Sendable {
         public var kpiDeltas = "segment-kpi-deltas"
         public var alerts = "segment-alerts"
         /// Internal: each instance's partition KPI partials, read by the KPI leader (compacted).
+        /// Named after the consumer group unless set (`<group.id>-kpi-partials`), as Kafka Streams
+        /// names its internal topics after the application: another deployment's must never mix in.
         public var kpiPartials = "segmenter-kpi-partials"
         /// Internal: snapshots of the partition databases, so a partition's state can move to an
-        /// instance that never held it (compacted; one topic partition per input partition).
+        /// instance that never held it (compacted; `<group.id>-state` unless set).
         public var stateSnapshots = "segmenter-state"
     }
 
@@ -94,12 +96,14 @@ public struct SegmenterConfig: Sendable {
                 config.kafka[key] = try reader.string(value)
             }
         }
+        var namedTopics: Set<String> = []
         if let topics = top["topics"] {
             let entries = try reader.mapping(topics, allowed: ["activity", "billing", "dead_letters", "membership", "kpi_deltas", "alerts",
                                                                "kpi_partials", "state_snapshots"])
             for (key, node) in entries {
                 let name = try reader.string(node)
                 guard !name.isEmpty else { throw reader.error(node, "topic name must not be empty") }
+                namedTopics.insert(key)
                 switch key {
                 case "activity": config.topics.activity = name
                 case "billing": config.topics.billing = name
@@ -171,6 +175,9 @@ public struct SegmenterConfig: Sendable {
                 config.kpiEmitIntervalMs = Int(try reader.duration(node)) * 1000
             }
         }
+        let group = config.kafka["group.id"] ?? "segmenter"
+        if !namedTopics.contains("kpi_partials") { config.topics.kpiPartials = group + "-kpi-partials" }
+        if !namedTopics.contains("state_snapshots") { config.topics.stateSnapshots = group + "-state" }
         return config
     }
 

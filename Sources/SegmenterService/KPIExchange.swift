@@ -20,6 +20,9 @@ final class KPIExchange {
     private let producer: KafkaProducer
     private let readerConfiguration: KafkaConfiguration
     private let instance: String
+    private let group: String
+    /// Announcements of another consumer group seen on the topic (a shared topic name).
+    private var foreign = 0
     private let heartbeat: Duration
     private let log: (String) -> Void
     private var lastAnnounced: [Int32: [KPIKey: KPIPartial]] = [:]
@@ -30,12 +33,13 @@ final class KPIExchange {
     private var catchUp: [TopicPartition: Int64]?
     /// Whether the reader has been given the topic's partitions.
     private var reading = false
-    private(set) var group = GroupPartials()
+    private(set) var view = GroupPartials()
 
     init(config: SegmenterConfig, producer: KafkaProducer, heartbeat: Duration = .seconds(30), log: @escaping (String) -> Void) {
         self.topic = config.topics.kpiPartials
         self.producer = producer
         readerConfiguration = config.readerKafka("kpi-leader")
+        group = config.kafka["group.id"] ?? "segmenter"
         instance = "\(ProcessInfo.processInfo.hostName)/\(getpid())"
         self.heartbeat = heartbeat
         self.log = log
@@ -52,7 +56,8 @@ final class KPIExchange {
         for (partition, store) in stores {
             let partials = store.partials.values
             guard all || lastAnnounced[partition] != partials else { continue }
-            let announcement = PartialsAnnouncement(partition: partition, partials: partials, instance: instance, clock: try store.clock())
+            let announcement = PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance,
+                                                    clock: try store.clock())
             try producer.produceWaiting(topic: topic, key: Array(PartialsAnnouncement.key(partition: partition).utf8),
                                         value: announcement.encoded())
             lastAnnounced[partition] = partials
@@ -72,7 +77,7 @@ final class KPIExchange {
             do {
                 reader = try KafkaConsumer(configuration: readerConfiguration, listener: nil)
                 reading = false
-                group = GroupPartials()
+                view = GroupPartials()
                 log("KPI leader (this instance owns partition 0): reading \(topic) for the other instances' KPI partials")
             } catch {
                 log("cannot read \(topic) yet (\(error)); KPIs wait")
@@ -82,7 +87,7 @@ final class KPIExchange {
             reader = nil
             reading = false
             catchUp = nil
-            group = GroupPartials()
+            view = GroupPartials()
             log("no longer the KPI leader (partition 0 moved): another instance publishes KPIs and alerts")
         }
     }
@@ -111,7 +116,14 @@ final class KPIExchange {
             let (messages, errors) = try reader.poll(maxMessages: 10_000, timeoutMs: 0)
             for error in errors { log("reading \(topic): \(error)") }
             for message in messages {
-                if let announcement = PartialsAnnouncement.decode(message.payload) { group.receive(announcement) }
+                if let announcement = PartialsAnnouncement.decode(message.payload) {
+                    if announcement.group == group {
+                        view.receive(announcement)
+                    } else if foreign == 0 {
+                        foreign += 1
+                        log("\(topic) also carries announcements of group \(announcement.group); they are ignored (give each deployment its own topic)")
+                    }
+                }
                 let tp = TopicPartition(topic: message.topic, partition: message.partition)
                 if let end = catchUp?[tp], message.offset + 1 >= end { catchUp?[tp] = nil }
             }
@@ -119,7 +131,7 @@ final class KPIExchange {
         }
         if catchUp?.isEmpty == true {
             catchUp = nil
-            log("KPI leader caught up with \(topic): \(group.announced.count) partitions announced")
+            log("KPI leader caught up with \(topic): \(view.announced.count) partitions announced")
         }
         return isCaughtUp
     }

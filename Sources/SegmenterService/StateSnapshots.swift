@@ -30,6 +30,7 @@ public final class StateSnapshots {
     /// The slot each partition's last snapshot went to, when known without asking its database.
     private var lastSlot: [Int32: Int] = [:]
     private var topicPartitions: Int32?
+    private let group: String
     private var roundStarted = ContinuousClock.now
     /// Partitions still to visit in the current round.
     private var due: [Int32]?
@@ -40,6 +41,7 @@ public final class StateSnapshots {
         topic = config.topics.stateSnapshots
         self.producer = producer
         readerConfiguration = config.readerKafka("restore")
+        group = config.kafka["group.id"] ?? "segmenter"
         directory = config.stateDirectory
         interval = config.stateSnapshotIntervalSeconds > 0 ? .seconds(config.stateSnapshotIntervalSeconds) : nil
         self.log = log
@@ -89,7 +91,7 @@ public final class StateSnapshots {
         let target = store.partition % (try topicPartitionCount())
         for index in 0..<count {
             let piece = Array(bytes[(index * Self.chunkBytes)..<min(bytes.count, (index + 1) * Self.chunkBytes)])
-            let chunk = SnapshotChunk(partition: store.partition, snapshotID: id, slot: slot, index: index, count: count,
+            let chunk = SnapshotChunk(partition: store.partition, group: group, snapshotID: id, slot: slot, index: index, count: count,
                                       totalBytes: bytes.count, crc32: crc, offsets: offsets, bytes: piece)
             try producer.produceWaiting(topic: topic, key: Array(chunk.key.utf8), value: chunk.encoded(), partition: target)
         }
@@ -115,10 +117,13 @@ public final class StateSnapshots {
     /// that has one.
     public func latest(of partitions: Set<Int32>) throws -> [Int32: StateSnapshot] {
         guard !partitions.isEmpty, (try? producer.partitionCount(of: topic, timeoutMs: 5000)) != nil else { return [:] }
-        var assembler = SnapshotAssembler(partitions: partitions)
+        var assembler = SnapshotAssembler(partitions: partitions, group: group)
         let count = try topicPartitionCount()
         try TopicReader(configuration: readerConfiguration).readToEnd(topic, only: Set(partitions.map { $0 % count })) { message in
             if let chunk = SnapshotChunk.decode(message.payload) { assembler.receive(chunk) }
+        }
+        if assembler.foreign > 0 {
+            log("\(topic) also holds snapshots of other consumer groups; they are ignored (give each deployment its own topic)")
         }
         if assembler.droppedIncludingUnfinished > 0 {
             log("\(topic): skipped \(assembler.droppedIncludingUnfinished) incomplete or damaged snapshots (an earlier complete one is used)")

@@ -16,7 +16,7 @@ import Testing
         let total = 0.1 + 0.2 + 1e-9
         let announcement = PartialsAnnouncement(partition: 7, partials: [Self.spend: KPIPartial(counted: 3, total: total),
                                                                          Self.members: KPIPartial(counted: 3, total: 3)],
-                                                instance: "host \"a\"/12", clock: Instant(seconds: 1_773_140_400))
+                                                group: "growth", instance: "host \"a\"/12", clock: Instant(seconds: 1_773_140_400))
         let decoded = try #require(PartialsAnnouncement.decode(announcement.encoded()))
         #expect(decoded == announcement)
         #expect(decoded.partials[Self.spend]!.total.bitPattern == total.bitPattern)

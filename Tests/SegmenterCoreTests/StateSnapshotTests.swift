@@ -53,10 +53,13 @@ import Testing
         #expect(assembler.latest[3]?.bytes == Self.file + [7])
     }
 
-    @Test func otherPartitionsAreNotKept() {
-        var assembler = SnapshotAssembler(partitions: [1])
+    @Test func otherPartitionsAndOtherGroupsAreNotKept() {
+        var assembler = SnapshotAssembler(partitions: [1, 3], group: "growth")
         for piece in Self.pieces(of: Self.file, partition: 2, id: "x", size: 500) { assembler.receive(piece) }
+        // Partition 3 of another deployment sharing the topic name.
+        for piece in Self.pieces(of: Self.file, partition: 3, id: "y", size: 500) { assembler.receive(piece) }
         #expect(assembler.latest.isEmpty)
+        #expect(assembler.foreign == 3)
     }
 
     /// On a compacted topic each key keeps its latest piece: the pieces of two snapshots in two

@@ -39,6 +39,9 @@ import SegmenterCore
         let defaults = try parse("")
         #expect(defaults.stateSnapshotIntervalSeconds == 600)
         #expect(defaults.topics.stateSnapshots == "segmenter-state" && defaults.topics.kpiPartials == "segmenter-kpi-partials")
+        // Internal topics are named after the consumer group: another deployment's never mix in.
+        let other = try parse("kafka:\n  group.id: growth\n")
+        #expect(other.topics.stateSnapshots == "growth-state" && other.topics.kpiPartials == "growth-kpi-partials")
         let config = try parse("state_snapshot_interval: 90s\ntopics:\n  state_snapshots: snaps\n  kpi_partials: parts\n")
         #expect(config.stateSnapshotIntervalSeconds == 90)
         #expect(config.topics.stateSnapshots == "snaps" && config.topics.kpiPartials == "parts")

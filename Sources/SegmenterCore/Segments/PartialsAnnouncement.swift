@@ -8,14 +8,17 @@
 public struct PartialsAnnouncement: Equatable, Sendable {
     public var partition: Int32
     public var partials: [KPIKey: KPIPartial]
+    /// The consumer group: the leader ignores another deployment's announcements.
+    public var group: String
     /// Who announced it (host and process), for operators reading the topic.
     public var instance: String
     /// The partition's event clock when announced.
     public var clock: Instant?
 
-    public init(partition: Int32, partials: [KPIKey: KPIPartial], instance: String, clock: Instant?) {
+    public init(partition: Int32, partials: [KPIKey: KPIPartial], group: String = "segmenter", instance: String, clock: Instant?) {
         self.partition = partition
         self.partials = partials
+        self.group = group
         self.instance = instance
         self.clock = clock
     }
@@ -33,7 +36,7 @@ public struct PartialsAnnouncement: Equatable, Sendable {
             ])
         }
         return Array(JSONText.object([
-            ("partition", String(partition)), ("instance", JSONText.quote(instance)),
+            ("partition", String(partition)), ("group", JSONText.quote(group)), ("instance", JSONText.quote(instance)),
             ("clock", clock.map { JSONText.quote($0.description) } ?? "null"),
             ("partials", "[" + entries.joined(separator: ",") + "]"),
         ]).utf8)
@@ -51,11 +54,12 @@ public struct PartialsAnnouncement: Equatable, Sendable {
                   case let .number(totalText)? = entry["total"], let total = Double(totalText) else { return nil }
             partials[KPIKey(segment: segment, kpi: kpi)] = KPIPartial(counted: counted, total: total)
         }
-        var instance = ""
+        var instance = "", group = ""
         if case let .string(text)? = json["instance"] { instance = text }
+        if case let .string(text)? = json["group"] { group = text }
         var clock: Instant?
         if case let .string(text)? = json["clock"], case let .success(instant) = RFC3339.parse(text) { clock = instant }
-        return PartialsAnnouncement(partition: partition, partials: partials, instance: instance, clock: clock)
+        return PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, clock: clock)
     }
 }
 

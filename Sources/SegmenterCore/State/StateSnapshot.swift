@@ -9,6 +9,8 @@
 /// Message value: a one-line JSON header, a newline, then the piece's raw bytes.
 public struct SnapshotChunk: Equatable, Sendable {
     public var partition: Int32
+    /// The consumer group whose state it is: a restore ignores another deployment's.
+    public var group: String
     /// Distinguishes the pieces of one snapshot from those of the next.
     public var snapshotID: String
     /// 0 or 1.
@@ -22,9 +24,10 @@ public struct SnapshotChunk: Equatable, Sendable {
     public var offsets: [String: Int64]
     public var bytes: [UInt8]
 
-    public init(partition: Int32, snapshotID: String, slot: Int, index: Int, count: Int, totalBytes: Int, crc32: UInt32,
-                offsets: [String: Int64], bytes: [UInt8]) {
+    public init(partition: Int32, group: String = "segmenter", snapshotID: String, slot: Int, index: Int, count: Int, totalBytes: Int,
+                crc32: UInt32, offsets: [String: Int64], bytes: [UInt8]) {
         self.partition = partition
+        self.group = group
         self.snapshotID = snapshotID
         self.slot = slot
         self.index = index
@@ -40,7 +43,7 @@ public struct SnapshotChunk: Equatable, Sendable {
     public func encoded() -> [UInt8] {
         let offsetsJSON = JSONText.object(offsets.keys.sorted().map { ($0, String(offsets[$0]!)) })
         let header = JSONText.object([
-            ("partition", String(partition)), ("snapshot", JSONText.quote(snapshotID)), ("slot", String(slot)), ("chunk", String(index)),
+            ("partition", String(partition)), ("group", JSONText.quote(group)), ("snapshot", JSONText.quote(snapshotID)), ("slot", String(slot)), ("chunk", String(index)),
             ("chunks", String(count)), ("bytes", String(totalBytes)), ("crc32", String(crc32)), ("offsets", offsetsJSON),
         ])
         return Array(header.utf8) + [0x0A] + bytes
@@ -50,6 +53,7 @@ public struct SnapshotChunk: Equatable, Sendable {
     public static func decode(_ message: [UInt8]) -> SnapshotChunk? {
         guard let newline = message.firstIndex(of: 0x0A), let header = try? JSONParser.parse(Array(message[..<newline])),
               case let .number(partition)? = header["partition"], let partitionNumber = Int32(partition),
+              case let .string(group)? = header["group"],
               case let .string(snapshotID)? = header["snapshot"],
               case let .number(slot)? = header["slot"], let slotNumber = Int(slot),
               case let .number(index)? = header["chunk"], let indexNumber = Int(index),
@@ -62,7 +66,7 @@ public struct SnapshotChunk: Equatable, Sendable {
             guard case let .number(text) = value, let offset = Int64(text) else { return nil }
             offsets[topic] = offset
         }
-        return SnapshotChunk(partition: partitionNumber, snapshotID: snapshotID, slot: slotNumber, index: indexNumber, count: countNumber,
+        return SnapshotChunk(partition: partitionNumber, group: group, snapshotID: snapshotID, slot: slotNumber, index: indexNumber, count: countNumber,
                              totalBytes: totalBytes, crc32: crc32, offsets: offsets, bytes: Array(message[(newline + 1)...]))
     }
 }
@@ -87,16 +91,24 @@ public struct StateSnapshot: Sendable {
 public struct SnapshotAssembler {
     private struct Pending { var first: SnapshotChunk; var pieces: [Int: [UInt8]] = [:] }
     private let wanted: Set<Int32>
+    private let group: String
     /// Keyed by snapshot id; pieces are kept by index, so any reading order assembles.
     private var pending: [String: Pending] = [:]
     public private(set) var latest: [Int32: StateSnapshot] = [:]
     /// Snapshots dropped as damaged (size or checksum), for the log.
     public private(set) var dropped = 0
 
-    public init(partitions: Set<Int32>) { wanted = partitions }
+    /// Pieces of other groups' snapshots are ignored (a topic name shared by two deployments).
+    public private(set) var foreign = 0
+
+    public init(partitions: Set<Int32>, group: String = "segmenter") {
+        wanted = partitions
+        self.group = group
+    }
 
     public mutating func receive(_ chunk: SnapshotChunk) {
         guard wanted.contains(chunk.partition) else { return }
+        guard chunk.group == group else { foreign += 1; return }
         let id = chunk.snapshotID
         if pending[id] == nil { pending[id] = Pending(first: chunk) }
         guard pending[id]!.first.count == chunk.count else { return }
