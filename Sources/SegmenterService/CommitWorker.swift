@@ -137,14 +137,7 @@ final class CommitWorker: @unchecked Sendable {
                 try commit(batch)
                 polledAt = batch.polledAt
             case let .assigned(partitions, reply)?:
-                let history = PartitionStores.InputHistory(earliest: { [consumer] in try? consumer.watermarks(of: $0).low },
-                                                           groupProgress: { [consumer, log] in
-                    do { return try consumer.committed($0) } catch {
-                        log("cannot read how far the group got (\(error)); memberships are not published again after a move")
-                        return [:]
-                    }
-                })
-                let starts = try stores.assign(partitions, snapshots: snapshots, history: history)
+                let starts = try stores.assign(partitions, snapshots: snapshots, history: inputHistory)
                 for store in stores.open.values { if let clock = try store.clock() { advance(to: clock) } }
                 reply.send(starts)
                 try takeKPILeadership()
@@ -185,9 +178,19 @@ final class CommitWorker: @unchecked Sendable {
             }
             try emitKPIs(force: false)
             try relay.pump(outboxSources)
-            try snapshots.tick(stores.open)
+            snapshots.tick(stores.open)
             if let polledAt { ServiceMetrics.pollToOutput.record(duration: ContinuousClock.now - polledAt) }
         }
+    }
+
+    /// What the broker and the group know of the input partitions, for `PartitionStores.assign`.
+    private var inputHistory: PartitionStores.InputHistory {
+        PartitionStores.InputHistory(earliest: { [consumer] in try? consumer.watermarks(of: $0).low }, groupProgress: { [consumer, log] in
+            do { return try consumer.committed($0) } catch {
+                log("cannot read how far the group got (\(error)); memberships are not published again after a move")
+                return [:]
+            }
+        })
     }
 
     private func advance(to instant: Instant) {

@@ -9,10 +9,10 @@ import SegmenterStore
 /// Every `state_snapshot_interval`, each owned partition database that committed since its last
 /// snapshot is copied (`VACUUM INTO`: one consistent read of state, offsets and outbox) and
 /// produced in pieces to an internal topic, alternating between two slots of keys per partition
-/// (see `SnapshotChunk`). An instance assigned a partition
-/// it holds no usable state for (no file, or offsets pointing at input Kafka already deleted)
-/// installs the latest complete snapshot and resumes at the offsets stored in it: the events
-/// after the snapshot are consumed again and, deduplicated against the same state, count once.
+/// (see `SnapshotChunk`). An instance assigned a partition it holds no usable state for (no
+/// file, offsets pointing at input Kafka already deleted, or behind where the group got) installs
+/// the latest complete snapshot and resumes at the offsets stored in it: the events after the
+/// snapshot are consumed again and, deduplicated against the same state, count once.
 ///
 /// Used only on the commit thread.
 public final class StateSnapshots {
@@ -48,8 +48,9 @@ public final class StateSnapshots {
     }
 
     /// Snapshots at most one due partition per call, so a round over many partitions never
-    /// holds up a batch for long.
-    func tick(_ stores: [Int32: PartitionStore]) throws {
+    /// holds up a batch for long. A failure is logged and retried next round: the state itself is
+    /// durable on the local disk.
+    func tick(_ stores: [Int32: PartitionStore]) {
         guard let interval else { return }
         if due == nil {
             guard ContinuousClock.now - roundStarted >= interval else { return }
@@ -60,7 +61,6 @@ public final class StateSnapshots {
             do {
                 if try snapshotIfChanged(store) { return }
             } catch {
-                // State stays durable locally; the next round tries again.
                 log("snapshot of partition \(partition) to \(topic) failed (\(error)); next try in \(interval)")
             }
         }
@@ -116,9 +116,8 @@ public final class StateSnapshots {
     /// Reads the topic once and returns the latest complete snapshot of each of `partitions`
     /// that has one.
     public func latest(of partitions: Set<Int32>) throws -> [Int32: StateSnapshot] {
-        guard !partitions.isEmpty, (try? producer.partitionCount(of: topic, timeoutMs: 5000)) != nil else { return [:] }
+        guard !partitions.isEmpty, let count = try? topicPartitionCount() else { return [:] }
         var assembler = SnapshotAssembler(partitions: partitions, group: group)
-        let count = try topicPartitionCount()
         try TopicReader(configuration: readerConfiguration).readToEnd(topic, only: Set(partitions.map { $0 % count })) { message in
             if let chunk = SnapshotChunk.decode(message.payload) { assembler.receive(chunk) }
         }
