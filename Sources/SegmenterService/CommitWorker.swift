@@ -278,6 +278,7 @@ final class CommitWorker: @unchecked Sendable {
             ingest.lag = lag
             ingest.outboxDepth = depth
             ingest.now = now
+            ingest.kpiLeader = publisher != nil
             if let timers { ingest.timers = timers }
             if let bytes { ingest.stateBytes = bytes }
         }

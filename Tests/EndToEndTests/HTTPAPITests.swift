@@ -71,6 +71,7 @@ import Testing
             (ingestStatus, ingest, _) = try await get("\(base)/api/ingest")
         }
         #expect(ingestStatus == 200 && (ingest?["consumed"] as? NSNumber)?.intValue == produced.total)
+        #expect(ingest?["kpi_leader"] as? Bool == true, "alone in its group, it leads the KPIs")
         #expect((ingest?["lag"] as? [String: Any])?.count == 8, "lag per owned input partition: \(String(describing: ingest))")
         let consumed = metrics.split(separator: "\n").first { $0.hasPrefix("segmenter_events_consumed_total ") }
         #expect(consumed.flatMap { Int($0.split(separator: " ").last ?? "") } == produced.total, "\(String(describing: consumed))")

@@ -71,7 +71,8 @@ enum Dashboard {
       $("clock").textContent = "event time " + (i.now || "–");
       $("ingest").innerHTML = stat("events/s", fmt(Math.round(i.rate))) + stat("consumed", fmt(i.consumed)) + stat("applied", fmt(i.applied))
         + stat("duplicates", fmt(i.duplicates)) + stat("dead-lettered (DLQ)", fmt(i.dead_lettered)) + stat("consumer lag", fmt(lag))
-        + stat("outbox depth", fmt(i.outbox_depth)) + stat("timers", fmt(i.timers)) + stat("state MiB", fmt(Math.round(i.state_bytes / 1048576 * 10) / 10));
+        + stat("outbox depth", fmt(i.outbox_depth)) + stat("timers", fmt(i.timers)) + stat("state MiB", fmt(Math.round(i.state_bytes / 1048576 * 10) / 10))
+        + stat("KPI leader", i.kpi_leader ? "this instance" : "another instance");
     }
 
     function renderSegments(segments, history) {

@@ -115,6 +115,7 @@ public enum HTTPAPI {
             ("duplicates", String(i.duplicates)), ("dead_lettered", String(i.deadLettered)), ("rate", JSONText.number(i.rate)),
             ("lag", JSONText.object(i.lag.sorted { $0.key < $1.key }.map { ($0.key, String($0.value)) })),
             ("outbox_depth", String(i.outboxDepth)), ("timers", String(i.timers)), ("state_bytes", String(i.stateBytes)),
+            ("kpi_leader", i.kpiLeader ? "true" : "false"),
         ])
     }
 

@@ -18,6 +18,9 @@ public final class OperationalState: @unchecked Sendable {
         public var timers = 0
         public var stateBytes: Int64 = 0
         public var now: Instant?
+        /// Whether this instance owns partition 0 and so publishes the group's KPIs and alerts
+        /// (another instance's `/api/segments` shows them otherwise).
+        public var kpiLeader = false
     }
 
     /// One sparkline point per KPI.
