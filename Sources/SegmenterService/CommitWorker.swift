@@ -69,6 +69,8 @@ final class CommitWorker: @unchecked Sendable {
     /// The input topics' partition count: the leader publishes once each is accounted for.
     private var partitionCount: Int?
     private var lastWaitingLog = ContinuousClock.now - .seconds(60)
+    /// Since when the leader has been waiting for partitions to be accounted for.
+    private var waitingSince: ContinuousClock.Instant?
     private let log: (String) -> Void
     private let report: (BatchOutcome, DecodedBatch, Int, Int64) -> Void
     private let finished = DispatchSemaphore(value: 0)
@@ -300,11 +302,13 @@ final class CommitWorker: @unchecked Sendable {
     /// giving partitions away, on stop).
     private func emitKPIs(force: Bool) throws {
         // Without partitions there is nothing to sum: publishing would claim every KPI fell to zero.
-        guard let now, !stores.open.isEmpty else { return }
+        guard !stores.open.isEmpty else { return }
         guard force || ContinuousClock.now - lastEmit >= .milliseconds(config.kpiEmitIntervalMs) else { return }
         lastEmit = ContinuousClock.now
-        defer { recordOperationalGauges(now: now) }
+        // Announced even before any event: the leader waits for every partition to be accounted for.
         try exchange.announce(stores.open, force: force)
+        guard let now else { return }
+        defer { recordOperationalGauges(now: now) }
         let leader = stores.open[0] != nil
         exchange.follow(asLeader: leader)
         ServiceMetrics.kpiLeader.record(leader ? 1 : 0)
@@ -352,11 +356,22 @@ final class CommitWorker: @unchecked Sendable {
         let caughtUp = try exchange.poll()
         let (global, missing) = exchange.view.global(owned: stores.open.mapValues(\.partials), partitionCount: count)
         // Owning every partition, the leader needs nobody's announcements.
-        if missing.isEmpty && (caughtUp || stores.open.count >= count) { return global }
+        if missing.isEmpty && (caughtUp || stores.open.count >= count) {
+            waitingSince = nil
+            return global
+        }
+        let since = waitingSince ?? ContinuousClock.now
+        waitingSince = since
         if ContinuousClock.now - lastWaitingLog >= .seconds(10) {
             lastWaitingLog = ContinuousClock.now
             log(caughtUp ? "KPIs wait for partitions \(missing.map(String.init).joined(separator: ", ")) to be announced by their owners"
                          : "KPIs wait until the announcements of the other instances are read")
+        }
+        // Owners announce everything at least every 30 s: waiting longer means the reader lost track.
+        if ContinuousClock.now - since >= .seconds(35) {
+            waitingSince = nil
+            log("no announcement of partitions \(missing.map(String.init).joined(separator: ", ")) for 35 s: reading the announcements again from the beginning")
+            exchange.rereadFromTheBeginning()
         }
         return nil
     }

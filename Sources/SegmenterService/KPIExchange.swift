@@ -64,6 +64,16 @@ final class KPIExchange {
         }
     }
 
+    /// Starts reading the topic afresh (from its beginning): when partitions stay unaccounted
+    /// for although their owners announce them, the reader may have missed the topic's
+    /// partitions (seen once with a topic created a moment earlier on the dev broker).
+    func rereadFromTheBeginning() {
+        guard reader != nil else { return }
+        reader?.close()
+        reader = nil
+        follow(asLeader: true)
+    }
+
     /// Forgets what was announced for partitions given up (a later owner of them announces anew).
     func forget(_ partitions: some Sequence<Int32>) {
         for partition in partitions { lastAnnounced[partition] = nil }
@@ -98,8 +108,9 @@ final class KPIExchange {
     func poll() throws -> Bool {
         guard let reader else { return false }
         if !reading {
-            // Not started: find the topic's partitions and where their ends are now.
-            guard let count = try? producer.partitionCount(of: topic, timeoutMs: 2000) else { return false }
+            // Not started: find the topic's partitions and where their ends are now (asking the
+            // reader's own handle, so its metadata knows a topic created a moment ago).
+            guard let count = try? reader.partitionCount(of: topic, timeoutMs: 2000) else { return false }
             var ends: [TopicPartition: Int64] = [:]
             var starts: [TopicPartition: StartOffset] = [:]
             for number in 0..<Int32(count) {
