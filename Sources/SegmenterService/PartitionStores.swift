@@ -79,16 +79,17 @@ final class PartitionStores {
                                  earliest: (TopicPartition) -> Int64?, progress: [TopicPartition: Int64]) throws {
         var local: [Int32: [String: Int64]] = [:]
         var unusable: Set<Int32> = []
+        /// Local state that stopped before the input Kafka still holds (each check asks the broker).
+        var expired: Set<Int32> = []
         for number in Set(partitions.map(\.partition)) where open[number] == nil {
             let offsets = try PartitionStore.storedOffsets(directory: config.stateDirectory, partition: number)
             local[number] = offsets
-            let behind = partitions.contains { tp in
-                guard tp.partition == number else { return false }
-                if let reached = progress[tp], reached > offsets[tp.topic] ?? 0 { return true }
-                guard let next = offsets[tp.topic], let first = earliest(tp) else { return false }
-                return next < first
+            let mine = partitions.filter { $0.partition == number }
+            if mine.contains(where: { tp in offsets[tp.topic].map { next in earliest(tp).map { next < $0 } ?? false } ?? false }) {
+                expired.insert(number)
             }
-            if offsets.isEmpty || behind { unusable.insert(number) }
+            let overtaken = mine.contains { tp in progress[tp].map { $0 > offsets[tp.topic] ?? 0 } ?? false }
+            if offsets.isEmpty || overtaken || expired.contains(number) { unusable.insert(number) }
         }
         guard !unusable.isEmpty else { return }
         var found: [Int32: StateSnapshot] = [:]
@@ -99,12 +100,8 @@ final class PartitionStores {
         }
         for number in unusable.sorted() {
             let mine = local[number] ?? [:]
-            guard let snapshot = found[number],
-                  snapshot.offsets.allSatisfy({ $0.value >= mine[$0.key] ?? 0 }), snapshot.offsets != mine else {
-                let expired = partitions.contains { tp in
-                    tp.partition == number && (mine[tp.topic].map { next in earliest(tp).map { next < $0 } ?? false } ?? false)
-                }
-                if expired {
+            guard let snapshot = found[number], snapshot.isAhead(of: mine) else {
+                if expired.contains(number) {
                     log("partition \(number): WARNING its state stopped before the earliest input Kafka still holds and no later "
                         + "snapshot exists in \(config.topics.stateSnapshots): the events in between are lost to it")
                 }

@@ -65,6 +65,7 @@ extension KPIPublisher {
             try saveDeliveredOffsets()
         }
         for (key, state) in advanced { published[key] = state }
+        savedOffsets = deliveredOffsets
         return (advanced.count, stale.count)
     }
 }

@@ -27,6 +27,8 @@ public final class KPIPublisher: @unchecked Sendable {
     /// Per partition of `topic`, the greatest offset at which one of this chain's messages was
     /// delivered: a new leader reads the topic from there to learn what others published since.
     public internal(set) var deliveredOffsets: [Int32: Int64] = [:]
+    /// `deliveredOffsets` as last written to the database (a publish writes only what moved).
+    var savedOffsets: [Int32: Int64] = [:]
 
     /// Where the publisher kept its state before it moved into partition 0's database.
     public static let legacyFileName = "kpis.sqlite"
@@ -65,6 +67,7 @@ public final class KPIPublisher: @unchecked Sendable {
         while try offsets.step() {
             if let partition = Int32(offsets.string(0)!.dropFirst("delivered_offset:".count)) { deliveredOffsets[partition] = offsets.int64(1) }
         }
+        savedOffsets = deliveredOffsets
     }
 
     /// State directories written before the publisher moved into partition 0 kept it in its own
@@ -152,6 +155,7 @@ public final class KPIPublisher: @unchecked Sendable {
             try saveDeliveredOffsets()
         }
         for (key, state, _) in updates { published[key] = state }
+        savedOffsets = deliveredOffsets
         self.history = history
         currentDay = calendar.day(of: now)
         alertStatus.merge(statuses) { $1 }
@@ -172,8 +176,11 @@ public final class KPIPublisher: @unchecked Sendable {
         }
     }
 
+    /// Writes the delivered offsets that moved since the last write; call inside a transaction.
     func saveDeliveredOffsets() throws {
-        for (partition, offset) in deliveredOffsets { try setMeta("delivered_offset:\(partition)", offset) }
+        for (partition, offset) in deliveredOffsets where savedOffsets[partition] != offset {
+            try setMeta("delivered_offset:\(partition)", offset)
+        }
     }
 
     func enqueue(topic: String, key: String, message: String, now: Instant) throws {

@@ -78,9 +78,9 @@ public struct StateSnapshot: Sendable {
     public let offsets: [String: Int64]
     public let bytes: [UInt8]
 
-    /// Newer: no input offset behind `other`'s and at least one ahead.
-    func isAhead(of other: StateSnapshot) -> Bool {
-        offsets.allSatisfy { $0.value >= other.offsets[$0.key] ?? 0 } && offsets != other.offsets
+    /// Further along in the input than state stored at `other`: no offset behind, one ahead.
+    public func isAhead(of other: [String: Int64]) -> Bool {
+        offsets.allSatisfy { $0.value >= other[$0.key] ?? 0 } && offsets != other
     }
 }
 
@@ -123,7 +123,7 @@ public struct SnapshotAssembler {
             return
         }
         let snapshot = StateSnapshot(partition: chunk.partition, slot: done.first.slot, offsets: done.first.offsets, bytes: bytes)
-        if let current = latest[chunk.partition], current.isAhead(of: snapshot) { return }
+        if let current = latest[chunk.partition], current.isAhead(of: snapshot.offsets) { return }
         latest[chunk.partition] = snapshot
     }
 
