@@ -85,8 +85,11 @@ final class CommitWorker: @unchecked Sendable {
     private var nextOffsets: [TopicPartition: Int64] = [:]
     private var lastSlowGauges = ContinuousClock.now - .seconds(60)
 
+    /// Seeded with each assigned partition's event time, for the poll thread (see `EventTimeBoard`).
+    private let eventTimes: EventTimeBoard
+
     init(config: SegmenterConfig, producer: KafkaProducer, consumer: KafkaConsumer, partitionCount: Int?,
-         operations: OperationalState, log: @escaping (String) -> Void,
+         operations: OperationalState, eventTimes: EventTimeBoard, log: @escaping (String) -> Void,
          report: @escaping (BatchOutcome, DecodedBatch, Int, Int64) -> Void) throws {
         self.config = config
         self.producer = producer
@@ -95,6 +98,7 @@ final class CommitWorker: @unchecked Sendable {
         self.exchange = KPIExchange(config: config, producer: producer, log: log)
         self.snapshots = StateSnapshots(config: config, producer: producer, log: log)
         self.operations = operations
+        self.eventTimes = eventTimes
         self.stores = PartitionStores(config: config, log: log)
         self.relay = OutboxRelay(producer: producer)
         self.consumer = consumer
@@ -140,7 +144,10 @@ final class CommitWorker: @unchecked Sendable {
                 polledAt = batch.polledAt
             case let .assigned(partitions, reply)?:
                 let starts = try stores.assign(partitions, snapshots: snapshots, history: inputHistory)
-                for store in stores.open.values { if let clock = try store.clock() { advance(to: clock) } }
+                for store in stores.open.values {
+                    if let clock = try store.clock() { advance(to: clock) }
+                    eventTimes.seed(partition: store.partition, eventTime: try store.eventTime(), floor: try store.evidenceFloor())
+                }
                 reply.send(starts)
                 try takeKPILeadership()
             case let .revoked(partitions, reply)?:
@@ -217,7 +224,6 @@ final class CommitWorker: @unchecked Sendable {
         let outcomes = UnsafeMutableBufferPointer<Result<BatchOutcome, Error>>.allocate(capacity: work.count)
         defer { outcomes.deallocate() }
         nonisolated(unsafe) let slots = outcomes
-        let deadLetterTopic = config.topics.deadLetters
         let now = self.now
         DispatchQueue.concurrentPerform(iterations: work.count) { index in
             let item = work[index]
@@ -226,7 +232,7 @@ final class CommitWorker: @unchecked Sendable {
                     guard let now else { return BatchOutcome() }
                     return try item.store.advanceClock(to: now)
                 }
-                return try item.store.commit(item.records, deadLetterTopic: deadLetterTopic, receivedAt: receivedAt, now: now)
+                return try item.store.commit(item.records, receivedAt: receivedAt, now: now)
             })
         }
         defer { _ = outcomes.baseAddress.map { $0.deinitialize(count: work.count) } }
@@ -234,12 +240,7 @@ final class CommitWorker: @unchecked Sendable {
         var total = BatchOutcome()
         for (index, item) in work.enumerated() {
             let outcome = try outcomes[index].get()
-            total.applied += outcome.applied
-            total.duplicates += outcome.duplicates
-            total.deadLettered += outcome.deadLettered
-            total.membershipChanges += outcome.membershipChanges
-            total.membershipChangesByCause.merge(outcome.membershipChangesByCause, uniquingKeysWith: +)
-            total.timersFired += outcome.timersFired
+            total.add(outcome)
             kpiCauses.merge(outcome.kpiCauses) { $1 }
             for (topic, next) in outcome.nextOffsets {
                 committed[TopicPartition(topic: topic, partition: item.store.partition)] = next

@@ -1,6 +1,7 @@
 import Foundation
 import KafkaIO
 import SegmenterCore
+import SegmenterStore
 import Yams
 
 /// The service configuration (SPEC §4), read from one YAML file. See `config/segmenter.yaml`.
@@ -33,7 +34,8 @@ public struct SegmenterConfig: Sendable {
     public var clock = Clock.event
     public var currency = "USD"
     public var fx: [String: ExchangeRate] = [:]
-    public var dedupeHorizonSeconds: Int64 = 7 * 86_400
+    /// `dedupe_horizon` as configured; nil: the default for the catalog (see `dedupeHorizon`).
+    public var explicitDedupeHorizonSeconds: Int64?
     /// The most messages one commit takes (a backlog is read in batches this large; at a steady
     /// rate a batch is whatever arrived since the last poll). Larger batches write each touched
     /// SQLite page and re-evaluate each touched user once for more events: measured in
@@ -62,6 +64,20 @@ public struct SegmenterConfig: Sendable {
     public init() {}
 
     public var calendar: DayCalendar { DayCalendar(identifier: timeZone)! }
+
+    /// How long event ids are remembered (SPEC §7): as configured, or the longest window any
+    /// rule or KPI reads plus one day, at least 7 days.
+    public var dedupeHorizon: DedupeHorizon {
+        explicitDedupeHorizonSeconds.map(DedupeHorizon.init(seconds:)) ?? DedupeHorizon(longestWindowDays: catalog.longestWindow)
+    }
+
+    /// Opens (creating or upgrading) one partition's database with this configuration.
+    public func openPartition(_ partition: Int32) throws -> PartitionStore {
+        try PartitionStore(directory: stateDirectory, partition: partition, calendar: calendar,
+                           dedupeHorizonSeconds: dedupeHorizon.seconds,
+                           segments: SegmentSetup(catalog: catalog, membershipTopic: topics.membership),
+                           deadLetterTopic: topics.deadLetters)
+    }
 
     /// The Kafka properties for a reader of internal topics outside the consumer group
     /// (`purpose` only labels its group id; it commits nothing).
@@ -148,7 +164,7 @@ public struct SegmenterConfig: Sendable {
                 config.fx[code] = rate
             }
         }
-        if let node = top["dedupe_horizon"] { config.dedupeHorizonSeconds = try reader.duration(node) }
+        if let node = top["dedupe_horizon"] { config.explicitDedupeHorizonSeconds = try reader.duration(node) }
         if let node = top["ingest"] {
             let ingest = try reader.mapping(node, allowed: ["batch_max_events", "batch_max_wait_ms"])
             if let n = ingest["batch_max_events"] { config.batchMaxEvents = try reader.integer(n, in: 1...1_000_000) }

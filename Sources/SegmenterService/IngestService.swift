@@ -19,6 +19,8 @@ public struct IngestCounters: Sendable {
     public var applied = 0
     public var duplicates = 0
     public var deadLettered = 0
+    /// Of those, valid events older than the dedupe horizon (not applied).
+    public var tooOld = 0
     public var keyMismatches = 0
     public var membershipChanges = 0
     public var timersFired = 0
@@ -67,19 +69,19 @@ public final class IngestService: @unchecked Sendable {
         let partitionCount = try checkInputTopics(producer)
         let bridge = RebalanceBridge(health: health)
         let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
+        let eventTimes = EventTimeBoard(horizon: config.dedupeHorizon)
         let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, partitionCount: partitionCount,
-                                      operations: health.operations,
+                                      operations: health.operations, eventTimes: eventTimes,
                                       log: { [logger] in logger.info("\($0)") }) {
             [self] outcome, batch, published, commitNanoseconds in
-            ServiceMetrics.record(consumed: batch.consumed, applied: outcome.applied, duplicates: outcome.duplicates,
-                                  deadLettered: outcome.deadLettered, keyMismatches: batch.keyMismatches,
-                                  membershipChanges: outcome.membershipChangesByCause, timersFired: outcome.timersFired,
-                                  published: published, commitNanoseconds: commitNanoseconds)
+            ServiceMetrics.record(outcome, consumed: batch.consumed, keyMismatches: batch.keyMismatches, published: published,
+                                  commitNanoseconds: commitNanoseconds)
             counterLock.lock()
             totals.consumed += batch.consumed
             totals.applied += outcome.applied
             totals.duplicates += outcome.duplicates
             totals.deadLettered += outcome.deadLettered
+            totals.tooOld += outcome.tooOld
             totals.membershipChanges += outcome.membershipChanges
             totals.timersFired += outcome.timersFired
             totals.keyMismatches += batch.keyMismatches
@@ -109,7 +111,7 @@ public final class IngestService: @unchecked Sendable {
             for error in errors { logger.warning("\(error)") }
             if !messages.isEmpty {
                 if firstPolled == nil { counterLock.lock(); firstPolled = Date(); counterLock.unlock() }
-                worker.queue.put(.batch(decode(messages, kinds: kinds)), mergingInto: IngestCommand.merge(limit: config.batchMaxEvents))
+                worker.queue.put(.batch(decode(messages, kinds: kinds, eventTimes: eventTimes)), mergingInto: IngestCommand.merge(limit: config.batchMaxEvents))
             }
         }
         logger.info("stopping: leaving the group, committing what was read, draining the outbox")
@@ -120,19 +122,23 @@ public final class IngestService: @unchecked Sendable {
     }
 
     /// Decodes a polled batch and groups it by partition number (one database each).
-    private func decode(_ messages: [ConsumedMessage], kinds: [String: InputKind]) -> DecodedBatch {
+    private func decode(_ messages: [ConsumedMessage], kinds: [String: InputKind], eventTimes: EventTimeBoard) -> DecodedBatch {
         let wallClock = Instant.wallClock()
         var batch = DecodedBatch()
         batch.consumed = messages.count
+        var times = eventTimes.view()
+        defer { eventTimes.raise(from: times) }
         for message in messages {
             let decoded = decoder.decode(message.payload, from: kinds[message.topic] ?? .activity, wallClock: wallClock)
+            // The payload is kept only for a dead letter (it quotes it): an invalid message, or a
+            // valid event the dedupe horizon may reject.
+            var keepPayload = true
             if case let .success(event) = decoded {
                 if let key = message.key, !key.elementsEqual(event.userID.utf8) { batch.keyMismatches += 1 }
                 if batch.latestEventTime == nil || event.ts > batch.latestEventTime! { batch.latestEventTime = event.ts }
+                keepPayload = times.mayReject(event.ts, partition: message.partition)
             }
-            // The payload is kept only for a dead letter (it quotes it); a valid event is decoded.
-            let keep: [UInt8]
-            if case .failure = decoded { keep = message.payload } else { keep = [] }
+            let keep = keepPayload ? message.payload : []
             batch.byPartition[message.partition, default: []].append(DecodedRecord(
                 topic: message.topic, partition: message.partition, offset: message.offset,
                 key: message.key, payload: keep, decoded: decoded))

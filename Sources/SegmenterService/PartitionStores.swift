@@ -26,9 +26,7 @@ final class PartitionStores {
 
     func store(for partition: Int32) throws -> PartitionStore {
         if let store = open[partition] { return store }
-        let store = try PartitionStore(directory: config.stateDirectory, partition: partition, calendar: calendar,
-                                       dedupeHorizonSeconds: config.dedupeHorizonSeconds,
-                                       segments: SegmentSetup(catalog: config.catalog, membershipTopic: config.topics.membership))
+        let store = try config.openPartition(partition)
         let changes = try store.applyDefinitionChanges()
         if changes > 0 { log("partition \(partition): segment definitions changed; re-evaluated everyone, \(changes) membership changes (cause config)") }
         open[partition] = store

@@ -28,7 +28,11 @@ public struct PartitionReads: @unchecked Sendable {
 
     /// Every user's sums for one day.
     public func userDays(on day: DayNumber) throws -> [String: DayAggregate] {
-        let statement = try db.prepare("SELECT user_id, spend_cents, activities, active_us FROM user_days WHERE day = ?")
+        // Rows of zeros only keep a day's evidence (see EventEvidence): no sums to compare.
+        let statement = try db.prepare("""
+            SELECT user_id, spend_cents, activities, active_us FROM user_days
+            WHERE day = ? AND (spend_cents <> 0 OR activities <> 0 OR active_us <> 0)
+            """)
         statement.bind(1, Int64(day))
         var result: [String: DayAggregate] = [:]
         while try statement.step() {
@@ -65,12 +69,15 @@ extension PartitionStore {
     /// not adding them, so a retried run cannot count twice.
     public func takeWarehouseValues(days: [String: [DayNumber: DayAggregate]], signups: [String: Instant] = [:],
                                     now: Instant) throws -> BatchOutcome {
-        var outcome = BatchOutcome()
-        var work = SegmentWork(partials: partials)
+        var effects = BatchEffects(partials: partials)
         var profiles: [String: UserProfile] = [:]
         let select = try db.prepare("SELECT spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day = ?")
-        let upsert = try db.prepare("INSERT OR REPLACE INTO user_days (user_id, day, spend_cents, activities, active_us) VALUES (?, ?, ?, ?, ?)")
-        let delete = try db.prepare("DELETE FROM user_days WHERE user_id = ? AND day = ?")
+        // The day's evidence stays: the events it proves were applied are still the same events.
+        let set = try db.prepare("""
+            INSERT INTO user_days (user_id, day, spend_cents, activities, active_us) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (user_id, day) DO UPDATE SET spend_cents = excluded.spend_cents, activities = excluded.activities,
+                active_us = excluded.active_us
+            """)
         try db.transaction {
             for (userID, userDays) in days {
                 var profile = try profiles[userID] ?? self.profile(of: userID) ?? UserProfile()
@@ -83,15 +90,13 @@ extension PartitionStore {
                         : DayAggregate()
                     select.reset()
                     guard current != truth else { continue }
-                    let statement = truth.isZero ? delete.reset() : upsert.reset()
-                    statement.bind(1, userID)
-                    statement.bind(2, Int64(day))
-                    if !truth.isZero {
-                        statement.bind(3, truth.spendCents)
-                        statement.bind(4, truth.activities)
-                        statement.bind(5, truth.activeMicros)
-                    }
-                    try statement.run()
+                    set.reset()
+                    set.bind(1, userID)
+                    set.bind(2, Int64(day))
+                    set.bind(3, truth.spendCents)
+                    set.bind(4, truth.activities)
+                    set.bind(5, truth.activeMicros)
+                    try set.run()
                     profile.addToLifetime(truth - current)
                     profiles[userID] = profile
                 }
@@ -102,21 +107,20 @@ extension PartitionStore {
                 profile.correctSignup(to: signup)
                 profiles[userID] = profile
             }
+            // The cached users describe the old values: re-read from the transaction.
+            let firstDay = calendar.day(of: now) - DayNumber(segments.catalog.longestWindow - 1)
             for (userID, profile) in profiles {
                 try write(profile, of: userID)
-                // The committed caches describe the old values; re-read from the transaction.
-                segmentStates[userID] = nil
-                outcome.membershipChanges += try reevaluate(userID, profile: profile, now: now, cause: .reconciliation, work: &work)
+                var slice = UserSlice(profile: profile, days: try StateReading.days(of: userID, from: firstDay, using: statements.selectDays),
+                                      memberships: try memberships(of: userID))
+                effects.outcome.membershipChanges += processor.evaluate(userID, &slice, now: now, cause: .reconciliation, into: &effects)
             }
-            outcome.membershipChangesByCause[.reconciliation] = outcome.membershipChanges
-            outcome.noteKPIChanges(work.partials, cause: .reconciliation)
-            try writeChangedPartials(&work.partials)
+            effects.outcome.membershipChangesByCause[.reconciliation] = effects.outcome.membershipChanges
+            effects.outcome.noteKPIChanges(effects.partials, cause: .reconciliation)
+            try write(effects)
         }
-        profileCache.merge(profiles) { $1 }
-        partials = work.partials
-        remember(work.states)
-        nextTimer = try earliestTimer()
-        return outcome
+        try remember(effects)
+        return effects.outcome
     }
 
     /// Records that the warehouse owns the sums of `days` from now on (widening what was owned).

@@ -1,46 +1,225 @@
 import SegmenterCore
 
+/// The prepared statements of the commit path: loading what a batch touches, writing its effects.
+final class StoreStatements {
+    let selectOffsets: Statement
+    let selectMeta: Statement
+    let setMeta: Statement
+    let selectProfile: Statement
+    let upsertProfile: Statement
+    let updateProfileTotals: Statement
+    let selectDays: Statement
+    let selectEvidence: Statement
+    let addDay: Statement
+    let upsertOffset: Statement
+    let selectMemberships: Statement
+    let upsertMembership: Statement
+    let deleteMembership: Statement
+    let upsertTimer: Statement
+    let deleteTimer: Statement
+    let selectDue: Statement
+    let selectEarliestTimer: Statement
+    let upsertPartial: Statement
+
+    init(_ db: SQLiteConnection) throws {
+        selectOffsets = try db.prepare("SELECT topic, next_offset FROM offsets WHERE partition = ?")
+        selectMeta = try db.prepare("SELECT value FROM meta WHERE key = ?")
+        setMeta = try db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
+        selectProfile = try db.prepare("SELECT \(StateReading.profileColumns) FROM users WHERE user_id = ?")
+        upsertProfile = try db.prepare("""
+            INSERT OR REPLACE INTO users (user_id, signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities,
+                lifetime_active_us, activity_before_signup, attributes, accounts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        updateProfileTotals = try db.prepare("""
+            UPDATE users SET last_activity_at = ?, lifetime_spend_cents = ?, lifetime_activities = ?, lifetime_active_us = ?
+            WHERE user_id = ?
+            """)
+        selectDays = try db.prepare("SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?")
+        selectEvidence = try db.prepare("SELECT evidence FROM user_days WHERE user_id = ? AND day = ?")
+        addDay = try db.prepare("""
+            INSERT INTO user_days (user_id, day, spend_cents, activities, active_us, evidence) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (user_id, day) DO UPDATE SET spend_cents = spend_cents + excluded.spend_cents,
+                activities = activities + excluded.activities, active_us = active_us + excluded.active_us,
+                evidence = excluded.evidence
+            """)
+        upsertOffset = try db.prepare("""
+            INSERT INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?)
+            ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)
+            """)
+        selectMemberships = try db.prepare("SELECT segment, contributions FROM memberships WHERE user_id = ?")
+        upsertMembership = try db.prepare("INSERT OR REPLACE INTO memberships (user_id, segment, contributions) VALUES (?, ?, ?)")
+        deleteMembership = try db.prepare("DELETE FROM memberships WHERE user_id = ? AND segment = ?")
+        upsertTimer = try db.prepare("INSERT OR REPLACE INTO timers (user_id, due) VALUES (?, ?)")
+        deleteTimer = try db.prepare("DELETE FROM timers WHERE user_id = ?")
+        selectDue = try db.prepare("SELECT user_id FROM timers WHERE due <= ? ORDER BY due")
+        selectEarliestTimer = try db.prepare("SELECT min(due) FROM timers")
+        upsertPartial = try db.prepare("INSERT OR REPLACE INTO kpi_partials (segment, kpi, counted, total_bits) VALUES (?, ?, ?, ?)")
+    }
+}
+
+// MARK: Loading what a batch touches
+
 extension PartitionStore {
+    /// A user as last committed: from the cache, or read (days from `firstDay` on, memberships;
+    /// the timer is not read, so it is rewritten after evaluation).
+    func slice(of userID: String, firstDay: DayNumber) throws -> UserSlice {
+        if let cached = cache[userID] { return cached }
+        guard let profile = try StateReading.profile(of: userID, using: statements.selectProfile.reset()) else {
+            return UserSlice(profile: nil)
+        }
+        return UserSlice(profile: profile, days: try StateReading.days(of: userID, from: firstDay, using: statements.selectDays),
+                         memberships: try memberships(of: userID))
+    }
+
+    /// The user's stored memberships: segment → KPI contributions.
+    func memberships(of userID: String) throws -> [String: [Double?]] {
+        let statement = statements.selectMemberships.reset()
+        statement.bind(1, userID)
+        defer { statement.reset() }
+        var result: [String: [Double?]] = [:]
+        while try statement.step() { result[statement.string(0)!] = ContributionCodec.decode(statement.blob(1) ?? []) }
+        return result
+    }
+
+    /// The ids already applied to one user-day.
+    func evidence(of userDay: UserDay) throws -> EventEvidence {
+        let statement = statements.selectEvidence.reset()
+        statement.bind(1, userDay.userID)
+        statement.bind(2, Int64(userDay.day))
+        defer { statement.reset() }
+        return try statement.step() ? EventEvidence(encoded: statement.blob(0) ?? []) : EventEvidence()
+    }
+
+    /// Users whose timers are due at `now`.
+    func dueUsers(at now: Instant) throws -> [String] {
+        let statement = statements.selectDue.reset()
+        statement.bind(1, now.nanoseconds)
+        defer { statement.reset() }
+        var due: [String] = []
+        while try statement.step() { due.append(statement.string(0)!) }
+        return due
+    }
+
+    /// The earliest due timer, to skip clock steps that fire nothing.
+    func earliestTimer() throws -> Instant? {
+        let statement = statements.selectEarliestTimer.reset()
+        defer { statement.reset() }
+        _ = try statement.step()
+        return statement.optionalInt64(0).map(Instant.init(nanoseconds:))
+    }
+}
+
+// MARK: Writing effects
+
+extension PartitionStore {
+    /// Writes a batch's effects; call inside the batch's transaction.
+    func write(_ effects: BatchEffects) throws {
+        let st = statements
+        for (userID, write) in effects.profiles {
+            if write.whole { try self.write(write.profile, of: userID) } else { try writeTotals(write.profile, of: userID) }
+        }
+        for (userDay, day) in effects.days {
+            st.addDay.reset()
+            st.addDay.bind(1, userDay.userID)
+            st.addDay.bind(2, Int64(userDay.day))
+            st.addDay.bind(3, day.delta.spendCents)
+            st.addDay.bind(4, day.delta.activities)
+            st.addDay.bind(5, day.delta.activeMicros)
+            st.addDay.bind(6, blob: day.evidence.encoded)
+            try st.addDay.run()
+        }
+        for membership in effects.memberships {
+            let statement = membership.contributions == nil ? st.deleteMembership.reset() : st.upsertMembership.reset()
+            statement.bind(1, membership.userID)
+            statement.bind(2, membership.segment)
+            if let contributions = membership.contributions { statement.bind(3, blob: ContributionCodec.encode(contributions)) }
+            try statement.run()
+        }
+        for (userID, due) in effects.timers {
+            let statement = due == nil ? st.deleteTimer.reset() : st.upsertTimer.reset()
+            statement.bind(1, userID)
+            if let due { statement.bind(2, due.nanoseconds) }
+            try statement.run()
+        }
+        for message in effects.messages { try outboxWriter.append(topic: message.topic, key: message.key, value: message.value) }
+        for (topic, next) in effects.outcome.nextOffsets {
+            st.upsertOffset.reset()
+            st.upsertOffset.bind(1, topic)
+            st.upsertOffset.bind(2, Int64(partition))
+            st.upsertOffset.bind(3, next)
+            try st.upsertOffset.run()
+        }
+        var partials = effects.partials
+        try writeChangedPartials(&partials)
+        if let clock = effects.clock { try putMeta("clock_now", clock.nanoseconds) }
+        if let eventTime = effects.eventTime {
+            try putMeta("partition_event_time", eventTime.nanoseconds)
+            try pruneEvidenceIfDue(eventTime: eventTime)
+        }
+    }
+
     func write(_ profile: UserProfile, of userID: String) throws {
-        upsertProfile.reset()
-        upsertProfile.bind(1, userID)
-        upsertProfile.bind(2, profile.signupAt?.nanoseconds)
-        upsertProfile.bind(3, profile.lastActivityAt?.nanoseconds)
-        upsertProfile.bind(4, profile.lifetimeSpendCents)
-        upsertProfile.bind(5, profile.lifetimeActivities)
-        upsertProfile.bind(6, profile.lifetimeActiveMicros)
-        upsertProfile.bind(7, blob: ProfileCodec.encodeInstants(profile.activityBeforeSignup))
-        upsertProfile.bind(8, ProfileCodec.encodeAttributes(profile.attributes))
-        upsertProfile.bind(9, ProfileCodec.encodeAccounts(profile.accounts))
-        try upsertProfile.run()
+        let upsert = statements.upsertProfile.reset()
+        upsert.bind(1, userID)
+        upsert.bind(2, profile.signupAt?.nanoseconds)
+        upsert.bind(3, profile.lastActivityAt?.nanoseconds)
+        upsert.bind(4, profile.lifetimeSpendCents)
+        upsert.bind(5, profile.lifetimeActivities)
+        upsert.bind(6, profile.lifetimeActiveMicros)
+        upsert.bind(7, blob: ProfileCodec.encodeInstants(profile.activityBeforeSignup))
+        upsert.bind(8, ProfileCodec.encodeAttributes(profile.attributes))
+        upsert.bind(9, ProfileCodec.encodeAccounts(profile.accounts))
+        try upsert.run()
     }
 
     func writeTotals(_ profile: UserProfile, of userID: String) throws {
-        updateProfileTotals.reset()
-        updateProfileTotals.bind(1, profile.lastActivityAt?.nanoseconds)
-        updateProfileTotals.bind(2, profile.lifetimeSpendCents)
-        updateProfileTotals.bind(3, profile.lifetimeActivities)
-        updateProfileTotals.bind(4, profile.lifetimeActiveMicros)
-        updateProfileTotals.bind(5, userID)
-        try updateProfileTotals.run()
+        let update = statements.updateProfileTotals.reset()
+        update.bind(1, profile.lastActivityAt?.nanoseconds)
+        update.bind(2, profile.lifetimeSpendCents)
+        update.bind(3, profile.lifetimeActivities)
+        update.bind(4, profile.lifetimeActiveMicros)
+        update.bind(5, userID)
+        try update.run()
+    }
+
+    /// Writes the partials changed in this transaction. Totals are stored bit for bit.
+    func writeChangedPartials(_ partials: inout KPIPartials) throws {
+        for key in partials.takeChanged() {
+            let value = partials.values[key] ?? KPIPartial()
+            let statement = statements.upsertPartial.reset()
+            statement.bind(1, key.segment)
+            statement.bind(2, key.kpi)
+            statement.bind(3, value.counted)
+            statement.bind(4, Int64(bitPattern: value.total.bitPattern))
+            try statement.run()
+        }
     }
 
     func putMeta(_ key: String, _ value: Int64) throws {
-        setMeta.reset()
-        setMeta.bind(1, key)
-        setMeta.bind(2, value)
-        try setMeta.run()
+        let statement = statements.setMeta.reset()
+        statement.bind(1, key)
+        statement.bind(2, value)
+        try statement.run()
     }
 
-    /// Forgets event ids older than the dedupe horizon (in this partition's event time), at most once per day of event time
-    /// (the delete scans the table, so doing it every batch would cost more than it saves).
-    func pruneSeenEventsIfDue(now: Instant) throws {
-        let lastPrune = try meta("seen_pruned_at") ?? 0
-        guard now.nanoseconds - lastPrune >= 86_400 * Instant.nanosPerSecond else { return }
-        let cutoff = now.nanoseconds - dedupeHorizonSeconds * Instant.nanosPerSecond
-        let delete = try db.prepare("DELETE FROM seen_events WHERE ts < ?")
-        delete.bind(1, cutoff)
-        try delete.run()
-        try putMeta("seen_pruned_at", now.nanoseconds)
+    /// Drops the evidence of days no admissible event can fall on any more (before the day of
+    /// `eventTime − horizon`), at most once per day of event time, and the rows that held only
+    /// evidence. A range of the day index from where the last prune stopped: never a table scan.
+    func pruneEvidenceIfDue(eventTime: Instant) throws {
+        let cutoffDay = calendar.day(of: eventTime.adding(seconds: -horizon.seconds))
+        let prunedBefore = try meta("evidence_pruned_before_day").map { DayNumber($0) }
+        if let prunedBefore, prunedBefore >= cutoffDay { return }
+        let from = Int64(prunedBefore ?? DayNumber(Int32.min))
+        let clear = try db.prepare("UPDATE user_days SET evidence = NULL WHERE day >= ? AND day < ? AND evidence IS NOT NULL")
+        clear.bind(1, from)
+        clear.bind(2, Int64(cutoffDay))
+        try clear.run()
+        let empty = try db.prepare("""
+            DELETE FROM user_days WHERE day >= ? AND day < ? AND spend_cents = 0 AND activities = 0 AND active_us = 0
+            """)
+        empty.bind(1, from)
+        empty.bind(2, Int64(cutoffDay))
+        try empty.run()
+        try putMeta("evidence_pruned_before_day", Int64(cutoffDay))
     }
 }

@@ -1,8 +1,22 @@
+import SegmenterCore
+
 /// Versioned migrations of a partition database, numbered by `PRAGMA user_version`.
 ///
 /// Append new steps; never edit a released one. Each step runs in its own transaction.
 enum Schema {
-    static let migrations: [String] = [
+    /// One step: SQL, or SQL followed by a data migration in Swift (which may need the calendar).
+    struct Step: Sendable {
+        let sql: String
+        var data: (@Sendable (SQLiteConnection, DayCalendar) throws -> Void)?
+    }
+
+    static let migrations: [Step] = sqlMigrations.map { Step(sql: $0) } + [
+        // 4: evidence of applied event ids moves from one row per event into its user-day row
+        // (64-bit hashes, see EventEvidence).
+        Step(sql: "ALTER TABLE user_days ADD COLUMN evidence BLOB", data: moveSeenEventsIntoDays),
+    ]
+
+    static let sqlMigrations: [String] = [
         // 1: per-user state, per-day sums, dedupe set, offsets, outbox, clock.
         """
         CREATE TABLE users (
@@ -81,16 +95,55 @@ enum Schema {
     ]
 
     /// Brings `connection` to the newest schema.
-    static func migrate(_ connection: SQLiteConnection) throws {
+    static func migrate(_ connection: SQLiteConnection, calendar: DayCalendar) throws {
         let current = try connection.userVersion
         guard current <= migrations.count else {
             throw SQLiteError(code: 1, message: "state schema version \(current) is newer than this build (\(migrations.count)); upgrade segmenter", sql: nil)
         }
-        for (index, sql) in migrations.enumerated().dropFirst(current) {
+        for (index, step) in migrations.enumerated().dropFirst(current) {
             try connection.transaction {
-                try connection.execute(sql)
+                try connection.execute(step.sql)
+                try step.data?(connection, calendar)
                 try connection.execute("PRAGMA user_version = \(index + 1)")
             }
         }
+    }
+}
+
+extension Schema {
+    /// The release before state v2 kept one `seen_events` row per event id, pruned by its own
+    /// horizon (7 days by default). Each id becomes a hash in its user-day's evidence. Ids it had
+    /// already forgotten cannot be brought back: events older than the oldest id it kept are
+    /// from now on treated as older than the horizon (`evidence_floor`), never applied twice.
+    static func moveSeenEventsIntoDays(_ db: SQLiteConnection, calendar: DayCalendar) throws {
+        var evidence: [UserDay: EventEvidence] = [:]
+        var oldest: Int64?
+        let seen = try db.prepare("SELECT user_id, event_id, ts FROM seen_events")
+        while try seen.step() {
+            let ts = Instant(nanoseconds: seen.int64(2))
+            _ = evidence[UserDay(seen.string(0)!, calendar.day(of: ts)), default: EventEvidence()].insert(seen.string(1)!)
+            oldest = min(oldest ?? ts.nanoseconds, ts.nanoseconds)
+        }
+        let write = try db.prepare("""
+            INSERT INTO user_days (user_id, day, evidence) VALUES (?, ?, ?)
+            ON CONFLICT (user_id, day) DO UPDATE SET evidence = excluded.evidence
+            """)
+        for (userDay, ids) in evidence {
+            write.reset()
+            write.bind(1, userDay.userID)
+            write.bind(2, Int64(userDay.day))
+            write.bind(3, blob: ids.encoded)
+            try write.run()
+        }
+        // Whether the old release ever pruned: then everything before its oldest kept id is unknown.
+        let pruned = try db.prepare("SELECT value FROM meta WHERE key = 'seen_pruned_at'")
+        if try pruned.step() {
+            let eventTime = try db.prepare("SELECT value FROM meta WHERE key = 'partition_event_time'")
+            let floor = try oldest ?? (eventTime.step() ? eventTime.int64(0) : pruned.int64(0))
+            let setFloor = try db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('evidence_floor', ?)")
+            setFloor.bind(1, floor)
+            try setFloor.run()
+        }
+        try db.execute("DROP TABLE seen_events; DELETE FROM meta WHERE key = 'seen_pruned_at'")
     }
 }

@@ -37,8 +37,9 @@ enum StateReading {
         defer { statement.reset() }
         var days: [DayNumber: DayAggregate] = [:]
         while try statement.step() {
-            days[DayNumber(statement.int64(0))] = DayAggregate(spendCents: statement.int64(1), activities: statement.int64(2),
-                                                                 activeMicros: statement.int64(3))
+            let sums = DayAggregate(spendCents: statement.int64(1), activities: statement.int64(2), activeMicros: statement.int64(3))
+            // A row of zeros only keeps its day's evidence (see EventEvidence).
+            if sums != DayAggregate() { days[DayNumber(statement.int64(0))] = sums }
         }
         return days
     }
@@ -150,15 +151,16 @@ public final class StateReader {
     public func counts() throws -> (users: Int, userDays: Int, seenEvents: Int, outbox: Int) {
         var totals = (0, 0, 0, 0)
         for (_, db) in partitions {
-            func count(_ table: String) throws -> Int {
-                let statement = try db.prepare("SELECT count(*) FROM \(table)")
+            func count(_ sql: String) throws -> Int {
+                let statement = try db.prepare(sql)
                 _ = try statement.step()
                 return Int(statement.int64(0))
             }
-            totals.0 += try count("users")
-            totals.1 += try count("user_days")
-            totals.2 += try count("seen_events")
-            totals.3 += try count("outbox")
+            totals.0 += try count("SELECT count(*) FROM users")
+            totals.1 += try count("SELECT count(*) FROM user_days WHERE spend_cents <> 0 OR activities <> 0 OR active_us <> 0")
+            // 8 bytes per id (EventEvidence); a database not yet upgraded by `run` still has one row per id.
+            totals.2 += try (try? count("SELECT coalesce(sum(length(evidence)), 0) / 8 FROM user_days")) ?? count("SELECT count(*) FROM seen_events")
+            totals.3 += try count("SELECT count(*) FROM outbox")
         }
         return totals
     }

@@ -116,9 +116,7 @@ struct BenchRollover: ParsableCommand {
         let names = try FileManager.default.contentsOfDirectory(atPath: config.stateDirectory.path)
             .filter { $0.hasPrefix("partition-") && $0.hasSuffix(".sqlite") }
         let stores = try names.map { name in
-            try PartitionStore(directory: config.stateDirectory, partition: Int32(name.dropFirst(10).dropLast(7)) ?? 0,
-                               calendar: config.calendar, dedupeHorizonSeconds: config.dedupeHorizonSeconds,
-                               segments: SegmentSetup(catalog: config.catalog, membershipTopic: config.topics.membership))
+            try config.openPartition(Int32(name.dropFirst(10).dropLast(7)) ?? 0)
         }
         let users = try reader.counts().users
         let started = Date()

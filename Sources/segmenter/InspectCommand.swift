@@ -177,7 +177,7 @@ struct Validate: ParsableCommand {
         say("  state: \(config.stateDirectory.path); snapshots to Kafka "
             + (config.stateSnapshotIntervalSeconds > 0 ? "every \(config.stateSnapshotIntervalSeconds) s" : "off")
             + "; time zone \(config.timeZone); clock \(config.clock.rawValue); currency \(config.currency)")
-        say("  fx: \(config.fx.keys.sorted().joined(separator: ", ")); dedupe horizon \(config.dedupeHorizonSeconds / 3600) h")
+        say("  fx: \(config.fx.keys.sorted().joined(separator: ", ")); dedupe horizon \(DedupeHorizon.describe(config.dedupeHorizon.seconds * Instant.nanosPerSecond))")
         let dialects = dialect == "all" ? SQLRenderer.Dialect.allCases : [SQLRenderer.Dialect(rawValue: dialect)!]
         for segment in config.catalog.segments {
             say("  segment \(segment.name): \(segment.ruleText)")

@@ -40,7 +40,7 @@ struct Run: AsyncParsableCommand {
             throw ExitCode.failure
         }
         let c = services.ingest.counters
-        logger.info("stopped: consumed \(c.consumed), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered), published \(c.published)")
+        logger.info("stopped: consumed \(c.consumed), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered) (\(c.tooOld) older than the dedupe horizon), published \(c.published)")
         if stopAfterEvents != nil, let started = services.ingest.firstMessageAt {
             let seconds = Date().timeIntervalSince(started)
             say("{\"consumed\":\(c.consumed),\"seconds\":\(seconds),\"events_per_second\":\(Int(Double(c.consumed) / seconds)),\"peak_rss_kib\":\(peakResidentKiB()),\"batches\":\(c.batches)}")
@@ -81,7 +81,7 @@ final class ProgressReporter: @unchecked Sendable {
         let elapsed = now.timeIntervalSince(last)
         guard elapsed >= interval else { return }
         let rate = Double(c.consumed - lastConsumed) / elapsed
-        logger.info("consumed \(c.consumed) (\(Int(rate))/s), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered), published \(c.published)")
+        logger.info("consumed \(c.consumed) (\(Int(rate))/s), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered) (\(c.tooOld) older than the dedupe horizon), published \(c.published)")
         last = now
         lastConsumed = c.consumed
     }

@@ -33,7 +33,7 @@ import Testing
                 add(#"{"event_id":"a\#(n)","user_id":"u\#(n)","type":"session","ts":"2026-03-20T10:00:00Z","duration_s":1800}"#)
             }
         }
-        _ = try store.commit(records, deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0),
+        _ = try store.commit(records, receivedAt: Instant(seconds: 0),
                              now: try RFC3339.parse("2026-03-20T23:00:00Z").get())
         var accumulator = DrillDownAccumulator(kind: .avg)
         try store.drillDown(segment: "all", kpi: "minutes", into: &accumulator, dimensions: DrillDownAccumulator.dimensions(catalog))

@@ -72,7 +72,7 @@ import Testing
                                                  payload: Array(payload.utf8), decoded: decoded))
                     offset += 1
                 }
-                _ = try store.commit(records, deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+                _ = try store.commit(records, receivedAt: Instant(seconds: 0))
             }
             try verify(store: store, directory: directory, events: applied, now: clock, calendar: calendar,
                        context: "seed \(seed) step \(step)")
@@ -139,7 +139,7 @@ import Testing
         do {
             let store = try open("lifetime_spend > 500")
             _ = try store.applyDefinitionChanges()
-            _ = try store.commit(records, deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+            _ = try store.commit(records, receivedAt: Instant(seconds: 0))
             try store.outboxDatabase.execute("DELETE FROM outbox")
         }
         let changed = try open("lifetime_spend > 1000")

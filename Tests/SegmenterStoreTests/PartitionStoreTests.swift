@@ -37,11 +37,11 @@ import Testing
     @Test func aSnapshotInstalledElsewhereResumesExactlyWhereItWasTaken() throws {
         let store = try openStore()
         _ = try store.commit([record(0, activity("e1")), record(1, topic: "billing", charge("c1", cents: 700))],
-                             deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+                             receivedAt: Instant(seconds: 0))
         let snapshot = directory.appendingPathComponent("copy.snapshot")
         try store.writeSnapshot(to: snapshot)
         // A commit after the snapshot: not in it.
-        _ = try store.commit([record(2, activity("e2"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        _ = try store.commit([record(2, activity("e2"))], receivedAt: Instant(seconds: 0))
 
         let elsewhere = directory.appendingPathComponent("elsewhere")
         try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
@@ -51,7 +51,7 @@ import Testing
         #expect(try restored.profile(of: "u1")?.lifetimeActivities == 1)
         #expect(try restored.profile(of: "u1")?.lifetimeSpendCents == 700)
         // The input is consumed again from the stored offsets: e2 (offset 2) counts, e1 (a redelivery) does not.
-        let outcome = try restored.commit([record(1, activity("e1")), record(2, activity("e2"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        let outcome = try restored.commit([record(1, activity("e1")), record(2, activity("e2"))], receivedAt: Instant(seconds: 0))
         #expect(outcome.applied == 1)
         #expect(try restored.profile(of: "u1")?.lifetimeActivities == 2)
         #expect(try PartitionStore.storedOffsets(directory: directory, partition: 7) == [:])
@@ -60,12 +60,12 @@ import Testing
     @Test func anInterruptedBatchLeavesNoPartialState() throws {
         // Given a committed batch
         let store = try openStore()
-        _ = try store.commit([record(0, activity("e1")), record(1, "garbage")], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        _ = try store.commit([record(0, activity("e1")), record(1, "garbage")], receivedAt: Instant(seconds: 0))
         // When the next batch fails inside its transaction, after state, outbox and offsets were written
         struct Crash: Error {}
         #expect(throws: Crash.self) {
             _ = try store.commit([record(2, activity("e2")), record(3, topic: "billing", charge("c1", cents: 500)), record(4, "{}")],
-                                 deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0)) { _ in throw Crash() }
+                                 receivedAt: Instant(seconds: 0)) { _ in throw Crash() }
         }
         // Then neither the store in memory nor a fresh reader sees any of it
         for reopened in [store, try openStore()] {
@@ -78,7 +78,7 @@ import Testing
         // And replaying the same records after the "restart" applies them exactly once
         let store2 = try openStore()
         let outcome = try store2.commit([record(2, activity("e2")), record(3, topic: "billing", charge("c1", cents: 500)), record(4, "{}")],
-                                        deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+                                        receivedAt: Instant(seconds: 0))
         #expect(outcome.applied == 2)
         #expect(outcome.deadLettered == 1)
         let profile = try #require(try store2.profile(of: "u1"))
@@ -93,8 +93,7 @@ import Testing
         // or rows left unsent by a crash would never be published.
         let store = try openStore()
         #expect(store.outboxHighWater == 0)
-        _ = try store.commit([record(0, "garbage"), record(1, activity("e1")), record(2, "{}")], deadLetterTopic: "dlq",
-                             receivedAt: Instant(seconds: 0))
+        _ = try store.commit([record(0, "garbage"), record(1, activity("e1")), record(2, "{}")], receivedAt: Instant(seconds: 0))
         let newest = try #require(try store.outbox(after: 0, limit: 10).last?.id)
         #expect(store.outboxHighWater == newest)
         #expect(try openStore().outboxHighWater == newest)
@@ -102,10 +101,10 @@ import Testing
 
     @Test func aRedeliveredMessageBelowTheStoredOffsetIsNotAppliedAgain() throws {
         let store = try openStore()
-        _ = try store.commit([record(0, activity("e1")), record(1, activity("e2"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        _ = try store.commit([record(0, activity("e1")), record(1, activity("e2"))], receivedAt: Instant(seconds: 0))
         // Even with an id the dedupe set has forgotten, offset 1 must not count twice.
         try store.db.execute("DELETE FROM seen_events")
-        let again = try store.commit([record(1, activity("e2")), record(2, activity("e3"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        let again = try store.commit([record(1, activity("e2")), record(2, activity("e3"))], receivedAt: Instant(seconds: 0))
         #expect(again.alreadyApplied == 1)
         #expect(again.applied == 1)
         #expect(try store.profile(of: "u1")?.lifetimeActivities == 3)
@@ -115,11 +114,10 @@ import Testing
         // Other partitions were consumed faster: the instance clock is 20 days past this
         // partition's events. The dedupe horizon is measured in this partition's event time.
         let store = try openStore()
-        _ = try store.commit([record(0, activity("e1", ts: "2026-03-01T10:00:00Z"))], deadLetterTopic: "dlq",
-                             receivedAt: Instant(seconds: 0), now: try RFC3339.parse("2026-03-21T00:00:00Z").get())
+        _ = try store.commit([record(0, activity("e1", ts: "2026-03-01T10:00:00Z"))], receivedAt: Instant(seconds: 0), now: try RFC3339.parse("2026-03-21T00:00:00Z").get())
         let again = try store.commit([record(1, activity("e1", ts: "2026-03-01T10:00:00Z")),
                                       record(2, activity("e2", ts: "2026-03-02T10:00:00Z"))],
-                                     deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0),
+                                     receivedAt: Instant(seconds: 0),
                                      now: try RFC3339.parse("2026-03-22T00:00:00Z").get())
         #expect(again.duplicates == 1)
         #expect(try store.profile(of: "u1")?.lifetimeActivities == 2)
@@ -127,15 +125,15 @@ import Testing
 
     @Test func duplicatesAcrossBatchesAndTopicsAreIgnored() throws {
         let store = try openStore()
-        let first = try store.commit([record(0, activity("e1")), record(1, activity("e1"))], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        let first = try store.commit([record(0, activity("e1")), record(1, activity("e1"))], receivedAt: Instant(seconds: 0))
         #expect(first.applied == 1 && first.duplicates == 1)
         // The same event id on the billing topic is a duplicate too (dedupe spans both topics).
         let second = try store.commit([record(0, topic: "billing", charge("e1", cents: 100)), record(2, activity("e1"))],
-                                      deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+                                      receivedAt: Instant(seconds: 0))
         #expect(second.applied == 0 && second.duplicates == 2)
         // An invalid message does not use up an id.
         _ = try store.commit([record(3, #"{"event_id":"e9","user_id":"u1","type":"session"}"#), record(4, activity("e9"))],
-                             deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+                             receivedAt: Instant(seconds: 0))
         #expect(try store.profile(of: "u1")?.lifetimeActivities == 2)
     }
 
@@ -153,7 +151,7 @@ import Testing
             let store = try PartitionStore(directory: dir, partition: 0, calendar: .utc)
             let all = payloads.enumerated().map { record(Int64($0.offset), $0.element.contains("charge") ? "billing" : "activity", $0.element) }
             for start in stride(from: 0, to: all.count, by: batch) {
-                _ = try store.commit(Array(all[start..<min(start + batch, all.count)]), deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+                _ = try store.commit(Array(all[start..<min(start + batch, all.count)]), receivedAt: Instant(seconds: 0))
             }
             return try StateReader(directory: dir)
         }
@@ -199,7 +197,7 @@ import Testing
         let previous = try PartitionStore(directory: directory, partition: 0, calendar: .utc, segments: Self.setup)
         let snapshot = directory.appendingPathComponent("s.snapshot")
         try previous.writeSnapshot(to: snapshot)
-        _ = try previous.commit([Self.session(0, "e0")], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        _ = try previous.commit([Self.session(0, "e0")], receivedAt: Instant(seconds: 0))
         #expect(try membershipMessages(previous).count == 1)
 
         // When the new owner resumes from the snapshot and reads both sessions in one batch
@@ -208,7 +206,7 @@ import Testing
         try PartitionStore.install(snapshot: snapshot, directory: elsewhere, partition: 0)
         let next = try PartitionStore(directory: elsewhere, partition: 0, calendar: .utc, segments: Self.setup)
         if restating { next.restateUntil = ["activity": 1] }  // the group had committed offset 1
-        _ = try next.commit([Self.session(0, "e0"), Self.session(1, "e1")], deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0))
+        _ = try next.commit([Self.session(0, "e0"), Self.session(1, "e1")], receivedAt: Instant(seconds: 0))
 
         // Then u1's membership is published again ("exit": two sessions), so the topic does not
         // end on the previous owner's "enter"; unchanged from its own state, it would say nothing

@@ -24,6 +24,8 @@ public enum ServiceMetrics {
     static let applied = Counter(label: "segmenter_events_applied_total")
     static let duplicates = Counter(label: "segmenter_events_deduplicated_total")
     static let deadLettered = Counter(label: "segmenter_events_dead_lettered_total")
+    /// Valid events older than the dedupe horizon: dead-lettered (also in `deadLettered`), not applied.
+    static let tooOld = Counter(label: "segmenter_events_too_old_total")
     static let keyMismatches = Counter(label: "segmenter_key_mismatch_total")
     static let batches = Counter(label: "segmenter_batches_total")
     static let batchSize = Recorder(label: "segmenter_batch_size")
@@ -44,15 +46,15 @@ public enum ServiceMetrics {
     static let restores = Counter(label: "segmenter_state_restores_total")
 
     /// Records one committed batch.
-    static func record(consumed: Int, applied: Int, duplicates: Int, deadLettered: Int, keyMismatches: Int,
-                       membershipChanges: [ChangeCause: Int], timersFired: Int, published: Int, commitNanoseconds: Int64) {
+    static func record(_ outcome: BatchOutcome, consumed: Int, keyMismatches: Int, published: Int, commitNanoseconds: Int64) {
         Self.consumed.increment(by: consumed)
-        Self.applied.increment(by: applied)
-        Self.duplicates.increment(by: duplicates)
-        Self.deadLettered.increment(by: deadLettered)
+        applied.increment(by: outcome.applied)
+        duplicates.increment(by: outcome.duplicates)
+        deadLettered.increment(by: outcome.deadLettered)
+        tooOld.increment(by: outcome.tooOld)
         Self.keyMismatches.increment(by: keyMismatches)
-        recordMembershipChanges(membershipChanges)
-        Self.timersFired.increment(by: timersFired)
+        recordMembershipChanges(outcome.membershipChangesByCause)
+        timersFired.increment(by: outcome.timersFired)
         batches.increment()
         batchSize.record(consumed)
         commitSeconds.recordNanoseconds(commitNanoseconds)

@@ -50,9 +50,7 @@ public final class DirectStoreAccess: StoreAccess, @unchecked Sendable {
         try FileManager.default.createDirectory(at: config.stateDirectory, withIntermediateDirectories: true)
         var stores: [Int32: PartitionStore] = [:]
         for partition in 0..<Int32(partitionCount) {
-            let store = try PartitionStore(directory: config.stateDirectory, partition: partition, calendar: config.calendar,
-                                           dedupeHorizonSeconds: config.dedupeHorizonSeconds,
-                                           segments: SegmentSetup(catalog: config.catalog, membershipTopic: config.topics.membership))
+            let store = try config.openPartition(partition)
             _ = try store.applyDefinitionChanges()
             stores[partition] = store
         }

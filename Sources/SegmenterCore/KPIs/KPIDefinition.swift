@@ -1,0 +1,45 @@
+/// A KPI kept per segment. `members` (the count) always exists and is not listed here.
+public struct KPIDefinition: Sendable, Equatable {
+    public enum Kind: String, Sendable, CaseIterable {
+        /// Sum of EXPR over members where it is not null; null when there is none.
+        case sum
+        /// Mean of EXPR over members where it is not null; null when there is none.
+        case avg
+        /// Fraction of members for whom the boolean EXPR is true (null counts as not true).
+        case share
+    }
+
+    public let name: String
+    public let kind: Kind
+    public let expressionText: String
+    public let expression: RuleExpression
+    /// The segments it applies to; nil means every segment including `all`.
+    public let segments: [String]?
+
+    public init(name: String, kind: Kind, expressionText: String, segments: [String]?) throws(RuleError) {
+        self.name = name
+        self.kind = kind
+        self.expressionText = expressionText
+        self.segments = segments
+        let expression = kind == .share ? try RuleParser.parseRule(expressionText) : try RuleParser.parseExpression(expressionText)
+        if kind != .share {
+            let type = try RuleTypeChecker.type(of: expression)
+            guard type == .number || type == .any || type == .null else {
+                throw RuleError("a \(kind.rawValue) KPI needs a number, but this is a \(type)", at: expression.span)
+            }
+        }
+        for feature in [Feature.hoursSinceSignup, .hoursSinceLastActivity] where expression.features.contains(feature) {
+            throw RuleError("KPI expressions may not use \(feature) (it changes continuously, not through events or day boundaries)",
+                            at: expression.span)
+        }
+        self.expression = expression
+    }
+
+    /// What one member contributes: (counted, value). For `share`, value is 1 or 0.
+    public func contribution(_ features: (Feature) -> FeatureValue) -> Double? {
+        switch kind {
+        case .share: return expression.isTrue(features) ? 1 : 0
+        case .sum, .avg: return expression.evaluate(features).number
+        }
+    }
+}

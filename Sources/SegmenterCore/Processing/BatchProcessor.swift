@@ -1,0 +1,230 @@
+/// The batch step of one partition, pure: the affected users' state, the decoded batch and the
+/// clock in; the effects out (rows to write, outbox messages, timers, KPI partial moves).
+///
+/// The store loads what `Input` names, calls `process`, and writes the effects in one SQLite
+/// transaction with the offsets; nothing here touches a file, a socket or a clock. Steps, in order:
+/// 1. Records below the stored offset were applied by an earlier commit: skipped.
+/// 2. An invalid record becomes a dead letter. A valid event older than the dedupe horizon (in
+///    this partition's event time before the batch) cannot be proven new: a dead letter too.
+/// 3. A valid event whose id is in its user-day's evidence is a duplicate; otherwise its id joins
+///    the evidence and the event is applied to the user's profile and day sums.
+/// 4. At the batch's clock (`clock(after:)`), the users it changed are re-evaluated (cause
+///    `event`), then the users whose timers are due (cause `time`).
+public struct BatchProcessor: Sendable {
+    public let catalog: SegmentCatalog
+    public let calendar: DayCalendar
+    public let horizon: DedupeHorizon
+    public let membershipTopic: String
+    public let deadLetterTopic: String
+
+    public init(catalog: SegmentCatalog, calendar: DayCalendar, horizon: DedupeHorizon,
+                membershipTopic: String = "segment-membership", deadLetterTopic: String = "segmenter-dlq") {
+        self.catalog = catalog
+        self.calendar = calendar
+        self.horizon = horizon
+        self.membershipTopic = membershipTopic
+        self.deadLetterTopic = deadLetterTopic
+    }
+
+    public struct Input: Sendable {
+        public var records: [DecodedRecord]
+        /// The next offset per input topic as committed: records below it are skipped.
+        public var storedOffsets: [String: Int64] = [:]
+        /// This partition's clock before the batch.
+        public var clock: Instant?
+        /// The greatest event time applied in this partition before the batch: the dedupe
+        /// horizon's watermark (until per-pair watermarks, the partition's own event time).
+        public var eventTime: Instant?
+        /// Events before this instant have no evidence (a state upgraded from a release that
+        /// had forgotten them): they cannot be proven new either.
+        public var evidenceFloor: Instant?
+        /// A clock reading from outside (the instance clock, or the wall clock when hybrid).
+        public var externalClock: Instant?
+        /// Every user an admitted event of the batch belongs to, and every user in `dueUsers`.
+        public var users: [String: UserSlice] = [:]
+        /// The evidence of every user-day an admitted event of the batch falls on (absent: none).
+        public var evidence: [UserDay: EventEvidence] = [:]
+        /// Users whose timers are due at the batch's clock.
+        public var dueUsers: [String] = []
+        /// Per input topic, records below this offset have their users' whole membership
+        /// published again (the partition moved here from a state further along).
+        public var restateUntil: [String: Int64] = [:]
+        /// Days whose sums the warehouse owns: events on them add nothing to the sums.
+        public var reconciledDays: ClosedRange<DayNumber>?
+        /// The wall clock when the batch was received (dead letters carry it).
+        public var receivedAt: Instant
+
+        public init(records: [DecodedRecord], receivedAt: Instant) {
+            self.records = records
+            self.receivedAt = receivedAt
+        }
+    }
+
+    /// The records the batch will try to apply: valid, not yet committed, inside the horizon.
+    /// The store loads the users and evidence of exactly these.
+    public func admitted(_ input: Input) -> some Sequence<UserEvent> {
+        input.records.lazy.compactMap { record -> UserEvent? in
+            guard record.offset >= input.storedOffsets[record.topic] ?? 0, case let .success(event) = record.decoded,
+                  rejection(of: event.ts, input) == nil else { return nil }
+            return event
+        }
+    }
+
+    /// The partition clock after the batch: the latest of its clock, the external clock and the
+    /// admitted events' times (a duplicate's time was applied before, so it never moves it).
+    public func clock(after input: Input) -> Instant? {
+        var now = [input.clock, input.externalClock].compactMap { $0 }.max()
+        for event in admitted(input) where now == nil || event.ts > now! { now = event.ts }
+        return now
+    }
+
+    public func process(_ input: Input, partials: KPIPartials) -> BatchEffects {
+        var effects = BatchEffects(partials: partials)
+        var working: [String: UserSlice] = [:]
+        var rewrite: Set<String> = []
+        var restating: Set<String> = []
+        var now = [input.clock, input.externalClock].compactMap { $0 }.max()
+        var eventTime = input.eventTime
+
+        for record in input.records {
+            guard record.offset >= input.storedOffsets[record.topic] ?? 0 else {
+                effects.outcome.alreadyApplied += 1
+                continue
+            }
+            effects.outcome.nextOffsets[record.topic] = max(effects.outcome.nextOffsets[record.topic] ?? 0, record.offset + 1)
+            let event: UserEvent
+            switch record.decoded {
+            case let .failure(failure):
+                deadLetter(record, reason: failure.reason, input: input, into: &effects)
+                continue
+            case let .success(decoded):
+                event = decoded
+            }
+            if let reason = rejection(of: event.ts, input) {
+                deadLetter(record, reason: reason, input: input, into: &effects)
+                effects.outcome.tooOld += 1
+                continue
+            }
+            let userDay = UserDay(event.userID, calendar.day(of: event.ts))
+            var day = effects.days[userDay] ?? BatchEffects.DayWrite(evidence: input.evidence[userDay] ?? EventEvidence())
+            guard day.evidence.insert(event.eventID) else {
+                effects.outcome.duplicates += 1
+                continue
+            }
+            if record.offset < input.restateUntil[record.topic] ?? 0 { restating.insert(event.userID) }
+            var slice = working[event.userID] ?? input.users[event.userID] ?? UserSlice(profile: nil)
+            if slice.profile == nil { rewrite.insert(event.userID) }
+            var profile = slice.profile ?? UserProfile()
+            let beforeSignupCount = profile.activityBeforeSignup.count
+            if let change = profile.apply(event, calendar: calendar, reconciledDays: input.reconciledDays) {
+                day.delta += change.delta
+                slice.days[change.day, default: DayAggregate()] += change.delta
+            } else if event.body.countsInDay {
+                effects.outcome.onReconciledDays += 1  // apply() adds no day sums only for a reconciled day
+            }
+            switch event.body {
+            case .billing: break
+            case .activity where profile.activityBeforeSignup.count == beforeSignupCount: break
+            default: rewrite.insert(event.userID)
+            }
+            slice.profile = profile
+            working[event.userID] = slice
+            effects.days[userDay] = day
+            effects.outcome.applied += 1
+            if now == nil || event.ts > now! { now = event.ts }
+            if eventTime == nil || event.ts > eventTime! { eventTime = event.ts }
+        }
+        for (userID, slice) in working {
+            effects.profiles[userID] = BatchEffects.ProfileWrite(profile: slice.profile!, whole: rewrite.contains(userID))
+        }
+        guard let now else { return effects }
+
+        for (userID, var slice) in working {
+            let changes = evaluate(userID, &slice, now: now, cause: .event, into: &effects, restate: restating.contains(userID))
+            effects.outcome.membershipChanges += changes
+            effects.outcome.membershipChangesByCause[.event, default: 0] += changes
+        }
+        effects.outcome.noteKPIChanges(effects.partials, cause: .event)
+        let changedByEvents = effects.partials.changed
+        for userID in input.dueUsers where effects.slices[userID] == nil {
+            guard var slice = input.users[userID], slice.profile != nil else {
+                effects.timers[userID] = .some(nil)  // a timer without a user: nothing to wake
+                continue
+            }
+            let changes = evaluate(userID, &slice, now: now, cause: .time, into: &effects)
+            effects.outcome.timersFired += 1
+            effects.outcome.membershipChanges += changes
+            effects.outcome.membershipChangesByCause[.time, default: 0] += changes
+        }
+        for key in effects.partials.changed.subtracting(changedByEvents) { effects.outcome.kpiCauses[key.segment] = .time }
+        if now != input.clock { effects.clock = now }
+        if eventTime != input.eventTime { effects.eventTime = eventTime }
+        return effects
+    }
+
+    /// Re-evaluates one user at `now`: membership differences (and their messages), KPI partials
+    /// by difference, and the user's next timer. The slice ends as it will be once committed.
+    /// - Parameter rebuilding: the partials are being rebuilt from empty (a config change), so
+    ///   old contributions are not subtracted.
+    /// - Parameter restate: publish the user's state in every segment, changed or not.
+    /// - Returns: the number of membership changes published.
+    @discardableResult
+    public func evaluate(_ userID: String, _ slice: inout UserSlice, now: Instant, cause: ChangeCause,
+                         into effects: inout BatchEffects, rebuilding: Bool = false, restate: Bool = false) -> Int {
+        let firstDay = calendar.day(of: now) - DayNumber(catalog.longestWindow - 1)
+        if slice.days.keys.contains(where: { $0 < firstDay }) { slice.days = slice.days.filter { $0.key >= firstDay } }
+        let evaluation = catalog.evaluate(profile: slice.profile ?? UserProfile(), days: slice.days, now: now, calendar: calendar)
+        let stored = slice.memberships
+        var published = 0
+        // The segments the user is in now, then those they were in and left.
+        for segment in Array(evaluation.segments) + stored.keys.filter({ !evaluation.segments.contains($0) }) {
+            let old = stored[segment]
+            let new = evaluation.contributions[segment]
+            effects.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: rebuilding ? nil : old, new: new)
+            if old != new {
+                effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: new))
+            }
+            if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment, !restate {
+                effects.messages.append(membershipMessage(userID, segment: segment, member: new != nil, now: now, cause: cause))
+                published += 1
+            }
+        }
+        if restate {
+            for segment in catalog.segmentNames where segment != SegmentCatalog.allSegment {
+                effects.messages.append(membershipMessage(userID, segment: segment, member: evaluation.contributions[segment] != nil,
+                                                          now: now, cause: cause))
+                published += 1
+            }
+        }
+        slice.memberships = evaluation.contributions
+        if !slice.dueKnown || slice.due != evaluation.nextChange { effects.timers[userID] = .some(evaluation.nextChange) }
+        slice.due = evaluation.nextChange
+        slice.dueKnown = true
+        effects.slices[userID] = slice
+        return published
+    }
+
+    /// Why an event at `ts` cannot be applied (older than the horizon, or than the evidence), if so.
+    private func rejection(of ts: Instant, _ input: Input) -> String? {
+        if let watermark = input.eventTime, !horizon.admits(ts, at: watermark) { return horizon.rejection(of: ts, at: watermark) }
+        if let floor = input.evidenceFloor, ts < floor {
+            return "event is older than the dedupe horizon: ts \(ts) is before \(floor), the oldest event id this state "
+                + "kept when it was upgraded from a release with a shorter horizon; it cannot be told apart from an event already counted"
+        }
+        return nil
+    }
+
+    private func deadLetter(_ record: DecodedRecord, reason: String, input: Input, into effects: inout BatchEffects) {
+        let letter = DeadLetter.json(reason: reason, sourceTopic: record.topic, partition: record.partition,
+                                     offset: record.offset, payload: record.payload, receivedAt: input.receivedAt)
+        effects.messages.append(BatchEffects.Message(topic: deadLetterTopic, key: record.key, value: Array(letter.utf8)))
+        effects.outcome.deadLettered += 1
+    }
+
+    /// A SPEC §5 membership message, built directly (this runs for every change).
+    private func membershipMessage(_ userID: String, segment: String, member: Bool, now: Instant, cause: ChangeCause) -> BatchEffects.Message {
+        let text = "{\"user_id\":\(JSONText.quote(userID)),\"segment\":\(JSONText.quote(segment)),\"change\":\""
+            + (member ? "enter" : "exit") + "\",\"as_of\":\"\(now)\",\"cause\":\"\(cause.rawValue)\"}"
+        return BatchEffects.Message(topic: membershipTopic, key: Array(userID.utf8), value: Array(text.utf8))
+    }
+}

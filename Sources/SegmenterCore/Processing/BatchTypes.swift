@@ -1,0 +1,170 @@
+/// One input message with the decoder's verdict, ready to be processed.
+public struct DecodedRecord: Sendable {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+    public let key: [UInt8]?
+    /// The message as received; ingest keeps it only when a dead letter may quote it (decoding
+    /// failed, or the event is older than the dedupe horizon), so it may be empty for a valid event.
+    public let payload: [UInt8]
+    public let decoded: Result<UserEvent, DecodeFailure>
+
+    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, payload: [UInt8],
+                decoded: Result<UserEvent, DecodeFailure>) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.payload = payload
+        self.decoded = decoded
+    }
+}
+
+/// Why a user's membership is being re-evaluated; published as `cause` (SPEC §5).
+public enum ChangeCause: String, Sendable {
+    case event, time, config, reconciliation
+}
+
+/// What one processed batch did.
+public struct BatchOutcome: Sendable, Equatable {
+    public var applied = 0
+    public var duplicates = 0
+    public var deadLettered = 0
+    /// Valid events older than the dedupe horizon: dead-lettered, not applied (also in `deadLettered`).
+    public var tooOld = 0
+    /// Messages skipped because their offset was already committed (redelivered).
+    public var alreadyApplied = 0
+    /// Membership changes published (enter/exit, all causes).
+    public var membershipChanges = 0
+    /// The same, by cause.
+    public var membershipChangesByCause: [ChangeCause: Int] = [:]
+    /// Valid new events for days a reconciliation already took from the warehouse: recorded,
+    /// not added to the day's sums (the warehouse's value stands).
+    public var onReconciledDays = 0
+    /// Users re-evaluated because their timer was due.
+    public var timersFired = 0
+    /// Segments whose KPI partials moved, with the cause of the latest move.
+    public var kpiCauses: [String: ChangeCause] = [:]
+    /// The next offset to consume per input topic, as stored by this commit.
+    public var nextOffsets: [String: Int64] = [:]
+
+    public init() {}
+
+    public mutating func noteKPIChanges(_ partials: KPIPartials, cause: ChangeCause) {
+        for key in partials.changed { kpiCauses[key.segment] = cause }
+    }
+
+    /// Adds another partition's outcome (offsets and KPI causes are per partition: not merged).
+    public mutating func add(_ other: BatchOutcome) {
+        applied += other.applied
+        duplicates += other.duplicates
+        deadLettered += other.deadLettered
+        tooOld += other.tooOld
+        alreadyApplied += other.alreadyApplied
+        membershipChanges += other.membershipChanges
+        membershipChangesByCause.merge(other.membershipChangesByCause, uniquingKeysWith: +)
+        onReconciledDays += other.onReconciledDays
+        timersFired += other.timersFired
+    }
+}
+
+/// One user's sums on one local day: the row that holds them and the evidence of their events.
+public struct UserDay: Hashable, Sendable {
+    public let userID: String
+    public let day: DayNumber
+    public init(_ userID: String, _ day: DayNumber) {
+        self.userID = userID
+        self.day = day
+    }
+}
+
+/// What the batch step knows of one user, as last committed (or as the batch leaves it).
+public struct UserSlice: Equatable, Sendable {
+    /// nil: the user has no state yet.
+    public var profile: UserProfile?
+    /// Per-day sums from (at least) the first day any window can reach at the batch's clock.
+    public var days: [DayNumber: DayAggregate]
+    /// Stored memberships: segment → the member's KPI contributions (catalog order).
+    public var memberships: [String: [Double?]]
+    /// The armed timer, when known; see `dueKnown`.
+    public var due: Instant?
+    /// false when the timer was not loaded: it is then written whatever it is.
+    public var dueKnown: Bool
+
+    public init(profile: UserProfile?, days: [DayNumber: DayAggregate] = [:], memberships: [String: [Double?]] = [:],
+                due: Instant? = nil, dueKnown: Bool = false) {
+        self.profile = profile
+        self.days = days
+        self.memberships = memberships
+        self.due = due
+        self.dueKnown = dueKnown
+    }
+}
+
+/// Everything one batch changes, for the store to write in one transaction with the offsets.
+public struct BatchEffects: Sendable {
+    /// A profile row to write: whole (a new user, attributes, accounts or pre-signup activity
+    /// changed) or only its totals (the common case).
+    public struct ProfileWrite: Sendable, Equatable {
+        public var profile: UserProfile
+        public var whole: Bool
+    }
+    /// A user-day row: sums to add and the day's evidence as it now stands.
+    public struct DayWrite: Sendable, Equatable {
+        public var delta = DayAggregate()
+        public var evidence = EventEvidence()
+    }
+    /// A membership row: the contributions to store, or nil to delete it.
+    public struct MembershipWrite: Sendable, Equatable {
+        public let userID: String
+        public let segment: String
+        public let contributions: [Double?]?
+    }
+    /// An output message for the outbox.
+    public struct Message: Sendable, Equatable {
+        public let topic: String
+        public let key: [UInt8]?
+        public let value: [UInt8]
+    }
+
+    public var outcome = BatchOutcome()
+    public var profiles: [String: ProfileWrite] = [:]
+    public var days: [UserDay: DayWrite] = [:]
+    public var memberships: [MembershipWrite] = []
+    /// Timers to arm (an instant) or disarm (nil), per user.
+    public var timers: [String: Instant?] = [:]
+    public var messages: [Message] = []
+    /// The partition's KPI partials after the batch; `changed` says which to write.
+    public var partials: KPIPartials
+    /// The partition clock after the batch, if it moved.
+    public var clock: Instant?
+    /// The greatest event time applied, if it moved (the dedupe horizon is measured in it).
+    public var eventTime: Instant?
+    /// Every user the batch evaluated, as they will be once it commits (for the store's caches).
+    public var slices: [String: UserSlice] = [:]
+
+    public init(partials: KPIPartials) { self.partials = partials }
+}
+
+/// Contributions as stored: 9 bytes per KPI, a presence byte and the `Double`'s bits, so a
+/// stored contribution subtracts exactly what was added, and decoding costs no parsing.
+public enum ContributionCodec {
+    public static func encode(_ values: [Double?]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * 9)
+        for value in values {
+            bytes.append(value == nil ? 0 : 1)
+            withUnsafeBytes(of: (value ?? 0).bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+        return bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) -> [Double?] {
+        stride(from: 0, to: bytes.count - 8, by: 9).map { start in
+            guard bytes[start] == 1 else { return nil }
+            var bits: UInt64 = 0
+            for k in 0..<8 { bits |= UInt64(bytes[start + 1 + k]) << (8 * k) }
+            return Double(bitPattern: bits)
+        }
+    }
+}

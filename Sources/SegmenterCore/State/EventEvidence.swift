@@ -1,0 +1,103 @@
+/// The ids of the events applied to one user-day, as 64-bit hashes: the proof that a
+/// redelivered event was already counted (SPEC §7, replays).
+///
+/// Kept in the user-day row the events belong to rather than one B-tree row per event, so a
+/// batch writes one row per changed user-day, and the evidence is pruned with its day once the
+/// day is older than the dedupe horizon. Two different ids of one user on one day collide with
+/// probability about n²/2⁶⁵ (n ids that day): far below any other source of error here.
+public struct EventEvidence: Equatable, Sendable {
+    public private(set) var hashes: [UInt64]
+
+    public init(hashes: [UInt64] = []) { self.hashes = hashes }
+
+    public var isEmpty: Bool { hashes.isEmpty }
+    public var count: Int { hashes.count }
+
+    /// Records `eventID`; false if it was already there (the event is a duplicate).
+    /// A user-day holds a handful of ids, so a linear scan beats any index.
+    public mutating func insert(_ eventID: String) -> Bool {
+        let hash = Self.hash(eventID)
+        if hashes.contains(hash) { return false }
+        hashes.append(hash)
+        return true
+    }
+
+    public func contains(_ eventID: String) -> Bool { hashes.contains(Self.hash(eventID)) }
+
+    /// A stable 64-bit hash (the same in every process and release, unlike `Hasher`): FNV-1a
+    /// over the UTF-8 bytes, then SplitMix64's finalizer so that close ids spread over all bits.
+    public static func hash(_ eventID: String) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in eventID.utf8 { h = (h ^ UInt64(byte)) &* 0x0000_0100_0000_01B3 }
+        h = (h ^ (h >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        h = (h ^ (h >> 27)) &* 0x94D0_49BB_1331_11EB
+        return h ^ (h >> 31)
+    }
+
+    /// 8 little-endian bytes per id, in insertion order.
+    public var encoded: [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(hashes.count * 8)
+        for hash in hashes { withUnsafeBytes(of: hash.littleEndian) { bytes.append(contentsOf: $0) } }
+        return bytes
+    }
+
+    public init(encoded bytes: [UInt8]) {
+        var hashes: [UInt64] = []
+        hashes.reserveCapacity(bytes.count / 8)
+        var index = 0
+        while index + 8 <= bytes.count {
+            var value: UInt64 = 0
+            for k in 0..<8 { value |= UInt64(bytes[index + k]) << (8 * k) }
+            hashes.append(value)
+            index += 8
+        }
+        self.hashes = hashes
+    }
+}
+
+/// How far back event ids are remembered, in the pair's event time (SPEC §7).
+///
+/// An event older than `watermark − horizon` cannot be proven new (its evidence may be gone), so
+/// it is not applied but dead-lettered; an event inside the horizon is checked against the
+/// evidence and counted at most once, however late it comes.
+public struct DedupeHorizon: Equatable, Sendable {
+    public let seconds: Int64
+
+    public init(seconds: Int64) { self.seconds = seconds }
+
+    /// The default: the longest window any rule or KPI reads plus one day, at least 7 days.
+    public init(longestWindowDays: Int) {
+        seconds = Int64(max(longestWindowDays + 1, 7)) * 86_400
+    }
+
+    /// The earliest event time still admitted at `watermark` (nil: no watermark, all admitted).
+    public func cutoff(at watermark: Instant?) -> Instant? {
+        watermark.map { $0.adding(seconds: -seconds) }
+    }
+
+    /// Whether an event at `ts` may be applied at `watermark`: an event exactly at the edge is.
+    public func admits(_ ts: Instant, at watermark: Instant?) -> Bool {
+        guard let cutoff = cutoff(at: watermark) else { return true }
+        return ts >= cutoff
+    }
+
+    /// The dead-letter reason for an event the horizon rejects.
+    public func rejection(of ts: Instant, at watermark: Instant) -> String {
+        "event is older than the dedupe horizon: ts \(ts) is \(Self.describe(watermark.nanoseconds - ts.nanoseconds)) before "
+            + "this partition's event time \(watermark), the horizon is \(Self.describe(seconds * Instant.nanosPerSecond)); "
+            + "it cannot be told apart from an event already counted (reconciliation corrects truths this old)"
+    }
+
+    /// `31d`, `40d 3h`, `2h 5m`, `12s`.
+    public static func describe(_ nanoseconds: Int64) -> String {
+        let total = nanoseconds / Instant.nanosPerSecond
+        let (days, hours, minutes) = (total / 86_400, total % 86_400 / 3600, total % 3600 / 60)
+        var parts: [String] = []
+        if days > 0 { parts.append("\(days)d") }
+        if hours > 0 { parts.append("\(hours)h") }
+        if minutes > 0 && days == 0 { parts.append("\(minutes)m") }
+        if parts.isEmpty { parts.append("\(total % 60)s") }
+        return parts.joined(separator: " ")
+    }
+}

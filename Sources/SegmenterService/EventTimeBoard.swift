@@ -1,0 +1,47 @@
+import Foundation
+import SegmenterCore
+
+/// Per partition, the event time below which the dedupe horizon rejects events, shared by the
+/// commit thread (which seeds it from the state when a partition is assigned) and the poll
+/// thread (which raises it as it decodes). The poll thread drops a valid event's payload once
+/// decoded, but keeps it for an event this board says may be rejected: its dead letter quotes it.
+///
+/// The poll thread sees every event before the commit thread applies it, so its view is never
+/// behind the state's: every event the store rejects had its payload kept.
+final class EventTimeBoard: @unchecked Sendable {
+    private let lock = NSLock()
+    private var latest: [Int32: Instant] = [:]
+    private var floors: [Int32: Instant] = [:]
+    let horizon: DedupeHorizon
+
+    init(horizon: DedupeHorizon) { self.horizon = horizon }
+
+    /// From an assigned partition's state: its event time and evidence floor.
+    func seed(partition: Int32, eventTime: Instant?, floor: Instant?) {
+        lock.withLock {
+            if let eventTime { latest[partition] = max(latest[partition] ?? eventTime, eventTime) }
+            floors[partition] = floor
+        }
+    }
+
+    /// A view for one decoded batch: whether to keep a payload, raised as events go by.
+    struct View {
+        fileprivate(set) var latest: [Int32: Instant]
+        fileprivate let floors: [Int32: Instant]
+        fileprivate let horizon: DedupeHorizon
+
+        /// Notes `ts` in `partition`; true when the event may be rejected as too old.
+        mutating func mayReject(_ ts: Instant, partition: Int32) -> Bool {
+            let watermark = latest[partition]
+            if watermark == nil || ts > watermark! { latest[partition] = ts }
+            return !horizon.admits(ts, at: watermark) || floors[partition].map { ts < $0 } ?? false
+        }
+    }
+
+    func view() -> View { lock.withLock { View(latest: latest, floors: floors, horizon: horizon) } }
+
+    /// Takes back what a batch's view saw.
+    func raise(from view: View) {
+        lock.withLock { latest.merge(view.latest) { max($0, $1) } }
+    }
+}
