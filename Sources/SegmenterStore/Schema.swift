@@ -111,19 +111,21 @@ enum Schema {
 }
 
 extension Schema {
-    /// The release before state v2 kept one `seen_events` row per event id, pruned by its own
-    /// horizon (7 days by default). Each id becomes a hash in its user-day's evidence. Ids it had
-    /// already forgotten cannot be brought back: events older than the oldest id it kept are
-    /// from now on treated as older than the horizon (`evidence_floor`), never applied twice.
+    /// The release before state v2 kept one `seen_events` row per event id and deleted those
+    /// older than its horizon (7 days by default) behind its partition's event time, once a day
+    /// (`seen_pruned_at`). Each id it kept becomes a hash in its user-day's evidence. Ids it had
+    /// already deleted cannot be brought back, so events older than its last prune's cutoff are
+    /// from now on treated as older than the horizon (`evidence_floor`): never applied twice.
+    /// (A shorter `dedupe_horizon` configured for that release would have deleted more than
+    /// this floor assumes; the default and longer ones are covered.)
     static func moveSeenEventsIntoDays(_ db: SQLiteConnection, calendar: DayCalendar) throws {
         var evidence: [UserDay: EventEvidence] = [:]
-        var oldest: Int64?
         let seen = try db.prepare("SELECT user_id, event_id, ts FROM seen_events")
         while try seen.step() {
-            let ts = Instant(nanoseconds: seen.int64(2))
-            _ = evidence[UserDay(seen.string(0)!, calendar.day(of: ts)), default: EventEvidence()].insert(seen.string(1)!)
-            oldest = min(oldest ?? ts.nanoseconds, ts.nanoseconds)
+            let day = calendar.day(of: Instant(nanoseconds: seen.int64(2)))
+            _ = evidence[UserDay(seen.string(0)!, day), default: EventEvidence()].insert(seen.string(1)!)
         }
+        seen.reset()  // a statement still stepping would lock the table DROP removes
         let write = try db.prepare("""
             INSERT INTO user_days (user_id, day, evidence) VALUES (?, ?, ?)
             ON CONFLICT (user_id, day) DO UPDATE SET evidence = excluded.evidence
@@ -135,15 +137,14 @@ extension Schema {
             write.bind(3, blob: ids.encoded)
             try write.run()
         }
-        // Whether the old release ever pruned: then everything before its oldest kept id is unknown.
-        let pruned = try db.prepare("SELECT value FROM meta WHERE key = 'seen_pruned_at'")
-        if try pruned.step() {
-            let eventTime = try db.prepare("SELECT value FROM meta WHERE key = 'partition_event_time'")
-            let floor = try oldest ?? (eventTime.step() ? eventTime.int64(0) : pruned.int64(0))
-            let setFloor = try db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('evidence_floor', ?)")
-            setFloor.bind(1, floor)
-            try setFloor.run()
-        }
-        try db.execute("DROP TABLE seen_events; DELETE FROM meta WHERE key = 'seen_pruned_at'")
+        try db.execute("""
+            INSERT INTO meta (key, value) SELECT 'evidence_floor', value - \(previousReleaseHorizonSeconds) * 1000000000
+            FROM meta WHERE key = 'seen_pruned_at';
+            DROP TABLE seen_events;
+            DELETE FROM meta WHERE key = 'seen_pruned_at'
+            """)
     }
+
+    /// The previous release's default `dedupe_horizon`.
+    static let previousReleaseHorizonSeconds: Int64 = 7 * 86_400
 }

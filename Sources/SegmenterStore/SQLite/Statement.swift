@@ -70,6 +70,7 @@ public final class Statement {
         sqlite3_reset(handle)
     }
 
+    public var columnCount: Int32 { sqlite3_column_count(handle) }
     public func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
     public func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
     public func optionalInt64(_ column: Int32) -> Int64? { isNull(column) ? nil : int64(column) }

@@ -1,0 +1,105 @@
+import Testing
+@testable import SegmenterCore
+
+/// The batch step's effects for hand-written batches, with no database (Given / When / Then).
+@Suite struct BatchProcessorTests {
+    static let catalog = SegmentCatalog(
+        segments: [
+            try! SegmentDefinition(name: "spenders", ruleText: "spend(7d) > 50"),
+            try! SegmentDefinition(name: "inactive_new_users", ruleText: "hours_since_signup >= 24 and activities_since_signup = 0"),
+        ],
+        kpis: [try! KPIDefinition(name: "spend_7d", kind: .sum, expressionText: "spend(7d)", segments: nil)])
+    static let t0 = Instant(seconds: 1_793_527_200)  // 2026-11-01T10:00:00Z
+    let processor = BatchProcessor(catalog: catalog, calendar: .utc, horizon: DedupeHorizon(longestWindowDays: 7))
+
+    func text(_ message: BatchEffects.Message) -> String { String(decoding: message.value, as: UTF8.self) }
+
+    @Test func aNewUsersFirstEventsWriteOneRowPerUserDayAndPublishTheirEntry() {
+        // Given an empty partition
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        // When a user signs up and spends 60 an hour later
+        let effects = partition.commit([records.next(.signup("s1", "u1", at: Self.t0)),
+                                        records.next(.charge("c1", "u1", at: Self.t0.adding(seconds: 3600), cents: 6000))])
+        // Then both apply: the profile is written whole, one user-day row holds the sum and both ids
+        #expect(effects.outcome.applied == 2)
+        #expect(effects.profiles["u1"]?.whole == true)
+        #expect(effects.profiles["u1"]?.profile.lifetimeSpendCents == 6000)
+        let day = UserDay("u1", DayCalendar.utc.day(of: Self.t0))
+        #expect(effects.days.count == 1)
+        #expect(effects.days[day]?.delta == DayAggregate(spendCents: 6000))
+        #expect(effects.days[day]?.evidence.contains("s1") == true && effects.days[day]?.evidence.contains("c1") == true)
+        // and the user enters spenders (cause event), as of the batch's clock
+        #expect(effects.messages.map(text) == [
+            #"{"user_id":"u1","segment":"spenders","change":"enter","as_of":"2026-11-01T11:00:00Z","cause":"event"}"#])
+        // and the timer is set to the first instant time alone can move them (24 h after sign-up)
+        #expect(effects.timers["u1"] == .some(Self.t0.adding(seconds: 86_400)))
+        #expect(effects.partials.values[KPIKey(segment: "spenders", kpi: "spend_7d")] == KPIPartial(counted: 1, total: 60))
+        #expect(effects.outcome.nextOffsets == ["activity": 1, "billing": 1])
+        #expect(effects.clock == Self.t0.adding(seconds: 3600) && effects.eventTime == Self.t0.adding(seconds: 3600))
+    }
+
+    @Test func redeliveredEventsAtNewOffsetsChangeNothing() {
+        // Given a user's events applied
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        let events: [UserEvent] = [.signup("s1", "u1", at: Self.t0), .charge("c1", "u1", at: Self.t0.adding(seconds: 60), cents: 9000)]
+        partition.commit(events.map { records.next($0) })
+        // When the same events come again (an upstream re-publish: new offsets, same ids)
+        let effects = partition.commit(events.map { records.next($0) })
+        // Then they are duplicates: no row, message, timer or partial moves; only the offsets advance
+        #expect(effects.outcome.duplicates == 2 && effects.outcome.applied == 0)
+        #expect(effects.profiles.isEmpty && effects.days.isEmpty && effects.memberships.isEmpty)
+        #expect(effects.messages.isEmpty && effects.timers.isEmpty && effects.partials.changed.isEmpty)
+        #expect(effects.outcome.nextOffsets == ["activity": 2, "billing": 2])
+    }
+
+    @Test func anEventOlderThanTheHorizonIsDeadLetteredNotApplied() {
+        // Given a partition whose event time is 2026-11-20 (horizon 8 days for 7-day windows)
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        partition.commit([records.next(.session("late", "u2", at: Self.t0.adding(seconds: 19 * 86_400)))])
+        // When an event 9 days older than that arrives
+        let effects = partition.commit([records.next(.charge("old", "u1", at: Self.t0.adding(seconds: 10 * 86_400), cents: 100))])
+        // Then it is a dead letter with its reason and coordinates, and nothing else happens
+        #expect(effects.outcome.tooOld == 1 && effects.outcome.deadLettered == 1 && effects.outcome.applied == 0)
+        #expect(effects.profiles.isEmpty && effects.days.isEmpty)
+        let letter = text(effects.messages[0])
+        #expect(effects.messages.count == 1 && effects.messages[0].topic == "segmenter-dlq")
+        #expect(letter.contains("older than the dedupe horizon") && letter.contains("the horizon is 8d") && letter.contains("is 9d before"))
+        #expect(letter.contains(#""source_topic":"billing""#) && letter.contains(#""offset":0"#))
+        #expect(effects.outcome.nextOffsets == ["billing": 1])
+    }
+
+    @Test func aDueTimerMovesAUserByTimeAlone() {
+        // Given a user who signed up and never became active
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        partition.commit([records.next(.signup("s1", "u1", at: Self.t0))])
+        // When the clock passes 24 h after the sign-up with no event of theirs
+        let effects = partition.commit([], now: Self.t0.adding(seconds: 25 * 3600))
+        // Then the timer fires and they enter inactive_new_users with cause time
+        #expect(effects.outcome.timersFired == 1)
+        #expect(effects.messages.map(text) == [
+            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T11:00:00Z","cause":"time"}"#])
+        #expect(effects.outcome.membershipChangesByCause == [.time: 1])
+        #expect(effects.outcome.kpiCauses["inactive_new_users"] == .time)
+        // and no further timer is armed (nothing else can change by time alone)
+        #expect(effects.timers["u1"] == .some(nil))
+    }
+
+    @Test func invalidAndAlreadyCommittedRecords() {
+        // Given offsets committed up to 1 on activity
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        partition.commit([records.next(.signup("s1", "u1", at: Self.t0))])
+        let redelivered = DecodedRecord(topic: "activity", partition: 0, offset: 0, key: nil, payload: [],
+                                        decoded: .success(.session("x", "u1", at: Self.t0)))
+        // When the batch holds a record below the stored offset and an invalid message
+        let effects = partition.commit([redelivered, records.invalid("{oops", reason: "not JSON")])
+        // Then the first is skipped by offset and the second is dead-lettered quoting its payload
+        #expect(effects.outcome.alreadyApplied == 1 && effects.outcome.deadLettered == 1 && effects.outcome.tooOld == 0)
+        #expect(text(effects.messages[0]).contains(#""error":"not JSON""#) && text(effects.messages[0]).contains(#""payload":"{oops""#))
+        #expect(effects.outcome.nextOffsets == ["activity": 2])
+    }
+}

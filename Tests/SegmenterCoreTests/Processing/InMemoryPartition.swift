@@ -1,0 +1,101 @@
+@testable import SegmenterCore
+
+/// The store's part of a commit without SQLite (a stand-in by design, named so): it hands the
+/// processor the slices a batch needs from dictionaries and applies the effects back. So the
+/// processor is tested on its own; the SQLite store is tested in SegmenterStoreTests.
+struct InMemoryPartition {
+    let processor: BatchProcessor
+    var profiles: [String: UserProfile] = [:]
+    var days: [String: [DayNumber: DayAggregate]] = [:]
+    var evidence: [UserDay: EventEvidence] = [:]
+    var memberships: [String: [String: [Double?]]] = [:]
+    var timers: [String: Instant] = [:]
+    var partials = KPIPartials()
+    var offsets: [String: Int64] = [:]
+    var clock: Instant?
+    var eventTime: Instant?
+    var outbox: [BatchEffects.Message] = []
+
+    init(_ processor: BatchProcessor) { self.processor = processor }
+
+    /// The input the store would build for `records`.
+    func input(_ records: [DecodedRecord], now: Instant? = nil) -> BatchProcessor.Input {
+        var input = BatchProcessor.Input(records: records, receivedAt: Instant(seconds: 1_800_000_000))
+        input.storedOffsets = offsets
+        input.clock = clock
+        input.eventTime = eventTime
+        input.externalClock = now
+        for event in processor.admitted(input) {
+            input.users[event.userID] = slice(of: event.userID)
+            let userDay = UserDay(event.userID, processor.calendar.day(of: event.ts))
+            input.evidence[userDay] = evidence[userDay]
+        }
+        if let batchClock = processor.clock(after: input) {
+            input.dueUsers = timers.filter { $0.value <= batchClock }.map(\.key).sorted()
+            for user in input.dueUsers where input.users[user] == nil { input.users[user] = slice(of: user) }
+        }
+        return input
+    }
+
+    func slice(of user: String) -> UserSlice {
+        UserSlice(profile: profiles[user], days: days[user] ?? [:], memberships: memberships[user] ?? [:], due: timers[user], dueKnown: true)
+    }
+
+    @discardableResult
+    mutating func commit(_ records: [DecodedRecord], now: Instant? = nil) -> BatchEffects {
+        let effects = processor.process(input(records, now: now), partials: partials)
+        apply(effects)
+        return effects
+    }
+
+    mutating func apply(_ effects: BatchEffects) {
+        for (user, write) in effects.profiles { profiles[user] = write.profile }
+        for (userDay, write) in effects.days {
+            days[userDay.userID, default: [:]][userDay.day, default: DayAggregate()] += write.delta
+            evidence[userDay] = write.evidence
+        }
+        for write in effects.memberships { memberships[write.userID, default: [:]][write.segment] = write.contributions }
+        for (user, due) in effects.timers { timers[user] = due }
+        outbox += effects.messages
+        partials = effects.partials
+        _ = partials.takeChanged()
+        for (topic, next) in effects.outcome.nextOffsets { offsets[topic] = max(offsets[topic] ?? 0, next) }
+        if let moved = effects.clock { clock = moved }
+        if let moved = effects.eventTime { eventTime = moved }
+    }
+
+    /// Users in each segment (`all` included), as the rows say.
+    var members: [String: Set<String>] {
+        memberships.compactMapValues { rows in rows.isEmpty ? nil : Set(rows.keys) }
+    }
+}
+
+/// Records for hand-written batches: one event per record, offsets in order.
+struct Records {
+    var offsets: [String: Int64] = [:]
+
+    mutating func next(_ event: UserEvent) -> DecodedRecord {
+        let topic = if case .billing = event.body { "billing" } else { "activity" }
+        defer { offsets[topic, default: 0] += 1 }
+        return DecodedRecord(topic: topic, partition: 0, offset: offsets[topic] ?? 0, key: Array(event.userID.utf8),
+                             payload: Array("{\"event_id\":\"\(event.eventID)\"}".utf8), decoded: .success(event))
+    }
+
+    mutating func invalid(_ payload: String, reason: String) -> DecodedRecord {
+        defer { offsets["activity", default: 0] += 1 }
+        return DecodedRecord(topic: "activity", partition: 0, offset: offsets["activity"] ?? 0, key: nil,
+                             payload: Array(payload.utf8), decoded: .failure(DecodeFailure(reason)))
+    }
+}
+
+extension UserEvent {
+    static func signup(_ id: String, _ user: String, at ts: Instant) -> UserEvent {
+        UserEvent(eventID: id, userID: user, ts: ts, body: .signup(attributes: [:]))
+    }
+    static func session(_ id: String, _ user: String, at ts: Instant, seconds: Int64 = 60) -> UserEvent {
+        UserEvent(eventID: id, userID: user, ts: ts, body: .activity(type: "session", durationMicros: seconds * 1_000_000))
+    }
+    static func charge(_ id: String, _ user: String, at ts: Instant, cents: Int64) -> UserEvent {
+        UserEvent(eventID: id, userID: user, ts: ts, body: .billing(cents: cents))
+    }
+}
