@@ -146,7 +146,7 @@ final class CommitWorker: @unchecked Sendable {
                 let starts = try stores.assign(partitions, snapshots: snapshots, history: inputHistory)
                 for store in stores.open.values {
                     if let clock = try store.clock() { advance(to: clock) }
-                    eventTimes.seed(partition: store.partition, eventTime: try store.eventTime(), floor: try store.evidenceFloor())
+                    eventTimes.seed(partition: store.partition, eventTimes: try store.eventTimes(), floor: try store.evidenceFloor())
                 }
                 reply.send(starts)
                 try takeKPILeadership()
@@ -232,7 +232,7 @@ final class CommitWorker: @unchecked Sendable {
                     guard let now else { return BatchOutcome() }
                     return try item.store.advanceClock(to: now)
                 }
-                return try item.store.commit(item.records, receivedAt: receivedAt, now: now)
+                return try item.store.commit(item.records, receivedAt: receivedAt, now: now, inputEnds: inputEnds(of: item.store.partition))
             })
         }
         defer { _ = outcomes.baseAddress.map { $0.deinitialize(count: work.count) } }
@@ -249,6 +249,15 @@ final class CommitWorker: @unchecked Sendable {
         }
         consumer.commitAsync(committed)  // informational; the truth is in SQLite
         return total
+    }
+
+    /// The end offsets of a partition's input topics as the consumer last saw them (no round trip).
+    private func inputEnds(of partition: Int32) -> [String: Int64] {
+        var ends: [String: Int64] = [:]
+        for topic in [config.topics.activity, config.topics.billing] {
+            ends[topic] = consumer.cachedHighWatermark(of: TopicPartition(topic: topic, partition: partition))
+        }
+        return ends
     }
 
     /// Top contributing sub-groups of a firing drop/rise alert: a scan of the segment's members

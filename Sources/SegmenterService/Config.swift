@@ -76,7 +76,7 @@ public struct SegmenterConfig: Sendable {
         try PartitionStore(directory: stateDirectory, partition: partition, calendar: calendar,
                            dedupeHorizonSeconds: dedupeHorizon.seconds,
                            segments: SegmentSetup(catalog: catalog, membershipTopic: topics.membership),
-                           deadLetterTopic: topics.deadLetters)
+                           deadLetterTopic: topics.deadLetters, inputTopics: [topics.activity, topics.billing])
     }
 
     /// The Kafka properties for a reader of internal topics outside the consumer group

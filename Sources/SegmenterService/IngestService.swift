@@ -136,7 +136,7 @@ public final class IngestService: @unchecked Sendable {
             if case let .success(event) = decoded {
                 if let key = message.key, !key.elementsEqual(event.userID.utf8) { batch.keyMismatches += 1 }
                 if batch.latestEventTime == nil || event.ts > batch.latestEventTime! { batch.latestEventTime = event.ts }
-                keepPayload = times.mayReject(event.ts, partition: message.partition)
+                keepPayload = times.mayReject(event.ts, in: TopicPartition(topic: message.topic, partition: message.partition))
             }
             let keep = keepPayload ? message.payload : []
             batch.byPartition[message.partition, default: []].append(DecodedRecord(

@@ -152,10 +152,7 @@ extension PartitionStore {
         var partials = effects.partials
         try writeChangedPartials(&partials)
         if let clock = effects.clock { try putMeta("clock_now", clock.nanoseconds) }
-        if let eventTime = effects.eventTime {
-            try putMeta("partition_event_time", eventTime.nanoseconds)
-            try pruneEvidenceIfDue(eventTime: eventTime)
-        }
+        for (topic, time) in effects.eventTimes { try putMeta("event_time:" + topic, time.nanoseconds) }
     }
 
     func write(_ profile: UserProfile, of userID: String) throws {
@@ -202,11 +199,25 @@ extension PartitionStore {
         try statement.run()
     }
 
-    /// Drops the evidence of days no admissible event can fall on any more (before the day of
-    /// `eventTime − horizon`), at most once per day of event time, and the rows that held only
-    /// evidence. A range of the day index from where the last prune stopped: never a table scan.
-    func pruneEvidenceIfDue(eventTime: Instant) throws {
-        let cutoffDay = calendar.day(of: eventTime.adding(seconds: -horizon.seconds))
+    /// Drops the evidence of days no admissible event can fall on any more, at most once per day
+    /// of event time, and the rows that held only evidence: days before the day of `P − horizon`,
+    /// where P is the earliest of the input topics' event times (a topic that never delivered an
+    /// event is skipped only once it is read to its end; otherwise nothing is pruned). Events of
+    /// pruned days are rejected from then on (`evidenceFloor`), so no policy here can make one
+    /// count twice. A range of the day index from where the last prune stopped: never a table scan.
+    func pruneEvidenceIfDue(eventTimes: [String: Instant], offsets: [String: Int64], inputEnds: [String: Int64]) throws {
+        var progress: [Instant] = []
+        for topic in inputTopics {
+            if let time = eventTimes[topic] {
+                progress.append(time)
+            } else if let end = inputEnds[topic], offsets[topic] ?? 0 >= end {
+                continue  // read to its end without an event: it holds nothing back
+            } else {
+                return
+            }
+        }
+        guard let watermark = progress.min() else { return }
+        let cutoffDay = calendar.day(of: watermark.adding(seconds: -horizon.seconds))
         let prunedBefore = try meta("evidence_pruned_before_day").map { DayNumber($0) }
         if let prunedBefore, prunedBefore >= cutoffDay { return }
         let from = Int64(prunedBefore ?? DayNumber(Int32.min))

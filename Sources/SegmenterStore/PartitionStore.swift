@@ -25,6 +25,8 @@ public final class PartitionStore: @unchecked Sendable {
     public let horizon: DedupeHorizon
     public let segments: SegmentSetup
     let processor: BatchProcessor
+    /// The input topics (co-partitioned): evidence is pruned only as far as all of them got.
+    let inputTopics: [String]
 
     /// Users as last committed (profile, window days, memberships, timer). Filled only after a
     /// successful COMMIT, so a failed batch can never leave the cache ahead of the database.
@@ -60,7 +62,8 @@ public final class PartitionStore: @unchecked Sendable {
     /// - Parameter dedupeHorizonSeconds: nil: the default for the catalog (`DedupeHorizon(longestWindowDays:)`).
     public init(directory: URL, partition: Int32, calendar: DayCalendar, dedupeHorizonSeconds: Int64? = nil,
                 segments: SegmentSetup = SegmentSetup(), deadLetterTopic: String = "segmenter-dlq",
-                profileCacheCapacity: Int = 200_000) throws {
+                inputTopics: [String] = ["activity", "billing"], profileCacheCapacity: Int = 200_000) throws {
+        self.inputTopics = inputTopics
         self.partition = partition
         self.segments = segments
         self.calendar = calendar
@@ -112,12 +115,21 @@ public final class PartitionStore: @unchecked Sendable {
     /// The partition clock: the greatest event `ts` applied here, or later (instance or wall clock).
     public func clock() throws -> Instant? { try meta("clock_now").map(Instant.init(nanoseconds:)) }
 
-    /// The greatest event `ts` applied in this partition: the dedupe horizon is measured in it.
-    public func eventTime() throws -> Instant? { try meta("partition_event_time").map(Instant.init(nanoseconds:)) }
+    /// Per input topic, the greatest event `ts` applied from this partition of it: the dedupe
+    /// horizon is measured in it.
+    public func eventTimes() throws -> [String: Instant] {
+        var times: [String: Instant] = [:]
+        for topic in inputTopics { times[topic] = try meta("event_time:" + topic).map(Instant.init(nanoseconds:)) }
+        return times
+    }
 
-    /// Events before this instant cannot be proven new: the release this state was upgraded
-    /// from had already forgotten their ids (see `Schema.moveSeenEventsIntoDays`).
-    public func evidenceFloor() throws -> Instant? { try meta("evidence_floor").map(Instant.init(nanoseconds:)) }
+    /// Events before this instant cannot be proven new: their days' evidence was pruned, or the
+    /// release this state was upgraded from had already forgotten their ids (see
+    /// `Schema.moveSeenEventsIntoDays`).
+    public func evidenceFloor() throws -> Instant? {
+        let pruned = try meta("evidence_pruned_before_day").map { calendar.start(of: DayNumber($0)) }
+        return [try meta("evidence_floor").map(Instant.init(nanoseconds:)), pruned].compactMap { $0 }.max()
+    }
 
     func meta(_ key: String) throws -> Int64? {
         let statement = statements.selectMeta.reset()
@@ -144,16 +156,19 @@ public final class PartitionStore: @unchecked Sendable {
     ///    next timer) learn the new values.
     /// - Parameter now: a clock reading from outside (the instance clock, or the wall clock
     ///   with the hybrid clock); the batch's own event times advance the clock too.
+    /// - Parameter inputEnds: per input topic, the end offset of this partition as the consumer
+    ///   last saw it: a topic that never delivered an event and is read to its end does not
+    ///   hold back the pruning of evidence.
     /// - Parameter extraWork: runs inside the transaction after everything else (tests use it
     ///   to interrupt a batch).
-    public func commit(_ records: [DecodedRecord], receivedAt: Instant, now: Instant? = nil,
+    public func commit(_ records: [DecodedRecord], receivedAt: Instant, now: Instant? = nil, inputEnds: [String: Int64] = [:],
                        extraWork: ((BatchOutcome) throws -> Void)? = nil) throws -> BatchOutcome {
         var effects: BatchEffects!
         try db.transaction {
             var input = BatchProcessor.Input(records: records, receivedAt: receivedAt)
             input.storedOffsets = try storedOffsets()
             input.clock = try clock()
-            input.eventTime = try eventTime()
+            input.eventTimes = try eventTimes()
             input.evidenceFloor = try evidenceFloor()
             input.externalClock = now
             input.restateUntil = restateUntil
@@ -175,6 +190,10 @@ public final class PartitionStore: @unchecked Sendable {
             }
             effects = processor.process(input, partials: partials)
             try write(effects)
+            if !effects.eventTimes.isEmpty {
+                try pruneEvidenceIfDue(eventTimes: input.eventTimes.merging(effects.eventTimes) { $1 },
+                                       offsets: input.storedOffsets.merging(effects.outcome.nextOffsets) { max($0, $1) }, inputEnds: inputEnds)
+            }
             try extraWork?(effects.outcome)
         }
         restateUntil = restateUntil.filter { topic, until in (effects.outcome.nextOffsets[topic] ?? 0) < until }

@@ -117,7 +117,8 @@ extension Schema {
     /// already deleted cannot be brought back, so events older than its last prune's cutoff are
     /// from now on treated as older than the horizon (`evidence_floor`): never applied twice.
     /// (A shorter `dedupe_horizon` configured for that release would have deleted more than
-    /// this floor assumes; the default and longer ones are covered.)
+    /// this floor assumes; the default and longer ones are covered.) Its one event time for the
+    /// whole partition gives way to one per input topic, learnt from the next events.
     static func moveSeenEventsIntoDays(_ db: SQLiteConnection, calendar: DayCalendar) throws {
         var evidence: [UserDay: EventEvidence] = [:]
         let seen = try db.prepare("SELECT user_id, event_id, ts FROM seen_events")
@@ -141,7 +142,7 @@ extension Schema {
             INSERT INTO meta (key, value) SELECT 'evidence_floor', value - \(previousReleaseHorizonSeconds) * 1000000000
             FROM meta WHERE key = 'seen_pruned_at';
             DROP TABLE seen_events;
-            DELETE FROM meta WHERE key = 'seen_pruned_at'
+            DELETE FROM meta WHERE key IN ('seen_pruned_at', 'partition_event_time')
             """)
     }
 

@@ -53,6 +53,13 @@ public final class StateReader {
         public let partition: Int32
         public let profile: UserProfile
         public let days: [DayNumber: DayAggregate]
+
+        public init(userID: String, partition: Int32, profile: UserProfile, days: [DayNumber: DayAggregate]) {
+            self.userID = userID
+            self.partition = partition
+            self.profile = profile
+            self.days = days
+        }
     }
 
     private let partitions: [(Int32, SQLiteConnection)]

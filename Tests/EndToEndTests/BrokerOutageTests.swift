@@ -24,7 +24,8 @@ import Testing
         nonisolated(unsafe) var second: ProducedLog?
         Thread.detachNewThread {
             second = try? harness.generate(["--users", "200", "--events", "10000", "--invalid-rate", "0.01",
-                                            "--duplicate-rate", "0.02", "--seed", "10", "--user-prefix", "b"], log: "second.jsonl")
+                                            "--duplicate-rate", "0.02", "--seed", "10", "--user-prefix", "b"] + Harness.recent(days: 6),
+                                           log: "second.jsonl")
             secondDone.set()
         }
         Thread.sleep(forTimeInterval: 5)

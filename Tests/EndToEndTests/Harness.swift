@@ -1,5 +1,6 @@
 import Foundation
 import KafkaIO
+import SegmenterCore
 import Testing
 
 /// One end-to-end scenario: a `segmenter dev-broker` process, a work directory, and helpers
@@ -44,6 +45,13 @@ final class Harness: @unchecked Sendable {
         let (status, _) = try Processes.run(bin, ["generate", "--bootstrap-servers", bootstrap, "--out", log] + arguments)
         try #require(status == 0)
         return try ProducedLog(path: log)
+    }
+
+    /// `generate` options for input in the last `days` days before today: newer than the
+    /// default stream's last events minus any dedupe horizon (at least 7 days), so a second
+    /// stream after a first one is new input rather than input older than the horizon.
+    static func recent(days: Int) -> [String] {
+        ["--days", "\(days)", "--start", DayCalendar.isoDate(DayNumber(Int64(Date().timeIntervalSince1970) / 86_400) - DayNumber(days))]
     }
 
     /// A config for this broker with a fresh group; `extra` is appended YAML (segments, KPIs).

@@ -59,9 +59,9 @@ import SegmenterCore
         let log = harness.work.appendingPathComponent("produced-more.jsonl")
         let generator = try Processes.Running(harness.bin, [
             "generate", "--bootstrap-servers", harness.bootstrap, "--out", log.path, "--rate", "4000", "--user-prefix", "v",
-            "--users", "200", "--events", "20000", "--days", "10", "--start", DayCalendar.isoDate(startDay),
-            // No duplicates: this input is older than the clock by more than the dedupe horizon.
-            "--invalid-rate", "0.01", "--seed", "24",
+            // Inside the dedupe horizon (8 days) of the clock ticks at day 14.
+            "--users", "200", "--events", "20000", "--days", "6", "--start", DayCalendar.isoDate(startDay + 7),
+            "--invalid-rate", "0.01", "--duplicate-rate", "0.02", "--seed", "24",
         ], log: harness.work.appendingPathComponent("generate.log"))
         while committed().reduce(0, +) < first.total + 4 + 6_000, Date() < deadline.addingTimeInterval(120) { Thread.sleep(forTimeInterval: 0.05) }
         #expect(generator.process.isRunning, "the kill should land mid-stream (committed \(committed()))")
@@ -109,7 +109,7 @@ import SegmenterCore
         try FileManager.default.removeItem(at: harness.work.appendingPathComponent("state"))
 
         let more = try harness.generate(["--users", "100", "--user-prefix", "w", "--events", "5000", "--invalid-rate", "0.01",
-                                         "--duplicate-rate", "0.02", "--seed", "32"], log: "produced-more.jsonl")
+                                         "--duplicate-rate", "0.02", "--seed", "32"] + Harness.recent(days: 6), log: "produced-more.jsonl")
         let all = ProducedLog(lines: first.lines + more.lines)
         let second = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run2.log"))
         while harness.committedOffsets(config: config) < all.total, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }

@@ -32,11 +32,13 @@ public struct BatchProcessor: Sendable {
         public var storedOffsets: [String: Int64] = [:]
         /// This partition's clock before the batch.
         public var clock: Instant?
-        /// The greatest event time applied in this partition before the batch: the dedupe
-        /// horizon's watermark (until per-pair watermarks, the partition's own event time).
-        public var eventTime: Instant?
-        /// Events before this instant have no evidence (a state upgraded from a release that
-        /// had forgotten them): they cannot be proven new either.
+        /// Per input topic, the greatest event time applied from this partition of it before the
+        /// batch: the dedupe horizon's watermark for that topic's events. Each input partition is
+        /// judged by its own progress, so a topic consumed ahead of the other during a catch-up
+        /// never makes the other's backlog look late.
+        public var eventTimes: [String: Instant] = [:]
+        /// Events before this instant cannot be proven new: the evidence of their days is gone
+        /// (pruned, or forgotten by the release the state was upgraded from).
         public var evidenceFloor: Instant?
         /// A clock reading from outside (the instance clock, or the wall clock when hybrid).
         public var externalClock: Instant?
@@ -65,7 +67,7 @@ public struct BatchProcessor: Sendable {
     public func admitted(_ input: Input) -> some Sequence<UserEvent> {
         input.records.lazy.compactMap { record -> UserEvent? in
             guard record.offset >= input.storedOffsets[record.topic] ?? 0, case let .success(event) = record.decoded,
-                  rejection(of: event.ts, input) == nil else { return nil }
+                  rejection(of: event.ts, topic: record.topic, input) == nil else { return nil }
             return event
         }
     }
@@ -84,7 +86,7 @@ public struct BatchProcessor: Sendable {
         var rewrite: Set<String> = []
         var restating: Set<String> = []
         var now = [input.clock, input.externalClock].compactMap { $0 }.max()
-        var eventTime = input.eventTime
+        var eventTimes = input.eventTimes
 
         for record in input.records {
             guard record.offset >= input.storedOffsets[record.topic] ?? 0 else {
@@ -100,7 +102,7 @@ public struct BatchProcessor: Sendable {
             case let .success(decoded):
                 event = decoded
             }
-            if let reason = rejection(of: event.ts, input) {
+            if let reason = rejection(of: event.ts, topic: record.topic, input) {
                 deadLetter(record, reason: reason, input: input, into: &effects)
                 effects.outcome.tooOld += 1
                 continue
@@ -132,7 +134,7 @@ public struct BatchProcessor: Sendable {
             effects.days[userDay] = day
             effects.outcome.applied += 1
             if now == nil || event.ts > now! { now = event.ts }
-            if eventTime == nil || event.ts > eventTime! { eventTime = event.ts }
+            if eventTimes[record.topic].map({ event.ts > $0 }) ?? true { eventTimes[record.topic] = event.ts }
         }
         for (userID, slice) in working {
             effects.profiles[userID] = BatchEffects.ProfileWrite(profile: slice.profile!, whole: rewrite.contains(userID))
@@ -158,7 +160,7 @@ public struct BatchProcessor: Sendable {
         }
         for key in effects.partials.changed.subtracting(changedByEvents) { effects.outcome.kpiCauses[key.segment] = .time }
         if now != input.clock { effects.clock = now }
-        if eventTime != input.eventTime { effects.eventTime = eventTime }
+        effects.eventTimes = eventTimes.filter { input.eventTimes[$0.key] != $0.value }
         return effects
     }
 
@@ -204,12 +206,13 @@ public struct BatchProcessor: Sendable {
         return published
     }
 
-    /// Why an event at `ts` cannot be applied (older than the horizon, or than the evidence), if so.
-    private func rejection(of ts: Instant, _ input: Input) -> String? {
-        if let watermark = input.eventTime, !horizon.admits(ts, at: watermark) { return horizon.rejection(of: ts, at: watermark) }
+    /// Why an event of `topic` at `ts` cannot be applied (older than the horizon, or than the
+    /// evidence), if so.
+    private func rejection(of ts: Instant, topic: String, _ input: Input) -> String? {
+        if let watermark = input.eventTimes[topic], !horizon.admits(ts, at: watermark) { return horizon.rejection(of: ts, at: watermark) }
         if let floor = input.evidenceFloor, ts < floor {
-            return "event is older than the dedupe horizon: ts \(ts) is before \(floor), the oldest event id this state "
-                + "kept when it was upgraded from a release with a shorter horizon; it cannot be told apart from an event already counted"
+            return "event is older than the dedupe horizon: ts \(ts) is before \(floor), the oldest instant whose event ids "
+                + "this partition still keeps; it cannot be told apart from an event already counted"
         }
         return nil
     }

@@ -138,8 +138,9 @@ public struct BatchEffects: Sendable {
     public var partials: KPIPartials
     /// The partition clock after the batch, if it moved.
     public var clock: Instant?
-    /// The greatest event time applied, if it moved (the dedupe horizon is measured in it).
-    public var eventTime: Instant?
+    /// Per input topic, the greatest event time applied, where it moved (the dedupe horizon is
+    /// measured in it).
+    public var eventTimes: [String: Instant] = [:]
     /// Every user the batch evaluated, as they will be once it commits (for the store's caches).
     public var slices: [String: UserSlice] = [:]
 

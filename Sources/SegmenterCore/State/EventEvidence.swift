@@ -56,7 +56,7 @@ public struct EventEvidence: Equatable, Sendable {
     }
 }
 
-/// How far back event ids are remembered, in the pair's event time (SPEC §7).
+/// How far back event ids are remembered, in event time (SPEC §7).
 ///
 /// An event older than `watermark − horizon` cannot be proven new (its evidence may be gone), so
 /// it is not applied but dead-lettered; an event inside the horizon is checked against the
@@ -85,7 +85,7 @@ public struct DedupeHorizon: Equatable, Sendable {
     /// The dead-letter reason for an event the horizon rejects.
     public func rejection(of ts: Instant, at watermark: Instant) -> String {
         "event is older than the dedupe horizon: ts \(ts) is \(Self.describe(watermark.nanoseconds - ts.nanoseconds)) before "
-            + "this partition's event time \(watermark), the horizon is \(Self.describe(seconds * Instant.nanosPerSecond)); "
+            + "the latest event of its input partition (\(watermark)), the horizon is \(Self.describe(seconds * Instant.nanosPerSecond)); "
             + "it cannot be told apart from an event already counted (reconciliation corrects truths this old)"
     }
 

@@ -36,7 +36,7 @@ import Testing
         #expect(effects.timers["u1"] == .some(Self.t0.adding(seconds: 86_400)))
         #expect(effects.partials.values[KPIKey(segment: "spenders", kpi: "spend_7d")] == KPIPartial(counted: 1, total: 60))
         #expect(effects.outcome.nextOffsets == ["activity": 1, "billing": 1])
-        #expect(effects.clock == Self.t0.adding(seconds: 3600) && effects.eventTime == Self.t0.adding(seconds: 3600))
+        #expect(effects.clock == Self.t0.adding(seconds: 3600) && effects.eventTimes == ["activity": Self.t0, "billing": Self.t0.adding(seconds: 3600)])
     }
 
     @Test func redeliveredEventsAtNewOffsetsChangeNothing() {
@@ -55,10 +55,10 @@ import Testing
     }
 
     @Test func anEventOlderThanTheHorizonIsDeadLetteredNotApplied() {
-        // Given a partition whose event time is 2026-11-20 (horizon 8 days for 7-day windows)
+        // Given a partition whose billing is at 2026-11-20 (horizon 8 days for 7-day windows)
         var partition = InMemoryPartition(processor)
         var records = Records()
-        partition.commit([records.next(.session("late", "u2", at: Self.t0.adding(seconds: 19 * 86_400)))])
+        partition.commit([records.next(.charge("late", "u2", at: Self.t0.adding(seconds: 19 * 86_400), cents: 100))])
         // When an event 9 days older than that arrives
         let effects = partition.commit([records.next(.charge("old", "u1", at: Self.t0.adding(seconds: 10 * 86_400), cents: 100))])
         // Then it is a dead letter with its reason and coordinates, and nothing else happens
@@ -67,8 +67,20 @@ import Testing
         let letter = text(effects.messages[0])
         #expect(effects.messages.count == 1 && effects.messages[0].topic == "segmenter-dlq")
         #expect(letter.contains("older than the dedupe horizon") && letter.contains("the horizon is 8d") && letter.contains("is 9d before"))
-        #expect(letter.contains(#""source_topic":"billing""#) && letter.contains(#""offset":0"#))
-        #expect(effects.outcome.nextOffsets == ["billing": 1])
+        #expect(letter.contains(#""source_topic":"billing""#) && letter.contains(#""offset":1"#))
+        #expect(effects.outcome.nextOffsets == ["billing": 2])
+    }
+
+    @Test func eachInputPartitionIsJudgedByItsOwnProgress() {
+        // Given activity consumed up to 2026-11-20 while billing is still at 2026-11-01 (a catch-up)
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        partition.commit([records.next(.session("a", "u1", at: Self.t0.adding(seconds: 19 * 86_400))),
+                          records.next(.charge("b", "u1", at: Self.t0, cents: 100))])
+        // When billing's backlog from 2026-11-02 arrives
+        let effects = partition.commit([records.next(.charge("c", "u1", at: Self.t0.adding(seconds: 86_400), cents: 200))])
+        // Then it is applied: its own partition is not 8 days ahead of it
+        #expect(effects.outcome.applied == 1 && effects.outcome.tooOld == 0)
     }
 
     @Test func aDueTimerMovesAUserByTimeAlone() {

@@ -13,7 +13,7 @@ struct InMemoryPartition {
     var partials = KPIPartials()
     var offsets: [String: Int64] = [:]
     var clock: Instant?
-    var eventTime: Instant?
+    var eventTimes: [String: Instant] = [:]
     var outbox: [BatchEffects.Message] = []
 
     init(_ processor: BatchProcessor) { self.processor = processor }
@@ -23,7 +23,7 @@ struct InMemoryPartition {
         var input = BatchProcessor.Input(records: records, receivedAt: Instant(seconds: 1_800_000_000))
         input.storedOffsets = offsets
         input.clock = clock
-        input.eventTime = eventTime
+        input.eventTimes = eventTimes
         input.externalClock = now
         for event in processor.admitted(input) {
             input.users[event.userID] = slice(of: event.userID)
@@ -61,7 +61,7 @@ struct InMemoryPartition {
         _ = partials.takeChanged()
         for (topic, next) in effects.outcome.nextOffsets { offsets[topic] = max(offsets[topic] ?? 0, next) }
         if let moved = effects.clock { clock = moved }
-        if let moved = effects.eventTime { eventTime = moved }
+        eventTimes.merge(effects.eventTimes) { $1 }
     }
 
     /// Users in each segment (`all` included), as the rows say.
