@@ -71,6 +71,18 @@ public struct SegmenterConfig: Sendable {
         explicitDedupeHorizonSeconds.map(DedupeHorizon.init(seconds:)) ?? DedupeHorizon(longestWindowDays: catalog.longestWindow)
     }
 
+    /// Settings that are valid but probably not meant; `validate` prints them and `run` logs them.
+    public var warnings: [String] {
+        var warnings: [String] = []
+        let window = Int64(catalog.longestWindow) * 86_400
+        if let explicit = explicitDedupeHorizonSeconds, explicit < window {
+            warnings.append("dedupe_horizon (\(DedupeHorizon.describe(explicit * Instant.nanosPerSecond))) is shorter than the longest "
+                + "window in use (\(catalog.longestWindow)d): an event older than the horizon is dead-lettered although that window still "
+                + "counts its day (the default, \(DedupeHorizon.describe(DedupeHorizon(longestWindowDays: catalog.longestWindow).seconds * Instant.nanosPerSecond)), covers it)")
+        }
+        return warnings
+    }
+
     /// Opens (creating or upgrading) one partition's database with this configuration.
     public func openPartition(_ partition: Int32) throws -> PartitionStore {
         try PartitionStore(directory: stateDirectory, partition: partition, calendar: calendar,

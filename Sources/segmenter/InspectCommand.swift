@@ -178,6 +178,7 @@ struct Validate: ParsableCommand {
             + (config.stateSnapshotIntervalSeconds > 0 ? "every \(config.stateSnapshotIntervalSeconds) s" : "off")
             + "; time zone \(config.timeZone); clock \(config.clock.rawValue); currency \(config.currency)")
         say("  fx: \(config.fx.keys.sorted().joined(separator: ", ")); dedupe horizon \(DedupeHorizon.describe(config.dedupeHorizon.seconds * Instant.nanosPerSecond))")
+        for warning in config.warnings { say("  warning: \(warning)") }
         let dialects = dialect == "all" ? SQLRenderer.Dialect.allCases : [SQLRenderer.Dialect(rawValue: dialect)!]
         for segment in config.catalog.segments {
             say("  segment \(segment.name): \(segment.ruleText)")

@@ -22,6 +22,7 @@ struct Run: AsyncParsableCommand {
         let config = try options.load()
         let logger = makeLogger(format: logFormat)
         ServiceMetrics.bootstrap()
+        for warning in config.warnings { logger.warning("\(warning)") }
         let reporter = ProgressReporter(logger: logger, every: 5)
         let limit = stopAfterEvents
         let services = SegmenterServices(config: config, logger: logger) { counters in

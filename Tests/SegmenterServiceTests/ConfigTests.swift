@@ -49,6 +49,18 @@ import SegmenterCore
         #expect(try parse("state_snapshot_interval: off\n").stateSnapshotIntervalSeconds == 0)
     }
 
+    @Test func theDedupeHorizonDefaultsToTheLongestWindowPlusADay() throws {
+        let windows = "segments:\n  - {name: a, rule: \"spend(30d) > 5\"}\nkpis:\n  - {name: m, avg: \"active_minutes(7d)\"}\n"
+        #expect(try parse("").dedupeHorizon.seconds == 7 * 86_400)
+        #expect(try parse(windows).dedupeHorizon.seconds == 31 * 86_400)
+        #expect(try parse(windows).warnings.isEmpty)
+        // An explicit value wins, with a warning when a window in use reaches further back.
+        let short = try parse(windows + "dedupe_horizon: 10d\n")
+        #expect(short.dedupeHorizon.seconds == 10 * 86_400)
+        #expect(short.warnings.count == 1 && short.warnings[0].contains("shorter than the longest window in use (30d)"))
+        #expect(try parse(windows + "dedupe_horizon: 60d\n").warnings.isEmpty)
+    }
+
     @Test func readsAlerts() throws {
         let config = try parse("""
             segments:

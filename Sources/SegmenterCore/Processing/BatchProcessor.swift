@@ -108,30 +108,34 @@ public struct BatchProcessor: Sendable {
                 continue
             }
             let userDay = UserDay(event.userID, calendar.day(of: event.ts))
-            var day = effects.days[userDay] ?? BatchEffects.DayWrite(evidence: input.evidence[userDay] ?? EventEvidence())
-            guard day.evidence.insert(event.eventID) else {
+            var evidence = effects.days[userDay]?.evidence ?? input.evidence[userDay] ?? EventEvidence()
+            guard evidence.insert(event.eventID) else {
                 effects.outcome.duplicates += 1
                 continue
             }
+            effects.days[userDay, default: BatchEffects.DayWrite()].evidence = evidence
             if record.offset < input.restateUntil[record.topic] ?? 0 { restating.insert(event.userID) }
-            var slice = working[event.userID] ?? input.users[event.userID] ?? UserSlice(profile: nil)
-            if slice.profile == nil { rewrite.insert(event.userID) }
-            var profile = slice.profile ?? UserProfile()
-            let beforeSignupCount = profile.activityBeforeSignup.count
-            if let change = profile.apply(event, calendar: calendar, reconciledDays: input.reconciledDays) {
-                day.delta += change.delta
-                slice.days[change.day, default: DayAggregate()] += change.delta
+            if working[event.userID] == nil {
+                var slice = input.users[event.userID] ?? UserSlice(profile: nil)
+                if slice.profile == nil {
+                    slice.profile = UserProfile()
+                    rewrite.insert(event.userID)
+                }
+                working[event.userID] = slice
+            }
+            // Mutated in place: a user's slice is copied at most once per batch, not once per event.
+            let beforeSignupCount = working[event.userID]!.profile!.activityBeforeSignup.count
+            if let change = working[event.userID]!.profile!.apply(event, calendar: calendar, reconciledDays: input.reconciledDays) {
+                effects.days[userDay]!.delta += change.delta
+                working[event.userID]!.days[change.day, default: DayAggregate()] += change.delta
             } else if event.body.countsInDay {
                 effects.outcome.onReconciledDays += 1  // apply() adds no day sums only for a reconciled day
             }
             switch event.body {
             case .billing: break
-            case .activity where profile.activityBeforeSignup.count == beforeSignupCount: break
+            case .activity where working[event.userID]!.profile!.activityBeforeSignup.count == beforeSignupCount: break
             default: rewrite.insert(event.userID)
             }
-            slice.profile = profile
-            working[event.userID] = slice
-            effects.days[userDay] = day
             effects.outcome.applied += 1
             if now == nil || event.ts > now! { now = event.ts }
             if eventTimes[record.topic].map({ event.ts > $0 }) ?? true { eventTimes[record.topic] = event.ts }
