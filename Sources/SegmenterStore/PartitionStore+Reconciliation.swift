@@ -111,8 +111,7 @@ extension PartitionStore {
             let firstDay = calendar.day(of: now) - DayNumber(segments.catalog.longestWindow - 1)
             for (userID, profile) in profiles {
                 try write(profile, of: userID)
-                var slice = UserSlice(profile: profile, days: try StateReading.days(of: userID, from: firstDay, using: statements.selectDays),
-                                      memberships: try memberships(of: userID))
+                var slice = try readSlice(of: userID, profile: profile, firstDay: firstDay)
                 effects.outcome.membershipChanges += processor.evaluate(userID, &slice, now: now, cause: .reconciliation, into: &effects)
             }
             effects.outcome.membershipChangesByCause[.reconciliation] = effects.outcome.membershipChanges

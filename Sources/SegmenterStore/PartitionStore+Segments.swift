@@ -40,9 +40,7 @@ extension PartitionStore {
             let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users")
             while try users.step() {
                 let userID = users.string(0)!
-                var slice = UserSlice(profile: try StateReading.profile(from: users, first: 1),
-                                      days: try StateReading.days(of: userID, from: firstDay, using: statements.selectDays),
-                                      memberships: try memberships(of: userID))
+                var slice = try readSlice(of: userID, profile: try StateReading.profile(from: users, first: 1), firstDay: firstDay)
                 effects.outcome.membershipChanges += processor.evaluate(userID, &slice, now: now, cause: .config, into: &effects,
                                                                         rebuilding: true)
             }

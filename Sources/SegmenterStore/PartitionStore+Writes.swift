@@ -8,8 +8,7 @@ final class StoreStatements {
     let selectProfile: Statement
     let upsertProfile: Statement
     let updateProfileTotals: Statement
-    let selectDays: Statement
-    let selectEvidence: Statement
+    let selectUserDays: Statement
     let addDay: Statement
     let upsertOffset: Statement
     let selectMemberships: Statement
@@ -34,8 +33,11 @@ final class StoreStatements {
             UPDATE users SET last_activity_at = ?, lifetime_spend_cents = ?, lifetime_activities = ?, lifetime_active_us = ?
             WHERE user_id = ?
             """)
-        selectDays = try db.prepare("SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?")
-        selectEvidence = try db.prepare("SELECT evidence FROM user_days WHERE user_id = ? AND day = ?")
+        // A user's rows a batch needs: the days any window reaches, and every day still holding evidence.
+        selectUserDays = try db.prepare("""
+            SELECT day, spend_cents, activities, active_us, evidence FROM user_days
+            WHERE user_id = ? AND (day >= ? OR evidence IS NOT NULL)
+            """)
         addDay = try db.prepare("""
             INSERT INTO user_days (user_id, day, spend_cents, activities, active_us, evidence) VALUES (?, ?, ?, ?, ?, ?)
             ON CONFLICT (user_id, day) DO UPDATE SET spend_cents = spend_cents + excluded.spend_cents,
@@ -60,15 +62,31 @@ final class StoreStatements {
 // MARK: Loading what a batch touches
 
 extension PartitionStore {
-    /// A user as last committed: from the cache, or read (days from `firstDay` on, memberships;
-    /// the timer is not read, so it is rewritten after evaluation).
+    /// A user as last committed: from the cache, or read.
     func slice(of userID: String, firstDay: DayNumber) throws -> UserSlice {
         if let cached = cache[userID] { return cached }
         guard let profile = try StateReading.profile(of: userID, using: statements.selectProfile.reset()) else {
             return UserSlice(profile: nil)
         }
-        return UserSlice(profile: profile, days: try StateReading.days(of: userID, from: firstDay, using: statements.selectDays),
-                         memberships: try memberships(of: userID))
+        return try readSlice(of: userID, profile: profile, firstDay: firstDay)
+    }
+
+    /// A user's rows: days from `firstDay` on, the evidence of every day that still has some,
+    /// memberships. The timer is not read, so it is rewritten after evaluation.
+    func readSlice(of userID: String, profile: UserProfile, firstDay: DayNumber) throws -> UserSlice {
+        let rows = statements.selectUserDays.reset()
+        rows.bind(1, userID)
+        rows.bind(2, Int64(firstDay))
+        defer { rows.reset() }
+        var days: [DayNumber: DayAggregate] = [:]
+        var evidence: [DayNumber: EventEvidence] = [:]
+        while try rows.step() {
+            let day = DayNumber(rows.int64(0))
+            let sums = DayAggregate(spendCents: rows.int64(1), activities: rows.int64(2), activeMicros: rows.int64(3))
+            if day >= firstDay && sums != DayAggregate() { days[day] = sums }
+            if let blob = rows.blob(4), !blob.isEmpty { evidence[day] = EventEvidence(encoded: blob) }
+        }
+        return UserSlice(profile: profile, days: days, evidence: RecentEvidence(days: evidence), memberships: try memberships(of: userID))
     }
 
     /// The user's stored memberships: segment → KPI contributions.
@@ -79,15 +97,6 @@ extension PartitionStore {
         var result: [String: [Double?]] = [:]
         while try statement.step() { result[statement.string(0)!] = ContributionCodec.decode(statement.blob(1) ?? []) }
         return result
-    }
-
-    /// The ids already applied to one user-day.
-    func evidence(of userDay: UserDay) throws -> EventEvidence {
-        let statement = statements.selectEvidence.reset()
-        statement.bind(1, userDay.userID)
-        statement.bind(2, Int64(userDay.day))
-        defer { statement.reset() }
-        return try statement.step() ? EventEvidence(encoded: statement.blob(0) ?? []) : EventEvidence()
     }
 
     /// Users whose timers are due at `now`.

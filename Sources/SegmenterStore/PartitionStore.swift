@@ -148,7 +148,7 @@ public final class PartitionStore: @unchecked Sendable {
     /// Commits one batch: state changes, dead letters, offsets and clock in one transaction.
     ///
     /// 1. Load what the batch touches: the stored offsets and clocks, each admitted event's
-    ///    user (from the cache or the database) and user-day evidence, and the users whose
+    ///    user with their evidence (from the cache, or the database), and the users whose
     ///    timers are due at the batch's clock.
     /// 2. `BatchProcessor.process` decides everything (see its steps).
     /// 3. Write the effects, the next offsets and the clocks; prune evidence older than the
@@ -175,12 +175,8 @@ public final class PartitionStore: @unchecked Sendable {
             input.reconciledDays = reconciledDays
             let batchClock = processor.clock(after: input)
             let firstDay = batchClock.map { calendar.day(of: $0) - DayNumber(segments.catalog.longestWindow - 1) } ?? 0
-            for event in processor.admitted(input) {
-                if input.users[event.userID] == nil { input.users[event.userID] = try slice(of: event.userID, firstDay: firstDay) }
-                let userDay = UserDay(event.userID, calendar.day(of: event.ts))
-                if input.evidence[userDay] == nil, input.users[event.userID]?.profile != nil {
-                    input.evidence[userDay] = try evidence(of: userDay)
-                }
+            for event in processor.admitted(input) where input.users[event.userID] == nil {
+                input.users[event.userID] = try slice(of: event.userID, firstDay: firstDay)
             }
             if let batchClock, let due = nextTimer, due <= batchClock {
                 input.dueUsers = try dueUsers(at: batchClock)

@@ -42,10 +42,9 @@ public struct BatchProcessor: Sendable {
         public var evidenceFloor: Instant?
         /// A clock reading from outside (the instance clock, or the wall clock when hybrid).
         public var externalClock: Instant?
-        /// Every user an admitted event of the batch belongs to, and every user in `dueUsers`.
+        /// Every user an admitted event of the batch belongs to (with their evidence), and
+        /// every user in `dueUsers`.
         public var users: [String: UserSlice] = [:]
-        /// The evidence of every user-day an admitted event of the batch falls on (absent: none).
-        public var evidence: [UserDay: EventEvidence] = [:]
         /// Users whose timers are due at the batch's clock.
         public var dueUsers: [String] = []
         /// Per input topic, records below this offset have their users' whole membership
@@ -63,7 +62,7 @@ public struct BatchProcessor: Sendable {
     }
 
     /// The records the batch will try to apply: valid, not yet committed, inside the horizon.
-    /// The store loads the users and evidence of exactly these.
+    /// The store loads the users of exactly these.
     public func admitted(_ input: Input) -> some Sequence<UserEvent> {
         input.records.lazy.compactMap { record -> UserEvent? in
             guard record.offset >= input.storedOffsets[record.topic] ?? 0, case let .success(event) = record.decoded,
@@ -108,12 +107,11 @@ public struct BatchProcessor: Sendable {
                 continue
             }
             let userDay = UserDay(event.userID, calendar.day(of: event.ts))
-            var evidence = effects.days[userDay]?.evidence ?? input.evidence[userDay] ?? EventEvidence()
-            guard evidence.insert(event.eventID) else {
+            let hash = EventEvidence.hash(event.eventID)
+            if (working[event.userID] ?? input.users[event.userID])?.evidence.contains(hash, on: userDay.day) == true {
                 effects.outcome.duplicates += 1
                 continue
             }
-            effects.days[userDay, default: BatchEffects.DayWrite()].evidence = evidence
             if record.offset < input.restateUntil[record.topic] ?? 0 { restating.insert(event.userID) }
             if working[event.userID] == nil {
                 var slice = input.users[event.userID] ?? UserSlice(profile: nil)
@@ -124,6 +122,8 @@ public struct BatchProcessor: Sendable {
                 working[event.userID] = slice
             }
             // Mutated in place: a user's slice is copied at most once per batch, not once per event.
+            _ = working[event.userID]!.evidence.insert(hash, on: userDay.day)
+            if effects.days[userDay] == nil { effects.days[userDay] = BatchEffects.DayWrite() }  // its evidence: below
             let beforeSignupCount = working[event.userID]!.profile!.activityBeforeSignup.count
             if let change = working[event.userID]!.profile!.apply(event, calendar: calendar, reconciledDays: input.reconciledDays) {
                 effects.days[userDay]!.delta += change.delta
@@ -140,9 +140,12 @@ public struct BatchProcessor: Sendable {
             if now == nil || event.ts > now! { now = event.ts }
             if eventTimes[record.topic].map({ event.ts > $0 }) ?? true { eventTimes[record.topic] = event.ts }
         }
+        let floorDay = input.evidenceFloor.map { calendar.day(of: $0) }
         for (userID, slice) in working {
             effects.profiles[userID] = BatchEffects.ProfileWrite(profile: slice.profile!, whole: rewrite.contains(userID))
+            if let floorDay { working[userID]!.evidence.forget(before: floorDay) }
         }
+        for userDay in effects.days.keys { effects.days[userDay]!.evidence = working[userDay.userID]!.evidence.ids(on: userDay.day) }
         guard let now else { return effects }
 
         for (userID, var slice) in working {

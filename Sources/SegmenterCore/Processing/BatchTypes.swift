@@ -86,15 +86,19 @@ public struct UserSlice: Equatable, Sendable {
     public var days: [DayNumber: DayAggregate]
     /// Stored memberships: segment → the member's KPI contributions (catalog order).
     public var memberships: [String: [Double?]]
+    /// The ids applied on every day that can still take events (complete: a day without an
+    /// entry has no id applied), so duplicates are told apart without reading a row.
+    public var evidence: RecentEvidence
     /// The armed timer, when known; see `dueKnown`.
     public var due: Instant?
     /// false when the timer was not loaded: it is then written whatever it is.
     public var dueKnown: Bool
 
-    public init(profile: UserProfile?, days: [DayNumber: DayAggregate] = [:], memberships: [String: [Double?]] = [:],
-                due: Instant? = nil, dueKnown: Bool = false) {
+    public init(profile: UserProfile?, days: [DayNumber: DayAggregate] = [:], evidence: RecentEvidence = RecentEvidence(),
+                memberships: [String: [Double?]] = [:], due: Instant? = nil, dueKnown: Bool = false) {
         self.profile = profile
         self.days = days
+        self.evidence = evidence
         self.memberships = memberships
         self.due = due
         self.dueKnown = dueKnown

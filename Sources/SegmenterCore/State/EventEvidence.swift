@@ -101,3 +101,45 @@ public struct DedupeHorizon: Equatable, Sendable {
         return parts.joined(separator: " ")
     }
 }
+
+/// A user's evidence over every day that can still take events, kept with the user between
+/// batches (`UserSlice.evidence`), so a streaming batch checks its events without reading a row.
+/// Flat (16 bytes an id) rather than a dictionary of days: a user has a handful of recent ids.
+public struct RecentEvidence: Equatable, Sendable {
+    public struct Entry: Equatable, Sendable {
+        public let day: DayNumber
+        public let hash: UInt64
+    }
+
+    public private(set) var entries: [Entry] = []
+
+    public init() {}
+
+    /// From the user-day rows that still hold evidence.
+    public init(days: [DayNumber: EventEvidence]) {
+        for (day, ids) in days.sorted(by: { $0.key < $1.key }) {
+            entries.append(contentsOf: ids.hashes.map { Entry(day: day, hash: $0) })
+        }
+    }
+
+    public func contains(_ hash: UInt64, on day: DayNumber) -> Bool {
+        entries.contains { $0.hash == hash && $0.day == day }
+    }
+
+    /// Records an id; false if the day already had it.
+    public mutating func insert(_ hash: UInt64, on day: DayNumber) -> Bool {
+        if contains(hash, on: day) { return false }
+        entries.append(Entry(day: day, hash: hash))
+        return true
+    }
+
+    /// The ids of one day, as its row stores them.
+    public func ids(on day: DayNumber) -> EventEvidence {
+        EventEvidence(hashes: entries.compactMap { $0.day == day ? $0.hash : nil })
+    }
+
+    /// Drops the days before `day` (pruned from the rows too: no event of them is admitted).
+    public mutating func forget(before day: DayNumber) {
+        if entries.contains(where: { $0.day < day }) { entries.removeAll { $0.day < day } }
+    }
+}

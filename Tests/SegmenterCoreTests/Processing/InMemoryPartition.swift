@@ -27,8 +27,6 @@ struct InMemoryPartition {
         input.externalClock = now
         for event in processor.admitted(input) {
             input.users[event.userID] = slice(of: event.userID)
-            let userDay = UserDay(event.userID, processor.calendar.day(of: event.ts))
-            input.evidence[userDay] = evidence[userDay]
         }
         if let batchClock = processor.clock(after: input) {
             input.dueUsers = timers.filter { $0.value <= batchClock }.map(\.key).sorted()
@@ -38,7 +36,9 @@ struct InMemoryPartition {
     }
 
     func slice(of user: String) -> UserSlice {
-        UserSlice(profile: profiles[user], days: days[user] ?? [:], memberships: memberships[user] ?? [:], due: timers[user], dueKnown: true)
+        let ids = Dictionary(uniqueKeysWithValues: evidence.filter { $0.key.userID == user }.map { ($0.key.day, $0.value) })
+        return UserSlice(profile: profiles[user], days: days[user] ?? [:], evidence: RecentEvidence(days: ids),
+                         memberships: memberships[user] ?? [:], due: timers[user], dueKnown: true)
     }
 
     @discardableResult
