@@ -113,6 +113,7 @@ extension PartitionStore {
                 try write(profile, of: userID)
                 var slice = try readSlice(of: userID, profile: profile, firstDay: firstDay)
                 effects.outcome.membershipChanges += processor.evaluate(userID, &slice, now: now, cause: .reconciliation, into: &effects)
+                effects.slices[userID] = slice
             }
             effects.outcome.membershipChangesByCause[.reconciliation] = effects.outcome.membershipChanges
             effects.outcome.noteKPIChanges(effects.partials, cause: .reconciliation)

@@ -47,7 +47,7 @@ extension PartitionStore {
             try write(effects)
             try putText("catalog", segments.catalog.fingerprint)
         }
-        cache.removeAll()
+        cache.removeAll()  // everyone changed: the next batches read what they need
         try remember(effects)
         return effects.outcome.membershipChanges
     }

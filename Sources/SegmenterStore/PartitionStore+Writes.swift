@@ -127,10 +127,10 @@ extension PartitionStore {
         for (userID, write) in effects.profiles {
             if write.whole { try self.write(write.profile, of: userID) } else { try writeTotals(write.profile, of: userID) }
         }
-        for (userDay, day) in effects.days {
+        for day in effects.days {
             st.addDay.reset()
-            st.addDay.bind(1, userDay.userID)
-            st.addDay.bind(2, Int64(userDay.day))
+            st.addDay.bind(1, day.userID)
+            st.addDay.bind(2, Int64(day.day))
             st.addDay.bind(3, day.delta.spendCents)
             st.addDay.bind(4, day.delta.activities)
             st.addDay.bind(5, day.delta.activeMicros)

@@ -173,9 +173,11 @@ public final class PartitionStore: @unchecked Sendable {
             input.externalClock = now
             input.restateUntil = restateUntil
             input.reconciledDays = reconciledDays
-            let batchClock = processor.clock(after: input)
+            let admitted = processor.admitted(input)
+            let batchClock = processor.clock(after: input, admitted: admitted)
             let firstDay = batchClock.map { calendar.day(of: $0) - DayNumber(segments.catalog.longestWindow - 1) } ?? 0
-            for event in processor.admitted(input) where input.users[event.userID] == nil {
+            input.users.reserveCapacity(admitted.count)
+            for event in admitted where input.users[event.userID] == nil {
                 input.users[event.userID] = try slice(of: event.userID, firstDay: firstDay)
             }
             if let batchClock, let due = nextTimer, due <= batchClock {

@@ -63,36 +63,40 @@ public struct BatchProcessor: Sendable {
 
     /// The records the batch will try to apply: valid, not yet committed, inside the horizon.
     /// The store loads the users of exactly these.
-    public func admitted(_ input: Input) -> some Sequence<UserEvent> {
-        input.records.lazy.compactMap { record -> UserEvent? in
-            guard record.offset >= input.storedOffsets[record.topic] ?? 0, case let .success(event) = record.decoded,
-                  rejection(of: event.ts, topic: record.topic, input) == nil else { return nil }
-            return event
+    public func admitted(_ input: Input) -> [UserEvent] {
+        var topics = BatchTopics(input)
+        var events: [UserEvent] = []
+        events.reserveCapacity(input.records.count)
+        for record in input.records {
+            let topic = topics.index(of: record.topic, input)
+            guard record.offset >= topics.stored[topic], case let .success(event) = record.decoded,
+                  rejection(of: event.ts, watermark: topics.eventTime[topic], floor: input.evidenceFloor) == nil else { continue }
+            events.append(event)
         }
+        return events
     }
 
     /// The partition clock after the batch: the latest of its clock, the external clock and the
-    /// admitted events' times (a duplicate's time was applied before, so it never moves it).
-    public func clock(after input: Input) -> Instant? {
+    /// `admitted` events' times (a duplicate's time was applied before, so it never moves it).
+    public func clock(after input: Input, admitted: [UserEvent]) -> Instant? {
         var now = [input.clock, input.externalClock].compactMap { $0 }.max()
-        for event in admitted(input) where now == nil || event.ts > now! { now = event.ts }
+        for event in admitted where now == nil || event.ts > now! { now = event.ts }
         return now
     }
 
     public func process(_ input: Input, partials: KPIPartials) -> BatchEffects {
         var effects = BatchEffects(partials: partials)
-        var working: [String: UserSlice] = [:]
-        var rewrite: Set<String> = []
-        var restating: Set<String> = []
+        var users = BatchWorkingSet()
+        var topics = BatchTopics(input)
         var now = [input.clock, input.externalClock].compactMap { $0 }.max()
-        var eventTimes = input.eventTimes
 
         for record in input.records {
-            guard record.offset >= input.storedOffsets[record.topic] ?? 0 else {
+            let topic = topics.index(of: record.topic, input)
+            guard record.offset >= topics.stored[topic] else {
                 effects.outcome.alreadyApplied += 1
                 continue
             }
-            effects.outcome.nextOffsets[record.topic] = max(effects.outcome.nextOffsets[record.topic] ?? 0, record.offset + 1)
+            topics.next[topic] = max(topics.next[topic] ?? 0, record.offset + 1)
             let event: UserEvent
             switch record.decoded {
             case let .failure(failure):
@@ -101,57 +105,59 @@ public struct BatchProcessor: Sendable {
             case let .success(decoded):
                 event = decoded
             }
-            if let reason = rejection(of: event.ts, topic: record.topic, input) {
+            if let reason = rejection(of: event.ts, watermark: topics.eventTime[topic], floor: input.evidenceFloor) {
                 deadLetter(record, reason: reason, input: input, into: &effects)
                 effects.outcome.tooOld += 1
                 continue
             }
-            let userDay = UserDay(event.userID, calendar.day(of: event.ts))
-            let hash = EventEvidence.hash(event.eventID)
-            if (working[event.userID] ?? input.users[event.userID])?.evidence.contains(hash, on: userDay.day) == true {
+            let day = calendar.day(of: event.ts)
+            let user = users.index(of: event.userID, loaded: input.users)
+            guard users[user].slice.evidence.insert(EventEvidence.hash(event.eventID), on: day) else {
                 effects.outcome.duplicates += 1
                 continue
             }
-            if record.offset < input.restateUntil[record.topic] ?? 0 { restating.insert(event.userID) }
-            if working[event.userID] == nil {
-                var slice = input.users[event.userID] ?? UserSlice(profile: nil)
-                if slice.profile == nil {
-                    slice.profile = UserProfile()
-                    rewrite.insert(event.userID)
-                }
-                working[event.userID] = slice
-            }
-            // Mutated in place: a user's slice is copied at most once per batch, not once per event.
-            _ = working[event.userID]!.evidence.insert(hash, on: userDay.day)
-            if effects.days[userDay] == nil { effects.days[userDay] = BatchEffects.DayWrite() }  // its evidence: below
-            let beforeSignupCount = working[event.userID]!.profile!.activityBeforeSignup.count
-            if let change = working[event.userID]!.profile!.apply(event, calendar: calendar, reconciledDays: input.reconciledDays) {
-                effects.days[userDay]!.delta += change.delta
-                working[event.userID]!.days[change.day, default: DayAggregate()] += change.delta
-            } else if event.body.countsInDay {
-                effects.outcome.onReconciledDays += 1  // apply() adds no day sums only for a reconciled day
+            if record.offset < topics.restateUntil[topic] { users[user].restate = true }
+            users[user].applied = true
+            let beforeSignupCount = users[user].slice.profile!.activityBeforeSignup.count
+            if let change = users[user].slice.profile!.apply(event, calendar: calendar, reconciledDays: input.reconciledDays) {
+                users[user].add(change.delta, on: change.day)
+                users[user].slice.days[change.day, default: DayAggregate()] += change.delta
+            } else {
+                if event.body.countsInDay { effects.outcome.onReconciledDays += 1 }  // no day sums only for a reconciled day
+                users[user].add(DayAggregate(), on: day)  // the day's row still takes the id
             }
             switch event.body {
             case .billing: break
-            case .activity where working[event.userID]!.profile!.activityBeforeSignup.count == beforeSignupCount: break
-            default: rewrite.insert(event.userID)
+            case .activity where users[user].slice.profile!.activityBeforeSignup.count == beforeSignupCount: break
+            default: users[user].rewrite = true
             }
             effects.outcome.applied += 1
             if now == nil || event.ts > now! { now = event.ts }
-            if eventTimes[record.topic].map({ event.ts > $0 }) ?? true { eventTimes[record.topic] = event.ts }
+            if topics.latest[topic].map({ event.ts > $0 }) ?? true { topics.latest[topic] = event.ts }
+        }
+        for (index, name) in topics.names.enumerated() {
+            if let next = topics.next[index] { effects.outcome.nextOffsets[name] = next }
+            if let time = topics.latest[index], time != input.eventTimes[name] { effects.eventTimes[name] = time }
         }
         let floorDay = input.evidenceFloor.map { calendar.day(of: $0) }
-        for (userID, slice) in working {
-            effects.profiles[userID] = BatchEffects.ProfileWrite(profile: slice.profile!, whole: rewrite.contains(userID))
-            if let floorDay { working[userID]!.evidence.forget(before: floorDay) }
+        for index in users.users.indices where users[index].applied {
+            let user = users[index]
+            effects.profiles[user.userID] = BatchEffects.ProfileWrite(profile: user.slice.profile!, whole: user.rewrite)
+            if let floorDay { users[index].slice.evidence.forget(before: floorDay) }
+            for (day, delta) in user.touched {
+                effects.days.append(BatchEffects.DayWrite(userID: user.userID, day: day, delta: delta,
+                                                          evidence: users[index].slice.evidence.ids(on: day)))
+            }
         }
-        for userDay in effects.days.keys { effects.days[userDay]!.evidence = working[userDay.userID]!.evidence.ids(on: userDay.day) }
         guard let now else { return effects }
 
-        for (userID, var slice) in working {
-            let changes = evaluate(userID, &slice, now: now, cause: .event, into: &effects, restate: restating.contains(userID))
+        effects.slices.reserveCapacity(users.users.count)
+        for index in users.users.indices where users[index].applied {
+            let userID = users[index].userID
+            let changes = evaluate(userID, &users[index].slice, now: now, cause: .event, into: &effects, restate: users[index].restate)
             effects.outcome.membershipChanges += changes
             effects.outcome.membershipChangesByCause[.event, default: 0] += changes
+            effects.slices[userID] = users[index].slice
         }
         effects.outcome.noteKPIChanges(effects.partials, cause: .event)
         let changedByEvents = effects.partials.changed
@@ -164,15 +170,16 @@ public struct BatchProcessor: Sendable {
             effects.outcome.timersFired += 1
             effects.outcome.membershipChanges += changes
             effects.outcome.membershipChangesByCause[.time, default: 0] += changes
+            effects.slices[userID] = slice
         }
         for key in effects.partials.changed.subtracting(changedByEvents) { effects.outcome.kpiCauses[key.segment] = .time }
         if now != input.clock { effects.clock = now }
-        effects.eventTimes = eventTimes.filter { input.eventTimes[$0.key] != $0.value }
         return effects
     }
 
     /// Re-evaluates one user at `now`: membership differences (and their messages), KPI partials
-    /// by difference, and the user's next timer. The slice ends as it will be once committed.
+    /// by difference, and the user's next timer. The slice ends as it will be once committed
+    /// (the caller decides whether it goes to `effects.slices`, the store's cache).
     /// - Parameter rebuilding: the partials are being rebuilt from empty (a config change), so
     ///   old contributions are not subtracted.
     /// - Parameter restate: publish the user's state in every segment, changed or not.
@@ -209,15 +216,14 @@ public struct BatchProcessor: Sendable {
         if !slice.dueKnown || slice.due != evaluation.nextChange { effects.timers[userID] = .some(evaluation.nextChange) }
         slice.due = evaluation.nextChange
         slice.dueKnown = true
-        effects.slices[userID] = slice
         return published
     }
 
-    /// Why an event of `topic` at `ts` cannot be applied (older than the horizon, or than the
-    /// evidence), if so.
-    private func rejection(of ts: Instant, topic: String, _ input: Input) -> String? {
-        if let watermark = input.eventTimes[topic], !horizon.admits(ts, at: watermark) { return horizon.rejection(of: ts, at: watermark) }
-        if let floor = input.evidenceFloor, ts < floor {
+    /// Why an event at `ts` cannot be applied (older than its input partition's `watermark`
+    /// minus the horizon, or than the evidence `floor`), if so.
+    private func rejection(of ts: Instant, watermark: Instant?, floor: Instant?) -> String? {
+        if let watermark, !horizon.admits(ts, at: watermark) { return horizon.rejection(of: ts, at: watermark) }
+        if let floor, ts < floor {
             return "event is older than the dedupe horizon: ts \(ts) is before \(floor), the oldest instant whose event ids "
                 + "this partition still keeps; it cannot be told apart from an event already counted"
         }

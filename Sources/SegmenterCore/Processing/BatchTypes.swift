@@ -115,8 +115,10 @@ public struct BatchEffects: Sendable {
     }
     /// A user-day row: sums to add and the day's evidence as it now stands.
     public struct DayWrite: Sendable, Equatable {
-        public var delta = DayAggregate()
-        public var evidence = EventEvidence()
+        public let userID: String
+        public let day: DayNumber
+        public var delta: DayAggregate
+        public var evidence: EventEvidence
     }
     /// A membership row: the contributions to store, or nil to delete it.
     public struct MembershipWrite: Sendable, Equatable {
@@ -133,7 +135,8 @@ public struct BatchEffects: Sendable {
 
     public var outcome = BatchOutcome()
     public var profiles: [String: ProfileWrite] = [:]
-    public var days: [UserDay: DayWrite] = [:]
+    /// One per user-day the batch applied events to.
+    public var days: [DayWrite] = []
     public var memberships: [MembershipWrite] = []
     /// Timers to arm (an instant) or disarm (nil), per user.
     public var timers: [String: Instant?] = [:]

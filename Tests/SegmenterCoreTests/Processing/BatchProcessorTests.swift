@@ -25,10 +25,10 @@ import Testing
         #expect(effects.outcome.applied == 2)
         #expect(effects.profiles["u1"]?.whole == true)
         #expect(effects.profiles["u1"]?.profile.lifetimeSpendCents == 6000)
-        let day = UserDay("u1", DayCalendar.utc.day(of: Self.t0))
         #expect(effects.days.count == 1)
-        #expect(effects.days[day]?.delta == DayAggregate(spendCents: 6000))
-        #expect(effects.days[day]?.evidence.contains("s1") == true && effects.days[day]?.evidence.contains("c1") == true)
+        #expect(effects.days.first?.day == DayCalendar.utc.day(of: Self.t0))
+        #expect(effects.days.first?.delta == DayAggregate(spendCents: 6000))
+        #expect(effects.days.first?.evidence.contains("s1") == true && effects.days.first?.evidence.contains("c1") == true)
         // and the user enters spenders (cause event), as of the batch's clock
         #expect(effects.messages.map(text) == [
             #"{"user_id":"u1","segment":"spenders","change":"enter","as_of":"2026-11-01T11:00:00Z","cause":"event"}"#])

@@ -45,6 +45,20 @@ import Testing
         #expect(partition.profiles["u1"]?.lifetimeSpendCents == 500)
     }
 
+    @Test func aBatchIsJudgedByTheWatermarkBeforeIt() {
+        // Given a partition whose activity is at the watermark
+        let processor = BatchProcessor(catalog: SegmentCatalog(), calendar: .utc, horizon: DedupeHorizon(seconds: 8 * 86_400))
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        partition.commit([records.next(.session("now", "u1", at: Self.watermark))])
+        // When one batch holds an event 20 days later and then one 5 days earlier
+        let effects = partition.commit([records.next(.session("later", "u1", at: Self.watermark.adding(seconds: 20 * 86_400))),
+                                        records.next(.session("earlier", "u2", at: Self.watermark.adding(seconds: -5 * 86_400)))])
+        // Then both apply (the batch's own events move the watermark only for the next batch)
+        #expect(effects.outcome.applied == 2 && effects.outcome.tooOld == 0)
+        #expect(partition.eventTimes["activity"] == Self.watermark.adding(seconds: 20 * 86_400))
+    }
+
     @Test func anUpgradedStatesEvidenceFloorRejectsWhatItCannotProve() {
         let processor = BatchProcessor(catalog: SegmentCatalog(), calendar: .utc, horizon: DedupeHorizon(seconds: 31 * 86_400))
         var input = BatchProcessor.Input(records: [], receivedAt: Self.watermark)

@@ -25,10 +25,11 @@ struct InMemoryPartition {
         input.clock = clock
         input.eventTimes = eventTimes
         input.externalClock = now
-        for event in processor.admitted(input) {
+        let admitted = processor.admitted(input)
+        for event in admitted {
             input.users[event.userID] = slice(of: event.userID)
         }
-        if let batchClock = processor.clock(after: input) {
+        if let batchClock = processor.clock(after: input, admitted: admitted) {
             input.dueUsers = timers.filter { $0.value <= batchClock }.map(\.key).sorted()
             for user in input.dueUsers where input.users[user] == nil { input.users[user] = slice(of: user) }
         }
@@ -50,9 +51,9 @@ struct InMemoryPartition {
 
     mutating func apply(_ effects: BatchEffects) {
         for (user, write) in effects.profiles { profiles[user] = write.profile }
-        for (userDay, write) in effects.days {
-            days[userDay.userID, default: [:]][userDay.day, default: DayAggregate()] += write.delta
-            evidence[userDay] = write.evidence
+        for write in effects.days {
+            days[write.userID, default: [:]][write.day, default: DayAggregate()] += write.delta
+            evidence[UserDay(write.userID, write.day)] = write.evidence
         }
         for write in effects.memberships { memberships[write.userID, default: [:]][write.segment] = write.contributions }
         for (user, due) in effects.timers { timers[user] = due }
