@@ -9,6 +9,8 @@ final class StoreStatements {
     let upsertProfile: Statement
     let updateProfileTotals: Statement
     let selectUserDays: Statement
+    let selectDays: Statement
+    let selectEvidence: Statement
     let addDay: Statement
     let upsertOffset: Statement
     let selectMemberships: Statement
@@ -38,6 +40,8 @@ final class StoreStatements {
             SELECT day, spend_cents, activities, active_us, evidence FROM user_days
             WHERE user_id = ? AND (day >= ? OR evidence IS NOT NULL)
             """)
+        selectDays = try db.prepare("SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?")
+        selectEvidence = try db.prepare("SELECT day, evidence FROM user_days WHERE user_id = ? AND evidence IS NOT NULL")
         addDay = try db.prepare("""
             INSERT INTO user_days (user_id, day, spend_cents, activities, active_us, evidence) VALUES (?, ?, ?, ?, ?, ?)
             ON CONFLICT (user_id, day) DO UPDATE SET spend_cents = spend_cents + excluded.spend_cents,
@@ -62,31 +66,47 @@ final class StoreStatements {
 // MARK: Loading what a batch touches
 
 extension PartitionStore {
-    /// A user as last committed: from the cache, or read.
-    func slice(of userID: String, firstDay: DayNumber) throws -> UserSlice {
-        if let cached = cache[userID] { return cached }
+    /// A user as last committed, moved out of the cache (a failed batch then leaves nothing
+    /// stale behind, and the batch's first change to the user copies nothing), or read.
+    /// - Parameter evidence: the user has events to check: their evidence must be loaded.
+    func takeSlice(of userID: String, firstDay: DayNumber, evidence: Bool) throws -> UserSlice {
+        if var cached = cache.removeValue(forKey: userID) {
+            if evidence && cached.evidence == nil { cached.evidence = try readEvidence(of: userID) }
+            return cached
+        }
         guard let profile = try StateReading.profile(of: userID, using: statements.selectProfile.reset()) else {
             return UserSlice(profile: nil)
         }
-        return try readSlice(of: userID, profile: profile, firstDay: firstDay)
+        return try readSlice(of: userID, profile: profile, firstDay: firstDay, evidence: evidence)
     }
 
-    /// A user's rows: days from `firstDay` on, the evidence of every day that still has some,
-    /// memberships. The timer is not read, so it is rewritten after evaluation.
-    func readSlice(of userID: String, profile: UserProfile, firstDay: DayNumber) throws -> UserSlice {
-        let rows = statements.selectUserDays.reset()
+    /// A user's rows: days from `firstDay` on and memberships, and with `evidence` the ids of
+    /// every day that still holds some. The timer is not read, so it is rewritten after evaluation.
+    func readSlice(of userID: String, profile: UserProfile, firstDay: DayNumber, evidence: Bool = false) throws -> UserSlice {
+        let rows = (evidence ? statements.selectUserDays : statements.selectDays).reset()
         rows.bind(1, userID)
         rows.bind(2, Int64(firstDay))
         defer { rows.reset() }
         var days: [DayNumber: DayAggregate] = [:]
-        var evidence: [DayNumber: EventEvidence] = [:]
+        var ids: [DayNumber: EventEvidence] = [:]
         while try rows.step() {
             let day = DayNumber(rows.int64(0))
             let sums = DayAggregate(spendCents: rows.int64(1), activities: rows.int64(2), activeMicros: rows.int64(3))
             if day >= firstDay && sums != DayAggregate() { days[day] = sums }
-            if let blob = rows.blob(4), !blob.isEmpty { evidence[day] = EventEvidence(encoded: blob) }
+            if evidence, let blob = rows.blob(4), !blob.isEmpty { ids[day] = EventEvidence(encoded: blob) }
         }
-        return UserSlice(profile: profile, days: days, evidence: RecentEvidence(days: evidence), memberships: try memberships(of: userID))
+        return UserSlice(profile: profile, days: days, evidence: evidence ? RecentEvidence(days: ids) : nil,
+                         memberships: try memberships(of: userID))
+    }
+
+    /// The ids of every day of the user that still holds some.
+    func readEvidence(of userID: String) throws -> RecentEvidence {
+        let rows = statements.selectEvidence.reset()
+        rows.bind(1, userID)
+        defer { rows.reset() }
+        var ids: [DayNumber: EventEvidence] = [:]
+        while try rows.step() { ids[DayNumber(rows.int64(0))] = EventEvidence(encoded: rows.blob(1) ?? []) }
+        return RecentEvidence(days: ids)
     }
 
     /// The user's stored memberships: segment → KPI contributions.

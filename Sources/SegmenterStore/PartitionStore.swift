@@ -28,8 +28,9 @@ public final class PartitionStore: @unchecked Sendable {
     /// The input topics (co-partitioned): evidence is pruned only as far as all of them got.
     let inputTopics: [String]
 
-    /// Users as last committed (profile, window days, memberships, timer). Filled only after a
-    /// successful COMMIT, so a failed batch can never leave the cache ahead of the database.
+    /// Users as last committed (profile, window days, evidence, memberships, timer). A batch
+    /// moves its users out and puts them back only after a successful COMMIT, so a failed batch
+    /// can never leave the cache ahead of the database.
     var cache: [String: UserSlice] = [:]
     private let cacheCapacity: Int
     /// This partition's KPI partial sums as last committed (same rule as the cache).
@@ -178,15 +179,15 @@ public final class PartitionStore: @unchecked Sendable {
             let firstDay = batchClock.map { calendar.day(of: $0) - DayNumber(segments.catalog.longestWindow - 1) } ?? 0
             input.users.reserveCapacity(admitted.count)
             for event in admitted where input.users[event.userID] == nil {
-                input.users[event.userID] = try slice(of: event.userID, firstDay: firstDay)
+                input.users[event.userID] = try takeSlice(of: event.userID, firstDay: firstDay, evidence: true)
             }
             if let batchClock, let due = nextTimer, due <= batchClock {
                 input.dueUsers = try dueUsers(at: batchClock)
                 for userID in input.dueUsers where input.users[userID] == nil {
-                    input.users[userID] = try slice(of: userID, firstDay: firstDay)
+                    input.users[userID] = try takeSlice(of: userID, firstDay: firstDay, evidence: false)
                 }
             }
-            effects = processor.process(input, partials: partials)
+            effects = processor.process(&input, partials: partials)
             try write(effects)
             if !effects.eventTimes.isEmpty {
                 try pruneEvidenceIfDue(eventTimes: input.eventTimes.merging(effects.eventTimes) { $1 },

@@ -87,14 +87,16 @@ public struct UserSlice: Equatable, Sendable {
     /// Stored memberships: segment → the member's KPI contributions (catalog order).
     public var memberships: [String: [Double?]]
     /// The ids applied on every day that can still take events (complete: a day without an
-    /// entry has no id applied), so duplicates are told apart without reading a row.
-    public var evidence: RecentEvidence
+    /// entry has no id applied), so duplicates are told apart without reading a row. nil: not
+    /// read (the user was loaded for a timer, a reconciliation or a config change, where no
+    /// event is checked); the store reads it before the user's next event.
+    public var evidence: RecentEvidence?
     /// The armed timer, when known; see `dueKnown`.
     public var due: Instant?
     /// false when the timer was not loaded: it is then written whatever it is.
     public var dueKnown: Bool
 
-    public init(profile: UserProfile?, days: [DayNumber: DayAggregate] = [:], evidence: RecentEvidence = RecentEvidence(),
+    public init(profile: UserProfile?, days: [DayNumber: DayAggregate] = [:], evidence: RecentEvidence? = RecentEvidence(),
                 memberships: [String: [Double?]] = [:], due: Instant? = nil, dueKnown: Bool = false) {
         self.profile = profile
         self.days = days

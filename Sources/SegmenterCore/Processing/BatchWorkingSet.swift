@@ -27,9 +27,10 @@ struct BatchWorkingSet {
     private var indexByUser: [String: Int] = [:]
 
     /// The index of `userID`'s entry, created from the loaded state on first sight.
-    mutating func index(of userID: String, loaded: [String: UserSlice]) -> Int {
+    /// The loaded state moves here (not copied), so its first change copies nothing.
+    mutating func index(of userID: String, loaded: inout [String: UserSlice]) -> Int {
         if let index = indexByUser[userID] { return index }
-        var slice = loaded[userID] ?? UserSlice(profile: nil)
+        var slice = loaded.removeValue(forKey: userID) ?? UserSlice(profile: nil)
         let isNew = slice.profile == nil
         if isNew { slice.profile = UserProfile() }
         users.append(User(userID: userID, slice: slice, rewrite: isNew))

@@ -68,7 +68,7 @@ import Testing
         input.records = [records.next(.session("a", "u1", at: Self.watermark.adding(seconds: -8 * 86_400))),
                          records.next(.session("b", "u1", at: Self.watermark.adding(seconds: -6 * 86_400)))]
         input.users["u1"] = UserSlice(profile: UserProfile())
-        let effects = processor.process(input, partials: KPIPartials())
+        let effects = processor.process(&input, partials: KPIPartials())
         #expect(effects.outcome.tooOld == 1 && effects.outcome.applied == 1)
         #expect(String(decoding: effects.messages[0].value, as: UTF8.self).contains("older than the dedupe horizon"))
     }

@@ -44,7 +44,8 @@ struct InMemoryPartition {
 
     @discardableResult
     mutating func commit(_ records: [DecodedRecord], now: Instant? = nil) -> BatchEffects {
-        let effects = processor.process(input(records, now: now), partials: partials)
+        var batch = input(records, now: now)
+        let effects = processor.process(&batch, partials: partials)
         apply(effects)
         return effects
     }
