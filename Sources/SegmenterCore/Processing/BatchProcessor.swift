@@ -207,14 +207,14 @@ public struct BatchProcessor: Sendable {
                 effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: new))
             }
             if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment, !restate {
-                effects.messages.append(membershipMessage(userID, segment: segment, member: new != nil, now: now, cause: cause))
+                effects.messages.append(membershipMessage(userID, segment: segment, member: new != nil, asOf: effects.asOfText(now), cause: cause))
                 published += 1
             }
         }
         if restate {
             for segment in catalog.segmentNames where segment != SegmentCatalog.allSegment {
                 effects.messages.append(membershipMessage(userID, segment: segment, member: evaluation.contributions[segment] != nil,
-                                                          now: now, cause: cause))
+                                                          asOf: effects.asOfText(now), cause: cause))
                 published += 1
             }
         }
@@ -244,9 +244,9 @@ public struct BatchProcessor: Sendable {
     }
 
     /// A SPEC §5 membership message, built directly (this runs for every change).
-    private func membershipMessage(_ userID: String, segment: String, member: Bool, now: Instant, cause: ChangeCause) -> BatchEffects.Message {
+    private func membershipMessage(_ userID: String, segment: String, member: Bool, asOf: String, cause: ChangeCause) -> BatchEffects.Message {
         let text = "{\"user_id\":\(JSONText.quote(userID)),\"segment\":\(JSONText.quote(segment)),\"change\":\""
-            + (member ? "enter" : "exit") + "\",\"as_of\":\"\(now)\",\"cause\":\"\(cause.rawValue)\"}"
+            + (member ? "enter" : "exit") + "\",\"as_of\":\"" + asOf + "\",\"cause\":\"" + cause.rawValue + "\"}"
         return BatchEffects.Message(topic: membershipTopic, key: Array(userID.utf8), value: Array(text.utf8))
     }
 }

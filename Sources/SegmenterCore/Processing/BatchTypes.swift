@@ -154,6 +154,15 @@ public struct BatchEffects: Sendable {
     public var slices: [String: UserSlice] = [:]
 
     public init(partials: KPIPartials) { self.partials = partials }
+
+    /// `now` as RFC 3339 text, formatted once for all the batch's messages.
+    private var asOf: (instant: Instant, text: String)?
+
+    mutating func asOfText(_ now: Instant) -> String {
+        if let asOf, asOf.instant == now { return asOf.text }
+        asOf = (now, now.description)
+        return asOf!.text
+    }
 }
 
 /// Contributions as stored: 9 bytes per KPI, a presence byte and the `Double`'s bits, so a
