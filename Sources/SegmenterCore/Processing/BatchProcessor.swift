@@ -168,7 +168,9 @@ public struct BatchProcessor: Sendable {
         effects.outcome.noteKPIChanges(effects.partials, cause: .event)
         let changedByEvents = effects.partials.changed
         for userID in input.dueUsers where effects.slices[userID] == nil {
-            guard var slice = loaded.removeValue(forKey: userID), slice.profile != nil else {
+            // A user whose events were all duplicates is in the working set, not in `loaded`.
+            let known = users.existingIndex(of: userID).map { users[$0].slice } ?? loaded.removeValue(forKey: userID)
+            guard var slice = known, slice.profile != nil else {
                 effects.timers[userID] = .some(nil)  // a timer without a user: nothing to wake
                 continue
             }

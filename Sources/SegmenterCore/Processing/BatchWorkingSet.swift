@@ -43,7 +43,8 @@ struct BatchWorkingSet {
         _modify { yield &users[index] }
     }
 
-    func contains(_ userID: String) -> Bool { indexByUser[userID] != nil }
+    /// The index of `userID`'s entry, if the batch has one.
+    func existingIndex(of userID: String) -> Int? { indexByUser[userID] }
 }
 
 /// Per input topic of the batch, what the hot loop reads and moves, by index (the topics of a

@@ -100,6 +100,21 @@ import Testing
         #expect(effects.timers["u1"] == .some(nil))
     }
 
+    @Test func aDueUserWhoseEventsAreAllDuplicatesStillMovesByTime() {
+        // Given a user who signed up and never became active
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        let signup = UserEvent.signup("s1", "u1", at: Self.t0)
+        partition.commit([records.next(signup)])
+        // When their sign-up is redelivered in the batch in which their timer falls due
+        let effects = partition.commit([records.next(signup)], now: Self.t0.adding(seconds: 25 * 3600))
+        // Then the copy changes nothing, and the timer still fires
+        #expect(effects.outcome.duplicates == 1 && effects.outcome.timersFired == 1)
+        #expect(effects.messages.map(text) == [
+            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T11:00:00Z","cause":"time"}"#])
+        #expect(partition.members["u1"] == ["all", "inactive_new_users"])
+    }
+
     @Test func invalidAndAlreadyCommittedRecords() {
         // Given offsets committed up to 1 on activity
         var partition = InMemoryPartition(processor)
