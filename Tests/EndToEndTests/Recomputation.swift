@@ -18,28 +18,17 @@ struct Recomputation {
     init(yaml: String, input: [ProducedLog.Line]) throws {
         catalog = try SegmenterConfig.parse(yaml: yaml, source: "test", environment: [:]).catalog
         let decoder = EventDecoder(currency: "USD", fxRates: ["EUR": ExchangeRate("1.08")!])
-        var profiles: [String: UserProfile] = [:]
-        var days: [String: [DayNumber: DayAggregate]] = [:]
-        var now = Instant(nanoseconds: 0)
-        for line in input {
-            let event = try decoder.decode(Array(line.payload.utf8), from: line.topic == "billing" ? .billing : .activity,
-                                           wallClock: Instant(seconds: Int64(Date().timeIntervalSince1970))).get()
-            now = max(now, event.ts)
-            if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: .utc) {
-                days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
-            }
+        let events = try input.map { line in
+            try decoder.decode(Array(line.payload.utf8), from: line.topic == "billing" ? .billing : .activity,
+                               wallClock: Instant(seconds: Int64(Date().timeIntervalSince1970))).get()
         }
+        let truth = FromScratch(events, catalog: catalog, now: events.map(\.ts).max() ?? Instant(nanoseconds: 0), calendar: .utc)
         var members: Set<String> = []
-        var partials = KPIPartials()
-        for (user, profile) in profiles {
-            let evaluation = catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now, calendar: .utc)
-            for segment in evaluation.segments where segment != SegmentCatalog.allSegment { members.insert("\(user)/\(segment)") }
-            for (segment, contributions) in evaluation.contributions {
-                partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: contributions)
-            }
+        for (user, segments) in truth.members {
+            for segment in segments where segment != SegmentCatalog.allSegment { members.insert("\(user)/\(segment)") }
         }
         expectedMembers = members
-        self.partials = partials
+        partials = truth.partials
     }
 
     /// Folds `segment-membership` (the last change per user and segment wins) and expects the

@@ -105,20 +105,15 @@ import SegmenterStore
 
     /// Each exported line equals the features of the user's distinct events, as of the export's `as_of`.
     func expectFeatures(_ exported: [String: String], of lines: [ProducedLog.Line]) throws {
-        var profiles: [String: UserProfile] = [:]
-        var days: [String: [DayNumber: DayAggregate]] = [:]
-        for line in lines {
-            let event = try decode(line.payload, topic: line.topic)
-            if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: .utc) {
-                days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
-            }
-        }
-        #expect(Set(exported.keys) == Set(profiles.keys))
+        let events = try lines.map { try decode($0.payload, topic: $0.topic) }
+        let truth = FromScratch(events, catalog: SegmentCatalog(), now: Instant(nanoseconds: 0), calendar: .utc)
+        #expect(Set(exported.keys) == Set(truth.profiles.keys))
         var wrong: [String] = []
         for (user, line) in exported {
             let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
             let now = try RFC3339.parse(object["as_of"] as! String).get()
-            let state = StateReader.UserState(userID: user, partition: 0, profile: profiles[user] ?? UserProfile(), days: days[user] ?? [:])
+            let state = StateReader.UserState(userID: user, partition: 0, profile: truth.profiles[user] ?? UserProfile(),
+                                              days: truth.days[user] ?? [:])
             let expected = FeatureExport.json(state, now: now, calendar: .utc, windows: [30, 3650])
             if expected != line { wrong.append("\(user): exported \(line), expected \(expected)") }
         }

@@ -81,23 +81,9 @@ import Testing
 
     func verify(store: PartitionStore, directory: URL, events: [UserEvent], now: Instant, calendar: DayCalendar,
                 context: String) throws {
-        // From scratch: fold every applied event, evaluate every user at `now`.
-        var profiles: [String: UserProfile] = [:]
-        var days: [String: [DayNumber: DayAggregate]] = [:]
-        for event in events {
-            if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: calendar) {
-                days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
-            }
-        }
-        var expectedMembers: [String: Set<String>] = [:]
-        var expectedPartials = KPIPartials()
-        for (user, profile) in profiles {
-            let evaluation = Self.catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now, calendar: calendar)
-            expectedMembers[user] = evaluation.segments
-            for (segment, contributions) in evaluation.contributions {
-                expectedPartials.replace(segment: segment, kpis: Self.catalog.kpis(for: segment), old: nil, new: contributions)
-            }
-        }
+        let truth = FromScratch(events, catalog: Self.catalog, now: now, calendar: calendar)
+        let expectedMembers = truth.members
+        let expectedPartials = truth.partials
         let reader = try StateReader(directory: directory)
         #expect(try reader.allMemberships() == expectedMembers, "\(context): membership")
         let stored = try reader.kpiPartials()

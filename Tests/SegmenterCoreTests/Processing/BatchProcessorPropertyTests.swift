@@ -77,26 +77,11 @@ import Testing
     }
 
     func verify(_ partition: InMemoryPartition, events: [UserEvent], now: Instant, calendar: DayCalendar, context: String) {
-        var profiles: [String: UserProfile] = [:]
-        var days: [String: [DayNumber: DayAggregate]] = [:]
-        for event in events {
-            if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: calendar) {
-                days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
-            }
-        }
-        var members: [String: Set<String>] = [:]
-        var partials = KPIPartials()
-        for (user, profile) in profiles {
-            let evaluation = Self.catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now, calendar: calendar)
-            members[user] = evaluation.segments
-            for (segment, contributions) in evaluation.contributions {
-                partials.replace(segment: segment, kpis: Self.catalog.kpis(for: segment), old: nil, new: contributions)
-            }
-        }
-        #expect(partition.profiles == profiles, "\(context): profiles")
-        #expect(partition.members == members, "\(context): memberships")
+        let truth = FromScratch(events, catalog: Self.catalog, now: now, calendar: calendar)
+        #expect(partition.profiles == truth.profiles, "\(context): profiles")
+        #expect(partition.members == truth.members, "\(context): memberships")
         for key in Self.catalog.kpiKeys {
-            let expected = Self.catalog.value(of: key, in: partials.values)
+            let expected = Self.catalog.value(of: key, in: truth.partials.values)
             let incremental = Self.catalog.value(of: key, in: partition.partials.values)
             let same = switch (expected, incremental) {
             case (nil, nil): true

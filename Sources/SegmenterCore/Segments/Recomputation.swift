@@ -1,0 +1,26 @@
+/// Every user's state, memberships and KPI partials computed from scratch from a set of events:
+/// what incremental processing must always equal (SPEC §3: state is a pure function of the
+/// distinct events applied). Work grows with all the events, so it is for checks, not ingest.
+public struct FromScratch: Sendable {
+    public private(set) var profiles: [String: UserProfile] = [:]
+    public private(set) var days: [String: [DayNumber: DayAggregate]] = [:]
+    /// Per user, the segments they are in (`all` included).
+    public private(set) var members: [String: Set<String>] = [:]
+    public private(set) var partials = KPIPartials()
+
+    /// - Parameter events: each distinct event once, in any order.
+    public init(_ events: some Sequence<UserEvent>, catalog: SegmentCatalog, now: Instant, calendar: DayCalendar) {
+        for event in events {
+            if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: calendar) {
+                days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
+            }
+        }
+        for (user, profile) in profiles {
+            let evaluation = catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now, calendar: calendar)
+            members[user] = evaluation.segments
+            for (segment, contributions) in evaluation.contributions {
+                partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: contributions)
+            }
+        }
+    }
+}
