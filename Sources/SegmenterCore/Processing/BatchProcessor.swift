@@ -4,12 +4,13 @@
 /// The store loads what `Input` names, calls `process`, and writes the effects in one SQLite
 /// transaction with the offsets; nothing here touches a file, a socket or a clock. Steps, in order:
 /// 1. Records below the stored offset were applied by an earlier commit: skipped.
-/// 2. An invalid record becomes a dead letter. A valid event older than the dedupe horizon (in
-///    this partition's event time before the batch) cannot be proven new: a dead letter too.
+/// 2. An invalid record becomes a dead letter. A valid event older than the dedupe horizon
+///    (behind its input partition's latest event before the batch), or on a day whose evidence
+///    is gone, cannot be proven new: a dead letter too.
 /// 3. A valid event whose id is in its user-day's evidence is a duplicate; otherwise its id joins
 ///    the evidence and the event is applied to the user's profile and day sums.
-/// 4. At the batch's clock (`clock(after:)`), the users it changed are re-evaluated (cause
-///    `event`), then the users whose timers are due (cause `time`).
+/// 4. At the batch's clock (`clock(after:admitted:)`), the users it changed are re-evaluated
+///    (cause `event`), then the users whose timers are due (cause `time`).
 public struct BatchProcessor: Sendable {
     public let catalog: SegmentCatalog
     public let calendar: DayCalendar
