@@ -99,7 +99,7 @@ final class CommitWorker: @unchecked Sendable {
         self.snapshots = StateSnapshots(config: config, producer: producer, log: log)
         self.operations = operations
         self.eventTimes = eventTimes
-        self.stores = PartitionStores(config: config, log: log)
+        self.stores = PartitionStores(config: config, partitionCount: partitionCount, log: log)
         self.relay = OutboxRelay(producer: producer)
         self.consumer = consumer
         self.report = report

@@ -18,15 +18,19 @@ final class PartitionStores {
 
     deinit { checkpointer.stop() }
 
-    init(config: SegmenterConfig, log: @escaping (String) -> Void) {
+    /// The input topics' partition count, when known: the user cache is split over it.
+    private let partitionCount: Int?
+
+    init(config: SegmenterConfig, partitionCount: Int?, log: @escaping (String) -> Void) {
         self.config = config
+        self.partitionCount = partitionCount
         self.calendar = config.calendar
         self.log = log
     }
 
     func store(for partition: Int32) throws -> PartitionStore {
         if let store = open[partition] { return store }
-        let store = try config.openPartition(partition)
+        let store = try config.openPartition(partition, partitionCount: partitionCount ?? max(assigned.count / 2, 1))
         let changes = try store.applyDefinitionChanges()
         if changes > 0 { log("partition \(partition): segment definitions changed; re-evaluated everyone, \(changes) membership changes (cause config)") }
         open[partition] = store

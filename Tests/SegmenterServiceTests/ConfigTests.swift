@@ -61,6 +61,11 @@ import SegmenterCore
         #expect(try parse(windows + "dedupe_horizon: 60d\n").warnings.isEmpty)
     }
 
+    @Test func readsTheUserCacheBudget() throws {
+        #expect(try parse("").cacheUsers == 400_000)
+        #expect(try parse("ingest:\n  cache_users: 50000\n").cacheUsers == 50_000)
+    }
+
     @Test func readsAlerts() throws {
         let config = try parse("""
             segments:

@@ -50,7 +50,7 @@ public final class DirectStoreAccess: StoreAccess, @unchecked Sendable {
         try FileManager.default.createDirectory(at: config.stateDirectory, withIntermediateDirectories: true)
         var stores: [Int32: PartitionStore] = [:]
         for partition in 0..<Int32(partitionCount) {
-            let store = try config.openPartition(partition)
+            let store = try config.openPartition(partition, partitionCount: partitionCount)
             _ = try store.applyDefinitionChanges()
             stores[partition] = store
         }
