@@ -93,6 +93,32 @@ public final class StateReader {
         }
     }
 
+    /// Per partition database, what the dedupe horizon is measured in: each input topic's
+    /// latest applied event, and where proof ends (the evidence floor of an upgraded state, and
+    /// the first day whose evidence is still kept).
+    public struct Horizon {
+        public let partition: Int32
+        public let eventTimes: [String: Instant]
+        public let floor: Instant?
+        public let keptFromDay: DayNumber?
+    }
+
+    public func horizons() throws -> [Horizon] {
+        try partitions.map { number, db in
+            let statement = try db.prepare("SELECT key, value FROM meta WHERE key LIKE 'event_time:%' OR key LIKE 'evidence_%'")
+            var times: [String: Instant] = [:]
+            var floor: Instant?
+            var keptFrom: DayNumber?
+            while try statement.step() {
+                let key = statement.string(0)!, value = statement.int64(1)
+                if key.hasPrefix("event_time:") { times[String(key.dropFirst("event_time:".count))] = Instant(nanoseconds: value) }
+                if key == "evidence_floor" { floor = Instant(nanoseconds: value) }
+                if key == "evidence_pruned_before_day" { keptFrom = DayNumber(value) }
+            }
+            return Horizon(partition: number, eventTimes: times, floor: floor, keptFromDay: keptFrom)
+        }
+    }
+
     public func user(_ userID: String, daysFrom firstDay: DayNumber) throws -> UserState? {
         for (number, db) in partitions {
             let select = try db.prepare("SELECT \(StateReading.profileColumns) FROM users WHERE user_id = ?")

@@ -95,6 +95,16 @@ struct Inspect: ParsableCommand {
             let counts = try reader.counts()
             say("users: \(counts.users), user-days: \(counts.userDays), remembered event ids: \(counts.seenEvents), outbox rows: \(counts.outbox)")
             for row in try reader.offsets() { say("offset \(row.topic)[\(row.partition)] next=\(row.next)") }
+            // What decides whether a late or replayed event is still applied (SPEC §7).
+            let horizon = config.dedupeHorizon
+            say("dedupe horizon \(DedupeHorizon.describe(horizon.seconds * Instant.nanosPerSecond)): an event older than its "
+                + "input partition's latest event minus the horizon, or from before its partition's ids are kept, is dead-lettered")
+            for row in try reader.horizons() {
+                let latest = row.eventTimes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+                let proof = [row.floor, row.keptFromDay.map(config.calendar.start(of:))].compactMap { $0 }.max()
+                say("partition \(row.partition): latest event \(latest.isEmpty ? "none" : latest)"
+                    + (proof.map { "; ids kept from \($0)" } ?? ""))
+            }
         }
     }
 }
