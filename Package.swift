@@ -52,6 +52,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // The state path alone, for instruction counts under callgrind (scripts/bench).
+        .executableTarget(name: "commit-bench", dependencies: ["SegmenterStore", "SegmenterCore"]),
+
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
         .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore"]),
         .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService"]),

@@ -1,0 +1,45 @@
+// The state path alone, for instruction counts (`valgrind --tool=callgrind` cannot run the
+// `segmenter` binary here, see README Performance): generated events, decoded up front, committed
+// into one partition database in batches. The same file builds against the previous release
+// (scripts/bench-binaries defines STATE_V1 there), so both count the same work.
+//   commit-bench EVENTS USERS BATCH DIRECTORY
+import Foundation
+import SegmenterCore
+import SegmenterStore
+
+let arguments = CommandLine.arguments.dropFirst().map { Int($0) }
+let events = arguments.first.flatMap { $0 } ?? 100_000
+let users = arguments.dropFirst().first.flatMap { $0 } ?? 10_000
+let batch = arguments.dropFirst(2).first.flatMap { $0 } ?? 5_000
+let directory = URL(fileURLWithPath: CommandLine.arguments.count > 4 ? CommandLine.arguments[4] : NSTemporaryDirectory() + "commit-bench-\(getpid())")
+try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+
+var rng = SplitMix64(seed: 7)
+let decoder = EventDecoder(currency: "USD")
+let start: Int64 = 1_790_000_000
+var records: [DecodedRecord] = []
+records.reserveCapacity(events)
+for n in 0..<events {
+    let user = "u\(rng.next() % UInt64(users))"
+    let ts = Instant(seconds: start + Int64(n) * 30 * 86_400 / Int64(events))
+    let billing = rng.next() % 4 == 0
+    let payload = billing
+        ? #"{"event_id":"e\#(n)","user_id":"\#(user)","type":"charge","ts":"\#(ts)","amount":\#(rng.next() % 9000 + 1),"currency":"USD"}"#
+        : #"{"event_id":"e\#(n)","user_id":"\#(user)","type":"session","ts":"\#(ts)","duration_s":\#(rng.next() % 3000)}"#
+    let bytes = Array(payload.utf8)
+    records.append(DecodedRecord(topic: billing ? "billing" : "activity", partition: 0, offset: Int64(n), key: nil, payload: [],
+                                 decoded: decoder.decode(bytes, from: billing ? .billing : .activity, wallClock: Instant(seconds: 4_000_000_000))))
+}
+let store = try PartitionStore(directory: directory, partition: 0, calendar: .utc)
+let began = Date()
+var applied = 0
+for first in stride(from: 0, to: records.count, by: batch) {
+    let slice = Array(records[first..<min(first + batch, records.count)])
+    #if STATE_V1
+    applied += try store.commit(slice, deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0)).applied
+    #else
+    applied += try store.commit(slice, receivedAt: Instant(seconds: 0)).applied
+    #endif
+}
+let seconds = Date().timeIntervalSince(began)
+print("{\"events\":\(events),\"applied\":\(applied),\"seconds\":\(seconds),\"events_per_second\":\(Int(Double(events) / seconds))}")
