@@ -39,7 +39,7 @@ final class EventTimeBoard: @unchecked Sendable {
         mutating func mayReject(_ ts: Instant, in tp: TopicPartition) -> Bool {
             let watermark = latest[tp]
             if watermark == nil || ts > watermark! { latest[tp] = ts }
-            return !horizon.admits(ts, at: watermark) || floors[tp.partition].map { ts < $0 } ?? false
+            return !horizon.admits(ts, at: watermark, floor: floors[tp.partition])
         }
     }
 

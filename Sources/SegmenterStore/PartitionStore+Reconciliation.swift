@@ -108,7 +108,7 @@ extension PartitionStore {
                 profiles[userID] = profile
             }
             // The cached users describe the old values: re-read from the transaction.
-            let firstDay = calendar.day(of: now) - DayNumber(segments.catalog.longestWindow - 1)
+            let firstDay = segments.catalog.firstWindowDay(at: now, calendar: calendar)
             for (userID, profile) in profiles {
                 try write(profile, of: userID)
                 var slice = try readSlice(of: userID, profile: profile, firstDay: firstDay)

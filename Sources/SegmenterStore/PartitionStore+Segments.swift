@@ -34,7 +34,7 @@ extension PartitionStore {
     /// defined lose their rows (their exits are published per user).
     func reevaluateEveryone(now: Instant) throws -> Int {
         var effects = BatchEffects(partials: KPIPartials())
-        let firstDay = calendar.day(of: now) - DayNumber(segments.catalog.longestWindow - 1)
+        let firstDay = segments.catalog.firstWindowDay(at: now, calendar: calendar)
         try db.transaction {
             try db.execute("DELETE FROM kpi_partials")
             let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users")

@@ -176,7 +176,7 @@ public final class PartitionStore: @unchecked Sendable {
             input.reconciledDays = reconciledDays
             let admitted = processor.admitted(input)
             let batchClock = processor.clock(after: input, admitted: admitted)
-            let firstDay = batchClock.map { calendar.day(of: $0) - DayNumber(segments.catalog.longestWindow - 1) } ?? 0
+            let firstDay = batchClock.map { segments.catalog.firstWindowDay(at: $0, calendar: calendar) } ?? 0
             input.users.reserveCapacity(admitted.count)
             for event in admitted where input.users[event.userID] == nil {
                 input.users[event.userID] = try takeSlice(of: event.userID, firstDay: firstDay, evidence: true)

@@ -71,7 +71,7 @@ public struct BatchProcessor: Sendable {
         for record in input.records {
             let topic = topics.index(of: record.topic, input)
             guard record.offset >= topics.stored[topic], case let .success(event) = record.decoded,
-                  rejection(of: event.ts, watermark: topics.eventTime[topic], floor: input.evidenceFloor) == nil else { continue }
+                  horizon.admits(event.ts, at: topics.eventTime[topic], floor: input.evidenceFloor) else { continue }
             events.append(event)
         }
         return events
@@ -111,7 +111,7 @@ public struct BatchProcessor: Sendable {
             case let .success(decoded):
                 event = decoded
             }
-            if let reason = rejection(of: event.ts, watermark: topics.eventTime[topic], floor: input.evidenceFloor) {
+            if let reason = horizon.rejection(of: event.ts, at: topics.eventTime[topic], floor: input.evidenceFloor) {
                 deadLetter(record, reason: reason, input: input, into: &effects)
                 effects.outcome.tooOld += 1
                 continue
@@ -196,7 +196,7 @@ public struct BatchProcessor: Sendable {
     @discardableResult
     public func evaluate(_ userID: String, _ slice: inout UserSlice, now: Instant, cause: ChangeCause,
                          into effects: inout BatchEffects, rebuilding: Bool = false, restate: Bool = false) -> Int {
-        let firstDay = calendar.day(of: now) - DayNumber(catalog.longestWindow - 1)
+        let firstDay = catalog.firstWindowDay(at: now, calendar: calendar)
         if slice.days.keys.contains(where: { $0 < firstDay }) { slice.days = slice.days.filter { $0.key >= firstDay } }
         let evaluation = catalog.evaluate(profile: slice.profile ?? UserProfile(), days: slice.days, now: now, calendar: calendar)
         let stored = slice.memberships
@@ -226,17 +226,6 @@ public struct BatchProcessor: Sendable {
         slice.due = evaluation.nextChange
         slice.dueKnown = true
         return published
-    }
-
-    /// Why an event at `ts` cannot be applied (older than its input partition's `watermark`
-    /// minus the horizon, or than the evidence `floor`), if so.
-    private func rejection(of ts: Instant, watermark: Instant?, floor: Instant?) -> String? {
-        if let watermark, !horizon.admits(ts, at: watermark) { return horizon.rejection(of: ts, at: watermark) }
-        if let floor, ts < floor {
-            return "event is older than the dedupe horizon: ts \(ts) is before \(floor), the oldest instant whose event ids "
-                + "this partition still keeps; it cannot be told apart from an event already counted"
-        }
-        return nil
     }
 
     private func deadLetter(_ record: DecodedRecord, reason: String, input: Input, into effects: inout BatchEffects) {

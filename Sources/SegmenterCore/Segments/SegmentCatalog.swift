@@ -53,6 +53,11 @@ public struct SegmentCatalog: Sendable, Equatable {
         longestWindow = features.compactMap(\.windowDays).max() ?? 1
     }
 
+    /// The first day any window can reach at `now`: older day sums cannot change a rule or KPI.
+    public func firstWindowDay(at now: Instant, calendar: DayCalendar) -> DayNumber {
+        calendar.day(of: now) - DayNumber(longestWindow - 1)
+    }
+
     /// Segment names including `all`, in configuration order.
     public var segmentNames: [String] { [Self.allSegment] + segments.map(\.name) }
 

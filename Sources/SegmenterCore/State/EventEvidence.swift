@@ -89,6 +89,23 @@ public struct DedupeHorizon: Equatable, Sendable {
             + "it cannot be told apart from an event already counted (reconciliation corrects truths this old)"
     }
 
+    /// Whether an event at `ts` may be applied: inside the horizon of its input partition's
+    /// `watermark`, and not before the evidence `floor` (days whose ids are no longer kept).
+    /// The one rule both the batch step and the poll thread (keeping payloads) apply.
+    public func admits(_ ts: Instant, at watermark: Instant?, floor: Instant?) -> Bool {
+        admits(ts, at: watermark) && floor.map { ts >= $0 } ?? true
+    }
+
+    /// Why an event at `ts` cannot be applied, if so (see `admits(_:at:floor:)`).
+    public func rejection(of ts: Instant, at watermark: Instant?, floor: Instant?) -> String? {
+        if let watermark, !admits(ts, at: watermark) { return rejection(of: ts, at: watermark) }
+        if let floor, ts < floor {
+            return "event is older than the dedupe horizon: ts \(ts) is before \(floor), the oldest instant whose event ids "
+                + "this partition still keeps; it cannot be told apart from an event already counted"
+        }
+        return nil
+    }
+
     /// `31d`, `40d 3h`, `2h 5m`, `12s`.
     public static func describe(_ nanoseconds: Int64) -> String {
         let total = nanoseconds / Instant.nanosPerSecond
