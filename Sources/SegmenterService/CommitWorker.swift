@@ -50,11 +50,12 @@ extension IngestCommand {
 /// The commit thread: owns the partition databases, the instance clock, the KPI publisher, the
 /// KPI exchange with other instances, and the outbox relay.
 ///
-/// Per batch: 1. `now` advances to the batch's latest event time (never backwards). 2. Every
-/// owned partition commits one transaction side by side: its events, their re-evaluation, and
-/// its due timers (partitions without events only fire timers). 3. At most once per emit
-/// interval, the partitions' KPI partials are announced to the group and, on the KPI leader,
-/// summed over the whole group and changed values published. 4. The relay publishes outbox rows.
+/// Per batch: 1. Every owned partition commits one transaction side by side: its events, its
+/// pair's watermark (SPEC §3: from its own inputs' progress, never another pair's), their
+/// re-evaluation, and its due timers (partitions without events only move their watermark and
+/// fire timers). 2. At most once per emit interval, the partitions' KPI partials and watermarks
+/// are announced to the group and, on the KPI leader, summed over the whole group and changed
+/// values published as of the group's watermark. 3. The relay publishes outbox rows.
 final class CommitWorker: @unchecked Sendable {
     let queue = WorkQueue<IngestCommand>(capacity: 2)
     private let config: SegmenterConfig
@@ -76,8 +77,9 @@ final class CommitWorker: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private(set) var failure: Error?
 
-    /// The instance's clock (SPEC §3).
-    private(set) var now: Instant?
+    /// The group's watermark as this instance last saw it: the leader's KPIs and alerts run on
+    /// it (SPEC §3). Never goes backwards.
+    private(set) var groupClock: Instant?
     private var kpiCauses: [String: ChangeCause] = [:]
     private var lastEmit = ContinuousClock.now
     private let operations: OperationalState
@@ -145,7 +147,6 @@ final class CommitWorker: @unchecked Sendable {
             case let .assigned(partitions, reply)?:
                 let starts = try stores.assign(partitions, snapshots: snapshots, history: inputHistory)
                 for store in stores.open.values {
-                    if let clock = try store.clock() { advance(to: clock) }
                     eventTimes.seed(partition: store.partition, eventTimes: try store.eventTimes(), floor: try store.evidenceFloor())
                 }
                 reply.send(starts)
@@ -166,7 +167,7 @@ final class CommitWorker: @unchecked Sendable {
                 relay.forget(partitionsNotIn: outboxSources)
                 reply.send(true)
             case let .exclusive(body)?:
-                let session = StoreSession(stores: stores.open, now: now)
+                let session = StoreSession(stores: stores.open, now: PairWatermark.group(stores.open.values.map(\.watermark)))
                 body(session)
                 kpiCauses.merge(session.kpiCauses) { $1 }
                 ServiceMetrics.recordMembershipChanges(session.membershipChanges)
@@ -176,14 +177,9 @@ final class CommitWorker: @unchecked Sendable {
                     try relay.drain(outboxSources, timeoutMs: 10_000)
                     return
                 }
-                // Caught up: the hybrid clock follows the wall clock, so absence is noticed.
-                if config.clock == .hybrid, now != nil {
-                    let wall = Instant.wallClock()
-                    if wall > now! {
-                        advance(to: wall)
-                        try commitEverywhere([:])
-                    }
-                }
+                // Nothing to consume: a pair whose inputs are now read to their end stops being
+                // held back, and (hybrid) a caught-up pair follows the wall clock.
+                try commitEverywhere([:])
             }
             try emitKPIs(force: false)
             try relay.pump(outboxSources)
@@ -202,12 +198,7 @@ final class CommitWorker: @unchecked Sendable {
         })
     }
 
-    private func advance(to instant: Instant) {
-        if now == nil || instant > now! { now = instant }
-    }
-
     private func commit(_ batch: DecodedBatch) throws {
-        if let latest = batch.latestEventTime { advance(to: latest) }
         let started = ContinuousClock.now
         let total = try commitEverywhere(batch.byPartition)
         let took = ContinuousClock.now - started
@@ -219,20 +210,17 @@ final class CommitWorker: @unchecked Sendable {
     @discardableResult
     private func commitEverywhere(_ byPartition: [Int32: [DecodedRecord]]) throws -> BatchOutcome {
         let receivedAt = Instant.wallClock()
+        let wallClock = config.clock == .hybrid ? receivedAt : nil
         for partition in byPartition.keys { _ = try stores.store(for: partition) }
-        let work = stores.open.map { (store: $0.value, records: byPartition[$0.key] ?? []) }
+        let work = stores.open.map { (store: $0.value, records: byPartition[$0.key] ?? [], ends: inputEnds(of: $0.key)) }
         let outcomes = UnsafeMutableBufferPointer<Result<BatchOutcome, Error>>.allocate(capacity: work.count)
         defer { outcomes.deallocate() }
         nonisolated(unsafe) let slots = outcomes
-        let now = self.now
         DispatchQueue.concurrentPerform(iterations: work.count) { index in
             let item = work[index]
             (slots.baseAddress! + index).initialize(to: Result {
-                if item.records.isEmpty {
-                    guard let now else { return BatchOutcome() }
-                    return try item.store.advanceClock(to: now)
-                }
-                return try item.store.commit(item.records, receivedAt: receivedAt, now: now, inputEnds: inputEnds(of: item.store.partition))
+                if item.records.isEmpty { return try item.store.advance(inputEnds: item.ends, wallClock: wallClock) }
+                return try item.store.commit(item.records, receivedAt: receivedAt, inputEnds: item.ends, wallClock: wallClock)
             })
         }
         defer { _ = outcomes.baseAddress.map { $0.deinitialize(count: work.count) } }
@@ -252,12 +240,12 @@ final class CommitWorker: @unchecked Sendable {
     }
 
     /// The end offsets of a partition's input topics as the consumer last saw them (no round trip).
-    private func inputEnds(of partition: Int32) -> [String: Int64] {
+    private func inputEnds(of partition: Int32) -> BatchProcessor.InputEnds {
         var ends: [String: Int64] = [:]
         for topic in [config.topics.activity, config.topics.billing] {
             ends[topic] = consumer.cachedHighWatermark(of: TopicPartition(topic: topic, partition: partition))
         }
-        return ends
+        return .known(ends)
     }
 
     /// Top contributing sub-groups of a firing drop/rise alert: a scan of the segment's members
@@ -273,7 +261,7 @@ final class CommitWorker: @unchecked Sendable {
     }
 
     /// Lag, outbox depth and age, and (every 15 s, as they scan) timers and state size.
-    private func recordOperationalGauges(now: Instant) {
+    private func recordOperationalGauges(_ group: GroupPartials.Watermark) {
         var lag: [String: Int64] = [:]
         for (tp, next) in nextOffsets {
             if let high = consumer.cachedHighWatermark(of: tp) { lag["\(tp.topic)/\(tp.partition)"] = max(high - next, 0) }
@@ -289,7 +277,9 @@ final class CommitWorker: @unchecked Sendable {
         operations.update { ingest in
             ingest.lag = lag
             ingest.outboxDepth = depth
-            ingest.now = now
+            ingest.now = publisher != nil ? groupClock : group.time
+            ingest.pairs = stores.open.mapValues(\.watermark)
+            ingest.heldBackBy = group.heldBackBy
             ingest.kpiLeader = publisher != nil
             if let timers { ingest.timers = timers }
             if let bytes { ingest.stateBytes = bytes }
@@ -317,14 +307,19 @@ final class CommitWorker: @unchecked Sendable {
         lastEmit = ContinuousClock.now
         // Announced even before any event: the leader waits for every partition to be accounted for.
         try exchange.announce(stores.open, force: force)
-        guard let now else { return }
-        defer { recordOperationalGauges(now: now) }
         let leader = stores.open[0] != nil
         exchange.follow(asLeader: leader)
         ServiceMetrics.kpiLeader.record(leader ? 1 : 0)
+        var group = GroupPartials.Watermark(owned: stores.open.mapValues(\.watermark))
+        defer { recordOperationalGauges(group) }
         guard leader else { return }
         try takeKPILeadership()
-        guard let publisher, let global = try groupPartials() else { return }
+        guard let publisher, let (global, watermark) = try groupPartials() else { return }
+        group = watermark
+        // Global outputs run on the group's watermark: no KPI or alert is judged at a time some
+        // pair's users have not reached yet.
+        if let time = watermark.time, groupClock == nil || time > groupClock! { groupClock = time }
+        guard let now = groupClock else { return }
         let emitted = try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: kpiCauses, alerts: config.alerts,
                               alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
         kpiCauses = [:]
@@ -360,7 +355,7 @@ final class CommitWorker: @unchecked Sendable {
 
     /// The group's partials as the leader sees them, or nil while some partition is unaccounted
     /// for (its owner has not announced it yet, or the leader is still reading the announcements).
-    private func groupPartials() throws -> [KPIKey: KPIPartial]? {
+    private func groupPartials() throws -> ([KPIKey: KPIPartial], GroupPartials.Watermark)? {
         if partitionCount == nil { partitionCount = try? producer.partitionCount(of: config.topics.activity, timeoutMs: 2000) }
         let count = partitionCount ?? (stores.open.keys.max().map { Int($0) + 1 } ?? 0)
         let caughtUp = try exchange.poll()
@@ -368,7 +363,7 @@ final class CommitWorker: @unchecked Sendable {
         // Owning every partition, the leader needs nobody's announcements.
         if missing.isEmpty && (caughtUp || stores.open.count >= count) {
             waitingSince = nil
-            return global
+            return (global, exchange.view.watermark(owned: stores.open.mapValues(\.watermark), partitionCount: count))
         }
         let since = waitingSince ?? ContinuousClock.now
         waitingSince = since

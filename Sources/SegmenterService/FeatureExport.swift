@@ -23,12 +23,15 @@ public enum FeatureExport {
     }
 
     /// Writes every user's features to `output`, one line each; returns the number of users.
+    /// - Parameter now: one instant for everyone; nil: each user as of their partition pair's clock.
     @discardableResult
-    public static func export(from reader: StateReader, now: Instant, calendar: DayCalendar, windows: [Int],
+    public static func export(from reader: StateReader, now: Instant?, calendar: DayCalendar, windows: [Int],
                               to output: (String) -> Void) throws -> Int {
+        let clocks = try reader.pairClocks()
+        guard let earliest = now ?? clocks.values.min() else { return 0 }
         var count = 0
-        try reader.forEachUser(daysFrom: firstDay(now: now, calendar: calendar, windows: windows)) { user in
-            output(json(user, now: now, calendar: calendar, windows: windows))
+        try reader.forEachUser(daysFrom: firstDay(now: earliest, calendar: calendar, windows: windows)) { user in
+            output(json(user, now: now ?? clocks[user.partition] ?? earliest, calendar: calendar, windows: windows))
             count += 1
         }
         return count

@@ -25,7 +25,7 @@ final class KPIExchange {
     private var foreign = 0
     private let heartbeat: Duration
     private let log: (String) -> Void
-    private var lastAnnounced: [Int32: [KPIKey: KPIPartial]] = [:]
+    private var lastAnnounced: [Int32: (partials: [KPIKey: KPIPartial], watermark: PairWatermark)] = [:]
     private var lastHeartbeat = ContinuousClock.now
     private var reader: KafkaConsumer?
     /// Per topic partition, the offset the reader must pass before the leader may publish (the
@@ -47,20 +47,21 @@ final class KPIExchange {
 
     var isCaughtUp: Bool { reading && catchUp == nil }
 
-    /// Announces every owned partition whose partials changed since its last announcement (all
-    /// of them when the heartbeat is due or `force`d). A lost announcement costs nothing: the
-    /// state is durable and the next change or heartbeat announces it again.
+    /// Announces every owned partition whose partials or watermark changed since its last
+    /// announcement (all of them when the heartbeat is due or `force`d). A lost announcement
+    /// costs nothing: the state is durable and the next change or heartbeat announces it again.
     func announce(_ stores: [Int32: PartitionStore], force: Bool = false) throws {
         let all = force || ContinuousClock.now - lastHeartbeat >= heartbeat
         if all { lastHeartbeat = ContinuousClock.now }
         for (partition, store) in stores {
             let partials = store.partials.values
-            guard all || lastAnnounced[partition] != partials else { continue }
+            let watermark = store.watermark
+            guard all || lastAnnounced[partition]?.partials != partials || lastAnnounced[partition]?.watermark != watermark else { continue }
             let announcement = PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance,
-                                                    clock: try store.clock())
+                                                    clock: watermark.clock, caughtUp: watermark.caughtUp)
             try producer.produceWaiting(topic: topic, key: Array(PartialsAnnouncement.key(partition: partition).utf8),
                                         value: announcement.encoded())
-            lastAnnounced[partition] = partials
+            lastAnnounced[partition] = (partials, watermark)
         }
     }
 

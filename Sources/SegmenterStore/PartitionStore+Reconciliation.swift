@@ -64,12 +64,13 @@ extension PartitionStore {
 
     /// Takes the warehouse's values, in one transaction with the outbox: per-day sums of
     /// `days` (user → day → sums; all zeros removes the row), then sign-up times. Lifetime
-    /// totals move by the same difference; each changed user is re-evaluated at `now` (cause
+    /// totals move by the same difference; each changed user is re-evaluated at the pair's clock, or `now` before it has one (cause
     /// `reconciliation`), so memberships and KPI partials follow. Idempotent: setting values,
     /// not adding them, so a retried run cannot count twice.
     public func takeWarehouseValues(days: [String: [DayNumber: DayAggregate]], signups: [String: Instant] = [:],
                                     now: Instant) throws -> BatchOutcome {
         var effects = BatchEffects(partials: partials)
+        let now = watermark.clock ?? now
         var profiles: [String: UserProfile] = [:]
         let select = try db.prepare("SELECT spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day = ?")
         // The day's evidence stays: the events it proves were applied are still the same events.

@@ -57,7 +57,7 @@ final class StoreStatements {
         deleteMembership = try db.prepare("DELETE FROM memberships WHERE user_id = ? AND segment = ?")
         upsertTimer = try db.prepare("INSERT OR REPLACE INTO timers (user_id, due) VALUES (?, ?)")
         deleteTimer = try db.prepare("DELETE FROM timers WHERE user_id = ?")
-        selectDue = try db.prepare("SELECT user_id FROM timers WHERE due <= ? ORDER BY due")
+        selectDue = try db.prepare("SELECT user_id, due FROM timers WHERE due <= ? ORDER BY due")
         selectEarliestTimer = try db.prepare("SELECT min(due) FROM timers")
         upsertPartial = try db.prepare("INSERT OR REPLACE INTO kpi_partials (segment, kpi, counted, total_bits) VALUES (?, ?, ?, ?)")
     }
@@ -119,13 +119,13 @@ extension PartitionStore {
         return result
     }
 
-    /// Users whose timers are due at `now`.
-    func dueUsers(at now: Instant) throws -> [String] {
+    /// Users whose timers are due at `now`, with their timers.
+    func dueUsers(at now: Instant) throws -> [(userID: String, due: Instant)] {
         let statement = statements.selectDue.reset()
         statement.bind(1, now.nanoseconds)
         defer { statement.reset() }
-        var due: [String] = []
-        while try statement.step() { due.append(statement.string(0)!) }
+        var due: [(String, Instant)] = []
+        while try statement.step() { due.append((statement.string(0)!, Instant(nanoseconds: statement.int64(1)))) }
         return due
     }
 
@@ -180,7 +180,10 @@ extension PartitionStore {
         }
         var partials = effects.partials
         try writeChangedPartials(&partials)
-        if let clock = effects.clock { try putMeta("clock_now", clock.nanoseconds) }
+        if let watermark = effects.watermark {
+            if let clock = watermark.clock { try putMeta("clock_now", clock.nanoseconds) }
+            if let events = watermark.events { try putMeta("watermark_events", events.nanoseconds) }
+        }
         for (topic, time) in effects.eventTimes { try putMeta("event_time:" + topic, time.nanoseconds) }
     }
 
@@ -229,23 +232,11 @@ extension PartitionStore {
     }
 
     /// Drops the evidence of days no admissible event can fall on any more, at most once per day
-    /// of event time, and the rows that held only evidence: days before the day of `P − horizon`,
-    /// where P is the earliest of the input topics' event times (a topic that never delivered an
-    /// event is skipped only once it is read to its end; otherwise nothing is pruned). Events of
+    /// of event time, and the rows that held only evidence: days before the day of `W − horizon`,
+    /// where W is the pair's event watermark (the one the horizon admits by). Events of
     /// pruned days are rejected from then on (`evidenceFloor`), so no policy here can make one
     /// count twice. A range of the day index from where the last prune stopped: never a table scan.
-    func pruneEvidenceIfDue(eventTimes: [String: Instant], offsets: [String: Int64], inputEnds: [String: Int64]) throws {
-        var progress: [Instant] = []
-        for topic in inputTopics {
-            if let time = eventTimes[topic] {
-                progress.append(time)
-            } else if let end = inputEnds[topic], offsets[topic] ?? 0 >= end {
-                continue  // read to its end without an event: it holds nothing back
-            } else {
-                return
-            }
-        }
-        guard let watermark = progress.min() else { return }
+    func pruneEvidenceIfDue(watermark: Instant) throws {
         let cutoffDay = calendar.day(of: watermark.adding(seconds: -horizon.seconds))
         let prunedBefore = try meta("evidence_pruned_before_day").map { DayNumber($0) }
         if let prunedBefore, prunedBefore >= cutoffDay { return }

@@ -35,6 +35,12 @@ public final class PartitionStore: @unchecked Sendable {
     private let cacheCapacity: Int
     /// This partition's KPI partial sums as last committed (same rule as the cache).
     public internal(set) var partials = KPIPartials()
+    /// The pair's watermark as last committed (a step of the hybrid clock that fired nothing is
+    /// kept here only, and written with the next commit).
+    public private(set) var watermark = PairWatermark()
+    /// Per input topic, the next offset and latest event time as last committed: what an idle
+    /// clock step reads instead of the database.
+    private var progress: (nextOffsets: [String: Int64], eventTimes: [String: Instant]) = ([:], [:])
     /// The earliest armed timer, so a clock step that fires nothing costs nothing.
     var nextTimer: Instant?
     /// Days whose sums the warehouse owns since a reconciliation compared them: a stream event
@@ -70,7 +76,7 @@ public final class PartitionStore: @unchecked Sendable {
         self.calendar = calendar
         horizon = dedupeHorizonSeconds.map(DedupeHorizon.init(seconds:)) ?? DedupeHorizon(longestWindowDays: segments.catalog.longestWindow)
         processor = BatchProcessor(catalog: segments.catalog, calendar: calendar, horizon: horizon,
-                                   membershipTopic: segments.membershipTopic, deadLetterTopic: deadLetterTopic)
+                                   membershipTopic: segments.membershipTopic, deadLetterTopic: deadLetterTopic, inputTopics: inputTopics)
         cacheCapacity = profileCacheCapacity
         db = try SQLiteConnection(path: directory.appendingPathComponent(Self.fileName(partition: partition)).path)
         // WAL: readers (inspect, export, the outbox relay) never block the writer. NORMAL sync
@@ -85,6 +91,8 @@ public final class PartitionStore: @unchecked Sendable {
         statements = try StoreStatements(db)
         outboxWriter = try OutboxWriter(db)
         partials = try loadPartials()
+        watermark = try storedWatermark()
+        progress = (try storedOffsets(), try eventTimes())
         nextTimer = try earliestTimer()
         reconciledDays = try storedReconciledDays()
     }
@@ -113,8 +121,18 @@ public final class PartitionStore: @unchecked Sendable {
         return result
     }
 
-    /// The partition clock: the greatest event `ts` applied here, or later (instance or wall clock).
-    public func clock() throws -> Instant? { try meta("clock_now").map(Instant.init(nanoseconds:)) }
+    /// The pair's clock (SPEC §3): what its users' rules, timers and `as_of` use.
+    public func clock() throws -> Instant? { watermark.clock }
+
+    /// A state written before watermarks were kept per pair has only its clock (then the
+    /// instance's, possibly ahead of the pair: it never goes back) and its topics' event times.
+    private func storedWatermark() throws -> PairWatermark {
+        let clock = try meta("clock_now").map(Instant.init(nanoseconds:))
+        if let events = try meta("watermark_events") { return PairWatermark(events: Instant(nanoseconds: events), clock: clock) }
+        let times = try eventTimes()
+        let events = times.count == inputTopics.count ? times.values.min() : nil
+        return PairWatermark(events: events, clock: clock)
+    }
 
     /// Per input topic, the greatest event `ts` applied from this partition of it: the dedupe
     /// horizon is measured in it.
@@ -155,60 +173,82 @@ public final class PartitionStore: @unchecked Sendable {
     /// 3. Write the effects, the next offsets and the clocks; prune evidence older than the
     ///    horizon once per day of event time. COMMIT. Only then do the caches (users, partials,
     ///    next timer) learn the new values.
-    /// - Parameter now: a clock reading from outside (the instance clock, or the wall clock
-    ///   with the hybrid clock); the batch's own event times advance the clock too.
-    /// - Parameter inputEnds: per input topic, the end offset of this partition as the consumer
-    ///   last saw it: a topic that never delivered an event and is read to its end does not
-    ///   hold back the pruning of evidence.
+    /// - Parameter inputEnds: where this partition's input topics end, as the consumer last saw
+    ///   them: a topic read to its end does not hold the pair's watermark back.
+    /// - Parameter wallClock: with `clock: hybrid`, the wall clock (a pair read to its end follows it).
     /// - Parameter extraWork: runs inside the transaction after everything else (tests use it
     ///   to interrupt a batch).
-    public func commit(_ records: [DecodedRecord], receivedAt: Instant, now: Instant? = nil, inputEnds: [String: Int64] = [:],
-                       extraWork: ((BatchOutcome) throws -> Void)? = nil) throws -> BatchOutcome {
+    public func commit(_ records: [DecodedRecord], receivedAt: Instant, inputEnds: BatchProcessor.InputEnds = .allRead,
+                       wallClock: Instant? = nil, extraWork: ((BatchOutcome) throws -> Void)? = nil) throws -> BatchOutcome {
         var effects: BatchEffects!
         try db.transaction {
             var input = BatchProcessor.Input(records: records, receivedAt: receivedAt)
             input.storedOffsets = try storedOffsets()
-            input.clock = try clock()
+            input.watermark = watermark
             input.eventTimes = try eventTimes()
+            input.inputEnds = inputEnds
+            input.wallClock = wallClock
             input.evidenceFloor = try evidenceFloor()
-            input.externalClock = now
             input.restateUntil = restateUntil
             input.reconciledDays = reconciledDays
             let admitted = processor.admitted(input)
-            let batchClock = processor.clock(after: input, admitted: admitted)
+            let batchClock = processor.watermark(after: input).clock
             let firstDay = batchClock.map { segments.catalog.firstWindowDay(at: $0, calendar: calendar) } ?? 0
             input.users.reserveCapacity(admitted.count)
             for event in admitted where input.users[event.userID] == nil {
                 input.users[event.userID] = try takeSlice(of: event.userID, firstDay: firstDay, evidence: true)
             }
             if let batchClock, let due = nextTimer, due <= batchClock {
-                input.dueUsers = try dueUsers(at: batchClock)
-                for userID in input.dueUsers where input.users[userID] == nil {
-                    input.users[userID] = try takeSlice(of: userID, firstDay: firstDay, evidence: false)
+                let due = try dueUsers(at: batchClock)
+                input.dueUsers = due.map(\.userID)
+                for (userID, instant) in due {
+                    if input.users[userID] == nil { input.users[userID] = try takeSlice(of: userID, firstDay: firstDay, evidence: false) }
+                    input.users[userID]!.due = instant
+                    input.users[userID]!.dueKnown = true
                 }
             }
             effects = processor.process(&input, partials: partials)
             try write(effects)
-            if !effects.eventTimes.isEmpty {
-                try pruneEvidenceIfDue(eventTimes: input.eventTimes.merging(effects.eventTimes) { $1 },
-                                       offsets: input.storedOffsets.merging(effects.outcome.nextOffsets) { max($0, $1) }, inputEnds: inputEnds)
-            }
+            if let events = effects.watermark?.events, events != input.watermark.events { try pruneEvidenceIfDue(watermark: events) }
             try extraWork?(effects.outcome)
         }
         restateUntil = restateUntil.filter { topic, until in (effects.outcome.nextOffsets[topic] ?? 0) < until }
+        progress.nextOffsets.merge(effects.outcome.nextOffsets) { max($0, $1) }
+        progress.eventTimes.merge(effects.eventTimes) { $1 }
         try remember(effects)
         return effects.outcome
     }
 
-    /// Moves this partition's clock to `now` without new events: fires due timers (cause
-    /// `time`) in one transaction. Free when no timer is due.
+    /// Moves the pair's watermark without new events: an input read to its end stops holding it
+    /// back, or (hybrid) the wall clock moved. Fires the timers that are due by then in one
+    /// transaction; costs no write when none is.
+    public func advance(inputEnds: BatchProcessor.InputEnds, wallClock: Instant? = nil) throws -> BatchOutcome {
+        var input = BatchProcessor.Input(records: [], receivedAt: wallClock ?? Instant.wallClock())
+        (input.storedOffsets, input.eventTimes) = progress
+        input.watermark = watermark
+        input.inputEnds = inputEnds
+        input.wallClock = wallClock
+        let next = processor.watermark(after: input)
+        guard next != watermark else { return BatchOutcome() }
+        let timerDue = next.clock.map { clock in nextTimer.map { $0 <= clock } ?? false } ?? false
+        // A step of the wall clock that fires nothing stays in memory; an event watermark is
+        // written (evidence pruning and a restart depend on it).
+        if timerDue || next.events != watermark.events {
+            return try commit([], receivedAt: input.receivedAt, inputEnds: inputEnds, wallClock: wallClock)
+        }
+        watermark = next
+        return BatchOutcome()
+    }
+
+    /// Moves the clock to `now` as the hybrid clock would with every input read to its end
+    /// (tools and tests that drive time by hand).
     public func advanceClock(to now: Instant) throws -> BatchOutcome {
-        guard let due = nextTimer, due <= now else { return BatchOutcome() }
-        return try commit([], receivedAt: now, now: now)
+        try advance(inputEnds: .allRead, wallClock: now)
     }
 
     /// The caches learn a committed transaction's effects.
     func remember(_ effects: BatchEffects) throws {
+        if let next = effects.watermark { watermark = next }
         if cache.count + effects.slices.count > cacheCapacity { cache.removeAll(keepingCapacity: true) }
         cache.merge(effects.slices) { $1 }
         partials = effects.partials

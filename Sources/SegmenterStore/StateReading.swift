@@ -75,13 +75,19 @@ public final class StateReader {
         }
     }
 
-    /// The instance's `now`: the greatest event `ts` applied in any partition.
-    public func clock() throws -> Instant? {
-        try partitions.compactMap { _, db in
+    /// Each partition pair's clock (SPEC §3): what its users' rules and `as_of` use.
+    public func pairClocks() throws -> [Int32: Instant] {
+        var clocks: [Int32: Instant] = [:]
+        for (number, db) in partitions {
             let statement = try db.prepare("SELECT value FROM meta WHERE key = 'clock_now'")
-            return try statement.step() ? Instant(nanoseconds: statement.int64(0)) : nil
-        }.max()
+            if try statement.step() { clocks[number] = Instant(nanoseconds: statement.int64(0)) }
+        }
+        return clocks
     }
+
+    /// The group's time as far as this directory's partitions go (the earliest pair clock):
+    /// what segment and KPI views are as of.
+    public func clock() throws -> Instant? { try pairClocks().values.min() }
 
     /// Stored next offsets per (topic, partition).
     public func offsets() throws -> [(topic: String, partition: Int32, next: Int64)] {
@@ -93,11 +99,13 @@ public final class StateReader {
         }
     }
 
-    /// Per partition database, what the dedupe horizon is measured in: each input topic's
-    /// latest applied event, and where proof ends (the evidence floor of an upgraded state, and
-    /// the first day whose evidence is still kept).
+    /// Per partition database, the pair's time and what the dedupe horizon is measured in: its
+    /// clock, its event watermark, each input topic's latest event, and where proof ends (the
+    /// evidence floor of an upgraded state, and the first day whose evidence is still kept).
     public struct Horizon {
         public let partition: Int32
+        public let clock: Instant?
+        public let watermark: Instant?
         public let eventTimes: [String: Instant]
         public let floor: Instant?
         public let keptFromDay: DayNumber?
@@ -105,8 +113,10 @@ public final class StateReader {
 
     public func horizons() throws -> [Horizon] {
         try partitions.map { number, db in
-            let statement = try db.prepare("SELECT key, value FROM meta WHERE key LIKE 'event_time:%' OR key LIKE 'evidence_%'")
+            let statement = try db.prepare(
+                "SELECT key, value FROM meta WHERE key LIKE 'event_time:%' OR key LIKE 'evidence_%' OR key IN ('clock_now', 'watermark_events')")
             var times: [String: Instant] = [:]
+            var clock: Instant?, watermark: Instant?
             var floor: Instant?
             var keptFrom: DayNumber?
             while try statement.step() {
@@ -114,8 +124,10 @@ public final class StateReader {
                 if key.hasPrefix("event_time:") { times[String(key.dropFirst("event_time:".count))] = Instant(nanoseconds: value) }
                 if key == "evidence_floor" { floor = Instant(nanoseconds: value) }
                 if key == "evidence_pruned_before_day" { keptFrom = DayNumber(value) }
+                if key == "clock_now" { clock = Instant(nanoseconds: value) }
+                if key == "watermark_events" { watermark = Instant(nanoseconds: value) }
             }
-            return Horizon(partition: number, eventTimes: times, floor: floor, keptFromDay: keptFrom)
+            return Horizon(partition: number, clock: clock, watermark: watermark, eventTimes: times, floor: floor, keptFromDay: keptFrom)
         }
     }
 

@@ -19,13 +19,14 @@ struct Inspect: ParsableCommand {
         func run() throws {
             let config = try options.load()
             let reader = try StateReader(directory: config.stateDirectory)
-            guard let now = try reader.clock() else { throw ValidationError("no events applied yet") }
+            guard let earliest = try reader.clock() else { throw ValidationError("no events applied yet") }
             let calendar = config.calendar
-            let firstDay = FeatureExport.firstDay(now: now, calendar: calendar, windows: windows)
-            guard let user = try reader.user(id, daysFrom: firstDay) else {
+            guard let user = try reader.user(id, daysFrom: FeatureExport.firstDay(now: earliest, calendar: calendar, windows: windows)) else {
                 throw ValidationError("user \(id) not found in \(config.stateDirectory.path)")
             }
-            say("user \(id) (partition \(user.partition)), now \(now)")
+            // A user lives on their partition pair's time (SPEC §3).
+            let now = try reader.pairClocks()[user.partition] ?? earliest
+            say("user \(id) (partition \(user.partition)), now \(now) (the pair's watermark)")
             let p = user.profile
             say("  signup_at: \(p.signupAt?.description ?? "null"), last activity: \(p.lastActivityAt?.description ?? "null")")
             say("  lifetime: spend \(Money.format(cents: p.lifetimeSpendCents)) \(config.currency), \(p.lifetimeActivities) activities")
@@ -140,19 +141,18 @@ struct Export: ParsableCommand {
     struct Features: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every user's features as of now, as JSON lines on stdout.")
         @OptionGroup var options: ConfigOption
-        @Option(help: "Evaluate as of this RFC 3339 instant instead of the service's now.") var now: String?
+        @Option(help: "Evaluate everyone as of this RFC 3339 instant instead of their partition pair's clock.") var now: String?
         @Option(name: .customLong("window"), help: "Feature windows in days (repeatable).") var windows: [Int] = FeatureExport.defaultWindows
 
         func run() throws {
             let config = try options.load()
             let reader = try StateReader(directory: config.stateDirectory)
-            let asOf: Instant
+            var asOf: Instant?
             if let now {
                 guard case let .success(instant) = RFC3339.parse(now) else { throw ValidationError("--now is not an RFC 3339 timestamp") }
                 asOf = instant
             } else {
-                guard let clock = try reader.clock() else { throw ValidationError("no events applied yet") }
-                asOf = clock
+                guard try reader.clock() != nil else { throw ValidationError("no events applied yet") }
             }
             var buffer = ""
             try FeatureExport.export(from: reader, now: asOf, calendar: config.calendar, windows: windows) { line in

@@ -14,13 +14,17 @@ final class Harness: @unchecked Sendable {
     /// Set when the broker runs in this process, so a test can take it down and up again.
     let cluster: MockCluster?
 
+    /// The input topics' partition count.
+    let partitions: Int
+
     /// - Parameter inProcess: host librdkafka's mock cluster here instead of a `dev-broker` process.
-    init(inProcess: Bool = false) throws {
+    init(inProcess: Bool = false, partitions: Int = 4) throws {
+        self.partitions = partitions
         kcat = try #require(Processes.which("kcat"), "kcat is needed to read topics independently (scripts/test installs it)")
         try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
         if inProcess {
             let cluster = try MockCluster(brokers: 1)
-            for topic in ["activity", "billing", "segmenter-dlq"] { try cluster.createTopic(topic, partitions: 4) }
+            for topic in ["activity", "billing", "segmenter-dlq"] { try cluster.createTopic(topic, partitions: Int32(partitions)) }
             self.cluster = cluster
             bootstrap = cluster.bootstrapServers
             broker = nil
@@ -28,7 +32,7 @@ final class Harness: @unchecked Sendable {
         }
         cluster = nil
         let port = Processes.freePort()
-        let broker = try Processes.Running(bin, ["dev-broker", "--port", "\(port)", "--partitions", "4"],
+        let broker = try Processes.Running(bin, ["dev-broker", "--port", "\(port)", "--partitions", "\(partitions)"],
                                            log: work.appendingPathComponent("broker.log"))
         let deadline = Date().addingTimeInterval(10)
         while !broker.output.contains("bootstrap.servers"), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
@@ -156,6 +160,11 @@ final class Harness: @unchecked Sendable {
         let (status, text) = try Processes.run(kcat, ["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%s\\n"])
         try #require(status == 0)
         return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    /// A key the producers' default partitioner (kcat's, `generate`'s) sends to `partition`.
+    func key(hashingTo partition: Int32, prefix: String) -> String {
+        (0...).lazy.map { "\(prefix)\($0)" }.first { Partitioner.consistentRandom.partition(of: $0, count: self.partitions) == partition }!
     }
 
     /// Produces one keyed message with kcat (to `partition`, or where the key hashes to).

@@ -14,15 +14,21 @@ struct Recomputation {
     let expectedMembers: Set<String>
     let partials: KPIPartials
 
-    /// - Parameter input: every valid message once, in any order; evaluated at the greatest `ts`.
-    init(yaml: String, input: [ProducedLog.Line]) throws {
+    /// - Parameter input: every valid message once, in any order. Each user is evaluated at their
+    ///   partition pair's final watermark (SPEC §3): with every input read to its end, the
+    ///   greatest `ts` of the pair's events. Pairs are found as the producers placed the keys
+    ///   (librdkafka's default partitioner, as kcat and `segmenter generate` use).
+    init(yaml: String, input: [ProducedLog.Line], partitions: Int = 4) throws {
         catalog = try SegmenterConfig.parse(yaml: yaml, source: "test", environment: [:]).catalog
         let decoder = EventDecoder(currency: "USD", fxRates: ["EUR": ExchangeRate("1.08")!])
         let events = try input.map { line in
             try decoder.decode(Array(line.payload.utf8), from: line.topic == "billing" ? .billing : .activity,
                                wallClock: Instant(seconds: Int64(Date().timeIntervalSince1970))).get()
         }
-        let truth = FromScratch(events, catalog: catalog, now: events.map(\.ts).max() ?? Instant(nanoseconds: 0), calendar: .utc)
+        let pair = { (user: String) in Partitioner.consistentRandom.partition(of: user, count: partitions) }
+        var pairTimes: [Int32: Instant] = [:]
+        for event in events { pairTimes[pair(event.userID)] = max(pairTimes[pair(event.userID)] ?? event.ts, event.ts) }
+        let truth = FromScratch(events, catalog: catalog, calendar: .utc) { user in pairTimes[pair(user)]! }
         var members: Set<String> = []
         for (user, segments) in truth.members {
             for segment in segments where segment != SegmentCatalog.allSegment { members.insert("\(user)/\(segment)") }

@@ -37,9 +37,10 @@ import SegmenterCore
                                           "--incident-after", incident, "--invalid-rate", "0.01", "--duplicate-rate", "0.02", "--seed", "23"])
         let tickTs = Instant(seconds: Int64(startDay + 14) * 86_400)
         var ticks: [ProducedLog.Line] = []
-        for partition in 0..<4 {
-            let tick = #"{"event_id":"tick","user_id":"clock-tick-\#(partition)","type":"session","ts":"\#(tickTs)"}"#
-            try harness.produce(topic: "activity", key: "clock-tick-\(partition)", payload: tick, partition: partition)
+        for partition in 0..<Int32(harness.partitions) {
+            let user = harness.key(hashingTo: partition, prefix: "clock-tick-")
+            let tick = #"{"event_id":"tick","user_id":"\#(user)","type":"session","ts":"\#(tickTs)"}"#
+            try harness.produce(topic: "activity", key: user, payload: tick)
             ticks.append(ProducedLog.Line(topic: "activity", valid: true, duplicate: false, payload: tick))
         }
         while committed().reduce(0, +) < first.total + 4, Date() < deadline.addingTimeInterval(60) { Thread.sleep(forTimeInterval: 0.1) }

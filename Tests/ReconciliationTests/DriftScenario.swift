@@ -119,7 +119,7 @@ struct DriftScenario {
         }
         var total = BatchOutcome()
         for (partition, records) in byPartition {
-            let outcome = try stores[partition]!.commit(records, receivedAt: end, now: end)
+            let outcome = try stores[partition]!.commit(records, receivedAt: end, wallClock: end)
             total.applied += outcome.applied
             total.onReconciledDays += outcome.onReconciledDays
         }

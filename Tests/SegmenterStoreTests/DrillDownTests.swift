@@ -34,7 +34,7 @@ import Testing
             }
         }
         _ = try store.commit(records, receivedAt: Instant(seconds: 0),
-                             now: try RFC3339.parse("2026-03-20T23:00:00Z").get())
+                             wallClock: try RFC3339.parse("2026-03-20T23:00:00Z").get())
         var accumulator = DrillDownAccumulator(kind: .avg)
         try store.drillDown(segment: "all", kpi: "minutes", into: &accumulator, dimensions: DrillDownAccumulator.dimensions(catalog))
         return accumulator.ranked(baseline: 30)

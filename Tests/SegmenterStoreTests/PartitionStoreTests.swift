@@ -114,11 +114,11 @@ import Testing
         // Other partitions were consumed faster: the instance clock is 20 days past this
         // partition's events. The dedupe horizon is measured in this partition's event time.
         let store = try openStore()
-        _ = try store.commit([record(0, activity("e1", ts: "2026-03-01T10:00:00Z"))], receivedAt: Instant(seconds: 0), now: try RFC3339.parse("2026-03-21T00:00:00Z").get())
+        _ = try store.commit([record(0, activity("e1", ts: "2026-03-01T10:00:00Z"))], receivedAt: Instant(seconds: 0), wallClock: try RFC3339.parse("2026-03-21T00:00:00Z").get())
         let again = try store.commit([record(1, activity("e1", ts: "2026-03-01T10:00:00Z")),
                                       record(2, activity("e2", ts: "2026-03-02T10:00:00Z"))],
                                      receivedAt: Instant(seconds: 0),
-                                     now: try RFC3339.parse("2026-03-22T00:00:00Z").get())
+                                     wallClock: try RFC3339.parse("2026-03-22T00:00:00Z").get())
         #expect(again.duplicates == 1)
         #expect(try store.profile(of: "u1")?.lifetimeActivities == 2)
     }

@@ -12,16 +12,23 @@ public struct PartialsAnnouncement: Equatable, Sendable {
     public var group: String
     /// Who announced it (host and process), for operators reading the topic.
     public var instance: String
-    /// The partition's event clock when announced.
+    /// The pair's watermark when announced: the leader's group watermark is the earliest.
     public var clock: Instant?
+    /// Whether the pair's inputs were read to their end (a pair without a clock holds the group
+    /// back only while it has a backlog).
+    public var caughtUp: Bool
 
-    public init(partition: Int32, partials: [KPIKey: KPIPartial], group: String = "segmenter", instance: String, clock: Instant?) {
+    public init(partition: Int32, partials: [KPIKey: KPIPartial], group: String = "segmenter", instance: String, clock: Instant?,
+                caughtUp: Bool = false) {
         self.partition = partition
         self.partials = partials
         self.group = group
         self.instance = instance
         self.clock = clock
+        self.caughtUp = caughtUp
     }
+
+    public var watermark: PairWatermark { PairWatermark(clock: clock, caughtUp: caughtUp) }
 
     /// The message key: one per partition, so compaction keeps the latest.
     public static func key(partition: Int32) -> String { "partition-\(partition)" }
@@ -37,7 +44,7 @@ public struct PartialsAnnouncement: Equatable, Sendable {
         }
         return Array(JSONText.object([
             ("partition", String(partition)), ("group", JSONText.quote(group)), ("instance", JSONText.quote(instance)),
-            ("clock", clock.map { JSONText.quote($0.description) } ?? "null"),
+            ("clock", clock.map { JSONText.quote($0.description) } ?? "null"), ("caught_up", caughtUp ? "true" : "false"),
             ("partials", "[" + entries.joined(separator: ",") + "]"),
         ]).utf8)
     }
@@ -59,7 +66,9 @@ public struct PartialsAnnouncement: Equatable, Sendable {
         if case let .string(text)? = json["group"] { group = text }
         var clock: Instant?
         if case let .string(text)? = json["clock"], case let .success(instant) = RFC3339.parse(text) { clock = instant }
-        return PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, clock: clock)
+        var caughtUp = false
+        if case let .bool(value)? = json["caught_up"] { caughtUp = value }
+        return PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, clock: clock, caughtUp: caughtUp)
     }
 }
 
@@ -82,5 +91,33 @@ public struct GroupPartials: Sendable {
             if let announcement = announced[partition] { parts.append(announcement.partials) } else { missing.append(partition) }
         }
         return (KPIPartials.sum(values: parts), missing)
+    }
+
+    /// The group's watermark (SPEC §3) and the pair that holds it back.
+    public struct Watermark: Equatable, Sendable {
+        public var time: Instant?
+        public var heldBackBy: Int32?
+
+        public init(time: Instant? = nil, heldBackBy: Int32? = nil) {
+            self.time = time
+            self.heldBackBy = heldBackBy
+        }
+
+        /// Over `pairs` alone.
+        public init(owned pairs: [Int32: PairWatermark]) {
+            time = PairWatermark.group(pairs.values)
+            heldBackBy = time.flatMap { time in pairs.filter { $0.value.clock == time }.keys.min() }
+        }
+    }
+
+    /// Over every partition of `0..<partitionCount`: owned pairs with their live watermarks, the
+    /// others as last announced; a partition never announced leaves the time unknown.
+    public func watermark(owned: [Int32: PairWatermark], partitionCount: Int) -> Watermark {
+        var pairs = owned
+        for partition in 0..<Int32(partitionCount) where owned[partition] == nil {
+            guard let announcement = announced[partition] else { return Watermark() }
+            pairs[partition] = announcement.watermark
+        }
+        return Watermark(owned: pairs)
     }
 }

@@ -5,44 +5,61 @@
 /// transaction with the offsets; nothing here touches a file, a socket or a clock. Steps, in order:
 /// 1. Records below the stored offset were applied by an earlier commit: skipped.
 /// 2. An invalid record becomes a dead letter. A valid event older than the dedupe horizon
-///    (behind its input partition's latest event before the batch), or on a day whose evidence
-///    is gone, cannot be proven new: a dead letter too.
+///    (behind the pair's event watermark before the batch), or on a day whose evidence is gone,
+///    cannot be proven new: a dead letter too.
 /// 3. A valid event whose id is in its user-day's evidence is a duplicate; otherwise its id joins
 ///    the evidence and the event is applied to the user's profile and day sums.
-/// 4. At the batch's clock (`clock(after:admitted:)`), the users it changed are re-evaluated
-///    (cause `event`), then the users whose timers are due (cause `time`).
+/// 4. The pair's watermark advances (`watermark(after:)`, SPEC §3). Each user the batch changed
+///    is re-evaluated at their latest event's time (cause `event`) and, if a timer of theirs
+///    falls before the new watermark, again at the watermark (cause `time`); then the users
+///    whose timers are due (cause `time`).
 public struct BatchProcessor: Sendable {
     public let catalog: SegmentCatalog
     public let calendar: DayCalendar
     public let horizon: DedupeHorizon
     public let membershipTopic: String
     public let deadLetterTopic: String
+    /// The pair's input topics (co-partitioned): each holds the pair's watermark back while it
+    /// has a backlog.
+    public let inputTopics: [String]
 
     public init(catalog: SegmentCatalog, calendar: DayCalendar, horizon: DedupeHorizon,
-                membershipTopic: String = "segment-membership", deadLetterTopic: String = "segmenter-dlq") {
+                membershipTopic: String = "segment-membership", deadLetterTopic: String = "segmenter-dlq",
+                inputTopics: [String] = ["activity", "billing"]) {
         self.catalog = catalog
         self.calendar = calendar
         self.horizon = horizon
         self.membershipTopic = membershipTopic
         self.deadLetterTopic = deadLetterTopic
+        self.inputTopics = inputTopics
+    }
+
+    /// Where the pair's input partitions end, as far as the consumer knows.
+    public enum InputEnds: Sendable {
+        /// Everything there is has been handed over once this batch is applied: a test or a
+        /// tool committing all it has.
+        case allRead
+        /// Per input topic, the end offset (high watermark) the consumer last saw. A topic
+        /// without one is not known to be read to its end, so it holds the pair back.
+        case known([String: Int64])
     }
 
     public struct Input: Sendable {
         public var records: [DecodedRecord]
         /// The next offset per input topic as committed: records below it are skipped.
         public var storedOffsets: [String: Int64] = [:]
-        /// This partition's clock before the batch.
-        public var clock: Instant?
-        /// Per input topic, the greatest event time applied from this partition of it before the
-        /// batch: the dedupe horizon's watermark for that topic's events. Each input partition is
-        /// judged by its own progress, so a topic consumed ahead of the other during a catch-up
-        /// never makes the other's backlog look late.
+        /// The pair's watermark before the batch: the dedupe horizon is measured from its
+        /// `events`, so a batch is judged the same however it is cut.
+        public var watermark = PairWatermark()
+        /// Per input topic, the greatest event time read from this partition of it before the batch.
         public var eventTimes: [String: Instant] = [:]
+        /// Where the input partitions end: a topic read to its end does not hold the pair back.
+        public var inputEnds = InputEnds.allRead
         /// Events before this instant cannot be proven new: the evidence of their days is gone
         /// (pruned, or forgotten by the release the state was upgraded from).
         public var evidenceFloor: Instant?
-        /// A clock reading from outside (the instance clock, or the wall clock when hybrid).
-        public var externalClock: Instant?
+        /// With `clock: hybrid`, the wall clock: a pair read to its end follows it.
+        public var wallClock: Instant?
         /// Every user an admitted event of the batch belongs to (with their evidence), and
         /// every user in `dueUsers`.
         public var users: [String: UserSlice] = [:]
@@ -71,18 +88,42 @@ public struct BatchProcessor: Sendable {
         for record in input.records {
             let topic = topics.index(of: record.topic, input)
             guard record.offset >= topics.stored[topic], case let .success(event) = record.decoded,
-                  horizon.admits(event.ts, at: topics.eventTime[topic], floor: input.evidenceFloor) else { continue }
+                  horizon.admits(event.ts, at: input.watermark.events, floor: input.evidenceFloor) else { continue }
             events.append(event)
         }
         return events
     }
 
-    /// The partition clock after the batch: the latest of its clock, the external clock and the
-    /// `admitted` events' times (a duplicate's time was applied before, so it never moves it).
-    public func clock(after input: Input, admitted: [UserEvent]) -> Instant? {
-        var now = [input.clock, input.externalClock].compactMap { $0 }.max()
-        for event in admitted where now == nil || event.ts > now! { now = event.ts }
-        return now
+    /// How far each input partition has been read once the batch is applied: its next offset,
+    /// and its latest admitted event time.
+    public func progress(after input: Input) -> (nextOffsets: [String: Int64], eventTimes: [String: Instant]) {
+        var next = input.storedOffsets
+        var times = input.eventTimes
+        for record in input.records where record.offset >= input.storedOffsets[record.topic] ?? 0 {
+            if record.offset >= next[record.topic] ?? 0 { next[record.topic] = record.offset + 1 }
+            guard case let .success(event) = record.decoded,
+                  horizon.admits(event.ts, at: input.watermark.events, floor: input.evidenceFloor) else { continue }
+            if times[record.topic].map({ event.ts > $0 }) ?? true { times[record.topic] = event.ts }
+        }
+        return (next, times)
+    }
+
+    /// The pair's watermark once the batch is applied (SPEC §3): what its users are evaluated at
+    /// and its timers fire by. The store asks before loading, to find the users due by then.
+    public func watermark(after input: Input) -> PairWatermark {
+        watermark(after: input, progress: progress(after: input))
+    }
+
+    private func watermark(after input: Input, progress: (nextOffsets: [String: Int64], eventTimes: [String: Instant])) -> PairWatermark {
+        var watermark = input.watermark
+        watermark.advance(inputTopics.map { topic in
+            let caughtUp = switch input.inputEnds {
+            case .allRead: true
+            case let .known(ends): ends[topic].map { progress.nextOffsets[topic] ?? 0 >= $0 } ?? false
+            }
+            return InputProgress(latestEventTime: progress.eventTimes[topic], caughtUp: caughtUp)
+        }, wallClock: input.wallClock)
+        return watermark
     }
 
     /// - Parameter input: its `users` are moved out (left empty) into the effects, so a user's
@@ -94,7 +135,8 @@ public struct BatchProcessor: Sendable {
         swap(&loaded, &input.users)
         var users = BatchWorkingSet()
         var topics = BatchTopics(input)
-        var now = [input.clock, input.externalClock].compactMap { $0 }.max()
+        let progress = progress(after: input)
+        let watermark = watermark(after: input, progress: progress)
 
         for record in input.records {
             let topic = topics.index(of: record.topic, input)
@@ -111,7 +153,7 @@ public struct BatchProcessor: Sendable {
             case let .success(decoded):
                 event = decoded
             }
-            if let reason = horizon.rejection(of: event.ts, at: topics.eventTime[topic], floor: input.evidenceFloor) {
+            if let reason = horizon.rejection(of: event.ts, at: input.watermark.events, floor: input.evidenceFloor) {
                 deadLetter(record, reason: reason, input: input, into: &effects)
                 effects.outcome.tooOld += 1
                 continue
@@ -139,13 +181,13 @@ public struct BatchProcessor: Sendable {
             default: users[user].rewrite = true
             }
             effects.outcome.applied += 1
-            if now == nil || event.ts > now! { now = event.ts }
-            if topics.latest[topic].map({ event.ts > $0 }) ?? true { topics.latest[topic] = event.ts }
+            if users[user].latestEventTime.map({ event.ts > $0 }) ?? true { users[user].latestEventTime = event.ts }
         }
         for (index, name) in topics.names.enumerated() {
             if let next = topics.next[index] { effects.outcome.nextOffsets[name] = next }
-            if let time = topics.latest[index], time != input.eventTimes[name] { effects.eventTimes[name] = time }
         }
+        for (topic, time) in progress.eventTimes where time != input.eventTimes[topic] { effects.eventTimes[topic] = time }
+        if watermark != input.watermark { effects.watermark = watermark }
         let floorDay = input.evidenceFloor.map { calendar.day(of: $0) }
         for index in users.users.indices where users[index].applied {
             let user = users[index]
@@ -156,18 +198,41 @@ public struct BatchProcessor: Sendable {
                                                           evidence: users[index].slice.evidence!.ids(on: day)))
             }
         }
-        guard let now else { return effects }
+        guard let now = watermark.clock else {
+            // The pair has no time yet (an input with a backlog has delivered nothing): its users
+            // wait, each with a timer at their latest event, so they are first evaluated once the
+            // pair's time reaches it.
+            for index in users.users.indices where users[index].applied {
+                users[index].slice.due = users[index].latestEventTime
+                users[index].slice.dueKnown = true
+                effects.timers[users[index].userID] = .some(users[index].latestEventTime)
+                effects.slices[users[index].userID] = users[index].slice
+            }
+            return effects
+        }
 
         effects.slices.reserveCapacity(users.users.count)
+        var lateTimers: [Int] = []
         for index in users.users.indices where users[index].applied {
             let userID = users[index].userID
-            let changes = evaluate(userID, &users[index].slice, now: now, cause: .event, into: &effects, restate: users[index].restate)
+            // What the user's own events changed is seen at their latest event (not before the
+            // pair's time was, not after it is); what the watermark's passing a timer of theirs
+            // changes after that is the clock's doing.
+            var seenAt = min(users[index].latestEventTime!, now)
+            if let before = input.watermark.clock, before > seenAt { seenAt = before }
+            let changes = evaluate(userID, &users[index].slice, now: seenAt, cause: .event, into: &effects, restate: users[index].restate)
             effects.outcome.membershipChanges += changes
             effects.outcome.membershipChangesByCause[.event, default: 0] += changes
-            effects.slices[userID] = users[index].slice
+            if seenAt < now, let due = users[index].slice.due, due <= now { lateTimers.append(index) }
         }
         effects.outcome.noteKPIChanges(effects.partials, cause: .event)
         let changedByEvents = effects.partials.changed
+        for index in lateTimers {
+            let changes = evaluate(users[index].userID, &users[index].slice, now: now, cause: .time, into: &effects)
+            effects.outcome.membershipChanges += changes
+            effects.outcome.membershipChangesByCause[.time, default: 0] += changes
+        }
+        for index in users.users.indices where users[index].applied { effects.slices[users[index].userID] = users[index].slice }
         for userID in input.dueUsers where effects.slices[userID] == nil {
             // A user whose events were all duplicates is in the working set, not in `loaded`.
             let known = users.existingIndex(of: userID).map { users[$0].slice } ?? loaded.removeValue(forKey: userID)
@@ -175,14 +240,24 @@ public struct BatchProcessor: Sendable {
                 effects.timers[userID] = .some(nil)  // a timer without a user: nothing to wake
                 continue
             }
-            let changes = evaluate(userID, &slice, now: now, cause: .time, into: &effects)
             effects.outcome.timersFired += 1
+            if slice.memberships.isEmpty, let pending = slice.due {
+                // Never evaluated (every evaluated user is in `all`): its events arrived while the
+                // pair had no time. What they change is their doing, seen at the latest of them.
+                let changes = evaluate(userID, &slice, now: min(pending, now), cause: .event, into: &effects)
+                effects.outcome.membershipChanges += changes
+                effects.outcome.membershipChangesByCause[.event, default: 0] += changes
+                guard let due = slice.due, due <= now else {
+                    effects.slices[userID] = slice
+                    continue
+                }
+            }
+            let changes = evaluate(userID, &slice, now: now, cause: .time, into: &effects)
             effects.outcome.membershipChanges += changes
             effects.outcome.membershipChangesByCause[.time, default: 0] += changes
             effects.slices[userID] = slice
         }
         for key in effects.partials.changed.subtracting(changedByEvents) { effects.outcome.kpiCauses[key.segment] = .time }
-        if now != input.clock { effects.clock = now }
         return effects
     }
 

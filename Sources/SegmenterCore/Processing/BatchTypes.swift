@@ -145,8 +145,8 @@ public struct BatchEffects: Sendable {
     public var messages: [Message] = []
     /// The partition's KPI partials after the batch; `changed` says which to write.
     public var partials: KPIPartials
-    /// The partition clock after the batch, if it moved.
-    public var clock: Instant?
+    /// The pair's watermark after the batch, if it moved.
+    public var watermark: PairWatermark?
     /// Per input topic, the greatest event time applied, where it moved (the dedupe horizon is
     /// measured in it).
     public var eventTimes: [String: Instant] = [:]

@@ -13,6 +13,8 @@ struct BatchWorkingSet {
         /// The profile row is written whole (a new user, or attributes, accounts or pre-signup
         /// activity changed); otherwise only its totals.
         var rewrite: Bool
+        /// The greatest `ts` of the user's events applied in this batch.
+        var latestEventTime: Instant?
         /// Publish the user's whole membership (see `BatchProcessor.Input.restateUntil`).
         var restate = false
         /// The batch's increments to the user's day sums, per day it touched (a handful).
@@ -53,11 +55,6 @@ struct BatchTopics {
     private(set) var names: [String] = []
     var stored: [Int64] = []
     var next: [Int64?] = []
-    /// The horizon's watermark: the topic's latest event time before the batch (events of the
-    /// batch do not move it, so a batch is judged the same however it is cut).
-    var eventTime: [Instant?] = []
-    /// The latest event time once the batch is applied.
-    var latest: [Instant?] = []
     var restateUntil: [Int64] = []
 
     init(_ input: BatchProcessor.Input) {
@@ -76,8 +73,6 @@ struct BatchTopics {
         names.append(topic)
         stored.append(input.storedOffsets[topic] ?? 0)
         next.append(nil)
-        eventTime.append(input.eventTimes[topic])
-        latest.append(input.eventTimes[topic])
         restateUntil.append(input.restateUntil[topic] ?? 0)
     }
 }

@@ -10,13 +10,18 @@ public struct FromScratch: Sendable {
 
     /// - Parameter events: each distinct event once, in any order.
     public init(_ events: some Sequence<UserEvent>, catalog: SegmentCatalog, now: Instant, calendar: DayCalendar) {
+        self.init(events, catalog: catalog, calendar: calendar) { _ in now }
+    }
+
+    /// - Parameter now: each user's time (their partition pair's watermark).
+    public init(_ events: some Sequence<UserEvent>, catalog: SegmentCatalog, calendar: DayCalendar, now: (String) -> Instant) {
         for event in events {
             if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: calendar) {
                 days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
             }
         }
         for (user, profile) in profiles {
-            let evaluation = catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now, calendar: calendar)
+            let evaluation = catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now(user), calendar: calendar)
             members[user] = evaluation.segments
             for (segment, contributions) in evaluation.contributions {
                 partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: contributions)

@@ -40,7 +40,8 @@ extension SegmentCatalog {
 
 /// The instants at which the clock alone can change a rule or KPI value (GUIDE: time is an input).
 ///
-/// - Windows: a day leaves an `Nd` window at the start of day `d + N`.
+/// - Windows: a day leaves an `Nd` window at the start of day `d + N`, and a day after today
+///   (events ahead of the pair's watermark) enters them at its start.
 /// - `hours_since_*` compared directly with constants (`hours_since_signup >= 24`) cross them at
 ///   `base + c hours`; used any other way (inside arithmetic) they are re-checked hourly.
 /// - `days_since_signup` moves at local midnights: compared directly with constants
@@ -122,6 +123,10 @@ public struct TimeTriggers: Sendable, Equatable {
                 }
                 if let oldest { consider(calendar.start(of: oldest + DayNumber(n))) }
             }
+            // A day after today (an event ahead of the pair's watermark) enters every window at its start.
+            var nextDay: DayNumber?
+            for (day, aggregate) in days where day > today && aggregate != DayAggregate() && (nextDay == nil || day < nextDay!) { nextDay = day }
+            if let nextDay { consider(calendar.start(of: nextDay)) }
         }
         if let signupAt = profile.signupAt {
             if daily { consider(calendar.start(of: today + 1)) }

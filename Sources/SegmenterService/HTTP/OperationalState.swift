@@ -17,7 +17,12 @@ public final class OperationalState: @unchecked Sendable {
         public var outboxDepth = 0
         public var timers = 0
         public var stateBytes: Int64 = 0
+        /// The group's watermark (on the KPI leader; elsewhere the earliest of its own pairs').
         public var now: Instant?
+        /// Each owned partition pair's watermark.
+        public var pairs: [Int32: PairWatermark] = [:]
+        /// The partition pair whose watermark is the group's (the one holding it back).
+        public var heldBackBy: Int32?
         /// Whether this instance owns partition 0 and so publishes the group's KPIs and alerts
         /// (another instance's `/api/segments` shows them otherwise).
         public var kpiLeader = false

@@ -6,7 +6,8 @@ import SegmenterStore
 /// The partition databases as one reconciliation step sees them, on the thread that owns them.
 public final class StoreSession {
     public let stores: [Int32: PartitionStore]
-    /// The instance clock (nil before any event).
+    /// The group's time as far as these partitions go: the earliest of their clocks (nil
+    /// before any event). Each partition re-evaluates its users at its own clock.
     public let now: Instant?
     private(set) var kpiCauses: [String: ChangeCause] = [:]
     private(set) var membershipChanges: [ChangeCause: Int] = [:]
@@ -57,8 +58,9 @@ public final class DirectStoreAccess: StoreAccess, @unchecked Sendable {
         self.stores = stores
     }
 
-    /// The instance clock: the greatest of the partitions' clocks.
-    public func now() throws -> Instant? { try stores.values.compactMap { try $0.clock() }.max() }
+    /// The earliest of the partitions' clocks (nothing is being consumed: a partition without
+    /// events holds nothing back).
+    public func now() throws -> Instant? { stores.values.compactMap(\.watermark.clock).min() }
 
     public func withStores<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T {
         try lock.withLock {

@@ -50,8 +50,7 @@ import Testing
                 // A replay of earlier events (an offset reset, a re-published snapshot).
                 for _ in 0..<(1 + rng.next() % 10) {
                     let copy = sent[Int(rng.next() % UInt64(sent.count))]
-                    let topic = if case .billing = copy.body { "billing" } else { "activity" }
-                    if let watermark = partition.eventTimes[topic], !Self.horizon.admits(copy.ts, at: watermark) { expectTooOld += 1 } else { expectDuplicates += 1 }
+                    if let watermark = partition.watermark.events, !Self.horizon.admits(copy.ts, at: watermark) { expectTooOld += 1 } else { expectDuplicates += 1 }
                     batch.append(records.next(copy))
                 }
             default:
@@ -66,7 +65,7 @@ import Testing
                 }
             }
             let before = (partition.profiles, partition.days, partition.partials)
-            let outcome = partition.commit(batch, now: clock).outcome
+            let outcome = partition.commit(batch, wallClock: clock).outcome
             let context = "seed \(seed) step \(step)"
             if expectTooOld + expectDuplicates > 0 {
                 #expect(outcome.tooOld == expectTooOld && outcome.duplicates == expectDuplicates, "\(context): \(outcome)")

@@ -36,7 +36,7 @@ import Testing
         #expect(effects.timers["u1"] == .some(Self.t0.adding(seconds: 86_400)))
         #expect(effects.partials.values[KPIKey(segment: "spenders", kpi: "spend_7d")] == KPIPartial(counted: 1, total: 60))
         #expect(effects.outcome.nextOffsets == ["activity": 1, "billing": 1])
-        #expect(effects.clock == Self.t0.adding(seconds: 3600) && effects.eventTimes == ["activity": Self.t0, "billing": Self.t0.adding(seconds: 3600)])
+        #expect(effects.watermark?.clock == Self.t0.adding(seconds: 3600) && effects.eventTimes == ["activity": Self.t0, "billing": Self.t0.adding(seconds: 3600)])
     }
 
     @Test func redeliveredEventsAtNewOffsetsChangeNothing() {
@@ -71,16 +71,89 @@ import Testing
         #expect(effects.outcome.nextOffsets == ["billing": 2])
     }
 
-    @Test func eachInputPartitionIsJudgedByItsOwnProgress() {
-        // Given activity consumed up to 2026-11-20 while billing is still at 2026-11-01 (a catch-up)
+    @Test func aTopicWithABacklogHoldsThePairBackForTheHorizonAndTheClock() {
+        // Given activity consumed up to 2026-11-20 while billing, with a backlog, is at 2026-11-01 (a catch-up)
         var partition = InMemoryPartition(processor)
         var records = Records()
+        let billingBacklog = BatchProcessor.InputEnds.known(["activity": 1, "billing": 50])
         partition.commit([records.next(.session("a", "u1", at: Self.t0.adding(seconds: 19 * 86_400))),
-                          records.next(.charge("b", "u1", at: Self.t0, cents: 100))])
+                          records.next(.charge("b", "u1", at: Self.t0, cents: 100))], inputEnds: billingBacklog)
+        // Then the pair's watermark is billing's
+        #expect(partition.watermark.clock == Self.t0 && partition.watermark.events == Self.t0)
         // When billing's backlog from 2026-11-02 arrives
-        let effects = partition.commit([records.next(.charge("c", "u1", at: Self.t0.adding(seconds: 86_400), cents: 200))])
-        // Then it is applied: its own partition is not 8 days ahead of it
+        let effects = partition.commit([records.next(.charge("c", "u1", at: Self.t0.adding(seconds: 86_400), cents: 200))],
+                                       inputEnds: billingBacklog)
+        // Then it is applied: the pair is not 18 days ahead of it
         #expect(effects.outcome.applied == 1 && effects.outcome.tooOld == 0)
+        #expect(partition.watermark.clock == Self.t0.adding(seconds: 86_400))
+        // and once billing is read to its end, activity alone sets the pair's time
+        partition.commit([], inputEnds: .known(["activity": 1, "billing": 2]))
+        #expect(partition.watermark.clock == Self.t0.adding(seconds: 19 * 86_400))
+    }
+
+    @Test func aUserIsNotMovedByTimeTheirPairHasNotReached() {
+        // Given a user who signed up on a pair whose billing still has a backlog at the sign-up's time
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        let ends = BatchProcessor.InputEnds.known(["activity": 100, "billing": 100])
+        partition.commit([records.next(.charge("b0", "u9", at: Self.t0, cents: 1)),
+                          records.next(.signup("s1", "u1", at: Self.t0))], inputEnds: ends)
+        // When activity runs two days ahead while billing stays put (u1's own activity may be in its backlog)
+        let effects = partition.commit([records.next(.session("x", "u2", at: Self.t0.adding(seconds: 2 * 86_400)))], inputEnds: ends)
+        // Then the pair's time has not moved, so u1 is not flagged as inactive
+        #expect(partition.watermark.clock == Self.t0)
+        #expect(!effects.messages.map(text).contains { $0.contains("inactive_new_users") })
+        #expect(partition.members["u1"] == ["all"])
+    }
+
+    @Test func usersWaitWhileThePairHasNoTimeAndAreThenMovedByTheirOwnEvents() {
+        // Given a pair whose billing has a backlog but has delivered nothing yet
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        let ends = BatchProcessor.InputEnds.known(["activity": 100, "billing": 100])
+        let waiting = partition.commit([records.next(.signup("s1", "u1", at: Self.t0))], inputEnds: ends)
+        // Then u1's sign-up is applied but not evaluated: there is no time to evaluate it at
+        #expect(waiting.outcome.applied == 1 && waiting.messages.isEmpty && partition.watermark.clock == nil)
+        #expect(partition.timers["u1"] == Self.t0)
+        // When billing delivers a charge of u1 an hour later
+        let effects = partition.commit([records.next(.charge("c1", "u1", at: Self.t0.adding(seconds: 3600), cents: 9000))], inputEnds: ends)
+        // Then u1 is evaluated at the pair's time, and the entry is their events' doing
+        #expect(effects.messages.map(text) == [
+            #"{"user_id":"u1","segment":"spenders","change":"enter","as_of":"2026-11-01T10:00:00Z","cause":"event"}"#])
+        #expect(partition.watermark.clock == Self.t0)
+    }
+
+    @Test func aCatchUpBatchThatPassesATimerMovesTheUserByTime() {
+        // Given an empty partition
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        // When one catch-up batch holds a user's sign-up and, for another user, an event two days later
+        let effects = partition.commit([records.next(.signup("s1", "u1", at: Self.t0)),
+                                        records.next(.session("x", "u2", at: Self.t0.adding(seconds: 2 * 86_400)))])
+        // Then u1 enters inactive_new_users by time (24 h after signing up), not by their sign-up
+        #expect(effects.messages.map(text).contains(
+            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-03T10:00:00Z","cause":"time"}"#))
+        #expect(effects.outcome.membershipChangesByCause[.time] == 1)
+    }
+
+    @Test func anEventAheadOfThePairEntersTheWindowsWhenItsDayComes() {
+        // Given a pair held at 2026-11-01 by activity's backlog while billing has reached 2026-11-03,
+        // and a charge of u1 for 2026-11-03 read from billing
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        let ends = BatchProcessor.InputEnds.known(["activity": 100, "billing": 100])
+        partition.commit([records.next(.charge("b0", "u9", at: Self.t0.adding(seconds: 2 * 86_400 + 7200), cents: 1)),
+                          records.next(.session("a", "u9", at: Self.t0))], inputEnds: ends)
+        partition.commit([records.next(.charge("c1", "u1", at: Self.t0.adding(seconds: 2 * 86_400), cents: 9000))], inputEnds: ends)
+        // Then at the pair's time the charge is not in spend(7d) yet, and a timer waits for its day
+        #expect(partition.members["u1"] == ["all"])
+        #expect(partition.timers["u1"] == DayCalendar.utc.start(of: DayCalendar.utc.day(of: Self.t0) + 2))
+        // When both inputs are read to their end (the pair moves to 2026-11-03T12:00)
+        #expect(partition.watermark.clock == Self.t0)
+        let effects = partition.commit([], inputEnds: .known(["activity": 1, "billing": 2]))
+        // Then the timer fires and u1 enters spenders by time
+        #expect(effects.messages.map(text) == [
+            #"{"user_id":"u1","segment":"spenders","change":"enter","as_of":"2026-11-03T12:00:00Z","cause":"time"}"#])
     }
 
     @Test func aDueTimerMovesAUserByTimeAlone() {
@@ -89,7 +162,7 @@ import Testing
         var records = Records()
         partition.commit([records.next(.signup("s1", "u1", at: Self.t0))])
         // When the clock passes 24 h after the sign-up with no event of theirs
-        let effects = partition.commit([], now: Self.t0.adding(seconds: 25 * 3600))
+        let effects = partition.commit([], wallClock: Self.t0.adding(seconds: 25 * 3600))
         // Then the timer fires and they enter inactive_new_users with cause time
         #expect(effects.outcome.timersFired == 1)
         #expect(effects.messages.map(text) == [
@@ -107,7 +180,7 @@ import Testing
         let signup = UserEvent.signup("s1", "u1", at: Self.t0)
         partition.commit([records.next(signup)])
         // When their sign-up is redelivered in the batch in which their timer falls due
-        let effects = partition.commit([records.next(signup)], now: Self.t0.adding(seconds: 25 * 3600))
+        let effects = partition.commit([records.next(signup)], wallClock: Self.t0.adding(seconds: 25 * 3600))
         // Then the copy changes nothing, and the timer still fires
         #expect(effects.outcome.duplicates == 1 && effects.outcome.timersFired == 1)
         #expect(effects.messages.map(text) == [

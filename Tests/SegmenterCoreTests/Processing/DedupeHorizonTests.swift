@@ -62,7 +62,7 @@ import Testing
     @Test func anUpgradedStatesEvidenceFloorRejectsWhatItCannotProve() {
         let processor = BatchProcessor(catalog: SegmentCatalog(), calendar: .utc, horizon: DedupeHorizon(seconds: 31 * 86_400))
         var input = BatchProcessor.Input(records: [], receivedAt: Self.watermark)
-        input.eventTimes = ["activity": Self.watermark]
+        input.watermark = PairWatermark(events: Self.watermark)
         input.evidenceFloor = Self.watermark.adding(seconds: -7 * 86_400)
         var records = Records()
         input.records = [records.next(.session("a", "u1", at: Self.watermark.adding(seconds: -8 * 86_400))),

@@ -12,24 +12,25 @@ struct InMemoryPartition {
     var timers: [String: Instant] = [:]
     var partials = KPIPartials()
     var offsets: [String: Int64] = [:]
-    var clock: Instant?
+    var watermark = PairWatermark()
     var eventTimes: [String: Instant] = [:]
     var outbox: [BatchEffects.Message] = []
 
     init(_ processor: BatchProcessor) { self.processor = processor }
 
     /// The input the store would build for `records`.
-    func input(_ records: [DecodedRecord], now: Instant? = nil) -> BatchProcessor.Input {
+    func input(_ records: [DecodedRecord], inputEnds: BatchProcessor.InputEnds = .allRead, wallClock: Instant? = nil) -> BatchProcessor.Input {
         var input = BatchProcessor.Input(records: records, receivedAt: Instant(seconds: 1_800_000_000))
         input.storedOffsets = offsets
-        input.clock = clock
+        input.watermark = watermark
         input.eventTimes = eventTimes
-        input.externalClock = now
+        input.inputEnds = inputEnds
+        input.wallClock = wallClock
         let admitted = processor.admitted(input)
         for event in admitted {
             input.users[event.userID] = slice(of: event.userID)
         }
-        if let batchClock = processor.clock(after: input, admitted: admitted) {
+        if let batchClock = processor.watermark(after: input).clock {
             input.dueUsers = timers.filter { $0.value <= batchClock }.map(\.key).sorted()
             for user in input.dueUsers where input.users[user] == nil { input.users[user] = slice(of: user) }
         }
@@ -43,8 +44,9 @@ struct InMemoryPartition {
     }
 
     @discardableResult
-    mutating func commit(_ records: [DecodedRecord], now: Instant? = nil) -> BatchEffects {
-        var batch = input(records, now: now)
+    /// - Parameter wallClock: the hybrid clock's reading (moves a pair read to its end).
+    mutating func commit(_ records: [DecodedRecord], inputEnds: BatchProcessor.InputEnds = .allRead, wallClock: Instant? = nil) -> BatchEffects {
+        var batch = input(records, inputEnds: inputEnds, wallClock: wallClock)
         let effects = processor.process(&batch, partials: partials)
         apply(effects)
         return effects
@@ -62,7 +64,7 @@ struct InMemoryPartition {
         partials = effects.partials
         _ = partials.takeChanged()
         for (topic, next) in effects.outcome.nextOffsets { offsets[topic] = max(offsets[topic] ?? 0, next) }
-        if let moved = effects.clock { clock = moved }
+        if let moved = effects.watermark { watermark = moved }
         eventTimes.merge(effects.eventTimes) { $1 }
     }
 

@@ -1,0 +1,156 @@
+import Foundation
+import Testing
+import SegmenterCore
+
+/// Event time per partition pair (SPEC §3), end to end as separate processes: one partition's
+/// backlog is produced only after the other five have been consumed. Its users must not be
+/// moved by time their own events have not reached (the false "zero activity after signup"
+/// flag), and the final outputs must still equal a recomputation.
+@Suite(.serialized) struct WatermarkTests {
+    static let yaml = """
+        segments:
+          - name: inactive_new_users
+            rule: hours_since_signup >= 24 and activities_since_signup = 0
+          - name: recent_spenders
+            rule: spend(3d) > 100
+        kpis:
+          - name: zero_share
+            share: activities_since_signup = 0
+          - name: spend_3d
+            sum: spend(3d)
+        kpi_emit_interval: 200ms
+        """
+    static let partitions = 6
+    static let latePartition: Int32 = 5
+
+    @Test func aLatePartitionsUsersAreNotFlaggedByTheOthersTime() throws {
+        try lateBacklog(killedWhileCatchingUp: false)
+    }
+
+    @Test func aLatePartitionsUsersAreNotFlaggedAcrossSigkillRestarts() throws {
+        try lateBacklog(killedWhileCatchingUp: true)
+    }
+
+    func lateBacklog(killedWhileCatchingUp: Bool) throws {
+        let harness = try Harness(partitions: Self.partitions)
+        let input = LateInput(partitions: Self.partitions)
+        let config = try harness.writeConfig(batch: 40, extra: Self.yaml)
+        let (onTime, late) = input.lines.split { $0.partition != Self.latePartition }
+        try input.produce(onTime, with: harness)
+
+        // Given a run that consumed the five partitions that are on time (the sixth is empty)
+        let first = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run1.log"))
+        try waitForCommitted(onTime.count, harness: harness, config: config, run: first)
+        // When the sixth partition's backlog, nine days of it, arrives
+        try input.produce(late, with: harness)
+        if killedWhileCatchingUp {
+            // (and the service is SIGKILLed twice while it catches up)
+            var running = first
+            for (round, share) in [3, 2].enumerated() {
+                try waitForCommitted(onTime.count + late.count / share, harness: harness, config: config, run: running)
+                running.kill(SIGKILL)
+                _ = running.wait(seconds: 30)
+                running = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run-k\(round).log"))
+            }
+            running.kill(SIGTERM)
+            _ = running.wait(seconds: 30)
+        } else {
+            first.kill(SIGTERM)
+            #expect(first.wait(seconds: 30) == 0)
+        }
+        try harness.runToCompletion(config: config, total: input.lines.count)
+
+        // Then nobody entered inactive_new_users while their own activity after signup, up to
+        // that time, was in the input: checked against the input, user by user
+        let membership = try harness.readTopic("segment-membership")
+        var falseFlags: [String] = []
+        var lateUsersFlaggedByTime: Set<String> = []
+        for message in membership where message["segment"] as? String == "inactive_new_users" && message["change"] as? String == "enter" {
+            let user = message["user_id"] as! String
+            let asOf = try RFC3339.parse(message["as_of"] as! String).get()
+            if let active = input.firstActivityAfterSignup[user], active <= asOf {
+                falseFlags.append("\(user) flagged as of \(asOf) (\(message["cause"]!)) though active at \(active)")
+            }
+            if input.partition(of: user) == Self.latePartition, message["cause"] as? String == "time" { lateUsersFlaggedByTime.insert(user) }
+        }
+        #expect(falseFlags.isEmpty, "\(falseFlags.count) false flags: \(falseFlags.prefix(5))")
+        // and the late partition's truly inactive users were flagged, by time
+        let truth = try Recomputation(yaml: Self.yaml, input: input.lines.map(\.produced), partitions: Self.partitions)
+        let lateInactive = Set(input.inactiveUsers.filter {
+            input.partition(of: $0) == Self.latePartition && truth.expectedMembers.contains("\($0)/inactive_new_users")
+        })
+        #expect(!lateInactive.isEmpty && lateUsersFlaggedByTime == lateInactive, "\(lateUsersFlaggedByTime.sorted()) vs \(lateInactive.sorted())")
+        // and the final outputs equal a recomputation
+        truth.expectFoldedMembership(membership)
+        truth.expectKPIChains(try harness.readTopic("segment-kpi-deltas"))
+    }
+
+    private func waitForCommitted(_ count: Int, harness: Harness, config: String, run: Processes.Running) throws {
+        let deadline = Date().addingTimeInterval(120)
+        while harness.committedOffsets(config: config) < count, Date() < deadline, run.process.isRunning { Thread.sleep(forTimeInterval: 0.1) }
+        try #require(harness.committedOffsets(config: config) >= count, "run log: \(run.output.suffix(2000))")
+    }
+}
+
+/// 240 users signing up over six days: 7 in 10 active a few hours after signing up (and daily
+/// for three more days), every third one spending twice; the others never active.
+struct LateInput {
+    struct Line {
+        let partition: Int32
+        let topic: String
+        let key: String
+        let ts: Instant
+        let payload: String
+        var produced: ProducedLog.Line { ProducedLog.Line(topic: topic, valid: true, duplicate: false, payload: payload) }
+    }
+
+    let partitions: Int
+    private(set) var lines: [Line] = []
+    private(set) var firstActivityAfterSignup: [String: Instant] = [:]
+    private(set) var inactiveUsers: [String] = []
+
+    init(partitions: Int) {
+        self.partitions = partitions
+        let start = Instant(seconds: (Int64(Date().timeIntervalSince1970) / 86_400 - 12) * 86_400)
+        for i in 0..<240 {
+            let user = "w\(i)"
+            let signup = start.adding(seconds: Int64(i) * 35 * 60)
+            add(user, "activity", signup, #""type":"signup""#, id: "s\(i)")
+            if i % 10 < 7 {
+                let first = signup.adding(seconds: Int64(2 + i % 18) * 3600)
+                firstActivityAfterSignup[user] = first
+                for day in 0..<4 { add(user, "activity", first.adding(seconds: Int64(day) * 86_400), #""type":"session","duration_s":600"#, id: "a\(i)-\(day)") }
+            } else {
+                inactiveUsers.append(user)
+            }
+            if i % 3 == 0 {
+                for hours: Int64 in [5, 30] { add(user, "billing", signup.adding(seconds: hours * 3600), #""type":"charge","amount":"60.00","currency":"USD""#, id: "c\(i)-\(hours)") }
+            }
+        }
+        lines.sort { $0.ts < $1.ts }
+    }
+
+    func partition(of user: String) -> Int32 { Partitioner.consistentRandom.partition(of: user, count: partitions) }
+
+    private mutating func add(_ user: String, _ topic: String, _ ts: Instant, _ fields: String, id: String) {
+        let payload = #"{"event_id":"\#(id)","user_id":"\#(user)","ts":"\#(ts)",\#(fields)}"#
+        lines.append(Line(partition: partition(of: user), topic: topic, key: user, ts: ts, payload: payload))
+    }
+
+    /// Produces `lines` to their partitions, in event-time order within each.
+    func produce(_ lines: some Sequence<Line>, with harness: Harness) throws {
+        let groups = Dictionary(grouping: lines) { "\($0.topic)/\($0.partition)" }
+        for (_, group) in groups.sorted(by: { $0.key < $1.key }) {
+            try harness.produce(topic: group[0].topic, messages: group.map { ($0.key, $0.payload) }, partition: Int(group[0].partition))
+        }
+    }
+}
+
+extension Array {
+    /// The elements that satisfy `belongs` and the others, each in order.
+    func split(_ belongs: (Element) -> Bool) -> ([Element], [Element]) {
+        var yes: [Element] = [], no: [Element] = []
+        for element in self { if belongs(element) { yes.append(element) } else { no.append(element) } }
+        return (yes, no)
+    }
+}
