@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KafkaIO
 import SegmenterCore
 import SegmenterService
 import SegmenterStore
@@ -86,26 +87,52 @@ struct Inspect: ParsableCommand {
     }
 
     struct State: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Summarise the state: clock, offsets, counts.")
+        static let configuration = CommandConfiguration(
+            abstract: "Summarise the state: each partition pair's watermark and lag, offsets, counts, the dedupe horizon.")
         @OptionGroup var options: ConfigOption
+        @Flag(inversion: .prefixedNo, help: "Ask Kafka for the input partitions' ends to show each pair's lag.") var lag = true
 
         func run() throws {
             let config = try options.load()
             let reader = try StateReader(directory: config.stateDirectory)
-            say("now: \(try reader.clock()?.description ?? "null")")
+            let offsets = try reader.offsets()
             let counts = try reader.counts()
             say("users: \(counts.users), user-days: \(counts.userDays), remembered event ids: \(counts.seenEvents), outbox rows: \(counts.outbox)")
-            for row in try reader.offsets() { say("offset \(row.topic)[\(row.partition)] next=\(row.next)") }
-            // What decides whether a late or replayed event is still applied (SPEC §7).
+            for row in offsets { say("offset \(row.topic)[\(row.partition)] next=\(row.next)") }
+            // Time per partition pair (SPEC §3), and what decides whether a late or replayed event
+            // is still applied (SPEC §7).
+            let pairs = try reader.horizons()
+            let ends = lag ? Self.inputEnds(config, partitions: pairs.map(\.partition)) : [:]
+            let group = pairs.compactMap { pair in pair.clock.map { (pair.partition, $0) } }.min { $0.1 < $1.1 }
+            say("now (the group's watermark, what KPIs and alerts use): \(group.map { "\($0.1) (held back by partition \($0.0))" } ?? "null")")
             let horizon = config.dedupeHorizon
             say("dedupe horizon \(DedupeHorizon.describe(horizon.seconds * Instant.nanosPerSecond)): an event older than its "
-                + "input partition's latest event minus the horizon, or from before its partition's ids are kept, is dead-lettered")
-            for row in try reader.horizons() {
+                + "pair's watermark minus the horizon, or from before its partition's ids are kept, is dead-lettered")
+            if ends == nil { say("(lag unknown: Kafka at \(config.kafka["bootstrap.servers"] ?? "?") did not answer)") }
+            for row in pairs {
                 let latest = row.eventTimes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
                 let proof = [row.floor, row.keptFromDay.map(config.calendar.start(of:))].compactMap { $0 }.max()
-                say("partition \(row.partition): latest event \(latest.isEmpty ? "none" : latest)"
-                    + (proof.map { "; ids kept from \($0)" } ?? ""))
+                let lag = ends.map { ends in
+                    offsets.filter { $0.partition == row.partition }.map { max((ends[TopicPartition(topic: $0.topic, partition: $0.partition)] ?? $0.next) - $0.next, 0) }.reduce(0, +)
+                }
+                let clock = row.clock.map { clock in clock == row.watermark ? "\(clock)" : "\(clock) (events \(row.watermark?.description ?? "none"))" }
+                say("partition \(row.partition): watermark \(clock ?? "none yet")" + (lag.map { ", lag \($0) messages" } ?? "")
+                    + "; latest event \(latest.isEmpty ? "none" : latest)" + (proof.map { "; ids kept from \($0)" } ?? ""))
             }
+        }
+
+        /// The input partitions' end offsets, from the broker (nil when it does not answer in a few seconds).
+        static func inputEnds(_ config: SegmenterConfig, partitions: [Int32]) -> [TopicPartition: Int64]? {
+            guard let producer = try? KafkaProducer(configuration: config.kafka) else { return nil }
+            var ends: [TopicPartition: Int64] = [:]
+            for partition in partitions {
+                for topic in [config.topics.activity, config.topics.billing] {
+                    let tp = TopicPartition(topic: topic, partition: partition)
+                    guard let (_, high) = try? producer.watermarks(of: tp, timeoutMs: 3000) else { return nil }
+                    ends[tp] = high
+                }
+            }
+            return ends
         }
     }
 }

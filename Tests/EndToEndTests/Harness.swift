@@ -82,7 +82,7 @@ final class Harness: @unchecked Sendable {
 
     /// Sum of stored next offsets over every input partition, read while `run` runs.
     func committedOffsets(config: String) -> Int {
-        guard let (status, text) = try? Processes.run(bin, ["inspect", "state", "--config", config], timeout: 10), status == 0 else { return 0 }
+        guard let (status, text) = try? Processes.run(bin, ["inspect", "state", "--no-lag", "--config", config], timeout: 10), status == 0 else { return 0 }
         return text.split(separator: "\n").compactMap { line in
             line.hasPrefix("offset ") ? line.split(separator: "=").last.flatMap { Int($0) } : nil
         }.reduce(0, +)
@@ -115,6 +115,8 @@ final class Harness: @unchecked Sendable {
     func runToCompletion(config: String, total: Int, afterCatchingUp: (() throws -> Int)? = nil) throws {
         let second = try Processes.Running(bin, ["run", "--config", config], log: work.appendingPathComponent("run-\(UUID().uuidString).log"))
         let deadline2 = Date().addingTimeInterval(180)
+        // Consumed already or not, it relays what the outbox holds once it owns partitions.
+        while !second.output.contains("assigned"), Date() < deadline2, second.process.isRunning { Thread.sleep(forTimeInterval: 0.1) }
         while committedOffsets(config: config) < total, Date() < deadline2, second.process.isRunning {
             Thread.sleep(forTimeInterval: 0.2)
         }

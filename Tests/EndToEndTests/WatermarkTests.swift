@@ -42,19 +42,26 @@ import SegmenterCore
         let first = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run1.log"))
         try waitForCommitted(onTime.count, harness: harness, config: config, run: first)
         // When the sixth partition's backlog, nine days of it, arrives
-        try input.produce(late, with: harness)
         if killedWhileCatchingUp {
-            // (and the service is SIGKILLed twice while it catches up)
+            // (in three parts, the service SIGKILLed in the middle of the first two and restarted)
             var running = first
-            for (round, share) in [3, 2].enumerated() {
-                try waitForCommitted(onTime.count + late.count / share, harness: harness, config: config, run: running)
+            var produced = onTime.count
+            let parts = stride(from: 0, to: late.count, by: late.count / 3 + 1).map { Array(late[$0..<min($0 + late.count / 3 + 1, late.count)]) }
+            for (round, part) in parts.enumerated() {
+                try input.produce(part, with: harness)
+                produced += part.count
+                guard round < parts.count - 1 else { break }
+                try waitForCommitted(produced - part.count / 2, harness: harness, config: config, run: running)
                 running.kill(SIGKILL)
                 _ = running.wait(seconds: 30)
                 running = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run-k\(round).log"))
             }
+            try waitForCommitted(input.lines.count, harness: harness, config: config, run: running)
             running.kill(SIGTERM)
-            _ = running.wait(seconds: 30)
+            #expect(running.wait(seconds: 30) == 0)
         } else {
+            try input.produce(late, with: harness)
+            try waitForCommitted(input.lines.count, harness: harness, config: config, run: first)
             first.kill(SIGTERM)
             #expect(first.wait(seconds: 30) == 0)
         }
@@ -81,6 +88,89 @@ import SegmenterCore
         })
         #expect(!lateInactive.isEmpty && lateUsersFlaggedByTime == lateInactive, "\(lateUsersFlaggedByTime.sorted()) vs \(lateInactive.sorted())")
         // and the final outputs equal a recomputation
+        truth.expectFoldedMembership(membership)
+        truth.expectKPIChains(try harness.readTopic("segment-kpi-deltas"))
+    }
+
+    /// Two instances; one is stopped while input keeps arriving (the other takes its partitions
+    /// over from their snapshots), then restarted (it takes some back). Partitions move between
+    /// instances at different points of their streams: no user is flagged by another pair's time,
+    /// and the incident alert on the absence segment never fires.
+    @Test func twoInstancesWithOneStoppedAndRestartedFlagNobodyFalsely() throws {
+        let harness = try Harness()
+        let input = LateInput(partitions: harness.partitions)
+        let truth = try Recomputation(yaml: Self.yaml, input: input.lines.map(\.produced), partitions: harness.partitions)
+        let trulyInactive = truth.expectedMembers.filter { $0.hasSuffix("/inactive_new_users") }.count
+        // Members of inactive_new_users only ever grow in the input (nobody leaves it), so more
+        // than the final count at any moment can only be false flags.
+        let yaml = Self.yaml + """
+
+            alerts:
+              - {name: inactive_surge, segment: inactive_new_users, kpi: members, threshold: "> \(trulyInactive)"}
+            state_snapshot_interval: 1s
+            """
+        let group = "watermark-\(UUID().uuidString)"
+        let configs = try ["a", "b"].map { try harness.writeConfig(batch: 40, extra: yaml, instance: $0, group: group) }
+        func start(_ index: Int, _ name: String) throws -> Processes.Running {
+            try Processes.Running(harness.bin, ["run", "--config", configs[index]], log: harness.work.appendingPathComponent("run-\(name).log"))
+        }
+        /// Per input partition, the furthest any instance's state got (a partition that moved
+        /// away leaves a stale copy behind).
+        func committed() -> Int {
+            var furthest: [String: Int] = [:]
+            for config in configs {
+                guard let (status, text) = try? Processes.run(harness.bin, ["inspect", "state", "--no-lag", "--config", config], timeout: 10),
+                      status == 0 else { continue }
+                for line in text.split(separator: "\n") where line.hasPrefix("offset ") {
+                    let parts = line.split(separator: " ")
+                    let next = Int(line.split(separator: "=").last ?? "") ?? 0
+                    furthest[String(parts[1]), default: 0] = max(furthest[String(parts[1])] ?? 0, next)
+                }
+            }
+            return furthest.values.reduce(0, +)
+        }
+        func waitFor(_ count: Int, _ what: String) throws {
+            let deadline = Date().addingTimeInterval(120)
+            while committed() < count, Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
+            try #require(committed() >= count, "\(what): committed \(committed()) of \(count)")
+        }
+        let thirds = stride(from: 0, to: input.lines.count, by: input.lines.count / 3 + 1).map {
+            Array(input.lines[$0..<min($0 + input.lines.count / 3 + 1, input.lines.count)])
+        }
+
+        // Given two instances that consumed the first third of the stream
+        let a = try start(0, "a")
+        var b = try start(1, "b")
+        try input.produce(thirds[0], with: harness)
+        try waitFor(thirds[0].count, "both instances")
+        Thread.sleep(forTimeInterval: 1.5)  // a snapshot round
+        // When one is stopped while the second third arrives (the other takes its partitions over)
+        b.kill(SIGTERM)
+        #expect(b.wait(seconds: 30) == 0)
+        try input.produce(thirds[1], with: harness)
+        try waitFor(thirds[0].count + thirds[1].count, "the survivor")
+        Thread.sleep(forTimeInterval: 1.5)
+        // and is restarted for the last third
+        b = try start(1, "b2")
+        try input.produce(thirds[2], with: harness)
+        try waitFor(input.lines.count, "both again")
+        Thread.sleep(forTimeInterval: 2)  // announcements, an emit interval, the relay
+        for run in [a, b] { run.kill(SIGTERM) }
+        for run in [a, b] { #expect(run.wait(seconds: 30) == 0, "\(run.output.suffix(1500))") }
+
+        // Then nobody entered inactive_new_users while active after signup up to that time, on either instance
+        let membership = try harness.readTopic("segment-membership")
+        let falseFlags = membership.filter { message in
+            guard message["segment"] as? String == "inactive_new_users", message["change"] as? String == "enter",
+                  let active = input.firstActivityAfterSignup[message["user_id"] as! String],
+                  let asOf = try? RFC3339.parse(message["as_of"] as! String).get() else { return false }
+            return active <= asOf
+        }
+        #expect(falseFlags.isEmpty, "\(falseFlags.count) false flags: \(falseFlags.prefix(5))")
+        // and the incident alert never fired
+        let alerts = try harness.readTopic("segment-alerts").filter { $0["alert"] as? String == "inactive_surge" }
+        #expect(alerts.isEmpty, "\(alerts)")
+        // and what was published folds to the recomputation
         truth.expectFoldedMembership(membership)
         truth.expectKPIChains(try harness.readTopic("segment-kpi-deltas"))
     }

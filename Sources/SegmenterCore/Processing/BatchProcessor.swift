@@ -220,6 +220,14 @@ public struct BatchProcessor: Sendable {
             // changes after that is the clock's doing.
             var seenAt = min(users[index].latestEventTime!, now)
             if let before = input.watermark.clock, before > seenAt { seenAt = before }
+            if let due = users[index].slice.due, users[index].slice.dueKnown, !users[index].slice.memberships.isEmpty, due < seenAt {
+                // Their timer fell due before their latest event (a catch-up batch spans hours):
+                // what changed by then is the clock's doing.
+                let changes = evaluate(userID, &users[index].slice, now: due, cause: .time, into: &effects)
+                effects.outcome.timersFired += 1
+                effects.outcome.membershipChanges += changes
+                effects.outcome.membershipChangesByCause[.time, default: 0] += changes
+            }
             let changes = evaluate(userID, &users[index].slice, now: seenAt, cause: .event, into: &effects, restate: users[index].restate)
             effects.outcome.membershipChanges += changes
             effects.outcome.membershipChangesByCause[.event, default: 0] += changes

@@ -117,6 +117,15 @@ public enum HTTPAPI {
             ("lag", JSONText.object(i.lag.sorted { $0.key < $1.key }.map { ($0.key, String($0.value)) })),
             ("outbox_depth", String(i.outboxDepth)), ("timers", String(i.timers)), ("state_bytes", String(i.stateBytes)),
             ("kpi_leader", i.kpiLeader ? "true" : "false"),
+            ("held_back_by", i.heldBackBy.map { String($0) } ?? "null"),
+            ("pairs", JSONText.object(i.pairs.sorted { $0.key < $1.key }.map { partition, pair in
+                let lag = i.lag.filter { $0.key.hasSuffix("/\(partition)") }.values.reduce(0, +)
+                return (String(partition), JSONText.object([
+                    ("watermark", pair.clock.map { JSONText.quote($0.description) } ?? "null"),
+                    ("event_watermark", pair.events.map { JSONText.quote($0.description) } ?? "null"),
+                    ("caught_up", pair.caughtUp ? "true" : "false"), ("lag", String(lag)),
+                ]))
+            })),
         ])
     }
 

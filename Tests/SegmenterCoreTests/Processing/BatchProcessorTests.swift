@@ -136,6 +136,18 @@ import Testing
         #expect(effects.outcome.membershipChangesByCause[.time] == 1)
     }
 
+    @Test func aTimerThatFellDueBeforeTheUsersOwnNextEventIsTimesDoing() {
+        // Given a user who signed up, never active, with their 24-hour timer armed
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        partition.commit([records.next(.signup("s1", "u1", at: Self.t0))])
+        // When a catch-up batch brings a charge of theirs 30 hours after signing up
+        let effects = partition.commit([records.next(.charge("c1", "u1", at: Self.t0.adding(seconds: 30 * 3600), cents: 100))])
+        // Then they entered inactive_new_users when the timer fell due, by time, not by the charge
+        #expect(effects.messages.map(text) == [
+            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T10:00:00Z","cause":"time"}"#])
+    }
+
     @Test func anEventAheadOfThePairEntersTheWindowsWhenItsDayComes() {
         // Given a pair held at 2026-11-01 by activity's backlog while billing has reached 2026-11-03,
         // and a charge of u1 for 2026-11-03 read from billing
