@@ -212,35 +212,16 @@ public struct BatchProcessor: Sendable {
         }
 
         effects.slices.reserveCapacity(users.users.count)
-        var lateTimers: [Int] = []
         for index in users.users.indices where users[index].applied {
-            let userID = users[index].userID
-            // What the user's own events changed is seen at their latest event (not before the
-            // pair's time was, not after it is); what the watermark's passing a timer of theirs
-            // changes after that is the clock's doing.
+            // Their events are seen at the latest of them (not before the pair's time was, not
+            // after it is).
             var seenAt = min(users[index].latestEventTime!, now)
             if let before = input.watermark.clock, before > seenAt { seenAt = before }
-            if let due = users[index].slice.due, users[index].slice.dueKnown, !users[index].slice.memberships.isEmpty, due < seenAt {
-                // Their timer fell due before their latest event (a catch-up batch spans hours):
-                // what changed by then is the clock's doing.
-                let changes = evaluate(userID, &users[index].slice, now: due, cause: .time, into: &effects)
-                effects.outcome.timersFired += 1
-                effects.outcome.membershipChanges += changes
-                effects.outcome.membershipChangesByCause[.time, default: 0] += changes
-            }
-            let changes = evaluate(userID, &users[index].slice, now: seenAt, cause: .event, into: &effects, restate: users[index].restate)
-            effects.outcome.membershipChanges += changes
-            effects.outcome.membershipChangesByCause[.event, default: 0] += changes
-            if seenAt < now, let due = users[index].slice.due, due <= now { lateTimers.append(index) }
+            bringUp(users[index].userID, &users[index].slice, eventsSeenAt: seenAt, now: now, restate: users[index].restate, into: &effects)
+            effects.slices[users[index].userID] = users[index].slice
         }
         effects.outcome.noteKPIChanges(effects.partials, cause: .event)
         let changedByEvents = effects.partials.changed
-        for index in lateTimers {
-            let changes = evaluate(users[index].userID, &users[index].slice, now: now, cause: .time, into: &effects)
-            effects.outcome.membershipChanges += changes
-            effects.outcome.membershipChangesByCause[.time, default: 0] += changes
-        }
-        for index in users.users.indices where users[index].applied { effects.slices[users[index].userID] = users[index].slice }
         for userID in input.dueUsers where effects.slices[userID] == nil {
             // A user whose events were all duplicates is in the working set, not in `loaded`.
             let known = users.existingIndex(of: userID).map { users[$0].slice } ?? loaded.removeValue(forKey: userID)
@@ -248,25 +229,42 @@ public struct BatchProcessor: Sendable {
                 effects.timers[userID] = .some(nil)  // a timer without a user: nothing to wake
                 continue
             }
-            effects.outcome.timersFired += 1
-            if slice.memberships.isEmpty, let pending = slice.due {
-                // Never evaluated (every evaluated user is in `all`): its events arrived while the
-                // pair had no time. What they change is their doing, seen at the latest of them.
-                let changes = evaluate(userID, &slice, now: min(pending, now), cause: .event, into: &effects)
-                effects.outcome.membershipChanges += changes
-                effects.outcome.membershipChangesByCause[.event, default: 0] += changes
-                guard let due = slice.due, due <= now else {
-                    effects.slices[userID] = slice
-                    continue
-                }
-            }
-            let changes = evaluate(userID, &slice, now: now, cause: .time, into: &effects)
-            effects.outcome.membershipChanges += changes
-            effects.outcome.membershipChangesByCause[.time, default: 0] += changes
+            bringUp(userID, &slice, eventsSeenAt: nil, now: now, restate: false, into: &effects)
             effects.slices[userID] = slice
         }
         for key in effects.partials.changed.subtracting(changedByEvents) { effects.outcome.kpiCauses[key.segment] = .time }
         return effects
+    }
+
+    /// Brings one user's memberships up to the pair's time `now`, in the order things happened,
+    /// so each change carries its cause (SPEC §5): a user never evaluated (everyone evaluated is
+    /// in `all`), whose events came while the pair had no time, first at the latest of those
+    /// (`event`); timers that fell due before their latest event at their instants (`time`); their
+    /// events at `eventsSeenAt` (`event`); then, if a timer falls due by `now`, at `now` (`time`).
+    /// - Parameter eventsSeenAt: nil for a user woken by a timer alone.
+    private func bringUp(_ userID: String, _ slice: inout UserSlice, eventsSeenAt: Instant?, now: Instant, restate: Bool,
+                         into effects: inout BatchEffects) {
+        func step(at instant: Instant, _ cause: ChangeCause, restate: Bool = false) {
+            let changes = evaluate(userID, &slice, now: instant, cause: cause, into: &effects, restate: restate)
+            effects.outcome.membershipChanges += changes
+            effects.outcome.membershipChangesByCause[cause, default: 0] += changes
+            if cause == .time { effects.outcome.timersFired += 1 }
+        }
+        let seenAt = eventsSeenAt ?? now
+        if slice.memberships.isEmpty, slice.dueKnown, let pending = slice.due, pending <= seenAt, pending < now || eventsSeenAt == nil {
+            step(at: pending, .event)
+        }
+        // A few steps at most: each is strictly later, and what is left is seen at `eventsSeenAt`.
+        for _ in 0..<8 {
+            guard let eventsSeenAt, slice.dueKnown, let due = slice.due, due < eventsSeenAt else { break }
+            step(at: due, .time)
+        }
+        if let eventsSeenAt {
+            step(at: eventsSeenAt, .event, restate: restate)
+            if eventsSeenAt < now, let due = slice.due, due <= now { step(at: now, .time) }
+        } else if slice.memberships.isEmpty || slice.due.map({ $0 <= now }) ?? true || !slice.dueKnown {
+            step(at: now, .time)
+        }
     }
 
     /// Re-evaluates one user at `now`: membership differences (and their messages), KPI partials
