@@ -9,7 +9,9 @@ import SegmenterCore
 /// rejected: its dead letter quotes it.
 ///
 /// The poll thread sees every event before the commit thread applies it, so its view is never
-/// behind the state's: every event the store rejects had its payload kept.
+/// behind the state's; and each input partition's own latest event is never behind its pair's
+/// watermark (the smaller of the two), which the store judges by: every event the store rejects
+/// had its payload kept.
 final class EventTimeBoard: @unchecked Sendable {
     private let lock = NSLock()
     private var latest: [TopicPartition: Instant] = [:]

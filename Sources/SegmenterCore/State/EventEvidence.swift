@@ -85,12 +85,12 @@ public struct DedupeHorizon: Equatable, Sendable {
     /// The dead-letter reason for an event the horizon rejects.
     public func rejection(of ts: Instant, at watermark: Instant) -> String {
         "event is older than the dedupe horizon: ts \(ts) is \(Self.describe(watermark.nanoseconds - ts.nanoseconds)) before "
-            + "the latest event of its input partition (\(watermark)), the horizon is \(Self.describe(seconds * Instant.nanosPerSecond)); "
+            + "its partition pair's watermark (\(watermark)), the horizon is \(Self.describe(seconds * Instant.nanosPerSecond)); "
             + "it cannot be told apart from an event already counted (reconciliation corrects truths this old)"
     }
 
-    /// Whether an event at `ts` may be applied: inside the horizon of its input partition's
-    /// `watermark`, and not before the evidence `floor` (days whose ids are no longer kept).
+    /// Whether an event at `ts` may be applied: inside the horizon of its partition pair's
+    /// `watermark` (from event times), and not before the evidence `floor` (days whose ids are no longer kept).
     /// The one rule both the batch step and the poll thread (keeping payloads) apply.
     public func admits(_ ts: Instant, at watermark: Instant?, floor: Instant?) -> Bool {
         admits(ts, at: watermark) && floor.map { ts >= $0 } ?? true
