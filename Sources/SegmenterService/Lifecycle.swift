@@ -15,10 +15,12 @@ public struct SegmenterServices: Sendable {
 
     /// - Parameter onBatch: progress after each committed batch (logs, `--stop-after-events`).
     public init(config: SegmenterConfig, logger: Logger, onBatch: (@Sendable (IngestCounters) -> Void)? = nil) {
-        let ingest = IngestService(config: config, logger: logger)
-        self.ingest = ingest
         let reconciliation = ReconciliationRunner(config: config, logger: logger)
         self.reconciliation = reconciliation
+        let ingest = IngestService(config: config, logger: logger, onBatch: onBatch) { access, partitions in
+            reconciliation?.start(access: access, partitionCount: partitions)
+        }
+        self.ingest = ingest
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let port = config.httpPort {
             services.append(.init(service: HTTPAPI.application(config: config, health: ingest.health, port: port,
@@ -27,9 +29,8 @@ public struct SegmenterServices: Sendable {
         }
         if let reconciliation { services.append(.init(service: ReconciliationService(runner: reconciliation), serviceName: "reconciliation")) }
         // Ingest ending (a failure, or `--stop-after-events`) stops the whole group gracefully.
-        services.append(.init(service: IngestLifecycle(ingest: ingest, reconciliation: reconciliation, onBatch: onBatch),
-                              successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup,
-                              serviceName: "ingest"))
+        services.append(.init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
+                              failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "ingest"))
         group = ServiceGroup(configuration: ServiceGroupConfiguration(services: services, logger: logger))
     }
 
@@ -37,33 +38,6 @@ public struct SegmenterServices: Sendable {
 
     /// Starts a graceful stop (the first SIGTERM/SIGINT).
     public func stop() async { await group.triggerGracefulShutdown() }
-}
-
-/// Ingest runs on its own threads (librdkafka's poll blocks); this bridges it into the group.
-struct IngestLifecycle: Service {
-    let ingest: IngestService
-    let reconciliation: ReconciliationRunner?
-    let onBatch: (@Sendable (IngestCounters) -> Void)?
-
-    func run() async throws {
-        let stop = StopSignal()
-        try await withGracefulShutdownHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-                Thread.detachNewThread { [ingest, reconciliation, onBatch] in
-                    do {
-                        try ingest.run(until: stop, onBatch: onBatch, onStarted: { access, partitions in
-                            reconciliation?.start(access: access, partitionCount: partitions)
-                        })
-                        continuation.resume()
-                    } catch {
-                        continuation.resume(throwing: error)
-                    }
-                }
-            }
-        } onGracefulShutdown: {
-            stop.stop()
-        }
-    }
 }
 
 /// Keeps the reconciliation schedule running until the group stops.

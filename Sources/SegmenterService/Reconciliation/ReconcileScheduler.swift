@@ -9,17 +9,20 @@ import Warehouse
 public actor ReconcileScheduler {
     private let reconciler: Reconciler
     private let logger: Logger
+    private let clock: any ServiceClock
     private var current: Task<ReconciliationReport, Never>?
 
-    public init(reconciler: Reconciler, logger: Logger) {
+    /// - Parameter clock: the schedule's wall clock and its sleeps (tests pass a `ManualClock`).
+    public init(reconciler: Reconciler, logger: Logger, clock: any ServiceClock = SystemClock()) {
         self.reconciler = reconciler
         self.logger = logger
+        self.clock = clock
     }
 
     /// Runs now, or joins the run in progress (one at a time).
     public func runNow(kind: ReconciliationReport.Kind, from: DayNumber? = nil) async -> ReconciliationReport {
         if let current { return await current.value }
-        let task = Task { await Self.runWithRetries(reconciler, kind: kind, from: from, logger: logger) }
+        let task = Task { [clock] in await Self.runWithRetries(reconciler, kind: kind, from: from, logger: logger, clock: clock) }
         current = task
         let report = await task.value
         current = nil
@@ -30,16 +33,15 @@ public actor ReconcileScheduler {
     public func loop() async {
         guard let schedule = reconciler.config.schedule else { return }
         while !Task.isCancelled {
-            let wall = Instant.wallClock()
-            let next = schedule.next(after: wall, timeZone: reconciler.calendar.timeZone)
+            let next = schedule.next(after: clock.wallNow, timeZone: reconciler.calendar.timeZone)
             logger.info("next reconciliation at \(next)")
-            do { try await Task.sleep(for: .nanoseconds(next.nanoseconds - wall.nanoseconds)) } catch { return }
+            do { try await clock.sleep(until: next) } catch { return }
             _ = await runNow(kind: .scheduled)
         }
     }
 
     private static func runWithRetries(_ reconciler: Reconciler, kind: ReconciliationReport.Kind, from: DayNumber?,
-                                       logger: Logger) async -> ReconciliationReport {
+                                       logger: Logger, clock: any ServiceClock) async -> ReconciliationReport {
         var backoff = reconciler.config.retryBackoffSeconds
         var attempt = 1
         while true {
@@ -49,7 +51,7 @@ public actor ReconcileScheduler {
                 report = await reconciler.run(kind: kind, from: from, warehouse: warehouse, attempt: attempt)
                 await warehouse.shutdown()
             } catch {
-                let now = Instant.wallClock()
+                let now = clock.wallNow
                 let failed = ReconciliationReport.failed(kind: kind, attempt: attempt, reason: String(describing: error), startedAt: now, finishedAt: now)
                 _ = try? reconciler.history.insert(failed)
                 report = failed
@@ -58,7 +60,7 @@ public actor ReconcileScheduler {
             ReconciliationMetrics.record(report)
             guard report.status == .failed, attempt <= reconciler.config.retries, !Task.isCancelled else { return report }
             logger.warning("reconciliation attempt \(attempt) failed; retrying in \(backoff) s")
-            do { try await Task.sleep(for: .seconds(backoff)) } catch { return report }
+            do { try await clock.sleep(until: clock.wallNow.adding(seconds: Int64(backoff))) } catch { return report }
             backoff *= 2
             attempt += 1
         }

@@ -123,6 +123,24 @@ import Testing
         #expect(partition.watermark.clock == Self.t0)
     }
 
+    @Test func theHybridClockNeverMovesAPairWithABacklog() {
+        // Given a user who signed up, on a pair whose billing still has messages to read
+        var partition = InMemoryPartition(processor)
+        var records = Records()
+        partition.commit([records.next(.signup("s1", "u1", at: Self.t0)), records.next(.charge("c0", "u9", at: Self.t0, cents: 1))],
+                         inputEnds: .known(["activity": 1, "billing": 5]))
+        // When the wall clock is two days later
+        let wall = Self.t0.adding(seconds: 2 * 86_400)
+        let held = partition.commit([], inputEnds: .known(["activity": 1, "billing": 5]), wallClock: wall)
+        // Then nothing moves while the backlog is there
+        #expect(held.messages.isEmpty && partition.watermark.clock == Self.t0)
+        // and once billing is read to its end, the pair follows the wall clock and the timer fires
+        let moved = partition.commit([], inputEnds: .known(["activity": 1, "billing": 1]), wallClock: wall)
+        #expect(partition.watermark.clock == wall && partition.watermark.events == Self.t0)
+        #expect(moved.messages.map(text) == [
+            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-03T10:00:00Z","cause":"time"}"#])
+    }
+
     @Test func aCatchUpBatchThatPassesATimerMovesTheUserByTime() {
         // Given an empty partition
         var partition = InMemoryPartition(processor)

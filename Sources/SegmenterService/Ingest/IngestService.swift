@@ -3,6 +3,7 @@ import KafkaIO
 import Logging
 import SegmenterCore
 import SegmenterStore
+import ServiceLifecycle
 
 /// A flag another thread (a signal handler) sets to ask the loop to stop after its batch.
 public final class StopSignal: @unchecked Sendable {
@@ -35,17 +36,49 @@ public struct IngestCounters: Sendable {
 /// poll blocks, and the cooperative pool is only two threads here. Stops after the current
 /// batch when `stop` is set, leaves the group (revocations wait for pending commits), then
 /// drains the outbox.
-public final class IngestService: @unchecked Sendable {
+///
+/// A swift-service-lifecycle `Service`: `run()` holds the two threads until ingest ends (a
+/// failure, or the group's graceful shutdown, which stops it after its current batch).
+public final class IngestService: Service, @unchecked Sendable {
     private let config: SegmenterConfig
     private let logger: Logger
     private let decoder: EventDecoder
+    private let clock: any ServiceClock
     private let counterLock = NSLock()
     private var totals = IngestCounters()
+    private let onBatch: (@Sendable (IngestCounters) -> Void)?
+    private let onStarted: (@Sendable (any StoreAccess, Int) -> Void)?
 
-    public init(config: SegmenterConfig, logger: Logger) {
+    /// - Parameter clock: the wall and monotonic clocks (tests pass a `ManualClock`).
+    /// - Parameter onBatch: progress after each committed batch (logs, `--stop-after-events`).
+    /// - Parameter onStarted: called once the commit thread runs, with the way onto it (for
+    ///   reconciliation) and the input topics' partition count.
+    public init(config: SegmenterConfig, logger: Logger, clock: any ServiceClock = SystemClock(),
+                onBatch: (@Sendable (IngestCounters) -> Void)? = nil, onStarted: (@Sendable (any StoreAccess, Int) -> Void)? = nil) {
         self.config = config
         self.logger = logger
         self.decoder = config.decoder
+        self.clock = clock
+        self.onBatch = onBatch
+        self.onStarted = onStarted
+    }
+
+    public func run() async throws {
+        let stop = StopSignal()
+        try await withGracefulShutdownHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+                Thread.detachNewThread { [self] in
+                    do {
+                        try run(until: stop)
+                        continuation.resume()
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            stop.stop()
+        }
     }
 
     public var counters: IngestCounters { counterLock.lock(); defer { counterLock.unlock() }; return totals }
@@ -58,10 +91,8 @@ public final class IngestService: @unchecked Sendable {
     /// Liveness and readiness, for `/readyz`.
     public let health = ServiceHealth()
 
-    /// - Parameter onStarted: called once the commit thread runs, with the way onto it (for
-    ///   reconciliation) and the input topics' partition count.
-    public func run(until stop: StopSignal, onBatch: ((IngestCounters) -> Void)? = nil,
-                    onStarted: ((any StoreAccess, Int) -> Void)? = nil) throws {
+    /// Runs until `stop` is set (after the current batch) or ingest fails.
+    public func run(until stop: StopSignal) throws {
         try prepareStateDirectory()
         let lock = try StateDirectoryLock(directory: config.stateDirectory)
         defer { lock.release() }
@@ -71,7 +102,7 @@ public final class IngestService: @unchecked Sendable {
         let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
         let eventTimes = EventTimeBoard(horizon: config.dedupeHorizon)
         let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, partitionCount: partitionCount,
-                                      operations: health.operations, eventTimes: eventTimes,
+                                      operations: health.operations, eventTimes: eventTimes, clock: clock,
                                       log: { [logger] in logger.info("\($0)") }) {
             [self] outcome, batch, published, commitNanoseconds in
             ServiceMetrics.record(outcome, consumed: batch.consumed, keyMismatches: batch.keyMismatches, published: published,
@@ -123,7 +154,7 @@ public final class IngestService: @unchecked Sendable {
 
     /// Decodes a polled batch and groups it by partition number (one database each).
     private func decode(_ messages: [ConsumedMessage], kinds: [String: InputKind], eventTimes: EventTimeBoard) -> DecodedBatch {
-        let wallClock = Instant.wallClock()
+        let wallClock = clock.wallNow
         var batch = DecodedBatch()
         batch.consumed = messages.count
         var times = eventTimes.view()
@@ -135,7 +166,6 @@ public final class IngestService: @unchecked Sendable {
             var keepPayload = true
             if case let .success(event) = decoded {
                 if let key = message.key, !key.elementsEqual(event.userID.utf8) { batch.keyMismatches += 1 }
-                if batch.latestEventTime == nil || event.ts > batch.latestEventTime! { batch.latestEventTime = event.ts }
                 keepPayload = times.mayReject(event.ts, in: TopicPartition(topic: message.topic, partition: message.partition))
             }
             let keep = keepPayload ? message.payload : []
