@@ -50,7 +50,12 @@ import Testing
         #expect(try await get("\(base)/api/segments/nope").0 == 404)
 
         // Prometheus text: the metric names are there and moved with the events.
-        let (data, response) = try await URLSession.shared.data(from: URL(string: "\(base)/metrics")!)
+        // (KPIs are published once per emit interval, 1 s: wait for the first, bounded)
+        var (data, response) = try await URLSession.shared.data(from: URL(string: "\(base)/metrics")!)
+        for _ in 0..<20 where !String(decoding: data, as: UTF8.self).contains("segmenter_kpi_deltas_emitted_total ") {
+            try await Task.sleep(for: .milliseconds(250))
+            (data, response) = try await URLSession.shared.data(from: URL(string: "\(base)/metrics")!)
+        }
         #expect((response as! HTTPURLResponse).statusCode == 200)
         let metrics = String(decoding: data, as: UTF8.self)
         for name in ["segmenter_events_applied_total", "segmenter_events_deduplicated_total", "segmenter_events_dead_lettered_total",
@@ -73,6 +78,15 @@ import Testing
         #expect(ingestStatus == 200 && (ingest?["consumed"] as? NSNumber)?.intValue == produced.total)
         #expect(ingest?["kpi_leader"] as? Bool == true, "alone in its group, it leads the KPIs")
         #expect((ingest?["lag"] as? [String: Any])?.count == 8, "lag per owned input partition: \(String(describing: ingest))")
+        // Each pair's watermark, read to its end once everything is consumed; the group's is the earliest of them
+        let pairs = ingest?["pairs"] as? [String: [String: Any]] ?? [:]
+        #expect(pairs.count == 4 && pairs.values.allSatisfy { $0["caught_up"] as? Bool == true && $0["lag"] as? Int == 0 }, "\(pairs)")
+        let watermarks = pairs.compactMapValues { $0["watermark"] as? String }
+        if let held = (ingest?["held_back_by"] as? NSNumber).map({ String($0.intValue) }) {
+            #expect(ingest?["now"] as? String == watermarks[held] && watermarks[held] == watermarks.values.min(), "\(String(describing: ingest))")
+        } else {
+            Issue.record("no pair holds the group's watermark: \(String(describing: ingest))")
+        }
         let consumed = metrics.split(separator: "\n").first { $0.hasPrefix("segmenter_events_consumed_total ") }
         #expect(consumed.flatMap { Int($0.split(separator: " ").last ?? "") } == produced.total, "\(String(describing: consumed))")
     }
