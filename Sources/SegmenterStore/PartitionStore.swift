@@ -191,8 +191,9 @@ public final class PartitionStore: @unchecked Sendable {
             input.evidenceFloor = try evidenceFloor()
             input.restateUntil = restateUntil
             input.reconciledDays = reconciledDays
-            let admitted = processor.admitted(input)
-            let batchClock = processor.watermark(after: input).clock
+            let plan = processor.plan(input)
+            let admitted = plan.admitted
+            let batchClock = plan.watermark.clock
             let firstDay = batchClock.map { segments.catalog.firstWindowDay(at: $0, calendar: calendar) } ?? 0
             input.users.reserveCapacity(admitted.count)
             for event in admitted where input.users[event.userID] == nil {
@@ -207,6 +208,7 @@ public final class PartitionStore: @unchecked Sendable {
                     input.users[userID]!.dueKnown = true
                 }
             }
+            input.plan = plan
             effects = processor.process(&input, partials: partials)
             try write(effects)
             if let events = effects.watermark?.events, events != input.watermark.events { try pruneEvidenceIfDue(watermark: events) }
@@ -228,7 +230,7 @@ public final class PartitionStore: @unchecked Sendable {
         input.watermark = watermark
         input.inputEnds = inputEnds
         input.wallClock = wallClock
-        let next = processor.watermark(after: input)
+        let next = processor.plan(input).watermark
         guard next != watermark else { return BatchOutcome() }
         let timerDue = next.clock.map { clock in nextTimer.map { $0 <= clock } ?? false } ?? false
         // A step of the wall clock that fires nothing stays in memory; an event watermark is

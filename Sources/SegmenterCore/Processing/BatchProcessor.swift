@@ -9,7 +9,7 @@
 ///    cannot be proven new: a dead letter too.
 /// 3. A valid event whose id is in its user-day's evidence is a duplicate; otherwise its id joins
 ///    the evidence and the event is applied to the user's profile and day sums.
-/// 4. The pair's watermark advances (`watermark(after:)`, SPEC §3). Each user the batch changed
+/// 4. The pair's watermark advances (`plan(_:)`, SPEC §3). Each user the batch changed
 ///    is re-evaluated at their latest event's time (cause `event`) and, if a timer of theirs
 ///    falls before the new watermark, again at the watermark (cause `time`); then the users
 ///    whose timers are due (cause `time`).
@@ -65,6 +65,8 @@ public struct BatchProcessor: Sendable {
         public var users: [String: UserSlice] = [:]
         /// Users whose timers are due at the batch's clock.
         public var dueUsers: [String] = []
+        /// `plan(_:)` of this input, if the store already made it (nil: `process` makes it).
+        public var plan: Plan?
         /// Per input topic, records below this offset have their users' whole membership
         /// published again (the partition moved here from a state further along).
         public var restateUntil: [String: Int64] = [:]
@@ -79,51 +81,47 @@ public struct BatchProcessor: Sendable {
         }
     }
 
-    /// The records the batch will try to apply: valid, not yet committed, inside the horizon.
-    /// The store loads the users of exactly these.
-    public func admitted(_ input: Input) -> [UserEvent] {
+    /// What a batch will do, known before it is done: the events it will try to apply (valid,
+    /// not yet committed, inside the horizon), how far each input gets, and the pair's watermark
+    /// after it. The store loads the users of exactly these events, and those due by then.
+    public struct Plan: Sendable {
+        public let admitted: [UserEvent]
+        /// Per input topic, the next offset and the latest admitted event time after the batch.
+        let nextOffsets: [String: Int64]
+        let eventTimes: [String: Instant]
+        /// The pair's watermark once the batch is applied (SPEC §3): what its users are
+        /// evaluated at and its timers fire by.
+        public let watermark: PairWatermark
+    }
+
+    /// One pass over the records (the store hands the plan back in `Input.plan`, so `process`
+    /// does not scan them again).
+    public func plan(_ input: Input) -> Plan {
         var topics = BatchTopics(input)
         var events: [UserEvent] = []
         events.reserveCapacity(input.records.count)
-        for record in input.records {
-            let topic = topics.index(of: record.topic, input)
-            guard record.offset >= topics.stored[topic], case let .success(event) = record.decoded,
-                  horizon.admits(event.ts, at: input.watermark.events, floor: input.evidenceFloor) else { continue }
-            events.append(event)
-        }
-        return events
-    }
-
-    /// How far each input partition has been read once the batch is applied: its next offset,
-    /// and its latest admitted event time.
-    public func progress(after input: Input) -> (nextOffsets: [String: Int64], eventTimes: [String: Instant]) {
         var next = input.storedOffsets
         var times = input.eventTimes
-        for record in input.records where record.offset >= input.storedOffsets[record.topic] ?? 0 {
-            if record.offset >= next[record.topic] ?? 0 { next[record.topic] = record.offset + 1 }
-            guard case let .success(event) = record.decoded,
+        for index in input.records.indices {
+            let topic = topics.index(of: input.records[index].topic, input)
+            let offset = input.records[index].offset
+            guard offset >= topics.stored[topic] else { continue }
+            let name = topics.names[topic]
+            if offset >= next[name] ?? 0 { next[name] = offset + 1 }
+            guard case let .success(event) = input.records[index].decoded,
                   horizon.admits(event.ts, at: input.watermark.events, floor: input.evidenceFloor) else { continue }
-            if times[record.topic].map({ event.ts > $0 }) ?? true { times[record.topic] = event.ts }
+            events.append(event)
+            if times[name].map({ event.ts > $0 }) ?? true { times[name] = event.ts }
         }
-        return (next, times)
-    }
-
-    /// The pair's watermark once the batch is applied (SPEC §3): what its users are evaluated at
-    /// and its timers fire by. The store asks before loading, to find the users due by then.
-    public func watermark(after input: Input) -> PairWatermark {
-        watermark(after: input, progress: progress(after: input))
-    }
-
-    private func watermark(after input: Input, progress: (nextOffsets: [String: Int64], eventTimes: [String: Instant])) -> PairWatermark {
         var watermark = input.watermark
         watermark.advance(inputTopics.map { topic in
             let caughtUp = switch input.inputEnds {
             case .allRead: true
-            case let .known(ends): ends[topic].map { progress.nextOffsets[topic] ?? 0 >= $0 } ?? false
+            case let .known(ends): ends[topic].map { next[topic] ?? 0 >= $0 } ?? false
             }
-            return InputProgress(latestEventTime: progress.eventTimes[topic], caughtUp: caughtUp)
+            return InputProgress(latestEventTime: times[topic], caughtUp: caughtUp)
         }, wallClock: input.wallClock)
-        return watermark
+        return Plan(admitted: events, nextOffsets: next, eventTimes: times, watermark: watermark)
     }
 
     /// - Parameter input: its `users` are moved out (left empty) into the effects, so a user's
@@ -135,8 +133,9 @@ public struct BatchProcessor: Sendable {
         swap(&loaded, &input.users)
         var users = BatchWorkingSet()
         var topics = BatchTopics(input)
-        let progress = progress(after: input)
-        let watermark = watermark(after: input, progress: progress)
+        let plan = input.plan ?? plan(input)
+        input.plan = nil
+        let watermark = plan.watermark
 
         for record in input.records {
             let topic = topics.index(of: record.topic, input)
@@ -186,7 +185,7 @@ public struct BatchProcessor: Sendable {
         for (index, name) in topics.names.enumerated() {
             if let next = topics.next[index] { effects.outcome.nextOffsets[name] = next }
         }
-        for (topic, time) in progress.eventTimes where time != input.eventTimes[topic] { effects.eventTimes[topic] = time }
+        for (topic, time) in plan.eventTimes where time != input.eventTimes[topic] { effects.eventTimes[topic] = time }
         if watermark != input.watermark { effects.watermark = watermark }
         let floorDay = input.evidenceFloor.map { calendar.day(of: $0) }
         for index in users.users.indices where users[index].applied {
@@ -239,7 +238,7 @@ public struct BatchProcessor: Sendable {
     /// Brings one user's memberships up to the pair's time `now`, in the order things happened,
     /// so each change carries its cause (SPEC §5): a user never evaluated (everyone evaluated is
     /// in `all`), whose events came while the pair had no time, first at the latest of those
-    /// (`event`); timers that fell due before their latest event at their instants (`time`); their
+    /// (`event`); the first timer that fell due before their latest event at its instant (`time`); their
     /// events at `eventsSeenAt` (`event`); then, if a timer falls due by `now`, at `now` (`time`).
     /// - Parameter eventsSeenAt: nil for a user woken by a timer alone.
     private func bringUp(_ userID: String, _ slice: inout UserSlice, eventsSeenAt: Instant?, now: Instant, restate: Bool,
@@ -254,9 +253,9 @@ public struct BatchProcessor: Sendable {
         if slice.memberships.isEmpty, slice.dueKnown, let pending = slice.due, pending <= seenAt, pending < now || eventsSeenAt == nil {
             step(at: pending, .event)
         }
-        // A few steps at most: each is strictly later, and what is left is seen at `eventsSeenAt`.
-        for _ in 0..<8 {
-            guard let eventsSeenAt, slice.dueKnown, let due = slice.due, due < eventsSeenAt else { break }
+        // One step, at the first timer: a catch-up batch can span days, and an evaluation per
+        // timer passed would cost more than the labels are worth (later ones are seen with the events).
+        if let eventsSeenAt, slice.dueKnown, let due = slice.due, due < eventsSeenAt {
             step(at: due, .time)
         }
         if let eventsSeenAt {

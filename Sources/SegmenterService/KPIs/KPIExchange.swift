@@ -56,13 +56,22 @@ final class KPIExchange {
         for (partition, store) in stores {
             let partials = store.partials.values
             let watermark = store.watermark
-            guard all || lastAnnounced[partition]?.partials != partials || lastAnnounced[partition]?.watermark != watermark else { continue }
+            guard all || lastAnnounced[partition].map({ partials != $0.partials || Self.moved(watermark, since: $0.watermark) }) ?? true else { continue }
             let announcement = PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance,
                                                     clock: watermark.clock, caughtUp: watermark.caughtUp)
             try producer.produceWaiting(topic: topic, key: Array(PartialsAnnouncement.key(partition: partition).utf8),
                                         value: announcement.encoded())
             lastAnnounced[partition] = (partials, watermark)
         }
+    }
+
+    /// Whether a pair's watermark moved enough to announce: its event time or caught-up state
+    /// changed, or its clock moved 10 s or more (the hybrid clock moves every moment; the group's
+    /// time may trail it by that much, never run ahead of it).
+    static func moved(_ watermark: PairWatermark, since last: PairWatermark) -> Bool {
+        guard watermark.events == last.events, watermark.caughtUp == last.caughtUp else { return true }
+        guard let clock = watermark.clock, let before = last.clock else { return watermark.clock != last.clock }
+        return clock.nanoseconds - before.nanoseconds >= 10 * Instant.nanosPerSecond
     }
 
     /// Starts reading the topic afresh (from its beginning): when partitions stay unaccounted

@@ -26,11 +26,11 @@ struct InMemoryPartition {
         input.eventTimes = eventTimes
         input.inputEnds = inputEnds
         input.wallClock = wallClock
-        let admitted = processor.admitted(input)
-        for event in admitted {
+        let plan = processor.plan(input)
+        for event in plan.admitted {
             input.users[event.userID] = slice(of: event.userID)
         }
-        if let batchClock = processor.watermark(after: input).clock {
+        if let batchClock = plan.watermark.clock {
             input.dueUsers = timers.filter { $0.value <= batchClock }.map(\.key).sorted()
             for user in input.dueUsers where input.users[user] == nil { input.users[user] = slice(of: user) }
         }
