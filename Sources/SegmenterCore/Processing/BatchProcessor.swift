@@ -253,9 +253,10 @@ public struct BatchProcessor: Sendable {
         if slice.memberships.isEmpty, slice.dueKnown, let pending = slice.due, pending <= seenAt, pending < now || eventsSeenAt == nil {
             step(at: pending, .event)
         }
-        // One step, at the first timer: a catch-up batch can span days, and an evaluation per
-        // timer passed would cost more than the labels are worth (later ones are seen with the events).
-        if let eventsSeenAt, slice.dueKnown, let due = slice.due, due < eventsSeenAt {
+        // A few steps at most (a catch-up batch can span days): each is strictly later, and what
+        // is left is seen with the events.
+        for _ in 0..<4 {
+            guard let eventsSeenAt, slice.dueKnown, let due = slice.due, due < eventsSeenAt else { break }
             step(at: due, .time)
         }
         if let eventsSeenAt {
