@@ -111,7 +111,27 @@ public struct TimeTriggers: Sendable, Equatable {
     public func nextChange(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, today: DayNumber,
                            calendar: DayCalendar) -> Instant? {
         var next: Instant?
-        func consider(_ candidate: Instant) { if candidate > now, next == nil || candidate < next! { next = candidate } }
+        scan(profile: profile, days: days, now: now, today: today, calendar: calendar) { candidate, _ in
+            if candidate > now, next == nil || candidate < next! { next = candidate }
+        }
+        return next
+    }
+
+    /// `nextChange` with what causes it, in words: "the spend of 2026-11-09 leaves the 30-day
+    /// window" (for `explain`; the reason is built only for the instant that wins).
+    public func nextChangeExplained(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, today: DayNumber,
+                                    calendar: DayCalendar) -> (instant: Instant, reason: String)? {
+        var next: (instant: Instant, reason: TimeChangeReason)?
+        scan(profile: profile, days: days, now: now, today: today, calendar: calendar) { candidate, reason in
+            if candidate > now, next == nil || candidate < next!.instant { next = (candidate, reason) }
+        }
+        return next.map { ($0.instant, $0.reason.description) }
+    }
+
+    /// Every instant time alone could change something at, with its cause (a small value: this
+    /// runs for every evaluation).
+    private func scan(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, today: DayNumber,
+                      calendar: DayCalendar, consider: (Instant, TimeChangeReason) -> Void) {
         if !windows.isEmpty {
             // A day leaves an Nd window at the start of day + N: only the oldest day with data
             // inside each window matters.
@@ -121,22 +141,24 @@ public struct TimeTriggers: Sendable, Equatable {
                 for (day, aggregate) in days where day >= first && day <= today && aggregate != DayAggregate() {
                     if oldest == nil || day < oldest! { oldest = day }
                 }
-                if let oldest { consider(calendar.start(of: oldest + DayNumber(n))) }
+                if let oldest {
+                    consider(calendar.start(of: oldest + DayNumber(n)), .leavesWindow(day: oldest, days: n))
+                }
             }
             // A day after today (an event ahead of the pair's watermark) enters every window at its start.
             var nextDay: DayNumber?
             for (day, aggregate) in days where day > today && aggregate != DayAggregate() && (nextDay == nil || day < nextDay!) { nextDay = day }
-            if let nextDay { consider(calendar.start(of: nextDay)) }
+            if let nextDay { consider(calendar.start(of: nextDay), .entersWindows(day: nextDay)) }
         }
         if let signupAt = profile.signupAt {
-            if daily { consider(calendar.start(of: today + 1)) }
+            if daily { consider(calendar.start(of: today + 1), .newDay) }
             // A whole number of days: a comparison with c can flip when the value reaches c
             // (`=`, `>=`, `<`) or passes it (`=`, `>`, `<=`); with a fractional c, only at ⌈c⌉.
             let signupDay = calendar.day(of: signupAt)
             for days in thresholds[.daysSinceSignup] ?? [] where abs(days) < 1_000_000 {  // negative: a sign-up up to 24 h ahead
                 let reach = DayNumber(days.rounded(.up))
-                consider(calendar.start(of: signupDay + reach))
-                if days == days.rounded() { consider(calendar.start(of: signupDay + reach + 1)) }
+                consider(calendar.start(of: signupDay + reach), .daysSinceSignup(reaches: Int(reach)))
+                if days == days.rounded() { consider(calendar.start(of: signupDay + reach + 1), .daysSinceSignup(reaches: Int(reach) + 1)) }
             }
         }
         for (feature, base) in [(Feature.hoursSinceSignup, profile.signupAt), (.hoursSinceLastActivity, profile.lastActivityAt)] {
@@ -144,14 +166,34 @@ public struct TimeTriggers: Sendable, Equatable {
             for hours in thresholds[feature] ?? [] {
                 // At the crossing (for `>=`, `=`) and just past it (for `>`).
                 let crossing = base.nanoseconds + Int64((hours * 3.6e12).rounded(.up))
-                consider(Instant(nanoseconds: crossing))
-                consider(Instant(nanoseconds: crossing + 1))
+                consider(Instant(nanoseconds: crossing), .crosses(feature, hours, past: false))
+                consider(Instant(nanoseconds: crossing + 1), .crosses(feature, hours, past: true))
             }
             if hourly.contains(feature) {
                 let elapsed = now.nanoseconds - base.nanoseconds
-                consider(Instant(nanoseconds: base.nanoseconds + (elapsed / Instant.nanosPerHour + 1) * Instant.nanosPerHour))
+                consider(Instant(nanoseconds: base.nanoseconds + (elapsed / Instant.nanosPerHour + 1) * Instant.nanosPerHour), .hourly(feature))
             }
         }
-        return next
+    }
+}
+
+/// Why time alone changes something at an instant (see `TimeTriggers.nextChangeExplained`).
+enum TimeChangeReason: CustomStringConvertible {
+    case leavesWindow(day: DayNumber, days: Int)
+    case entersWindows(day: DayNumber)
+    case newDay
+    case daysSinceSignup(reaches: Int)
+    case crosses(Feature, Double, past: Bool)
+    case hourly(Feature)
+
+    var description: String {
+        switch self {
+        case let .leavesWindow(day, n): "the events of \(DayCalendar.isoDate(day)) leave the \(n)-day window"
+        case let .entersWindows(day): "the events of \(DayCalendar.isoDate(day)) enter the windows"
+        case .newDay: "a new day: days_since_signup grows by one"
+        case let .daysSinceSignup(reaches): "days_since_signup reaches \(reaches)"
+        case let .crosses(feature, hours, past): "\(feature) \(past ? "passes" : "reaches") \(JSONText.number(hours))"
+        case let .hourly(feature): "\(feature) grows by an hour"
+        }
     }
 }
