@@ -144,18 +144,45 @@ public final class StateReader {
 
     /// Calls `body` for every user, partition by partition, in user id order within each.
     public func forEachUser(daysFrom firstDay: DayNumber, _ body: (UserState) throws -> Void) throws {
+        try forEachUser(daysFrom: firstDay, memberships: false) { user, _ in try body(user) }
+    }
+
+    /// Calls `body` for every user with the segments their stored memberships hold (`all`
+    /// included): what was last published for them.
+    public func forEachUserWithSegments(daysFrom firstDay: DayNumber, _ body: (UserState, Set<String>) throws -> Void) throws {
+        try forEachUser(daysFrom: firstDay, memberships: true, body)
+    }
+
+    private func forEachUser(daysFrom firstDay: DayNumber, memberships: Bool, _ body: (UserState, Set<String>) throws -> Void) throws {
         for (number, db) in partitions {
             try db.execute("BEGIN")  // one consistent snapshot per partition
             defer { try? db.execute("COMMIT") }
             let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users ORDER BY user_id")
             let days = try daysStatement(db)
+            // Both in user id order: merged as they go, one pass over each.
+            let rows = memberships ? try db.prepare("SELECT user_id, segment FROM memberships ORDER BY user_id") : nil
+            var pending = try rows?.step() == true
             while try users.step() {
                 let userID = users.string(0)!
                 let profile = try StateReading.profile(from: users, first: 1)
+                var segments: Set<String> = []
+                // SQLite orders text by its bytes: compared the same way here.
+                while pending, let rows, let member = rows.string(0), !userID.utf8.lexicographicallyPrecedes(member.utf8) {
+                    if member == userID { segments.insert(rows.string(1)!) }
+                    pending = try rows.step()
+                }
                 try body(UserState(userID: userID, partition: number, profile: profile,
-                               days: try StateReading.days(of: userID, from: firstDay, using: days)))
+                                   days: try StateReading.days(of: userID, from: firstDay, using: days)), segments)
             }
         }
+    }
+
+    /// The user's armed timer in `partition`, if any: when time alone next changes something.
+    public func timer(of userID: String, partition: Int32) throws -> Instant? {
+        guard let db = partitions.first(where: { $0.0 == partition })?.1 else { return nil }
+        let statement = try db.prepare("SELECT due FROM timers WHERE user_id = ?")
+        statement.bind(1, userID)
+        return try statement.step() ? Instant(nanoseconds: statement.int64(0)) : nil
     }
 
     /// Segments of one user (`all` included).

@@ -73,6 +73,14 @@ public enum HTTPAPI {
             let partials = (try? StateReader(directory: config.stateDirectory).kpiPartials()) ?? [:]
             return json(segmentJSON(name, config: config, partials: partials))
         }
+        router.get("api/users/:id/explain") { _, context in
+            let id = context.parameters.get("id") ?? ""
+            guard let reader = try? StateReader(directory: config.stateDirectory) else { return json(error("no state yet"), status: .notFound) }
+            guard let explanation = try UserExplainer.explain(id, config: config, reader: reader) else {
+                return json(error("unknown user \(id)"), status: .notFound)
+            }
+            return json(explanation.json)
+        }
         router.get("api/users/:id") { _, context in
             let id = context.parameters.get("id") ?? ""
             guard let reader = try? StateReader(directory: config.stateDirectory), let earliest = try reader.clock() else {

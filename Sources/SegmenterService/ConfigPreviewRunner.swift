@@ -1,0 +1,89 @@
+import Foundation
+import SegmenterCore
+import SegmenterStore
+
+/// `preview`: the new config's rules over the live state, read-only (a `StateReader` beside a
+/// running `run`), each user at their partition pair's watermark against what was last published
+/// for them — exactly what `run` publishes (cause `config`) when it starts with that config.
+public enum ConfigPreviewRunner {
+    public struct Result: Sendable {
+        public let preview: ConfigPreview
+        public let kpis: [ConfigPreview.KPIChange]
+        public let alerts: [ConfigPreview.AlertChange]
+        public let seconds: Double
+    }
+
+    /// - Parameter current: the running config (KPI values now are computed with its definitions).
+    public static func run(new: SegmenterConfig, current: SegmenterConfig, sampleSize: Int = 5) throws -> Result {
+        let started = ContinuousClock.now
+        let reader = try StateReader(directory: current.stateDirectory)
+        let clocks = try reader.pairClocks()
+        var preview = ConfigPreview(catalog: new.catalog, sampleSize: sampleSize)
+        if let earliest = clocks.values.min() {
+            let firstDay = min(new.catalog.firstWindowDay(at: earliest, calendar: new.calendar),
+                               current.catalog.firstWindowDay(at: earliest, calendar: current.calendar))
+            try reader.forEachUserWithSegments(daysFrom: firstDay) { user, published in
+                // A pair without time has evaluated nobody yet; `run` leaves it alone too.
+                guard let now = clocks[user.partition] else { return }
+                preview.add(user.userID, published: published,
+                            evaluation: new.catalog.evaluate(profile: user.profile, days: user.days, now: now, calendar: new.calendar))
+            }
+        }
+        let kpis = preview.kpis(now: try reader.kpiPartials(), current: current.catalog)
+        let elapsed = ContinuousClock.now - started
+        return Result(preview: preview, kpis: kpis, alerts: preview.alerts(new.alerts, kpis: kpis),
+                      seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+    }
+}
+
+extension ConfigPreviewRunner.Result {
+    /// For CI pipelines.
+    public var json: String {
+        JSONText.object([
+            ("users", String(preview.users)), ("exits", String(preview.exits)),
+            ("segments", "[" + preview.segments.values.sorted { $0.segment < $1.segment }.map { change in
+                JSONText.object([("segment", JSONText.quote(change.segment)), ("enter", String(change.enter)), ("exit", String(change.exit)),
+                                 ("entering", "[" + change.entering.map(JSONText.quote).joined(separator: ",") + "]"),
+                                 ("exiting", "[" + change.exiting.map(JSONText.quote).joined(separator: ",") + "]")])
+            }.joined(separator: ",") + "]"),
+            ("kpis", "[" + kpis.map { change in
+                JSONText.object([("segment", JSONText.quote(change.key.segment)), ("kpi", JSONText.quote(change.key.kpi)),
+                                 ("now", Self.text(change.now)), ("after", Self.text(change.after)), ("changes", change.changes ? "true" : "false")])
+            }.joined(separator: ",") + "]"),
+            ("alerts", "[" + alerts.map { change in
+                JSONText.object([("alert", JSONText.quote(change.alert)), ("condition_now", Self.text(change.now)),
+                                 ("condition_after", Self.text(change.after))])
+            }.joined(separator: ",") + "]"),
+        ])
+    }
+
+    /// For people: per segment who would enter and exit (with a sample), its KPIs now → after,
+    /// then the alerts whose condition would flip.
+    public func lines(current: SegmentCatalog) -> [String] {
+        var out = ["preview over \(preview.users) users, each at their partition pair's watermark (\(String(format: "%.2f", seconds)) s, nothing written)"]
+        for name in preview.catalog.segmentNames {
+            let rule = preview.catalog.segments.first { $0.name == name }?.ruleText
+            let before = current.segments.first { $0.name == name }?.ruleText
+            var header = "segment \(name)"
+            if let rule { header += before == nil || name == SegmentCatalog.allSegment ? ": \(rule)" + (before == nil ? " (new)" : "") : (before == rule ? ": \(rule)" : ": \(before!)  →  \(rule)") }
+            out.append(header)
+            if let change = preview.segments[name] {
+                out.append("  would enter: \(change.enter)" + (change.entering.isEmpty ? "" : " (\(change.entering.joined(separator: ", "))\(change.enter > change.entering.count ? ", …" : ""))"))
+                out.append("  would exit:  \(change.exit)" + (change.exiting.isEmpty ? "" : " (\(change.exiting.joined(separator: ", "))\(change.exit > change.exiting.count ? ", …" : ""))"))
+            }
+            for change in kpis where change.key.segment == name {
+                out.append("  \(change.key.kpi): \(Self.text(change.now)) → \(Self.text(change.after))\(change.changes ? "   (changes)" : "")")
+            }
+        }
+        for (name, change) in preview.segments.sorted(by: { $0.key < $1.key }) where !preview.catalog.segmentNames.contains(name) {
+            out.append("segment \(name): removed; its \(change.exit) members would exit (\(change.exiting.joined(separator: ", "))\(change.exit > change.exiting.count ? ", …" : ""))")
+        }
+        out.append(alerts.isEmpty ? "alerts: no threshold alert's condition would change"
+                                  : "alerts: " + alerts.map { "\($0.alert) condition \(Self.text($0.now)) → \(Self.text($0.after))" }.joined(separator: "; "))
+        return out
+    }
+
+    static func text(_ value: Bool?) -> String { value.map { $0 ? "true" : "false" } ?? "null" }
+    /// Six decimals, as KPI messages carry them.
+    static func text(_ value: Double?) -> String { value.map { JSONText.number(($0 * 1e6).rounded() / 1e6) } ?? "null" }
+}
