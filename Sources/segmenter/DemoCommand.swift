@@ -128,7 +128,25 @@ struct Demo: AsyncParsableCommand {
         for line in try readTopic("segment-alerts", bootstrap: broker.bootstrapServers, limit: 4) { say(line) }
         say("== a dead letter")
         for line in try readTopic("segmenter-dlq", bootstrap: broker.bootstrapServers, limit: 1) { say(line) }
+        try previewAndExplain(config, incidentDate: incidentDate)
         withExtendedLifetime(broker) {}
+    }
+
+    /// `segmenter preview` and `segmenter explain` on the state the demo built.
+    func previewAndExplain(_ config: SegmenterConfig, incidentDate: String) throws {
+        var tightened = try SegmenterConfig.parse(yaml: Self.configYAML(incidentDate: incidentDate)
+            .replacingOccurrences(of: "spend(30d) > 500", with: "spend(30d) > 1000"), source: "tightened.yaml", environment: [:])
+        tightened.stateDirectory = config.stateDirectory
+        say("== segmenter preview: what `big_spenders: spend(30d) > 1000` would do before it ships (nothing written)")
+        let preview = try ConfigPreviewRunner.run(new: tightened, current: config)
+        for line in preview.lines(current: config.catalog) where !line.hasPrefix("  ") || line.contains("would") || line.contains("(changes)") {
+            say(line)
+        }
+        let reader = try StateReader(directory: config.stateDirectory)
+        guard let user = preview.preview.segments["big_spenders"]?.exiting.first,
+              let explanation = try UserExplainer.explain(user, config: config, reader: reader) else { return }
+        say("== segmenter explain \(user): why they are in each segment today, and what time changes next")
+        for line in explanation.lines(calendar: config.calendar) { say(line) }
     }
 
     static func configYAML(incidentDate: String) -> String {

@@ -83,6 +83,13 @@ import Testing
         }
         #expect(dom.contains("<b>\((produced.total + 1).formatted(.number.locale(Locale(identifier: "en_US"))))</b>"), "consumed total not on the page")
         #expect(dom.contains("<polyline"), "no sparkline drawn")
+        // A user id links to the explanation: each segment's rule with every sub-expression's value.
+        let (explainStatus, explained) = try Processes.run(browser, ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=6000",
+                                                                     "--dump-dom", base + "/#explain=u1"])
+        #expect(explainStatus == 0)
+        for text in ["big_spenders</h3>", "spend(30d) &gt; 500 → <b>", "hours_since_signup &gt;= 24 → <b>", "next change by time"] {
+            #expect(explained.contains(text), "\(text) not in the explanation")
+        }
 
         // Secrets: nowhere a user or an operator can see.
         let (_, segments) = try await fetch("\(base)/api/segments")

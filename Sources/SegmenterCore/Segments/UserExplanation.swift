@@ -34,11 +34,11 @@ public struct UserExplanation: Sendable {
         var out = ["user \(userID) as of \(now) (their partition pair's watermark)"]
         for segment in segments {
             out.append("\(segment.member ? "in" : "not in") \(segment.name)" + (segment.rule == nil ? " (every user seen)" : ": \(segment.ruleText)"))
-            if let rule = segment.rule { out += rule.lines(indent: 2).map { "  " + $0 } }
+            if let rule = segment.rule { out += rule.lines(indent: 2) }
             for feature in segment.features { out.append("    \(feature.name) = \(feature.value.json)") }
         }
         if let next = nextChange {
-            let local = calendar.timeZone.identifier == "UTC" ? "" : " (\(Self.local(next.instant, calendar)) \(calendar.timeZone.identifier))"
+            let local = calendar.utcOffsetSeconds(at: next.instant) == 0 ? "" : " (\(Self.local(next.instant, calendar)) \(calendar.timeZone.identifier))"
             let what = next.changes.isEmpty ? "no membership changes (a KPI contribution may)" : next.changes.joined(separator: ", ")
             out.append("next change by time: \(what) at \(next.instant)\(local), when \(next.reason)")
             if let later = nextMembershipChange {

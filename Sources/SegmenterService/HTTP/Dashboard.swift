@@ -46,6 +46,10 @@ enum Dashboard {
       <section><h2>Alerts</h2><div id="alerts" class="muted">no alerts configured</div></section>
       <section><h2>Segments and KPIs</h2><table id="segments"></table></section>
       <section><h2>Last reconciliation</h2><div id="reconciliation" class="muted">no reconciliation run yet</div></section>
+      <section id="explain-section"><h2>Explain a user</h2>
+        <form id="explain-form"><input id="explain-user" placeholder="user id" autocomplete="off"> <button>Explain</button>
+        <span class="muted">why they are in each segment, and what time changes next (link: <code>#explain=USER</code>)</span></form>
+        <div id="explain"></div></section>
     </main>
     <script>
     "use strict";
@@ -131,6 +135,28 @@ enum Dashboard {
     }
     refresh();
     setInterval(refresh, 2000);
+
+    // A user id links here as #explain=ID: the rule of every segment with each sub-expression's value.
+    function tree(e, depth) {
+      const why = e.why_null ? ' <span class="muted">(' + esc(e.why_null) + ")</span>" : "";
+      return '<div class="rule" style="padding-left:' + (depth * 16) + 'px">' + esc(e.text) + " → <b>" + esc(e.value) + "</b>" + why + "</div>"
+        + e.parts.map((p) => tree(p, depth + 1)).join("");
+    }
+    async function explain(id) {
+      const x = await get("api/users/" + encodeURIComponent(id) + "/explain");
+      if (!x) { $("explain").innerHTML = '<span class="error">unknown user ' + esc(id) + "</span>"; return; }
+      let html = '<p class="muted">as of ' + esc(x.as_of) + " (their partition pair's watermark)</p>";
+      for (const s of x.segments) {
+        html += "<h3>" + (s.member ? "in " : "not in ") + esc(s.segment) + "</h3>" + (s.explanation ? tree(s.explanation, 0) : '<span class="muted">every user seen</span>');
+      }
+      const n = x.next_change;
+      html += "<p>next change by time: " + (n ? esc((n.changes.length ? n.changes.join(", ") : "no membership change") + " at " + n.at + ", when " + n.reason) : "none") + "</p>";
+      $("explain").innerHTML = html;
+    }
+    $("explain-form").addEventListener("submit", (event) => { event.preventDefault(); location.hash = "explain=" + encodeURIComponent($("explain-user").value); });
+    function fromHash() { const m = location.hash.match(/^#explain=(.+)$/); if (m) { const id = decodeURIComponent(m[1]); $("explain-user").value = id; explain(id); } }
+    window.addEventListener("hashchange", fromHash);
+    fromHash();
     </script>
     </body>
     </html>
