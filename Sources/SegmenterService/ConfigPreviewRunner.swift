@@ -31,7 +31,8 @@ public enum ConfigPreviewRunner {
         }
         let kpis = preview.kpis(now: try reader.kpiPartials(), current: current.catalog)
         let elapsed = ContinuousClock.now - started
-        return Result(preview: preview, kpis: kpis, alerts: preview.alerts(new.alerts, kpis: kpis),
+        let baselines = ((try? AlertStateReader(directory: current.stateDirectory).read()) ?? [:]).compactMapValues(\.baseline)
+        return Result(preview: preview, kpis: kpis, alerts: preview.alerts(new.alerts, kpis: kpis, baselines: baselines),
                       seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
     }
 }
@@ -78,7 +79,7 @@ extension ConfigPreviewRunner.Result {
         for (name, change) in preview.segments.sorted(by: { $0.key < $1.key }) where !preview.catalog.segmentNames.contains(name) {
             out.append("segment \(name): removed; its \(change.exit) members would exit (\(change.exiting.joined(separator: ", "))\(change.exit > change.exiting.count ? ", …" : ""))")
         }
-        out.append(alerts.isEmpty ? "alerts: no threshold alert's condition would change"
+        out.append(alerts.isEmpty ? "alerts: no alert's condition would change (drop/rise: against the baseline each last used)"
                                   : "alerts: " + alerts.map { "\($0.alert) condition \(Self.text($0.now)) → \(Self.text($0.after))" }.joined(separator: "; "))
         return out
     }

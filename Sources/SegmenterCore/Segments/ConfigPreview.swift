@@ -74,20 +74,21 @@ public struct ConfigPreview: Sendable {
         }
     }
 
-    /// Threshold alerts whose condition would flip (drop/rise alerts compare with a baseline of
-    /// end-of-day values that a preview does not have: left out).
-    public func alerts(_ definitions: [AlertDefinition], kpis: [KPIChange]) -> [AlertChange] {
+    /// Alerts whose condition would flip: threshold alerts, and drop/rise alerts against the
+    /// baseline each last used (`baselines`, by alert name; none yet: left out).
+    public func alerts(_ definitions: [AlertDefinition], kpis: [KPIChange], baselines: [String: Double] = [:]) -> [AlertChange] {
         definitions.compactMap { alert in
-            guard case .threshold = alert.condition,
-                  let change = kpis.first(where: { $0.key == KPIKey(segment: alert.segment, kpi: alert.kpi) }) else { return nil }
-            let now = change.now.flatMap { alert.conditionHolds(value: $0) }, after = change.after.flatMap { alert.conditionHolds(value: $0) }
+            guard let change = kpis.first(where: { $0.key == KPIKey(segment: alert.segment, kpi: alert.kpi) }) else { return nil }
+            let baseline = baselines[alert.name]
+            if case .threshold = alert.condition {} else if baseline == nil { return nil }
+            let now = change.now.flatMap { alert.conditionHolds(value: $0, baseline: baseline) }
+            let after = change.after.flatMap { alert.conditionHolds(value: $0, baseline: baseline) }
             return now == after ? nil : AlertChange(alert: alert.name, now: now, after: after)
         }
     }
 }
 
 extension AlertDefinition {
-    /// Whether the alert's condition holds for `value` (threshold alerts; nil without a baseline
-    /// for drop/rise).
-    public func conditionHolds(value: Double) -> Bool? { isFiringCondition(value: value, baseline: nil) }
+    /// Whether the alert's condition holds for `value` (nil for drop/rise without a baseline).
+    public func conditionHolds(value: Double, baseline: Double? = nil) -> Bool? { isFiringCondition(value: value, baseline: baseline) }
 }
