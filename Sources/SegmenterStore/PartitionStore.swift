@@ -121,6 +121,9 @@ public final class PartitionStore: @unchecked Sendable {
         return result
     }
 
+    /// The next offset of `topic` to apply, as committed.
+    public func nextOffset(of topic: String) -> Int64 { progress.nextOffsets[topic] ?? 0 }
+
     /// The pair's clock (SPEC §3): what its users' rules, timers and `as_of` use.
     public func clock() throws -> Instant? { watermark.clock }
 

@@ -102,13 +102,13 @@ struct Inspect: ParsableCommand {
             // Time per partition pair (SPEC §3), and what decides whether a late or replayed event
             // is still applied (SPEC §7).
             let pairs = try reader.horizons()
-            let ends = lag ? Self.inputEnds(config, partitions: pairs.map(\.partition)) : [:]
+            let ends = lag ? Self.inputEnds(config, partitions: pairs.map(\.partition)) : nil
             let group = pairs.compactMap { pair in pair.clock.map { (pair.partition, $0) } }.min { $0.1 < $1.1 }
             say("now (the group's watermark, what KPIs and alerts use): \(group.map { "\($0.1) (held back by partition \($0.0))" } ?? "null")")
             let horizon = config.dedupeHorizon
             say("dedupe horizon \(DedupeHorizon.describe(horizon.seconds * Instant.nanosPerSecond)): an event older than its "
                 + "pair's watermark minus the horizon, or from before its partition's ids are kept, is dead-lettered")
-            if ends == nil { say("(lag unknown: Kafka at \(config.kafka["bootstrap.servers"] ?? "?") did not answer)") }
+            if lag, ends == nil { say("(lag unknown: Kafka at \(config.kafka["bootstrap.servers"] ?? "?") did not answer)") }
             for row in pairs {
                 let latest = row.eventTimes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
                 let proof = [row.floor, row.keptFromDay.map(config.calendar.start(of:))].compactMap { $0 }.max()

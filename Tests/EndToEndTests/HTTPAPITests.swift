@@ -78,8 +78,14 @@ import Testing
         #expect(ingestStatus == 200 && (ingest?["consumed"] as? NSNumber)?.intValue == produced.total)
         #expect(ingest?["kpi_leader"] as? Bool == true, "alone in its group, it leads the KPIs")
         #expect((ingest?["lag"] as? [String: Any])?.count == 8, "lag per owned input partition: \(String(describing: ingest))")
-        // Each pair's watermark, read to its end once everything is consumed; the group's is the earliest of them
-        let pairs = ingest?["pairs"] as? [String: [String: Any]] ?? [:]
+        // Each pair's watermark, read to its end once everything is consumed (and idle for 2 s);
+        // the group's is the earliest of them
+        func pairsOf(_ ingest: [String: Any]?) -> [String: [String: Any]] { ingest?["pairs"] as? [String: [String: Any]] ?? [:] }
+        for _ in 0..<40 where !pairsOf(ingest).values.allSatisfy({ $0["caught_up"] as? Bool == true }) {
+            try await Task.sleep(for: .milliseconds(250))
+            (ingestStatus, ingest, _) = try await get("\(base)/api/ingest")
+        }
+        let pairs = pairsOf(ingest)
         #expect(pairs.count == 4 && pairs.values.allSatisfy { $0["caught_up"] as? Bool == true && $0["lag"] as? Int == 0 }, "\(pairs)")
         let watermarks = pairs.compactMapValues { $0["watermark"] as? String }
         if let held = (ingest?["held_back_by"] as? NSNumber).map({ String($0.intValue) }) {

@@ -126,7 +126,9 @@ final class Harness: @unchecked Sendable {
             while committedOffsets(config: config) < total + more, Date() < deadline3 { Thread.sleep(forTimeInterval: 0.2) }
             #expect(committedOffsets(config: config) == total + more)
         }
-        Thread.sleep(forTimeInterval: 1.5)  // let the relay publish and one KPI emit interval pass
+        // Let every pair be idle long enough to stop holding its pair back (1 s), then the relay
+        // publish and a KPI emit interval pass.
+        Thread.sleep(forTimeInterval: 2.5)
         second.kill(SIGTERM)
         #expect(second.wait(seconds: 30) == 0, "graceful stop failed: \(second.output.suffix(2000))")
     }

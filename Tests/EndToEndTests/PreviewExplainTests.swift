@@ -23,12 +23,14 @@ import SegmenterStore
         """
     }
 
-    /// Every file of the state directory, byte for byte, but the `-shm` files: SQLite's
-    /// shared-memory index of a WAL database, which every reader maps and updates (no data).
+    /// Every file of the state directory with bytes in it, byte for byte, but the `-shm` files:
+    /// SQLite's shared-memory index of a WAL database, which every reader maps and updates (no
+    /// data). A reader may also leave an empty `-wal` behind: no bytes, so not counted.
     func contents(_ directory: URL) throws -> [String: Data] {
         var files: [String: Data] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) where !name.hasSuffix("-shm") {
-            files[name] = try Data(contentsOf: directory.appendingPathComponent(name))
+            let data = try Data(contentsOf: directory.appendingPathComponent(name))
+            if !data.isEmpty { files[name] = data }
         }
         return files
     }

@@ -47,7 +47,7 @@ import SegmenterCore
         let split = committed()
         #expect(split.reduce(0, +) == first.total + 4, "\(logs())")
         #expect(split.allSatisfy { $0 > 0 }, "both instances must have consumed partitions of their own: \(split)")
-        Thread.sleep(forTimeInterval: 1.5)  // announcements, one KPI emit interval, the relay
+        Thread.sleep(forTimeInterval: 2.5)  // inputs idle (1 s), announcements, one KPI emit interval, the relay
 
         // Then the KPIs published meanwhile are those of all the input, in one chain per pair
         let firstInput = first.lines.filter { $0.valid && !$0.duplicate } + ticks
@@ -77,7 +77,7 @@ import SegmenterCore
         let takeover = Date().addingTimeInterval(120)
         while harness.committedOffsets(config: configs[survivor]) < total, Date() < takeover { Thread.sleep(forTimeInterval: 0.2) }
         #expect(harness.committedOffsets(config: configs[survivor]) == total, "\(logs())")
-        Thread.sleep(forTimeInterval: 1.5)
+        Thread.sleep(forTimeInterval: 2.5)
         instances[survivor].kill(SIGTERM)
         #expect(instances[survivor].wait(seconds: 30) == 0, "\(logs())")
         #expect(instances[survivor].output.contains("restored from its snapshot in Kafka"), "\(logs())")

@@ -10,12 +10,26 @@ import SegmenterStore
 final class BatchCommitter {
     private let config: SegmenterConfig
     private let consumer: KafkaConsumer
+    private let clock: any ServiceClock
     /// The next offset to consume per owned input partition, as last committed (for the lag).
     private(set) var nextOffsets: [TopicPartition: Int64] = [:]
+    /// Since when each input partition has been read to its end, as far as the consumer knows.
+    private var caughtUpSince: [TopicPartition: ContinuousClock.Instant] = [:]
+    /// Input partitions whose end was asked of the broker since they were assigned: the cached
+    /// end of a partition assigned again is the one from before, until its first fetch.
+    private var endAskedSinceAssigned: Set<TopicPartition> = []
+    /// How long an input must stay read to its end before it stops holding its pair back
+    /// (Flink's idleness, in effect). The end offset the consumer knows is from its last fetch
+    /// of that partition: right after new input arrives, one topic's fresh messages can be in
+    /// hand while the other's end is still the old one, and a pair judged by that stale end
+    /// would run ahead of messages not fetched yet. Two fetch waits (librdkafka's default is
+    /// 500 ms) let the next fetch tell.
+    static let idleAfter: Duration = .seconds(1)
 
-    init(config: SegmenterConfig, consumer: KafkaConsumer) {
+    init(config: SegmenterConfig, consumer: KafkaConsumer, clock: any ServiceClock) {
         self.config = config
         self.consumer = consumer
+        self.clock = clock
     }
 
     /// Commits `byPartition` into `stores` (opening the partitions it names); every other owned
@@ -25,7 +39,10 @@ final class BatchCommitter {
     func commit(_ byPartition: [Int32: [DecodedRecord]], into stores: PartitionStores, receivedAt: Instant,
                 wallClock: Instant?) throws -> BatchOutcome {
         for partition in byPartition.keys { _ = try stores.store(for: partition) }
-        let work = stores.open.map { (store: $0.value, records: byPartition[$0.key] ?? [], ends: inputEnds(of: $0.key)) }
+        let work = stores.open.map { partition, store in
+            let records = byPartition[partition] ?? []
+            return (store: store, records: records, ends: inputEnds(of: store, reading: Set(records.map(\.topic))))
+        }
         let outcomes = UnsafeMutableBufferPointer<Result<BatchOutcome, Error>>.allocate(capacity: work.count)
         defer { outcomes.deallocate() }
         nonisolated(unsafe) let slots = outcomes
@@ -53,7 +70,11 @@ final class BatchCommitter {
     }
 
     func forget(_ partitions: [TopicPartition]) {
-        for tp in partitions { nextOffsets[tp] = nil }
+        for tp in partitions {
+            nextOffsets[tp] = nil
+            caughtUpSince[tp] = nil
+            endAskedSinceAssigned.remove(tp)
+        }
     }
 
     /// Per "topic/partition": the high watermark minus the next offset to consume.
@@ -65,11 +86,31 @@ final class BatchCommitter {
         return lag
     }
 
-    /// The end offsets of a partition's input topics as the consumer last saw them (no round trip).
-    private func inputEnds(of partition: Int32) -> BatchProcessor.InputEnds {
+    /// The end offsets of a partition's input topics as the consumer last saw them (no round
+    /// trip), for those read to their end for at least `idleAfter` and with nothing in this
+    /// batch: the others are left out, so they hold the pair back.
+    private func inputEnds(of store: PartitionStore, reading: Set<String>) -> BatchProcessor.InputEnds {
         var ends: [String: Int64] = [:]
+        let now = clock.monotonicNow
         for topic in [config.topics.activity, config.topics.billing] {
-            ends[topic] = consumer.cachedHighWatermark(of: TopicPartition(topic: topic, partition: partition))
+            let tp = TopicPartition(topic: topic, partition: store.partition)
+            guard !reading.contains(topic), let end = consumer.cachedHighWatermark(of: tp), store.nextOffset(of: topic) >= end else {
+                caughtUpSince[tp] = nil
+                continue
+            }
+            let since = caughtUpSince[tp] ?? now
+            caughtUpSince[tp] = since
+            guard now - since >= Self.idleAfter else { continue }
+            // The first time after an assignment, the broker confirms the end (one round trip).
+            if !endAskedSinceAssigned.contains(tp) {
+                guard let fresh = try? consumer.watermarks(of: tp, timeoutMs: 2_000).high else { continue }
+                endAskedSinceAssigned.insert(tp)
+                guard store.nextOffset(of: topic) >= fresh else {
+                    caughtUpSince[tp] = nil
+                    continue
+                }
+            }
+            ends[topic] = end
         }
         return .known(ends)
     }

@@ -42,7 +42,7 @@ final class CommitWorker: @unchecked Sendable {
         self.log = log
         self.report = report
         stores = PartitionStores(config: config, partitionCount: partitionCount, log: log)
-        committer = BatchCommitter(config: config, consumer: consumer)
+        committer = BatchCommitter(config: config, consumer: consumer, clock: clock)
         leader = KPILeader(config: config, producer: producer, partitionCount: partitionCount, clock: clock, log: log)
         relay = OutboxRelay(producer: producer)
         snapshots = StateSnapshots(config: config, producer: producer, log: log)
@@ -104,6 +104,7 @@ final class CommitWorker: @unchecked Sendable {
             let outcome = try committer.commit([:], into: stores, receivedAt: clock.wallNow, wallClock: wallClock)
             leader.note(outcome.kpiCauses)
         case let .assign(partitions, reply):
+            committer.forget(partitions)  // what was known of them before is stale
             let starts = try stores.assign(partitions, snapshots: snapshots, history: inputHistory)
             for store in stores.open.values {
                 eventTimes.seed(partition: store.partition, eventTimes: try store.eventTimes(), floor: try store.evidenceFloor())
