@@ -80,6 +80,26 @@ final class Harness: @unchecked Sendable {
         return path
     }
 
+    /// Waits (bounded) until every partition pair's watermark is its latest event: both inputs
+    /// read to their end long enough to stop holding it back (SPEC §3), so the state is final.
+    func waitUntilPairsSettle(config: String, timeout: Double = 30) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            guard let (status, text) = try? Processes.run(bin, ["inspect", "state", "--no-lag", "--config", config], timeout: 10), status == 0 else { return }
+            let settled = text.split(separator: "\n").filter { $0.hasPrefix("partition ") }.allSatisfy { line in
+                let fields = line.split(separator: ";")
+                let instants = { (text: Substring) in
+                    text.split(whereSeparator: { $0 == " " || $0 == "," }).compactMap { try? RFC3339.parse(String($0)).get() }
+                }
+                let watermark = instants(fields[0]).first
+                let latest = fields.first { $0.contains("latest event") }.map(instants)?.max()
+                return watermark == latest
+            }
+            if settled { return }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+    }
+
     /// Sum of stored next offsets over every input partition, read while `run` runs.
     func committedOffsets(config: String) -> Int {
         guard let (status, text) = try? Processes.run(bin, ["inspect", "state", "--no-lag", "--config", config], timeout: 10), status == 0 else { return 0 }
@@ -126,9 +146,8 @@ final class Harness: @unchecked Sendable {
             while committedOffsets(config: config) < total + more, Date() < deadline3 { Thread.sleep(forTimeInterval: 0.2) }
             #expect(committedOffsets(config: config) == total + more)
         }
-        // Let every pair be idle long enough to stop holding its pair back (1 s), then the relay
-        // publish and a KPI emit interval pass.
-        Thread.sleep(forTimeInterval: 2.5)
+        waitUntilPairsSettle(config: config)
+        Thread.sleep(forTimeInterval: 1.5)  // let the relay publish and one KPI emit interval pass
         second.kill(SIGTERM)
         #expect(second.wait(seconds: 30) == 0, "graceful stop failed: \(second.output.suffix(2000))")
     }
