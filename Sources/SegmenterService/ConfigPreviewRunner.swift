@@ -65,9 +65,11 @@ extension ConfigPreviewRunner.Result {
         for name in preview.catalog.segmentNames {
             let rule = preview.catalog.segments.first { $0.name == name }?.ruleText
             let before = current.segments.first { $0.name == name }?.ruleText
-            var header = "segment \(name)"
-            if let rule { header += before == nil || name == SegmentCatalog.allSegment ? ": \(rule)" + (before == nil ? " (new)" : "") : (before == rule ? ": \(rule)" : ": \(before!)  →  \(rule)") }
-            out.append(header)
+            switch (before, rule) {
+            case (_, nil): out.append("segment \(name)")  // `all`
+            case let (nil, rule?): out.append("segment \(name): \(rule) (new)")
+            case let (before?, rule?): out.append("segment \(name): " + (before == rule ? rule : "\(before)  →  \(rule)"))
+            }
             if let change = preview.segments[name] {
                 out.append("  would enter: \(change.enter)" + (change.entering.isEmpty ? "" : " (\(change.entering.joined(separator: ", "))\(change.enter > change.entering.count ? ", …" : ""))"))
                 out.append("  would exit:  \(change.exit)" + (change.exiting.isEmpty ? "" : " (\(change.exiting.joined(separator: ", "))\(change.exit > change.exiting.count ? ", …" : ""))"))

@@ -186,9 +186,10 @@ public final class PartitionStore: @unchecked Sendable {
         var effects: BatchEffects!
         try db.transaction {
             var input = BatchProcessor.Input(records: records, receivedAt: receivedAt)
-            input.storedOffsets = try storedOffsets()
+            // Only this method writes offsets and event times, and `progress` learns them after
+            // each COMMIT: no need to read them back.
+            (input.storedOffsets, input.eventTimes) = progress
             input.watermark = watermark
-            input.eventTimes = try eventTimes()
             input.inputEnds = inputEnds
             input.wallClock = wallClock
             input.evidenceFloor = try evidenceFloor()

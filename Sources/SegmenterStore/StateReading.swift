@@ -131,6 +131,14 @@ public final class StateReader {
         }
     }
 
+    /// A user with their partition pair's clock, what they are evaluated at (SPEC §3); days are
+    /// read from `firstDay(earliest pair clock)` on. nil: no such user, or no events applied yet.
+    public func userAtPairClock(_ userID: String, firstDay: (Instant) -> DayNumber) throws -> (user: UserState, now: Instant)? {
+        let clocks = try pairClocks()
+        guard let earliest = clocks.values.min(), let user = try user(userID, daysFrom: firstDay(earliest)) else { return nil }
+        return (user, clocks[user.partition] ?? earliest)
+    }
+
     public func user(_ userID: String, daysFrom firstDay: DayNumber) throws -> UserState? {
         for (number, db) in partitions {
             let select = try db.prepare("SELECT \(StateReading.profileColumns) FROM users WHERE user_id = ?")

@@ -20,13 +20,10 @@ struct Inspect: ParsableCommand {
         func run() throws {
             let config = try options.load()
             let reader = try StateReader(directory: config.stateDirectory)
-            guard let earliest = try reader.clock() else { throw ValidationError("no events applied yet") }
             let calendar = config.calendar
-            guard let user = try reader.user(id, daysFrom: FeatureExport.firstDay(now: earliest, calendar: calendar, windows: windows)) else {
-                throw ValidationError("user \(id) not found in \(config.stateDirectory.path)")
+            guard let (user, now) = try reader.userAtPairClock(id, firstDay: { FeatureExport.firstDay(now: $0, calendar: calendar, windows: windows) }) else {
+                throw ValidationError("user \(id) not found in \(config.stateDirectory.path) (or no events applied yet)")
             }
-            // A user lives on their partition pair's time (SPEC §3).
-            let now = try reader.pairClocks()[user.partition] ?? earliest
             say("user \(id) (partition \(user.partition)), now \(now) (the pair's watermark)")
             let p = user.profile
             say("  signup_at: \(p.signupAt?.description ?? "null"), last activity: \(p.lastActivityAt?.description ?? "null")")

@@ -143,7 +143,6 @@ public struct BatchProcessor: Sendable {
                 effects.outcome.alreadyApplied += 1
                 continue
             }
-            topics.next[topic] = max(topics.next[topic] ?? 0, record.offset + 1)
             let event: UserEvent
             switch record.decoded {
             case let .failure(failure):
@@ -182,9 +181,7 @@ public struct BatchProcessor: Sendable {
             effects.outcome.applied += 1
             if users[user].latestEventTime.map({ event.ts > $0 }) ?? true { users[user].latestEventTime = event.ts }
         }
-        for (index, name) in topics.names.enumerated() {
-            if let next = topics.next[index] { effects.outcome.nextOffsets[name] = next }
-        }
+        for (topic, next) in plan.nextOffsets where next != input.storedOffsets[topic] { effects.outcome.nextOffsets[topic] = next }
         for (topic, time) in plan.eventTimes where time != input.eventTimes[topic] { effects.eventTimes[topic] = time }
         if watermark != input.watermark { effects.watermark = watermark }
         let floorDay = input.evidenceFloor.map { calendar.day(of: $0) }

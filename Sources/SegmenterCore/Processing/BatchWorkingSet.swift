@@ -54,7 +54,6 @@ struct BatchWorkingSet {
 struct BatchTopics {
     private(set) var names: [String] = []
     var stored: [Int64] = []
-    var next: [Int64?] = []
     var restateUntil: [Int64] = []
 
     init(_ input: BatchProcessor.Input) {
@@ -72,7 +71,6 @@ struct BatchTopics {
     private mutating func append(_ topic: String, _ input: BatchProcessor.Input) {
         names.append(topic)
         stored.append(input.storedOffsets[topic] ?? 0)
-        next.append(nil)
         restateUntil.append(input.restateUntil[topic] ?? 0)
     }
 }

@@ -83,14 +83,11 @@ public enum HTTPAPI {
         }
         router.get("api/users/:id") { _, context in
             let id = context.parameters.get("id") ?? ""
-            guard let reader = try? StateReader(directory: config.stateDirectory), let earliest = try reader.clock() else {
-                return json(error("no state yet"), status: .notFound)
-            }
+            guard let reader = try? StateReader(directory: config.stateDirectory) else { return json(error("no state yet"), status: .notFound) }
             let windows = FeatureExport.defaultWindows
-            guard let user = try reader.user(id, daysFrom: FeatureExport.firstDay(now: earliest, calendar: config.calendar, windows: windows)) else {
+            guard let (user, now) = try reader.userAtPairClock(id, firstDay: { FeatureExport.firstDay(now: $0, calendar: config.calendar, windows: windows) }) else {
                 return json(error("unknown user \(id)"), status: .notFound)
             }
-            let now = try reader.pairClocks()[user.partition] ?? earliest
             let segments = try reader.segments(of: id).map(JSONText.quote).joined(separator: ",")
             return json(JSONText.object([("features", FeatureExport.json(user, now: now, calendar: config.calendar, windows: windows)),
                                          ("segments", "[\(segments)]")]))
