@@ -17,24 +17,34 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // C libraries, each behind a shim header.
         .systemLibrary(name: "CRdKafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // FreeTDS's db-lib (no pkg-config file: the module map links sybdb).
+        .systemLibrary(name: "CFreeTDS", providers: [.apt(["freetds-dev"])]),
 
         // The only module that imports librdkafka.
         .target(name: "KafkaIO", dependencies: ["CRdKafka"]),
+        // The only module that imports SQLite: connection, statement, errors.
+        .target(name: "SQLite", dependencies: ["CSQLite"]),
+        // The only module that imports FreeTDS: a SQL Server connection that runs sp_executesql.
+        .target(name: "SQLServerIO", dependencies: ["CFreeTDS"]),
         // Pure: decoding, time, money, user state, features. No I/O, `now` is a parameter.
         .target(name: "SegmenterCore"),
         // SQLite: schema, migrations, per-partition state, offsets, outbox.
-        .target(name: "SegmenterStore", dependencies: ["CSQLite", "SegmenterCore"]),
-        // Warehouses behind one protocol (SQLite file, PostgreSQL/Redshift wire protocol).
+        .target(name: "SegmenterStore", dependencies: ["SQLite", "SegmenterCore"]),
+        // Warehouses behind one protocol, one file each: SQLite file, PostgreSQL/Redshift wire
+        // protocol, BigQuery REST, SQL Server TDS.
         .target(name: "Warehouse", dependencies: [
-            "SegmenterCore", "SegmenterStore",
+            "SegmenterCore", "SQLite", "SQLServerIO",
             .product(name: "PostgresNIO", package: "postgres-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         // Config, ingest loop, outbox relay, generator: where Kafka meets the store.
         .target(name: "SegmenterService", dependencies: [
@@ -47,23 +57,25 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .executableTarget(name: "segmenter", dependencies: [
-            "SegmenterService", "KafkaIO", "SegmenterCore", "SegmenterStore",
+            "SegmenterService", "KafkaIO", "SegmenterCore", "SegmenterStore", "SQLite", "Warehouse",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
 
         // The state path alone, for instruction counts under callgrind (scripts/bench).
-        .executableTarget(name: "commit-bench", dependencies: ["SegmenterStore", "SegmenterCore"]),
+        .executableTarget(name: "commit-bench", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite"]),
 
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
-        .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore"]),
-        .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService"]),
+        .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite"]),
+        .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService", "Warehouse"]),
         .testTarget(name: "ReconciliationTests", dependencies: [
-            "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse",
+            "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse", "SQLite",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse", "SQLite"]),
     ],
     swiftLanguageModes: [.v6]
 )

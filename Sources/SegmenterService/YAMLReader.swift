@@ -87,6 +87,15 @@ struct YAMLReader {
         return value
     }
 
+    /// `true` or `false` (YAML's other spellings of them too).
+    func boolean(_ node: Node) throws -> Bool {
+        switch try string(node).lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw error(node, "expected true or false")
+        }
+    }
+
     /// `30s`, `15m`, `24h`, `7d` in seconds.
     func duration(_ node: Node) throws -> Int64 {
         let text = try string(node)

@@ -1,5 +1,6 @@
 import Foundation
 import SegmenterCore
+import SQLite
 
 /// Turns KPI partials into `segment-kpi-deltas` messages (SPEC §5, §8).
 ///

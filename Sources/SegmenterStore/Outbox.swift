@@ -1,4 +1,5 @@
 import SegmenterCore
+import SQLite
 
 /// A database with an `outbox` table (id, topic, key, value, created_at) that the relay drains.
 public protocol OutboxSource: AnyObject {

@@ -1,4 +1,5 @@
 import SegmenterCore
+import SQLite
 
 /// Reconciliation's reads of one partition database: through the store's own connection, or
 /// through a read-only one (`init(readOnlyPath:)`) so that long scans run beside ingest (WAL)

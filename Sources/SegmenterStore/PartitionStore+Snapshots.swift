@@ -1,5 +1,6 @@
 import Foundation
 import SegmenterCore
+import SQLite
 
 /// A partition database as a file that can travel: copied into a snapshot, read without being
 /// opened for writing, installed elsewhere (`StateSnapshots` carries them through Kafka).

@@ -1,4 +1,5 @@
 import SegmenterCore
+import SQLite
 
 /// The prepared statements of the commit path: loading what a batch touches, writing its effects.
 final class StoreStatements {

@@ -1,5 +1,6 @@
 import Foundation
 import SegmenterCore
+import SQLite
 
 /// An outbox row waiting to be produced.
 public struct OutboxMessage: Sendable {

@@ -1,4 +1,5 @@
 import SegmenterCore
+import SQLite
 
 /// Encodes the non-scalar parts of a `UserProfile` for its row.
 ///

@@ -1,5 +1,6 @@
 import Foundation
 import SegmenterCore
+import SQLite
 
 /// Every reconciliation run's report, in `reconciliation.sqlite` next to the partition
 /// databases: written by the process that reconciles, read by `inspect reconciliation`, the

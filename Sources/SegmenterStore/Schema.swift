@@ -1,4 +1,5 @@
 import SegmenterCore
+import SQLite
 
 /// Versioned migrations of a partition database, numbered by `PRAGMA user_version`.
 ///

@@ -1,5 +1,6 @@
 import Foundation
 import SegmenterCore
+import SQLite
 
 /// Row-to-value reads shared by the writer and the read-only `StateReader`.
 enum StateReading {

@@ -1,4 +1,5 @@
 import Foundation
+import SQLite
 
 /// Checkpoints WAL files from a background thread with its own connections, so the fsync of a
 /// checkpoint never stalls a commit (measured: it put ~200 ms on the p99 latency at 20k events/s).

@@ -6,7 +6,14 @@ import SegmenterCore
 /// Connection settings for the PostgreSQL wire protocol (PostgreSQL and Redshift). The
 /// password comes from the environment through `${VAR}` in the config and is never logged.
 public struct PostgresSettings: Sendable {
-    public enum TLSMode: String, Sendable { case disable, prefer, require }
+    /// libpq's `sslmode` meanings: `require` encrypts without checking who answers (unless
+    /// a root certificate is given, then the chain is checked, as libpq does); `verify-ca`
+    /// checks the chain; `verify-full` also checks that the certificate names `host`.
+    public enum TLSMode: String, Sendable, CaseIterable {
+        case disable, prefer, require
+        case verifyCA = "verify-ca"
+        case verifyFull = "verify-full"
+    }
 
     public var host: String
     public var port: Int
@@ -14,6 +21,8 @@ public struct PostgresSettings: Sendable {
     public var user: String
     public var password: String?
     public var tls: TLSMode
+    /// PEM file of the root(s) to verify the server against (`sslrootcert`); nil: the system's.
+    public var rootCertificateFile: String?
     public var connectTimeoutSeconds: Int64 = 10
     /// A query that takes longer fails the run (and is retried by the scheduler).
     public var queryTimeoutSeconds: Int64 = 600
@@ -165,7 +174,16 @@ public final class PostgresWarehouse: Warehouse {
         if let server = error.serverInfo, let message = server[.message] {
             return [server[.sqlState].map { "SQLSTATE \($0)" }, message].compactMap { $0 }.joined(separator: ": ")
         }
-        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        if let underlying = error.underlying {
+            let text = "\(underlying)"
+            if text.contains("CERTIFICATE_VERIFY_FAILED") {
+                return "TLS: the server's certificate could not be verified (give its root as sslrootcert:, or use tls: require to encrypt without checking): \(text)"
+            }
+            if text.contains("failedToValidateHostname") {
+                return "TLS: the server's certificate does not name the host connected to (tls: verify-ca checks the chain only): \(text)"
+            }
+            return "\(error.code): \(text)"
+        }
         return "\(error.code)"
     }
 }
@@ -188,8 +206,8 @@ actor ConnectionLink {
         if let open, !open.isClosed { return open }
         let tls: PostgresConnection.Configuration.TLS = switch settings.tls {
         case .disable: .disable
-        case .prefer: .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
-        case .require: .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+        case .prefer: .prefer(try NIOSSLContext(configuration: Self.tlsConfiguration(settings)))
+        case .require, .verifyCA, .verifyFull: .require(try NIOSSLContext(configuration: Self.tlsConfiguration(settings)))
         }
         var configuration = PostgresConnection.Configuration(host: settings.host, port: settings.port, username: settings.user,
                                                              password: settings.password, database: settings.database, tls: tls)
@@ -197,6 +215,18 @@ actor ConnectionLink {
         let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
         open = connection
         return connection
+    }
+
+    /// What the server's certificate must satisfy, by mode (see `TLSMode`).
+    static func tlsConfiguration(_ settings: PostgresSettings) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let file = settings.rootCertificateFile { configuration.trustRoots = .file(file) }
+        configuration.certificateVerification = switch settings.tls {
+        case .verifyFull: .fullVerification
+        case .verifyCA: .noHostnameVerification
+        case .disable, .prefer, .require: settings.rootCertificateFile == nil ? .none : .noHostnameVerification
+        }
+        return configuration
     }
 
     func close() async {

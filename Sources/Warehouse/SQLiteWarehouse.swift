@@ -1,6 +1,6 @@
 import Foundation
 import SegmenterCore
-import SegmenterStore
+import SQLite
 
 /// A warehouse in a local SQLite file: the embedded default (the demo's, and a handy target for
 /// exports). `day` is an ISO date text; `signup_at` an ISO 8601 timestamp text.

@@ -45,6 +45,14 @@ public struct WarehouseQueries: Sendable {
     }
 }
 
+/// The warehouse cannot compute the bucket hash (a server without `HASHBYTES`, say): the run
+/// compares a differing day by all of its user rows instead, and says so in its report.
+public struct BucketsUnavailable: Error, CustomStringConvertible, Sendable {
+    public let reason: String
+    public init(reason: String) { self.reason = reason }
+    public var description: String { "user buckets unavailable: \(reason)" }
+}
+
 /// A warehouse query failed: says which step, and the warehouse's own message.
 public struct WarehouseError: Error, CustomStringConvertible, Sendable {
     public let step: String

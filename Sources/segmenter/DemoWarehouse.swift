@@ -2,6 +2,7 @@ import Foundation
 import SegmenterCore
 import SegmenterService
 import SegmenterStore
+import SQLite
 
 /// The demo's local SQLite warehouse: the truth about the generated stream, per user and day,
 /// plus refunds issued in the billing system that never reached the billing topic. The demo's

@@ -232,6 +232,9 @@ struct Validate: ParsableCommand {
             case let .sqlite(path): "sqlite \(path)"
             case let .postgres(p): "postgres \(p.user)@\(p.host):\(p.port)/\(p.database ?? "") tls \(p.tls.rawValue)"
             case let .redshift(p): "redshift \(p.user)@\(p.host):\(p.port)/\(p.database ?? "") tls \(p.tls.rawValue)"
+            case let .bigquery(b): "bigquery project \(b.project)\(b.dataset.map { ", dataset \($0)" } ?? "")\(b.location.map { ", location \($0)" } ?? ""), endpoint \(b.endpoint)"
+            case let .sqlserver(t): "sqlserver \(t.user)@\(t.host):\(t.port)/\(t.database ?? "") encrypt \(t.encryption.rawValue)"
+                + (t.trustServerCertificate ? ", any certificate trusted" : ", certificate verified")
             }
             let schedule = switch r.schedule {
             case let .every(seconds)?: "every \(seconds) s"

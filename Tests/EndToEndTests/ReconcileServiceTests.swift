@@ -2,6 +2,7 @@ import Foundation
 import SegmenterCore
 import SegmenterStore
 import Testing
+import SQLite
 
 /// Reconciliation inside a running `segmenter run` (the commit thread's store access), asked
 /// for by `segmenter reconcile --once` through the service's HTTP API, with its corrections

@@ -1,9 +1,11 @@
 import Foundation
 import Logging
+import NIOSSL
 import PostgresNIO
 @testable import SegmenterCore
 @testable import SegmenterStore
 import Warehouse
+import SQLite
 
 /// The warehouse tables of a scenario: `daily(user_id, day, spend, activities, active_seconds)`
 /// and `signups(user_id, signup_at)`, written the way a warehouse holds them (decimal
@@ -76,6 +78,21 @@ struct PostgresFixture {
         return PostgresSettings(host: host, port: port, database: "postgres", user: "postgres", password: password, tls: .disable)
     }
 
+    /// The server that accepts only TLS (`scripts/postgres-up --tls`), addressed by the name its
+    /// self-signed certificate carries, verified against that certificate.
+    static func tlsSettings(_ mode: PostgresSettings.TLSMode) -> PostgresSettings? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let text = environment["SEGMENTER_TEST_POSTGRES_TLS"], let colon = text.lastIndex(of: ":"),
+              let port = Int(text[text.index(after: colon)...]) else { return nil }
+        var settings = PostgresSettings(host: "localhost", port: port, database: "postgres", user: "postgres",
+                                        password: environment["SEGMENTER_TEST_POSTGRES_TLS_PASSWORD"], tls: mode)
+        settings.rootCertificateFile = environment["SEGMENTER_TEST_POSTGRES_TLS_ROOT"]
+        return settings
+    }
+
+    /// On the TLS-only server.
+    var tls = false
+
     let schema = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(12)
 
     var queries: WarehouseQueries {
@@ -119,9 +136,12 @@ struct PostgresFixture {
     }
 
     func withClient<T: Sendable>(_ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        guard let settings = Self.settings() else { throw FixtureError.noServer }
+        guard let settings = tls ? Self.tlsSettings(.require) : Self.settings() else { throw FixtureError.noServer }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
         let client = PostgresClient(configuration: .init(host: settings.host, port: settings.port, username: settings.user,
-                                                         password: settings.password, database: settings.database, tls: .disable),
+                                                         password: settings.password, database: settings.database,
+                                                         tls: tls ? .require(configuration) : .disable),
                                     backgroundLogger: Logger(label: "test"))
         let runner = Task { await client.run() }
         defer { runner.cancel() }

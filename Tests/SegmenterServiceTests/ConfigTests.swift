@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SegmenterCore
 @testable import SegmenterService
+import Warehouse
 
 /// Bad configuration is rejected at start-up with file, line and problem (SPEC §4).
 @Suite struct ConfigTests {
@@ -121,7 +122,12 @@ import SegmenterCore
 
     @Test(arguments: [
         ("reconciliation:\n  daily_sql: x\n", "reconciliation needs a warehouse:"),
-        ("reconciliation:\n  warehouse: {type: bigquery}\n  daily_sql: x\n", "warehouse type must be sqlite, postgres or redshift"),
+        ("reconciliation:\n  warehouse: {type: oracle}\n  daily_sql: x\n", "warehouse type must be sqlite, postgres, redshift, bigquery or sqlserver"),
+        ("reconciliation:\n  warehouse: {type: bigquery}\n  daily_sql: x\n", "a bigquery warehouse needs project:"),
+        ("reconciliation:\n  warehouse: {type: bigquery, project: p, access_token: t, credentials_file: k.json}\n  daily_sql: x\n", "either credentials_file: or access_token:"),
+        ("reconciliation:\n  warehouse: {type: bigquery, project: p, host: h}\n  daily_sql: x\n", "unknown key \"host\""),
+        ("reconciliation:\n  warehouse: {type: sqlserver, host: h, user: u, encrypt: maybe}\n  daily_sql: x\n", "encrypt must be require, prefer or off"),
+        ("reconciliation:\n  warehouse: {type: postgres, host: h, user: u, tls: verify}\n  daily_sql: x\n", "tls must be one of disable, prefer, require, verify-ca, verify-full"),
         ("reconciliation:\n  warehouse: {type: redshift, host: h, user: u, tls: prefer}\n  daily_sql: x\n", "Redshift requires TLS"),
         ("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n  daily_sql: x\n  cron: \"* * *\"\n", "a cron expression has 5 fields"),
         ("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n  daily_sql: x\n  every: 1h\n  cron: \"0 * * * *\"\n", "either every: or cron:"),
@@ -129,6 +135,31 @@ import SegmenterCore
     ])
     func badSettingsAreRejected(yaml: String, message: String) {
         #expect { try parse(yaml) } throws: { "\($0)".contains(message) }
+    }
+
+    @Test func bigQueryAndSQLServerSettings() throws {
+        let config = try parse("""
+            reconciliation:
+              warehouse: {type: bigquery, project: acme, dataset: analytics, location: EU, credentials_file: keys/sa.json, page_size: 500}
+              daily_sql: x
+            """)
+        guard case let .bigquery(bq) = try #require(config.reconciliation).target else { Issue.record("not bigquery"); return }
+        #expect(bq.project == "acme" && bq.dataset == "analytics" && bq.location == "EU" && bq.pageSize == 500)
+        #expect(bq.endpoint == BigQuerySettings.googleEndpoint)
+        guard case let .serviceAccountKey(path) = bq.auth else { Issue.record("no key file"); return }
+        #expect(path == "/etc/segmenter/keys/sa.json")
+
+        let tds = try parse("""
+            reconciliation:
+              warehouse: {type: sqlserver, host: sql.internal, database: dw, user: reader, password: "${PW}"}
+              daily_sql: x
+            """, env: ["PW": "s3cret"])
+        guard case let .sqlserver(settings) = try #require(tds.reconciliation).target else { Issue.record("not sqlserver"); return }
+        #expect(settings.port == 1433 && settings.encryption == .require && !settings.trustServerCertificate && settings.password == "s3cret")
+
+        let redshift = try parse("reconciliation:\n  warehouse: {type: redshift, host: h, user: u, sslrootcert: ca.pem}\n  daily_sql: x\n")
+        guard case let .redshift(pg) = try #require(redshift.reconciliation).target else { Issue.record("not redshift"); return }
+        #expect(pg.tls == .verifyFull && pg.port == 5439 && pg.rootCertificateFile == "/etc/segmenter/ca.pem")
     }
 
     @Test func sqlitePathIsRelativeToTheConfigFile() throws {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SegmenterCore
 @testable import SegmenterStore
+import SQLite
 
 /// Alerts published through the KPI publisher's outbox: once per state change, baselines from
 /// recorded end-of-day values, and no re-fire after a restart (issue 4).

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SegmenterCore
 @testable import SegmenterStore
+import SQLite
 
 /// A state directory written by the release before state v2 (schema 3: one `seen_events` row
 /// per event id) is upgraded in place on open: offsets, memberships, timers and the KPI chain

@@ -19,6 +19,9 @@ public struct ReconciliationReport: Equatable, Sendable, Codable {
     /// User buckets (see the diff's middle level) compared and differing, over the differing days.
     public var bucketsCompared = 0
     public var bucketsDiffering = 0
+    /// Why the bucket level was skipped (the warehouse cannot hash user ids), so differing days
+    /// were compared by all of their user rows; nil when buckets were used.
+    public var bucketLevelSkipped: String?
     public var userDaysCompared = 0
     public var userDaysCorrected = 0
     /// Rows the warehouse returned: totals of days and buckets, user rows, sign-ups.

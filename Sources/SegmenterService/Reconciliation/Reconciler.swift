@@ -98,6 +98,7 @@ public final class Reconciler: Sendable {
             let step = try await reconcile(day: day, warehouse: warehouse, readers: readers, now: now)
             report.bucketsCompared += step.bucketsCompared
             report.bucketsDiffering += step.bucketsDiffering
+            if let reason = step.bucketLevelSkipped { report.bucketLevelSkipped = reason }
             report.rowsFetched += step.rowsFetched
             report.userRowsFetched += step.userRowsFetched
             report.userDaysCompared += step.compared
@@ -111,6 +112,7 @@ public final class Reconciler: Sendable {
     private struct DayStep: Sendable {
         var bucketsCompared = 0
         var bucketsDiffering = 0
+        var bucketLevelSkipped: String?
         var rowsFetched = 0
         var userRowsFetched = 0
         var compared = 0
@@ -138,14 +140,21 @@ public final class Reconciler: Sendable {
             localBuckets[bucket, default: DayTotals()].add(sums)
         }
         let iso = DayCalendar.isoDate(day)
-        let warehouseBuckets = try await warehouse.bucketTotals(on: iso)
-        step.rowsFetched += warehouseBuckets.count
-        let allBuckets = Set(localBuckets.keys).union(warehouseBuckets.keys)
-        let differing = allBuckets.filter { (localBuckets[$0] ?? DayTotals()) != (warehouseBuckets[$0] ?? DayTotals()) }
-        step.bucketsCompared = allBuckets.count
-        step.bucketsDiffering = differing.count
-        guard !differing.isEmpty else { return step }
-        let fetchAll = differing.count * 2 > allBuckets.count
+        let differing: Set<String>, fetchAll: Bool
+        do {
+            let warehouseBuckets = try await warehouse.bucketTotals(on: iso)
+            step.rowsFetched += warehouseBuckets.count
+            let allBuckets = Set(localBuckets.keys).union(warehouseBuckets.keys)
+            differing = allBuckets.filter { (localBuckets[$0] ?? DayTotals()) != (warehouseBuckets[$0] ?? DayTotals()) }
+            step.bucketsCompared = allBuckets.count
+            step.bucketsDiffering = differing.count
+            guard !differing.isEmpty else { return step }
+            fetchAll = differing.count * 2 > allBuckets.count
+        } catch let unavailable as BucketsUnavailable {
+            // Still only the differing days' rows, never the table.
+            step.bucketLevelSkipped = unavailable.reason
+            (differing, fetchAll) = ([], true)
+        }
         let rows = try await warehouse.userDays(on: iso, buckets: fetchAll ? nil : differing.sorted())
         step.rowsFetched += rows.count
         step.userRowsFetched = rows.count
@@ -245,7 +254,8 @@ extension ReconciliationReport {
     /// One line for logs and the CLI.
     public var summary: String {
         var parts = ["days \(fromDay) … \(throughDay): \(daysCompared) compared, \(daysDiffering.count) differing",
-                     "user buckets \(bucketsCompared) compared, \(bucketsDiffering) differing",
+                     bucketLevelSkipped.map { "user buckets skipped (\($0)): differing days compared by all their user rows" }
+                         ?? "user buckets \(bucketsCompared) compared, \(bucketsDiffering) differing",
                      "user-days \(userDaysCompared) compared, \(userDaysCorrected) corrected",
                      "sign-ups \(signupsCorrected) corrected", "rows fetched \(rowsFetched) (\(userRowsFetched) user rows)",
                      "membership changes \(membershipChanges)",

@@ -1,5 +1,6 @@
 import Foundation
 import SegmenterCore
+import SQLServerIO
 import Warehouse
 import Yams
 
@@ -10,6 +11,8 @@ public struct ReconciliationConfig: Sendable {
         case sqlite(path: String)
         case postgres(PostgresSettings)
         case redshift(PostgresSettings)
+        case bigquery(BigQuerySettings)
+        case sqlserver(TDSSettings)
     }
 
     public var target: Target
@@ -31,6 +34,8 @@ public struct ReconciliationConfig: Sendable {
         case let .sqlite(path): try SQLiteWarehouse(path: path, queries: queries)
         case let .postgres(settings): PostgresWarehouse(settings: settings, queries: queries)
         case let .redshift(settings): PostgresWarehouse(settings: settings, queries: queries, redshift: true)
+        case let .bigquery(settings): try BigQueryWarehouse(settings: settings, queries: queries)
+        case let .sqlserver(settings): SQLServerWarehouse(settings: settings, queries: queries)
         }
     }
 
@@ -81,29 +86,77 @@ public struct ReconciliationConfig: Sendable {
     }
 
     private static func parseTarget(_ node: Node, reader: YAMLReader, configFile: String) throws -> Target {
-        let entry = try reader.mapping(node, allowed: ["type", "path", "host", "port", "database", "user", "password", "tls",
-                                                        "connect_timeout", "query_timeout"])
+        let entry = try reader.mapping(node, allowed: nil)
         let type = try entry["type"].map(reader.string) ?? "sqlite"
+        let allowed: Set<String> = switch type {
+        case "sqlite": ["type", "path"]
+        case "postgres", "redshift": ["type", "host", "port", "database", "user", "password", "tls", "sslrootcert", "connect_timeout", "query_timeout"]
+        case "bigquery": ["type", "project", "dataset", "location", "endpoint", "credentials_file", "access_token", "query_timeout", "page_size"]
+        case "sqlserver": ["type", "host", "port", "database", "user", "password", "encrypt", "trust_server_certificate", "ca_file",
+                           "connect_timeout", "query_timeout"]
+        default: throw reader.error(entry["type"]!, "warehouse type must be sqlite, postgres, redshift, bigquery or sqlserver, not \"\(type)\"")
+        }
+        _ = try reader.mapping(node, allowed: allowed)
+        let base = URL(fileURLWithPath: configFile).deletingLastPathComponent()
+        func path(_ node: Node) throws -> String {
+            let text = try reader.string(node)
+            return text.hasPrefix("/") ? text : base.appendingPathComponent(text).path
+        }
         switch type {
         case "sqlite":
             guard let pathNode = entry["path"] else { throw reader.error(node, "a sqlite warehouse needs path:") }
-            let path = try reader.string(pathNode)
-            let base = URL(fileURLWithPath: configFile).deletingLastPathComponent()
-            return .sqlite(path: path.hasPrefix("/") ? path : base.appendingPathComponent(path).path)
-        case "postgres", "redshift":
+            return .sqlite(path: try path(pathNode))
+        case "bigquery":
+            guard let project = entry["project"] else { throw reader.error(node, "a bigquery warehouse needs project:") }
+            if entry["credentials_file"] != nil && entry["access_token"] != nil {
+                throw reader.error(node, "give either credentials_file: or access_token:, not both")
+            }
+            var settings = BigQuerySettings(project: try reader.string(project))
+            settings.dataset = try entry["dataset"].map(reader.string)
+            settings.location = try entry["location"].map(reader.string)
+            if let node = entry["endpoint"] {
+                let text = try reader.string(node)
+                guard let url = URL(string: text), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+                    throw reader.error(node, "endpoint must be an http(s) URL, like https://bigquery.googleapis.com")
+                }
+                settings.endpoint = text
+            }
+            if let node = entry["credentials_file"] { settings.auth = .serviceAccountKey(path: try path(node)) }
+            if let node = entry["access_token"] { settings.auth = .accessToken(try reader.string(node)) }
+            if let node = entry["query_timeout"] { settings.queryTimeoutSeconds = try reader.duration(node) }
+            if let node = entry["page_size"] { settings.pageSize = try reader.integer(node, in: 1...100_000) }
+            return .bigquery(settings)
+        case "sqlserver":
+            guard let host = entry["host"], let user = entry["user"] else { throw reader.error(node, "a sqlserver warehouse needs host: and user:") }
+            let encryptText = try entry["encrypt"].map(reader.string) ?? "require"
+            guard let encryption = TDSSettings.Encryption(rawValue: encryptText) else {
+                throw reader.error(entry["encrypt"]!, "encrypt must be require, prefer or off")
+            }
+            var settings = TDSSettings(host: try reader.string(host), port: try entry["port"].map { try reader.integer($0, in: 1...65535) } ?? 1433,
+                                       database: try entry["database"].map(reader.string), user: try reader.string(user),
+                                       password: try entry["password"].map(reader.string), encryption: encryption,
+                                       trustServerCertificate: try entry["trust_server_certificate"].map(reader.boolean) ?? false,
+                                       caFile: try entry["ca_file"].map(path))
+            if let node = entry["connect_timeout"] { settings.loginTimeoutSeconds = Int(try reader.duration(node)) }
+            if let node = entry["query_timeout"] { settings.queryTimeoutSeconds = Int(try reader.duration(node)) }
+            return .sqlserver(settings)
+        default:
             guard let host = entry["host"], let user = entry["user"] else { throw reader.error(node, "a \(type) warehouse needs host: and user:") }
-            let tlsText = try entry["tls"].map(reader.string) ?? (type == "redshift" ? "require" : "prefer")
-            guard let tls = PostgresSettings.TLSMode(rawValue: tlsText) else { throw reader.error(entry["tls"]!, "tls must be disable, prefer or require") }
-            if type == "redshift" && tls != .require { throw reader.error(entry["tls"]!, "Redshift requires TLS (tls: require)") }
+            let tlsText = try entry["tls"].map(reader.string) ?? (type == "redshift" ? "verify-full" : "prefer")
+            guard let tls = PostgresSettings.TLSMode(rawValue: tlsText) else {
+                throw reader.error(entry["tls"]!, "tls must be one of \(PostgresSettings.TLSMode.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            if type == "redshift" && (tls == .disable || tls == .prefer) {
+                throw reader.error(entry["tls"]!, "Redshift requires TLS (tls: require, verify-ca or verify-full)")
+            }
             var settings = PostgresSettings(
                 host: try reader.string(host), port: try entry["port"].map { try reader.integer($0, in: 1...65535) } ?? (type == "redshift" ? 5439 : 5432),
                 database: try entry["database"].map(reader.string), user: try reader.string(user),
                 password: try entry["password"].map(reader.string), tls: tls)
+            settings.rootCertificateFile = try entry["sslrootcert"].map(path)
             if let node = entry["connect_timeout"] { settings.connectTimeoutSeconds = try reader.duration(node) }
             if let node = entry["query_timeout"] { settings.queryTimeoutSeconds = try reader.duration(node) }
             return type == "redshift" ? .redshift(settings) : .postgres(settings)
-        default:
-            throw reader.error(entry["type"]!, "warehouse type must be sqlite, postgres or redshift (bigquery and sqlserver: not yet), not \"\(type)\"")
         }
     }
 }

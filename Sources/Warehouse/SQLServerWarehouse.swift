@@ -1,0 +1,190 @@
+import Foundation
+import SegmenterCore
+import SQLServerIO
+
+/// Microsoft SQL Server over TDS (FreeTDS's db-lib). Every value is a typed parameter of
+/// `sp_executesql`; the user's queries are sub-queries. `day` may be a `date` or text a cast
+/// turns into one, `signup_at` a `datetime2` in UTC. The SQL keeps to what SQL Server 2012 and
+/// later accept (no `DATEDIFF_BIG`, no `STRING_SPLIT`).
+public final class SQLServerWarehouse: Warehouse, @unchecked Sendable {
+    public let label: String
+    private let settings: TDSSettings
+    private let queries: WarehouseQueries
+    /// db-lib blocks: its calls run here, one at a time, off the cooperative pool.
+    private let queue = DispatchQueue(label: "segmenter.warehouse.sqlserver")
+    /// Opened on first use, kept for the run (guarded by `queue`).
+    private var connection: TDSConnection?
+
+    public init(settings: TDSSettings, queries: WarehouseQueries) {
+        self.settings = settings
+        self.queries = queries
+        label = "sqlserver://\(settings.user)@\(settings.host):\(settings.port)/\(settings.database ?? "")"
+    }
+
+    /// The statements a run sends, with placeholder parameters, for `validate`.
+    public var renderedStatements: [(step: String, sql: String, parameters: [(name: String, value: TDSParameter)])] {
+        var statements = [Self.dayTotalsStatement(queries, from: "2026-01-01", through: "2026-01-31"),
+                          Self.bucketTotalsStatement(queries, day: "2026-01-31"),
+                          Self.userDaysStatement(queries, day: "2026-01-31", buckets: ["0a1", "f3c"])]
+        if let signups = queries.signups {
+            statements.append(Self.signupBucketsStatement(signups))
+            statements.append(Self.signupsStatement(signups, bucket: 20_000))
+        }
+        return statements
+    }
+
+    typealias Statement = (step: String, sql: String, parameters: [(name: String, value: TDSParameter)])
+
+    /// Counted users, cents, activities and microseconds, summed in SQL (rounded per row first).
+    private static func totals(_ w: String) -> String {
+        """
+        CAST(COALESCE(SUM(CASE WHEN \(w).spend <> 0 OR \(w).activities <> 0 OR \(w).active_seconds <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT),
+        CAST(COALESCE(SUM(ROUND(CAST(\(w).spend AS DECIMAL(38, 6)) * 100, 0)), 0) AS BIGINT),
+        CAST(COALESCE(SUM(CAST(\(w).activities AS BIGINT)), 0) AS BIGINT),
+        CAST(COALESCE(SUM(ROUND(CAST(\(w).active_seconds AS DECIMAL(38, 6)) * 1000000, 0)), 0) AS BIGINT)
+        """
+    }
+    /// The first three hex digits of the MD5 of the id's bytes (VARCHAR: the bytes
+    /// PostgreSQL's `md5` hashes for ASCII ids).
+    static let bucket = "LOWER(SUBSTRING(CONVERT(VARCHAR(32), HASHBYTES('MD5', CAST(w.user_id AS VARCHAR(4000))), 2), 1, \(UserBucket.hexDigits)))"
+    /// Seconds since the epoch without `DATEDIFF_BIG` (whole days, then the seconds into the day).
+    private static let epochSeconds = """
+        CAST(DATEDIFF(DAY, '1970-01-01', CAST(w.signup_at AS DATETIME2)) AS BIGINT) * 86400
+        + DATEDIFF(SECOND, CAST(CAST(w.signup_at AS DATE) AS DATETIME2), CAST(w.signup_at AS DATETIME2))
+        """
+
+    static func dayTotalsStatement(_ queries: WarehouseQueries, from: String, through: String) -> Statement {
+        ("per-day totals", """
+            SELECT CONVERT(CHAR(10), CAST(w.day AS DATE), 23), \(totals("w"))
+            FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) BETWEEN CAST(@from AS DATE) AND CAST(@through AS DATE)
+            GROUP BY CAST(w.day AS DATE)
+            """, [("@from", .text(from)), ("@through", .text(through))])
+    }
+
+    static func bucketTotalsStatement(_ queries: WarehouseQueries, day: String) -> Statement {
+        ("bucket totals of \(day)", """
+            SELECT b.bucket, \(totals("b")) FROM (
+              SELECT \(bucket) AS bucket, w.spend, w.activities, w.active_seconds
+              FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST(@day AS DATE)) AS b
+            GROUP BY b.bucket
+            """, [("@day", .text(day))])
+    }
+
+    /// `buckets` travel as one parameter, `,abc,def,`, matched with `CHARINDEX`: one bound
+    /// value however many buckets differ.
+    static func userDaysStatement(_ queries: WarehouseQueries, day: String, buckets: [String]?) -> Statement {
+        let filter = buckets == nil ? "" : " AND CHARINDEX(',' + \(bucket) + ',', @buckets) > 0"
+        var parameters: [(name: String, value: TDSParameter)] = [("@day", .text(day))]
+        if let buckets { parameters.append(("@buckets", .text("," + buckets.joined(separator: ",") + ","))) }
+        return ("user rows of \(day)", """
+            SELECT CAST(w.user_id AS NVARCHAR(4000)), CAST(COALESCE(ROUND(CAST(w.spend AS DECIMAL(38, 6)) * 100, 0), 0) AS BIGINT),
+                   CAST(COALESCE(w.activities, 0) AS BIGINT), CAST(COALESCE(ROUND(CAST(w.active_seconds AS DECIMAL(38, 6)) * 1000000, 0), 0) AS BIGINT)
+            FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST(@day AS DATE)\(filter)
+            """, parameters)
+    }
+
+    static func signupBucketsStatement(_ signups: String) -> Statement {
+        ("sign-up buckets", """
+            SELECT s.bucket, CAST(COUNT(*) AS BIGINT), CAST(SUM(s.seconds) AS BIGINT) FROM (
+              SELECT CAST(DATEDIFF(DAY, '1970-01-01', CAST(w.signup_at AS DATETIME2)) AS BIGINT) AS bucket, \(epochSeconds) AS seconds
+              FROM (\(signups)) AS w WHERE w.signup_at IS NOT NULL) AS s
+            GROUP BY s.bucket
+            """, [])
+    }
+
+    static func signupsStatement(_ signups: String, bucket: Int64) -> Statement {
+        ("sign-ups of bucket \(bucket)", """
+            SELECT CAST(w.user_id AS NVARCHAR(4000)), \(epochSeconds)
+            FROM (\(signups)) AS w WHERE w.signup_at IS NOT NULL AND CAST(DATEDIFF(DAY, '1970-01-01', CAST(w.signup_at AS DATETIME2)) AS BIGINT) = @bucket
+            """, [("@bucket", .integer(bucket))])
+    }
+
+    public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {
+        try await rows(Self.dayTotalsStatement(queries, from: from, through: through)) { row, result in
+            result[try row.text(0)] = try row.dayTotals(from: 1)
+        }
+    }
+
+    public func bucketTotals(on day: String) async throws -> [String: DayTotals] {
+        do {
+            return try await rows(Self.bucketTotalsStatement(queries, day: day)) { row, result in
+                result[try row.text(0)] = try row.dayTotals(from: 1)
+            }
+        } catch let error as WarehouseError where error.message.contains("HASHBYTES") {
+            throw BucketsUnavailable(reason: "the server cannot compute HASHBYTES('MD5', …)")
+        }
+    }
+
+    public func userDays(on day: String, buckets: [String]?) async throws -> [String: DayAggregate] {
+        try await rows(Self.userDaysStatement(queries, day: day, buckets: buckets)) { row, result in
+            result[try row.text(0)] = DayAggregate(spendCents: try row.integer(1), activities: try row.integer(2), activeMicros: try row.integer(3))
+        }
+    }
+
+    public func signupBuckets() async throws -> [Int64: SignupBucket] {
+        guard let signups = queries.signups else { return [:] }
+        return try await rows(Self.signupBucketsStatement(signups)) { row, result in
+            result[try row.integer(0)] = SignupBucket(users: try row.integer(1), secondsSum: try row.integer(2))
+        }
+    }
+
+    public func signups(inBucket bucket: Int64) async throws -> [String: Int64] {
+        guard let signups = queries.signups else { return [:] }
+        return try await rows(Self.signupsStatement(signups, bucket: bucket)) { row, result in
+            result[try row.text(0)] = try row.integer(1)
+        }
+    }
+
+    public func shutdown() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            queue.async {
+                self.connection = nil
+                done.resume()
+            }
+        }
+    }
+
+    /// Runs one statement on the queue and folds its rows; errors name the step and carry
+    /// the server's message and number.
+    private func rows<Result: ExpressibleByDictionaryLiteral & Sendable>(
+        _ statement: Statement, _ read: @escaping @Sendable (Row, inout Result) throws -> Void
+    ) async throws -> Result {
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Result, Error>) in
+            queue.async {
+                do {
+                    let connection = try self.connection ?? TDSConnection(settings: self.settings)
+                    self.connection = connection
+                    var result: Result = [:]
+                    try connection.query(statement.sql, parameters: statement.parameters) { try read(Row(values: $0), &result) }
+                    done.resume(returning: result)
+                } catch let error as TDSError {
+                    // A broken session is not reused.
+                    if error.cause != .query && error.cause != .unknownObject { self.connection = nil }
+                    done.resume(throwing: WarehouseError(step: statement.step, message: error.description))
+                } catch {
+                    done.resume(throwing: WarehouseError(step: statement.step, message: String(describing: error)))
+                }
+            }
+        }
+    }
+
+    /// One result row, its columns as text.
+    struct Row {
+        let values: [String?]
+
+        func text(_ index: Int) throws -> String {
+            guard index < values.count, let value = values[index] else { throw WarehouseError(step: "reading", message: "column \(index + 1) is NULL") }
+            return value
+        }
+
+        func integer(_ index: Int) throws -> Int64 {
+            let text = try text(index)
+            guard let value = Int64(text) else { throw WarehouseError(step: "reading", message: "column \(index + 1) is not an integer: \(text)") }
+            return value
+        }
+
+        func dayTotals(from index: Int) throws -> DayTotals {
+            DayTotals(users: try integer(index), spendCents: try integer(index + 1), activities: try integer(index + 2), activeMicros: try integer(index + 3))
+        }
+    }
+}
