@@ -59,8 +59,16 @@ public enum TDSParameter: Sendable, Equatable {
     case text(String)
     case integer(Int64)
 
+    /// As `validate` prints it.
+    public var display: String {
+        switch self {
+        case let .text(text): "N'\(text)'"
+        case let .integer(number): String(number)
+        }
+    }
+
     /// How it is declared in `sp_executesql`'s parameter list.
-    var declaredType: String {
+    public var declaredType: String {
         switch self {
         case .text: "NVARCHAR(4000)"
         case .integer: "BIGINT"

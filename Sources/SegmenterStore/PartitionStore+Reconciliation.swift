@@ -42,6 +42,40 @@ public struct PartitionReads: @unchecked Sendable {
         return result
     }
 
+    /// Totals per user bucket of one day, summed in SQL: no row leaves SQLite. `bucketOf` is
+    /// the warehouses' bucket hash (see `UserBucket`), defined on this connection.
+    public func bucketTotals(on day: DayNumber, bucketOf: @escaping @Sendable (String) -> String) throws -> [String: DayTotals] {
+        try db.defineFunction("segmenter_bucket", bucketOf)
+        let statement = try db.prepare("""
+            SELECT segmenter_bucket(user_id), count(*), sum(spend_cents), sum(activities), sum(active_us) FROM user_days
+            WHERE day = ? AND (spend_cents <> 0 OR activities <> 0 OR active_us <> 0) GROUP BY 1
+            """)
+        statement.bind(1, Int64(day))
+        var result: [String: DayTotals] = [:]
+        while try statement.step() {
+            result[statement.string(0) ?? ""] = DayTotals(users: statement.int64(1), spendCents: statement.int64(2),
+                                                          activities: statement.int64(3), activeMicros: statement.int64(4))
+        }
+        return result
+    }
+
+    /// The sums of one day's users in `buckets` only.
+    public func userDays(on day: DayNumber, inBuckets buckets: Set<String>, bucketOf: @escaping @Sendable (String) -> String) throws -> [String: DayAggregate] {
+        try db.defineFunction("segmenter_bucket", bucketOf)
+        // One bound list, `,a3f,0c1,`, however many buckets.
+        let statement = try db.prepare("""
+            SELECT user_id, spend_cents, activities, active_us FROM user_days
+            WHERE day = ? AND (spend_cents <> 0 OR activities <> 0 OR active_us <> 0) AND instr(?, ',' || segmenter_bucket(user_id) || ',') > 0
+            """)
+        statement.bind(1, Int64(day))
+        statement.bind(2, "," + buckets.sorted().joined(separator: ",") + ",")
+        var result: [String: DayAggregate] = [:]
+        while try statement.step() {
+            result[statement.string(0)!] = DayAggregate(spendCents: statement.int64(1), activities: statement.int64(2), activeMicros: statement.int64(3))
+        }
+        return result
+    }
+
     /// Sign-up times in whole epoch seconds, per user who has one.
     public func signupSeconds() throws -> [String: Int64] {
         let statement = try db.prepare("SELECT user_id, signup_at FROM users WHERE signup_at IS NOT NULL")

@@ -72,16 +72,19 @@ public final class BigQueryWarehouse: Warehouse {
             """, ["from_second": .int64(bucket * 86_400), "to_second": .int64((bucket + 1) * 86_400)])
     }
 
-    /// The statements a run sends, with example parameters, for `validate`.
-    public var renderedStatements: [(step: String, sql: String, parameters: String)] {
-        var statements = [Self.dayTotalsStatement(queries, from: "2026-01-01", through: "2026-01-31"),
-                          Self.bucketTotalsStatement(queries, day: "2026-01-31"),
-                          Self.userDaysStatement(queries, day: "2026-01-31", buckets: ["0a1", "f3c"])]
+    public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
+
+    /// The statements a run sends, with example values (no connection needed).
+    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] {
+        var statements = [dayTotalsStatement(queries, from: WarehouseExample.from, through: WarehouseExample.through),
+                          bucketTotalsStatement(queries, day: WarehouseExample.day),
+                          userDaysStatement(queries, day: WarehouseExample.day, buckets: WarehouseExample.buckets)]
         if let signups = queries.signups {
-            statements += [Self.signupBucketsStatement(signups), Self.signupsStatement(signups, bucket: 20_454)]
+            statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: WarehouseExample.signupBucket)]
         }
         return statements.map { statement in
-            (statement.step, statement.sql, statement.parameters.sorted { $0.key < $1.key }.map { "@\($0.key) = \($0.value.display)" }.joined(separator: ", "))
+            RenderedStatement(step: statement.step, sql: statement.sql,
+                              parameters: statement.parameters.sorted { $0.key < $1.key }.map { "@\($0.key) = \($0.value.display)" })
         }
     }
 

@@ -61,45 +61,80 @@ public final class PostgresWarehouse: Warehouse {
         """
     private static let bucket = "SUBSTRING(MD5(CAST(w.user_id AS TEXT)), 1, \(UserBucket.hexDigits))"
 
-    public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {
-        var bindings = PostgresBindings()
-        bindings.append(from)
-        bindings.append(through)
-        let sql = """
-            SELECT to_char(CAST(w.day AS DATE), 'YYYY-MM-DD'), \(Self.totals)
+    typealias Statement = (step: String, sql: String, values: [BoundValue])
+
+    static func dayTotalsStatement(_ queries: WarehouseQueries, from: String, through: String) -> Statement {
+        ("per-day totals", """
+            SELECT to_char(CAST(w.day AS DATE), 'YYYY-MM-DD'), \(totals)
             FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) BETWEEN CAST($1 AS DATE) AND CAST($2 AS DATE)
             GROUP BY CAST(w.day AS DATE)
-            """
-        return try await collect(step: "per-day totals", PostgresQuery(unsafeSQL: sql, binds: bindings)) { row, result in
+            """, [.text(from), .text(through)])
+    }
+
+    static func bucketTotalsStatement(_ queries: WarehouseQueries, day: String) -> Statement {
+        ("bucket totals of \(day)", """
+            SELECT \(bucket), \(totals) FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST($1 AS DATE) GROUP BY 1
+            """, [.text(day)])
+    }
+
+    /// IN with one parameter per bucket: Redshift has no `= ANY(array)`.
+    static func userDaysStatement(_ queries: WarehouseQueries, day: String, buckets: [String]?) -> Statement {
+        let filter = buckets.map { " AND \(bucket) IN (\($0.indices.map { "$\($0 + 2)" }.joined(separator: ", ")))" } ?? ""
+        return ("user rows of \(day)", """
+            SELECT CAST(w.user_id AS TEXT), CAST(COALESCE(ROUND(w.spend * 100), 0) AS BIGINT), CAST(COALESCE(w.activities, 0) AS BIGINT),
+                   CAST(COALESCE(ROUND(w.active_seconds * 1000000), 0) AS BIGINT)
+            FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST($1 AS DATE)\(filter)
+            """, [.text(day)] + (buckets ?? []).map(BoundValue.text))
+    }
+
+    static func signupBucketsStatement(_ signups: String) -> Statement {
+        ("sign-up buckets", """
+            SELECT CAST(FLOOR(s.seconds / 86400.0) AS BIGINT), COUNT(*), CAST(SUM(s.seconds) AS BIGINT)
+            FROM (SELECT FLOOR(EXTRACT(EPOCH FROM w.signup_at)) AS seconds FROM (\(signups)) AS w WHERE w.signup_at IS NOT NULL) AS s
+            GROUP BY 1
+            """, [])
+    }
+
+    static func signupsStatement(_ signups: String, bucket: Int64) -> Statement {
+        ("sign-ups of bucket \(bucket)", """
+            SELECT CAST(s.user_id AS TEXT), CAST(s.seconds AS BIGINT)
+            FROM (SELECT w.user_id, FLOOR(EXTRACT(EPOCH FROM w.signup_at)) AS seconds FROM (\(signups)) AS w) AS s
+            WHERE s.seconds >= $1 AND s.seconds < $2
+            """, [.integer(bucket * 86_400), .integer((bucket + 1) * 86_400)])
+    }
+
+    public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
+
+    /// The statements a run sends, with example values (no connection needed).
+    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] {
+        var statements = [dayTotalsStatement(queries, from: WarehouseExample.from, through: WarehouseExample.through),
+                          bucketTotalsStatement(queries, day: WarehouseExample.day),
+                          userDaysStatement(queries, day: WarehouseExample.day, buckets: WarehouseExample.buckets)]
+        if let signups = queries.signups {
+            statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: WarehouseExample.signupBucket)]
+        }
+        return statements.map { statement in
+            RenderedStatement(step: statement.step, sql: statement.sql,
+                              parameters: statement.values.enumerated().map { "$\($0.offset + 1) = \($0.element.display)" })
+        }
+    }
+
+    public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {
+        try await collect(Self.dayTotalsStatement(queries, from: from, through: through)) { row, result in
             let (day, users, spend, activities, micros) = try row.decode((String, Int64, Int64, Int64, Int64).self)
             result[day] = DayTotals(users: users, spendCents: spend, activities: activities, activeMicros: micros)
         }
     }
 
     public func bucketTotals(on day: String) async throws -> [String: DayTotals] {
-        var bindings = PostgresBindings()
-        bindings.append(day)
-        let sql = """
-            SELECT \(Self.bucket), \(Self.totals) FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST($1 AS DATE) GROUP BY 1
-            """
-        return try await collect(step: "bucket totals of \(day)", PostgresQuery(unsafeSQL: sql, binds: bindings)) { row, result in
+        try await collect(Self.bucketTotalsStatement(queries, day: day)) { row, result in
             let (bucket, users, spend, activities, micros) = try row.decode((String, Int64, Int64, Int64, Int64).self)
             result[bucket] = DayTotals(users: users, spendCents: spend, activities: activities, activeMicros: micros)
         }
     }
 
     public func userDays(on day: String, buckets: [String]?) async throws -> [String: DayAggregate] {
-        var bindings = PostgresBindings()
-        bindings.append(day)
-        for bucket in buckets ?? [] { bindings.append(bucket) }
-        // IN with one parameter per bucket: Redshift has no `= ANY(array)`.
-        let filter = buckets.map { " AND \(Self.bucket) IN (\($0.indices.map { "$\($0 + 2)" }.joined(separator: ", ")))" } ?? ""
-        let sql = """
-            SELECT CAST(w.user_id AS TEXT), CAST(COALESCE(ROUND(w.spend * 100), 0) AS BIGINT), CAST(COALESCE(w.activities, 0) AS BIGINT),
-                   CAST(COALESCE(ROUND(w.active_seconds * 1000000), 0) AS BIGINT)
-            FROM (\(queries.daily)) AS w WHERE CAST(w.day AS DATE) = CAST($1 AS DATE)\(filter)
-            """
-        return try await collect(step: "user rows of \(day)", PostgresQuery(unsafeSQL: sql, binds: bindings)) { row, result in
+        try await collect(Self.userDaysStatement(queries, day: day, buckets: buckets)) { row, result in
             let (user, spend, activities, micros) = try row.decode((String, Int64, Int64, Int64).self)
             result[user] = DayAggregate(spendCents: spend, activities: activities, activeMicros: micros)
         }
@@ -107,12 +142,7 @@ public final class PostgresWarehouse: Warehouse {
 
     public func signupBuckets() async throws -> [Int64: SignupBucket] {
         guard let signups = queries.signups else { return [:] }
-        let sql = """
-            SELECT CAST(FLOOR(s.seconds / 86400.0) AS BIGINT), COUNT(*), CAST(SUM(s.seconds) AS BIGINT)
-            FROM (SELECT FLOOR(EXTRACT(EPOCH FROM w.signup_at)) AS seconds FROM (\(signups)) AS w WHERE w.signup_at IS NOT NULL) AS s
-            GROUP BY 1
-            """
-        return try await collect(step: "sign-up buckets", PostgresQuery(unsafeSQL: sql)) { row, result in
+        return try await collect(Self.signupBucketsStatement(signups)) { row, result in
             let (bucket, users, sum) = try row.decode((Int64, Int64, Int64).self)
             result[bucket] = SignupBucket(users: users, secondsSum: sum)
         }
@@ -120,15 +150,7 @@ public final class PostgresWarehouse: Warehouse {
 
     public func signups(inBucket bucket: Int64) async throws -> [String: Int64] {
         guard let signups = queries.signups else { return [:] }
-        var bindings = PostgresBindings()
-        bindings.append(bucket * 86_400)
-        bindings.append((bucket + 1) * 86_400)
-        let sql = """
-            SELECT CAST(s.user_id AS TEXT), CAST(s.seconds AS BIGINT)
-            FROM (SELECT w.user_id, FLOOR(EXTRACT(EPOCH FROM w.signup_at)) AS seconds FROM (\(signups)) AS w) AS s
-            WHERE s.seconds >= $1 AND s.seconds < $2
-            """
-        return try await collect(step: "sign-ups of bucket \(bucket)", PostgresQuery(unsafeSQL: sql, binds: bindings)) { row, result in
+        return try await collect(Self.signupsStatement(signups, bucket: bucket)) { row, result in
             let (user, seconds) = try row.decode((String, Int64).self)
             result[user] = seconds
         }
@@ -139,8 +161,17 @@ public final class PostgresWarehouse: Warehouse {
     /// Runs one query with a deadline and folds its rows; errors name the step and carry the
     /// server's message (postgres-nio's own description hides it).
     private func collect<Result: ExpressibleByDictionaryLiteral & Sendable>(
-        step: String, _ query: PostgresQuery, _ read: @escaping @Sendable (PostgresRow, inout Result) throws -> Void
+        _ statement: Statement, _ read: @escaping @Sendable (PostgresRow, inout Result) throws -> Void
     ) async throws -> Result {
+        var bindings = PostgresBindings()
+        for value in statement.values {
+            switch value {
+            case let .text(text): bindings.append(text)
+            case let .integer(number): bindings.append(number)
+            }
+        }
+        let query = PostgresQuery(unsafeSQL: statement.sql, binds: bindings)
+        let step = statement.step
         let link = self.link
         let timeout = queryTimeoutSeconds
         do {

@@ -21,16 +21,21 @@ public final class SQLServerWarehouse: Warehouse, @unchecked Sendable {
         label = "sqlserver://\(settings.user)@\(settings.host):\(settings.port)/\(settings.database ?? "")"
     }
 
-    /// The statements a run sends, with placeholder parameters, for `validate`.
-    public var renderedStatements: [(step: String, sql: String, parameters: [(name: String, value: TDSParameter)])] {
-        var statements = [Self.dayTotalsStatement(queries, from: "2026-01-01", through: "2026-01-31"),
-                          Self.bucketTotalsStatement(queries, day: "2026-01-31"),
-                          Self.userDaysStatement(queries, day: "2026-01-31", buckets: ["0a1", "f3c"])]
+    public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
+
+    /// The statements a run sends, with example values (no connection needed).
+    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] {
+        var statements = [dayTotalsStatement(queries, from: WarehouseExample.from, through: WarehouseExample.through),
+                          bucketTotalsStatement(queries, day: WarehouseExample.day),
+                          userDaysStatement(queries, day: WarehouseExample.day, buckets: WarehouseExample.buckets)]
         if let signups = queries.signups {
-            statements.append(Self.signupBucketsStatement(signups))
-            statements.append(Self.signupsStatement(signups, bucket: 20_000))
+            statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: WarehouseExample.signupBucket)]
         }
-        return statements
+        return statements.map { statement in
+            // As sp_executesql receives them: the statement, then each parameter declared and bound.
+            RenderedStatement(step: statement.step, sql: statement.sql,
+                              parameters: statement.parameters.map { "\($0.name) \($0.value.declaredType) = \($0.value.display)" })
+        }
     }
 
     typealias Statement = (step: String, sql: String, parameters: [(name: String, value: TDSParameter)])
@@ -116,9 +121,15 @@ public final class SQLServerWarehouse: Warehouse, @unchecked Sendable {
     }
 
     public func userDays(on day: String, buckets: [String]?) async throws -> [String: DayAggregate] {
-        try await rows(Self.userDaysStatement(queries, day: day, buckets: buckets)) { row, result in
-            result[try row.text(0)] = DayAggregate(spendCents: try row.integer(1), activities: try row.integer(2), activeMicros: try row.integer(3))
+        // An NVARCHAR parameter holds 4000 characters: at most 900 buckets (",abc") per query.
+        let chunks: [[String]?] = buckets.map { list in stride(from: 0, to: list.count, by: 900).map { Array(list[$0..<min($0 + 900, list.count)]) } } ?? [nil]
+        var result: [String: DayAggregate] = [:]
+        for chunk in chunks {
+            result.merge(try await rows(Self.userDaysStatement(queries, day: day, buckets: chunk)) { row, result in
+                result[try row.text(0)] = DayAggregate(spendCents: try row.integer(1), activities: try row.integer(2), activeMicros: try row.integer(3))
+            }) { $1 }
         }
+        return result
     }
 
     public func signupBuckets() async throws -> [Int64: SignupBucket] {

@@ -28,16 +28,65 @@ public final class SQLiteWarehouse: Warehouse, @unchecked Sendable {
         """
     private static let bucket = "substr(segmenter_md5(CAST(w.user_id AS TEXT)), 1, \(UserBucket.hexDigits))"
 
+    typealias Query = (step: String, sql: String, values: [BoundValue])
+
+    static func dayTotalsStatement(_ queries: WarehouseQueries, from: String, through: String) -> Query {
+        ("per-day totals", """
+            SELECT w.day, \(totals) FROM (\(queries.daily)) AS w WHERE w.day BETWEEN ?1 AND ?2 GROUP BY w.day
+            """, [.text(from), .text(through)])
+    }
+
+    static func bucketTotalsStatement(_ queries: WarehouseQueries, day: String) -> Query {
+        ("bucket totals of \(day)", """
+            SELECT \(bucket), \(totals) FROM (\(queries.daily)) AS w WHERE w.day = ?1 GROUP BY 1
+            """, [.text(day)])
+    }
+
+    static func userDaysStatement(_ queries: WarehouseQueries, day: String, buckets: [String]?) -> Query {
+        let filter = buckets.map { " AND \(bucket) IN (\($0.indices.map { "?\($0 + 2)" }.joined(separator: ", ")))" } ?? ""
+        return ("user rows of \(day)", """
+            SELECT CAST(w.user_id AS TEXT), CAST(round(w.spend * 100) AS INTEGER), w.activities, CAST(round(w.active_seconds * 1000000) AS INTEGER)
+            FROM (\(queries.daily)) AS w WHERE w.day = ?1\(filter)
+            """, [.text(day)] + (buckets ?? []).map(BoundValue.text))
+    }
+
+    static func signupBucketsStatement(_ signups: String) -> Query {
+        ("sign-up buckets", """
+            SELECT s.seconds / 86400 - (s.seconds < 0 AND s.seconds % 86400 <> 0), count(*), sum(s.seconds)
+            FROM (SELECT CAST(strftime('%s', w.signup_at) AS INTEGER) AS seconds FROM (\(signups)) AS w WHERE w.signup_at IS NOT NULL) AS s
+            GROUP BY 1
+            """, [])
+    }
+
+    static func signupsStatement(_ signups: String, bucket: Int64) -> Query {
+        ("sign-ups of bucket \(bucket)", """
+            SELECT CAST(w.user_id AS TEXT), CAST(strftime('%s', w.signup_at) AS INTEGER)
+            FROM (\(signups)) AS w WHERE CAST(strftime('%s', w.signup_at) AS INTEGER) >= ?1 AND CAST(strftime('%s', w.signup_at) AS INTEGER) < ?2
+            """, [.integer(bucket * 86_400), .integer((bucket + 1) * 86_400)])
+    }
+
+    public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
+
+    /// The statements a run sends, with example values (no connection needed).
+    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] {
+        var statements = [dayTotalsStatement(queries, from: WarehouseExample.from, through: WarehouseExample.through),
+                          bucketTotalsStatement(queries, day: WarehouseExample.day),
+                          userDaysStatement(queries, day: WarehouseExample.day, buckets: WarehouseExample.buckets)]
+        if let signups = queries.signups {
+            statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: WarehouseExample.signupBucket)]
+        }
+        return statements.map { statement in
+            RenderedStatement(step: statement.step, sql: statement.sql,
+                              parameters: statement.values.enumerated().map { "?\($0.offset + 1) = \($0.element.display)" })
+        }
+    }
+
     public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {
-        try rows(step: "per-day totals", """
-            SELECT w.day, \(Self.totals) FROM (\(queries.daily)) AS w WHERE w.day BETWEEN ?1 AND ?2 GROUP BY w.day
-            """, binds: [from, through]) { row, result in result[row.string(0) ?? ""] = Self.dayTotals(row) }
+        try rows(Self.dayTotalsStatement(queries, from: from, through: through)) { row, result in result[row.string(0) ?? ""] = Self.dayTotals(row) }
     }
 
     public func bucketTotals(on day: String) async throws -> [String: DayTotals] {
-        try rows(step: "bucket totals of \(day)", """
-            SELECT \(Self.bucket), \(Self.totals) FROM (\(queries.daily)) AS w WHERE w.day = ?1 GROUP BY 1
-            """, binds: [day]) { row, result in result[row.string(0) ?? ""] = Self.dayTotals(row) }
+        try rows(Self.bucketTotalsStatement(queries, day: day)) { row, result in result[row.string(0) ?? ""] = Self.dayTotals(row) }
     }
 
     private static func dayTotals(_ row: Statement) -> DayTotals {
@@ -45,50 +94,38 @@ public final class SQLiteWarehouse: Warehouse, @unchecked Sendable {
     }
 
     public func userDays(on day: String, buckets: [String]?) async throws -> [String: DayAggregate] {
-        let filter = buckets.map { " AND \(Self.bucket) IN (\($0.indices.map { "?\($0 + 2)" }.joined(separator: ", ")))" } ?? ""
-        return try rows(step: "user rows of \(day)", """
-            SELECT CAST(w.user_id AS TEXT), CAST(round(w.spend * 100) AS INTEGER), w.activities, CAST(round(w.active_seconds * 1000000) AS INTEGER)
-            FROM (\(queries.daily)) AS w WHERE w.day = ?1\(filter)
-            """, binds: [day] + (buckets ?? [])) { row, result in
+        try rows(Self.userDaysStatement(queries, day: day, buckets: buckets)) { row, result in
             result[row.string(0) ?? ""] = DayAggregate(spendCents: row.int64(1), activities: row.int64(2), activeMicros: row.int64(3))
         }
     }
 
     public func signupBuckets() async throws -> [Int64: SignupBucket] {
         guard let signups = queries.signups else { return [:] }
-        return try rows(step: "sign-up buckets", """
-            SELECT s.seconds / 86400 - (s.seconds < 0 AND s.seconds % 86400 <> 0), count(*), sum(s.seconds)
-            FROM (SELECT CAST(strftime('%s', w.signup_at) AS INTEGER) AS seconds FROM (\(signups)) AS w WHERE w.signup_at IS NOT NULL) AS s
-            GROUP BY 1
-            """, binds: []) { row, result in
+        return try rows(Self.signupBucketsStatement(signups)) { row, result in
             result[row.int64(0)] = SignupBucket(users: row.int64(1), secondsSum: row.int64(2))
         }
     }
 
     public func signups(inBucket bucket: Int64) async throws -> [String: Int64] {
         guard let signups = queries.signups else { return [:] }
-        return try rows(step: "sign-ups of bucket \(bucket)", """
-            SELECT CAST(w.user_id AS TEXT), CAST(strftime('%s', w.signup_at) AS INTEGER)
-            FROM (\(signups)) AS w WHERE CAST(strftime('%s', w.signup_at) AS INTEGER) >= ?1 AND CAST(strftime('%s', w.signup_at) AS INTEGER) < ?2
-            """, binds: [bucket * 86_400, (bucket + 1) * 86_400]) { row, result in
+        return try rows(Self.signupsStatement(signups, bucket: bucket)) { row, result in
             result[row.string(0) ?? ""] = row.int64(1)
         }
     }
 
     public func shutdown() async {}
 
-    private func rows<Result: ExpressibleByDictionaryLiteral>(step: String, _ sql: String, binds: [any Sendable],
-                                                            _ read: (Statement, inout Result) -> Void) throws -> Result {
+    private func rows<Result: ExpressibleByDictionaryLiteral>(_ rendered: Query, _ read: (Statement, inout Result) -> Void) throws -> Result {
         lock.lock()
         defer { lock.unlock() }
         var result: Result = [:]
+        let step = rendered.step
         do {
-            let statement = try connection.prepare(sql)
-            for (index, value) in binds.enumerated() {
+            let statement = try connection.prepare(rendered.sql)
+            for (index, value) in rendered.values.enumerated() {
                 switch value {
-                case let text as String: statement.bind(Int32(index + 1), text)
-                case let number as Int64: statement.bind(Int32(index + 1), number)
-                default: preconditionFailure("unsupported bind \(value)")
+                case let .text(text): statement.bind(Int32(index + 1), text)
+                case let .integer(number): statement.bind(Int32(index + 1), number)
                 }
             }
             while try statement.step() { read(statement, &result) }

@@ -7,7 +7,13 @@ import Crypto
 public enum UserBucket {
     public static let hexDigits = 3
 
-    public static func of(_ userID: String) -> String { String(md5Hex(userID).prefix(hexDigits)) }
+    public static func of(_ userID: String) -> String {
+        // The first three hex digits are the first byte and the high half of the second.
+        var digest = Insecure.MD5.hash(data: Array(userID.utf8)).makeIterator()
+        let first = digest.next()!, second = digest.next()!
+        let digits = Array("0123456789abcdef".utf8)
+        return String(decoding: [digits[Int(first >> 4)], digits[Int(first & 0xF)], digits[Int(second >> 4)]], as: UTF8.self)
+    }
 
     /// Lower-case hex MD5 of the UTF-8 bytes, as PostgreSQL's `md5(text)` returns it.
     public static func md5Hex(_ text: String) -> String {

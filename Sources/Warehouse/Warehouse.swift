@@ -22,6 +22,38 @@ public protocol Warehouse: Sendable {
     func signups(inBucket bucket: Int64) async throws -> [String: Int64]
     /// Closes connections.
     func shutdown() async
+    /// The statements a run sends, rendered with example values (`validate` prints them).
+    var renderedStatements: [RenderedStatement] { get }
+}
+
+/// One statement as the warehouse receives it, and the values bound to its parameters.
+public struct RenderedStatement: Sendable {
+    public let step: String
+    public let sql: String
+    /// `name = value`, in the warehouse's own spelling of parameters.
+    public let parameters: [String]
+}
+
+/// A value bound to a parameter: never part of the SQL text.
+enum BoundValue: Sendable, Equatable {
+    case text(String)
+    case integer(Int64)
+
+    var display: String {
+        switch self {
+        case let .text(text): "'\(text)'"
+        case let .integer(number): String(number)
+        }
+    }
+}
+
+/// The example values statements are rendered with.
+enum WarehouseExample {
+    static let from = "2026-01-01"
+    static let through = "2026-01-31"
+    static let day = "2026-01-31"
+    static let buckets = ["0a1", "f3c"]
+    static let signupBucket: Int64 = 20_454
 }
 
 /// The user's queries, as configured. Each is used as a sub-query; its text is the operator's

@@ -244,6 +244,12 @@ struct Validate: ParsableCommand {
             say("  reconciliation: \(target); \(schedule); lookback \(r.lookbackDays) d, lag \(r.lagSeconds) s; partitioner \(r.partitioner.rawValue); retries \(r.retries)")
             say("    daily: \(r.queries.daily)")
             if let signups = r.queries.signups { say("    signups: \(signups)") }
+            say("    statements a run sends (example values; every value a bound parameter):")
+            for statement in r.renderedStatements {
+                say("    - \(statement.step):")
+                say(statement.sql.split(separator: "\n").map { "        " + $0 }.joined(separator: "\n"))
+                if !statement.parameters.isEmpty { say("        -- bound: " + statement.parameters.joined(separator: ", ")) }
+            }
         }
     }
 

@@ -162,6 +162,25 @@ import Warehouse
         #expect(pg.tls == .verifyFull && pg.port == 5439 && pg.rootCertificateFile == "/etc/segmenter/ca.pem")
     }
 
+    /// What `validate` prints for each warehouse: every statement of a run, with its values as
+    /// bound parameters, never in the SQL text.
+    @Test(arguments: ["{type: sqlite, path: w.db}", "{type: postgres, host: h, user: u}", "{type: redshift, host: h, user: u}",
+                      "{type: bigquery, project: p, access_token: t}", "{type: sqlserver, host: h, user: u}"])
+    func everyWarehouseRendersItsStatementsWithBoundValues(warehouse: String) throws {
+        let config = try parse("reconciliation:\n  warehouse: \(warehouse)\n  daily_sql: SELECT * FROM d\n  signups_sql: SELECT * FROM s\n")
+        let statements = try #require(config.reconciliation).renderedStatements
+        #expect(statements.map(\.step) == ["per-day totals", "bucket totals of 2026-01-31", "user rows of 2026-01-31", "sign-up buckets",
+                                            "sign-ups of bucket 20454"])
+        for statement in statements {
+            #expect(!statement.sql.contains("2026-01") && !statement.sql.contains("0a1") && !statement.sql.contains("1767225600")
+                    && !statement.sql.contains("20454"))
+            #expect(statement.sql.contains("FROM d") || statement.sql.contains("FROM s"))
+        }
+        #expect(statements[2].parameters.joined().contains("2026-01-31") && statements[2].parameters.joined().contains("0a1"))
+        let signups = statements[4].parameters.joined()
+        #expect(signups.contains("1767225600") || signups.contains("20454"))
+    }
+
     @Test func sqlitePathIsRelativeToTheConfigFile() throws {
         let config = try parse("reconciliation:\n  warehouse: {type: sqlite, path: w.sqlite}\n  daily_sql: x\n")
         guard case let .sqlite(path) = config.reconciliation?.target else { Issue.record("not sqlite"); return }

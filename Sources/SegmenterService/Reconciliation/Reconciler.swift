@@ -125,40 +125,38 @@ public final class Reconciler: Sendable {
     /// the day's when most differ, as in a backfill), then the corrections.
     private func reconcile(day: DayNumber, warehouse: any Warehouse, readers: [Int32: PartitionReads], now: Instant) async throws -> DayStep {
         var step = DayStep()
-        var local: [String: DayAggregate] = [:], home: [String: Int32] = [:]
-        for (partition, reader) in readers {
-            for (user, sums) in try reader.userDays(on: day) {
-                local[user] = sums
-                home[user] = partition
-            }
-        }
         var localBuckets: [String: DayTotals] = [:]
-        var bucketOf: [String: String] = [:]
-        for (user, sums) in local {
-            let bucket = UserBucket.of(user)
-            bucketOf[user] = bucket
-            localBuckets[bucket, default: DayTotals()].add(sums)
+        for reader in readers.values {
+            localBuckets.merge(try reader.bucketTotals(on: day, bucketOf: UserBucket.of)) { $0 + $1 }
         }
         let iso = DayCalendar.isoDate(day)
-        let differing: Set<String>, fetchAll: Bool
+        var differing: Set<String>? = nil
         do {
             let warehouseBuckets = try await warehouse.bucketTotals(on: iso)
             step.rowsFetched += warehouseBuckets.count
             let allBuckets = Set(localBuckets.keys).union(warehouseBuckets.keys)
-            differing = allBuckets.filter { (localBuckets[$0] ?? DayTotals()) != (warehouseBuckets[$0] ?? DayTotals()) }
+            let changed = allBuckets.filter { (localBuckets[$0] ?? DayTotals()) != (warehouseBuckets[$0] ?? DayTotals()) }
             step.bucketsCompared = allBuckets.count
-            step.bucketsDiffering = differing.count
-            guard !differing.isEmpty else { return step }
-            fetchAll = differing.count * 2 > allBuckets.count
+            step.bucketsDiffering = changed.count
+            guard !changed.isEmpty else { return step }
+            // Most buckets differ (a backfill): the whole day in one query.
+            differing = changed.count * 2 > allBuckets.count ? nil : changed
         } catch let unavailable as BucketsUnavailable {
             // Still only the differing days' rows, never the table.
             step.bucketLevelSkipped = unavailable.reason
-            (differing, fetchAll) = ([], true)
         }
-        let rows = try await warehouse.userDays(on: iso, buckets: fetchAll ? nil : differing.sorted())
+        // Local rows of the differing buckets only (all of the day's without buckets).
+        var home: [String: Int32] = [:]
+        for (partition, reader) in readers {
+            let rows = try differing.map { try reader.userDays(on: day, inBuckets: $0, bucketOf: UserBucket.of) } ?? reader.userDays(on: day)
+            for (user, sums) in rows {
+                step.local[user] = sums
+                home[user] = partition
+            }
+        }
+        let rows = try await warehouse.userDays(on: iso, buckets: differing?.sorted())
         step.rowsFetched += rows.count
         step.userRowsFetched = rows.count
-        step.local = fetchAll ? local : local.filter { differing.contains(bucketOf[$0.key]!) }
         step.compared = Set(step.local.keys).union(rows.keys).count
         let corrections = ReconciliationDiff.corrections(local: step.local, warehouse: rows)
         guard !corrections.isEmpty else { return step }

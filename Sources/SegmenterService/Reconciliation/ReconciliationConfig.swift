@@ -39,6 +39,16 @@ public struct ReconciliationConfig: Sendable {
         }
     }
 
+    /// The statements a run sends to this warehouse, with example values (for `validate`).
+    public var renderedStatements: [RenderedStatement] {
+        switch target {
+        case .sqlite: SQLiteWarehouse.rendered(queries)
+        case .postgres, .redshift: PostgresWarehouse.rendered(queries)
+        case .bigquery: BigQueryWarehouse.rendered(queries)
+        case .sqlserver: SQLServerWarehouse.rendered(queries)
+        }
+    }
+
     /// The closed days to compare at `now`: `lookback` days through the last one that ended at
     /// least `lag` ago, or from `from` for a backfill.
     public func closedDays(now: Instant, calendar: DayCalendar, from: DayNumber? = nil) -> ClosedRange<DayNumber>? {
