@@ -82,6 +82,20 @@ public final class SQLiteConnection: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` inside `BEGIN DEFERRED … COMMIT`: its reads see one snapshot of the database
+    /// (WAL), and a read-only connection can run it.
+    public func readTransaction<T>(_ body: () throws -> T) throws -> T {
+        try execute("BEGIN DEFERRED")
+        do {
+            let result = try body()
+            try execute("COMMIT")
+            return result
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+
     public var changes: Int { Int(sqlite3_changes(handle)) }
     /// The rowid of the latest successful INSERT on this connection.
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }

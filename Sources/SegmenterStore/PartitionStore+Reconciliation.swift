@@ -11,22 +11,6 @@ public struct PartitionReads: @unchecked Sendable {
 
     public init(readOnlyPath path: String) throws { db = try SQLiteConnection(path: path, readOnly: true) }
 
-    /// Per-day totals of this partition over `days` (an index range scan).
-    public func dayTotals(in days: ClosedRange<DayNumber>) throws -> [DayNumber: DayTotals] {
-        let statement = try db.prepare("""
-            SELECT day, sum(spend_cents <> 0 OR activities <> 0 OR active_us <> 0), sum(spend_cents), sum(activities), sum(active_us)
-            FROM user_days WHERE day BETWEEN ? AND ? GROUP BY day
-            """)
-        statement.bind(1, Int64(days.lowerBound))
-        statement.bind(2, Int64(days.upperBound))
-        var result: [DayNumber: DayTotals] = [:]
-        while try statement.step() {
-            result[DayNumber(statement.int64(0))] = DayTotals(users: statement.int64(1), spendCents: statement.int64(2),
-                                                              activities: statement.int64(3), activeMicros: statement.int64(4))
-        }
-        return result
-    }
-
     /// Every user's sums for one day.
     public func userDays(on day: DayNumber) throws -> [String: DayAggregate] {
         // Rows of zeros only keep a day's evidence (see EventEvidence): no sums to compare.
@@ -38,23 +22,6 @@ public struct PartitionReads: @unchecked Sendable {
         var result: [String: DayAggregate] = [:]
         while try statement.step() {
             result[statement.string(0)!] = DayAggregate(spendCents: statement.int64(1), activities: statement.int64(2), activeMicros: statement.int64(3))
-        }
-        return result
-    }
-
-    /// Totals per user bucket of one day, summed in SQL: no row leaves SQLite. `bucketOf` is
-    /// the warehouses' bucket hash (see `UserBucket`), defined on this connection.
-    public func bucketTotals(on day: DayNumber, bucketOf: @escaping @Sendable (String) -> String) throws -> [String: DayTotals] {
-        try db.defineFunction("segmenter_bucket", bucketOf)
-        let statement = try db.prepare("""
-            SELECT segmenter_bucket(user_id), count(*), sum(spend_cents), sum(activities), sum(active_us) FROM user_days
-            WHERE day = ? AND (spend_cents <> 0 OR activities <> 0 OR active_us <> 0) GROUP BY 1
-            """)
-        statement.bind(1, Int64(day))
-        var result: [String: DayTotals] = [:]
-        while try statement.step() {
-            result[statement.string(0) ?? ""] = DayTotals(users: statement.int64(1), spendCents: statement.int64(2),
-                                                          activities: statement.int64(3), activeMicros: statement.int64(4))
         }
         return result
     }
@@ -102,8 +69,10 @@ extension PartitionStore {
     /// totals move by the same difference; each changed user is re-evaluated at the pair's clock, or `now` before it has one (cause
     /// `reconciliation`), so memberships and KPI partials follow. Idempotent: setting values,
     /// not adding them, so a retried run cannot count twice.
+    /// - Parameter bucketOf: the bucket hash, to keep cached bucket totals of the days valid.
     public func takeWarehouseValues(days: [String: [DayNumber: DayAggregate]], signups: [String: Instant] = [:],
-                                    now: Instant) throws -> BatchOutcome {
+                                    now: Instant, bucketOf: (String) -> String) throws -> BatchOutcome {
+        var changes: [(user: String, day: DayNumber, before: DayAggregate, after: DayAggregate)] = []
         var effects = BatchEffects(partials: partials)
         let now = watermark.clock ?? now
         var profiles: [String: UserProfile] = [:]
@@ -133,10 +102,12 @@ extension PartitionStore {
                     set.bind(4, truth.activities)
                     set.bind(5, truth.activeMicros)
                     try set.run()
+                    changes.append((userID, day, current, truth))
                     profile.addToLifetime(truth - current)
                     profiles[userID] = profile
                 }
             }
+            try applyToBucketCache(changes, bucketOf: bucketOf)
             for (userID, signup) in signups {
                 var profile = try profiles[userID] ?? self.profile(of: userID) ?? UserProfile()
                 guard profile.signupAt != signup else { continue }

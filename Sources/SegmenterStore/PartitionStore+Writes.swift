@@ -13,6 +13,7 @@ final class StoreStatements {
     let selectDays: Statement
     let selectEvidence: Statement
     let addDay: Statement
+    let bumpDayVersion: Statement
     let upsertOffset: Statement
     let selectMemberships: Statement
     let upsertMembership: Statement
@@ -49,6 +50,7 @@ final class StoreStatements {
                 activities = activities + excluded.activities, active_us = active_us + excluded.active_us,
                 evidence = excluded.evidence
             """)
+        bumpDayVersion = try db.prepare("INSERT INTO day_versions (day, version) VALUES (?, 1) ON CONFLICT (day) DO UPDATE SET version = version + 1")
         upsertOffset = try db.prepare("""
             INSERT INTO offsets (topic, partition, next_offset) VALUES (?, ?, ?)
             ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)
@@ -148,7 +150,9 @@ extension PartitionStore {
         for (userID, write) in effects.profiles {
             if write.whole { try self.write(write.profile, of: userID) } else { try writeTotals(write.profile, of: userID) }
         }
+        var touchedDays: Set<DayNumber> = []
         for day in effects.days {
+            if day.delta != DayAggregate() { touchedDays.insert(day.day) }
             st.addDay.reset()
             st.addDay.bind(1, day.userID)
             st.addDay.bind(2, Int64(day.day))
@@ -158,6 +162,7 @@ extension PartitionStore {
             st.addDay.bind(6, blob: day.evidence.encoded)
             try st.addDay.run()
         }
+        for day in touchedDays { try bumpVersion(of: day) }
         for membership in effects.memberships {
             let statement = membership.contributions == nil ? st.deleteMembership.reset() : st.upsertMembership.reset()
             statement.bind(1, membership.userID)
@@ -186,6 +191,13 @@ extension PartitionStore {
             if let events = watermark.events { try putMeta("watermark_events", events.nanoseconds) }
         }
         for (topic, time) in effects.eventTimes { try putMeta("event_time:" + topic, time.nanoseconds) }
+    }
+
+    /// A day's sums changed: cached bucket totals of it are stale from now on.
+    func bumpVersion(of day: DayNumber) throws {
+        let bump = statements.bumpDayVersion.reset()
+        bump.bind(1, Int64(day))
+        try bump.run()
     }
 
     func write(_ profile: UserProfile, of userID: String) throws {

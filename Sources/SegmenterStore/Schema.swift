@@ -15,6 +15,22 @@ enum Schema {
         // 4: evidence of applied event ids moves from one row per event into its user-day row
         // (64-bit hashes, see EventEvidence).
         Step(sql: "ALTER TABLE user_days ADD COLUMN evidence BLOB", data: moveSeenEventsIntoDays),
+        // 5: reconciliation's local bucket totals, kept between runs (see BucketTotalsCache):
+        // a day's version moves with every write to its sums; a cached day is valid while its
+        // version is the one it was computed at.
+        Step(sql: """
+            CREATE TABLE day_versions (day INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+            CREATE TABLE bucket_totals (
+                day INTEGER NOT NULL,
+                bucket TEXT NOT NULL,
+                users INTEGER NOT NULL,
+                spend_cents INTEGER NOT NULL,
+                activities INTEGER NOT NULL,
+                active_us INTEGER NOT NULL,
+                PRIMARY KEY (day, bucket)
+            ) WITHOUT ROWID;
+            CREATE TABLE bucket_totals_days (day INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+            """),
     ]
 
     static let sqlMigrations: [String] = [

@@ -19,8 +19,9 @@ public final class BigQueryWarehouse: Warehouse {
         label = "bigquery://\(settings.project)\(settings.dataset.map { "/\($0)" } ?? "")\(settings.endpoint == BigQuerySettings.googleEndpoint ? "" : " at \(settings.endpoint)")"
     }
 
-    /// Rows and response bytes read so far, per level (for the benchmark and `validate`).
+    /// Rows and response bytes read so far, per level.
     public var fetched: [String: (rows: Int, bytes: Int)] { statistics.snapshot }
+    public var bytesFetchedByLevel: [String: Int] { statistics.snapshot.mapValues(\.bytes) }
 
     typealias Statement = (step: String, level: String, sql: String, parameters: [String: BigQueryParameter])
 

@@ -24,6 +24,12 @@ public protocol Warehouse: Sendable {
     func shutdown() async
     /// The statements a run sends, rendered with example values (`validate` prints them).
     var renderedStatements: [RenderedStatement] { get }
+    /// Response bytes read so far per level of the diff, where the protocol makes them known.
+    var bytesFetchedByLevel: [String: Int] { get }
+}
+
+extension Warehouse {
+    public var bytesFetchedByLevel: [String: Int] { [:] }
 }
 
 /// One statement as the warehouse receives it, and the values bound to its parameters.

@@ -258,3 +258,55 @@ import Testing
         }
     }
 }
+
+/// Local bucket totals kept between runs: valid until the day's sums change, whether by ingest
+/// or by a correction (which keeps them valid by applying the same differences).
+@Suite struct BucketTotalsCacheTests {
+    @Test func aCachedDayIsReadAgainAfterIngestChangesItAndStaysExactThroughCorrections() throws {
+        let scenario = DriftScenario(seed: 5)
+        var world = try ReconciliationTests.World(events: scenario.stream)
+        let user = "user-1"
+        let partition = Partitioner.murmur2Random.partition(of: user, count: DriftScenario.partitions)
+        let store = try #require(world.access.stores[partition])
+        let day = DayCalendar.utc.day(of: DriftScenario.base) + 4
+        /// What the rows say, summed in Swift: the truth the cache must equal.
+        func fromRows() throws -> [String: DayTotals] {
+            var totals: [String: DayTotals] = [:]
+            for (id, sums) in try store.reads.userDays(on: day) { totals[UserBucket.of(id), default: DayTotals()].add(sums) }
+            return totals.filter { $0.value != DayTotals() }
+        }
+
+        let first = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of)
+        let rowsBefore = try fromRows()
+        #expect(!first.cached && first.totals == rowsBefore)
+        try store.cacheBucketTotals(first.totals, of: day, version: first.version)
+        let cached = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of)
+        #expect(cached.cached && cached.totals == first.totals)
+        #expect(try store.reads.dayTotals(in: day...day)[day]?.spendCents == first.totals.values.reduce(0) { $0 + $1.spendCents })
+
+        // Ingest adds a charge to that day: the cache is stale, the next read sees the charge.
+        let charge = UserEvent(eventID: "late-charge", userID: user, ts: DriftScenario.base.adding(seconds: 4 * 86_400 + 60), body: .billing(cents: 1234))
+        #expect(try DriftScenario.apply([charge], to: world.access.stores, offsets: &world.offsets).applied == 1)
+        let after = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of)
+        let rowsAfter = try fromRows()
+        #expect(!after.cached && after.totals == rowsAfter)
+        #expect(after.totals[UserBucket.of(user)]?.spendCents == (first.totals[UserBucket.of(user)]?.spendCents ?? 0) + 1234)
+        // A cache computed before that commit is refused: its version is gone.
+        try store.cacheBucketTotals(first.totals, of: day, version: first.version)
+        #expect(try !store.reads.bucketTotals(on: day, bucketOf: UserBucket.of).cached)
+
+        // A correction keeps a valid cache valid and exact: one user changed, one removed, one new.
+        try store.cacheBucketTotals(after.totals, of: day, version: after.version)
+        let others = try store.reads.userDays(on: day).keys.filter { $0 != user }.sorted()
+        let corrections: [String: [DayNumber: DayAggregate]] = [
+            user: [day: DayAggregate(spendCents: 99, activities: 1, activeMicros: 5)],
+            try #require(others.first): [day: DayAggregate()],
+            "newcomer-\(partition)": [day: DayAggregate(spendCents: 500)],
+        ]
+        _ = try store.takeWarehouseValues(days: corrections, now: DriftScenario.end, bucketOf: UserBucket.of)
+        let corrected = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of)
+        #expect(corrected.cached)
+        let rowsCorrected = try fromRows()
+        #expect(corrected.totals.filter { $0.value != DayTotals() } == rowsCorrected)
+    }
+}

@@ -28,6 +28,9 @@ public struct ReconciliationReport: Equatable, Sendable, Codable {
     public var rowsFetched = 0
     /// Of which per-user-day rows (the expensive level).
     public var userRowsFetched = 0
+    /// Rows (and, where the warehouse tells, response bytes) per level of the diff: `days`,
+    /// `buckets`, `users`, `sign-up buckets`, `sign-ups`.
+    public var fetchedByLevel: [String: LevelFetch]?
     public var signupBucketsDiffering = 0
     public var signupsCorrected = 0
     public var membershipChanges = 0
@@ -36,6 +39,18 @@ public struct ReconciliationReport: Equatable, Sendable, Codable {
     public var activities = Drift()
     public var activeMicros = Drift()
     public var attempt = 1
+
+    public struct LevelFetch: Equatable, Sendable, Codable {
+        public var rows = 0
+        public var bytes: Int?
+    }
+
+    /// Counts `rows` fetched at `level`.
+    public mutating func noteFetched(_ level: String, rows: Int) {
+        var levels = fetchedByLevel ?? [:]
+        levels[level, default: LevelFetch()].rows += rows
+        fetchedByLevel = levels
+    }
 
     public init(kind: Kind, startedAt: Instant, fromDay: String, throughDay: String) {
         self.kind = kind

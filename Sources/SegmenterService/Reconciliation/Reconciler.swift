@@ -51,6 +51,7 @@ public final class Reconciler: Sendable {
         report.throughDay = DayCalendar.isoDate(days.upperBound)
         let id = try? history.insert(report)
         logger.info("reconciliation (\(kind.rawValue)) against \(warehouse.label): days \(report.fromDay) … \(report.throughDay)")
+        let bytesBefore = warehouse.bytesFetchedByLevel
         do {
             let readers = try await access.readers()
             try await reconcileDays(days, warehouse: warehouse, readers: readers, now: clock, report: &report)
@@ -62,6 +63,9 @@ public final class Reconciler: Sendable {
         } catch {
             report.status = .failed
             report.error = String(describing: error)
+        }
+        for (level, bytes) in warehouse.bytesFetchedByLevel where bytes > (bytesBefore[level] ?? 0) {
+            report.fetchedByLevel?[level]?.bytes = bytes - (bytesBefore[level] ?? 0)
         }
         report.finishedAt = Instant.wallClock()
         if let id { try? history.update(id: id, report) }
@@ -81,9 +85,8 @@ public final class Reconciler: Sendable {
 
     private func reconcileDays(_ days: ClosedRange<DayNumber>, warehouse: any Warehouse, readers: [Int32: PartitionReads],
                                now: Instant, report: inout ReconciliationReport) async throws {
-        let local = try readers.values.reduce(into: [DayNumber: DayTotals]()) { totals, reader in
-            totals.merge(try reader.dayTotals(in: days)) { $0 + $1 }
-        }
+        let local = try Self.perPartition(readers) { _, reader in try reader.dayTotals(in: days) }.values
+            .reduce(into: [DayNumber: DayTotals]()) { $0.merge($1) { $0 + $1 } }
         var truth: [DayNumber: DayTotals] = [:]
         for (text, totals) in try await warehouse.dayTotals(from: DayCalendar.isoDate(days.lowerBound), through: DayCalendar.isoDate(days.upperBound)) {
             guard let day = DayCalendar.dayNumber(isoDate: text) else { throw WarehouseError(step: "per-day totals", message: "bad day \(text)") }
@@ -91,15 +94,26 @@ public final class Reconciler: Sendable {
         }
         report.daysCompared = days.count
         report.rowsFetched += truth.count
+        report.noteFetched("days", rows: truth.count)
         for totals in truth.values { report.noteWarehouseTotals(totals) }
         let differing = ReconciliationDiff.differingDays(in: days, local: local, warehouse: truth)
         report.daysDiffering = differing.map(DayCalendar.isoDate)
+        // The warehouse works on the next day's bucket totals while this one is compared here.
+        func bucketTotals(_ day: DayNumber) -> Task<[String: DayTotals], Error> {
+            Task { try await warehouse.bucketTotals(on: DayCalendar.isoDate(day)) }
+        }
+        var next = differing.first.map(bucketTotals)
+        defer { next?.cancel() }
         for (index, day) in differing.enumerated() {
-            let step = try await reconcile(day: day, warehouse: warehouse, readers: readers, now: now)
+            let buckets = next!
+            next = index + 1 < differing.count ? bucketTotals(differing[index + 1]) : nil
+            let step = try await reconcile(day: day, warehouseBuckets: buckets, warehouse: warehouse, readers: readers, now: now)
             report.bucketsCompared += step.bucketsCompared
             report.bucketsDiffering += step.bucketsDiffering
             if let reason = step.bucketLevelSkipped { report.bucketLevelSkipped = reason }
             report.rowsFetched += step.rowsFetched
+            report.noteFetched("buckets", rows: step.rowsFetched - step.userRowsFetched)
+            report.noteFetched("users", rows: step.userRowsFetched)
             report.userRowsFetched += step.userRowsFetched
             report.userDaysCompared += step.compared
             report.userDaysCorrected += step.corrected.count
@@ -123,16 +137,26 @@ public final class Reconciler: Sendable {
 
     /// One differing day: bucket totals, then the user rows of the differing buckets (all of
     /// the day's when most differ, as in a backfill), then the corrections.
-    private func reconcile(day: DayNumber, warehouse: any Warehouse, readers: [Int32: PartitionReads], now: Instant) async throws -> DayStep {
+    private func reconcile(day: DayNumber, warehouseBuckets: Task<[String: DayTotals], Error>, warehouse: any Warehouse,
+                           readers: [Int32: PartitionReads], now: Instant) async throws -> DayStep {
         var step = DayStep()
         var localBuckets: [String: DayTotals] = [:]
-        for reader in readers.values {
-            localBuckets.merge(try reader.bucketTotals(on: day, bucketOf: UserBucket.of)) { $0 + $1 }
+        var computed: [Int32: (totals: [String: DayTotals], version: Int64)] = [:]
+        for (partition, local) in try Self.perPartition(readers, { _, reader in try reader.bucketTotals(on: day, bucketOf: UserBucket.of) }) {
+            localBuckets.merge(local.totals) { $0 + $1 }
+            if !local.cached { computed[partition] = (local.totals, local.version) }
+        }
+        // Kept for the next run (and kept valid by this run's corrections).
+        if !computed.isEmpty {
+            let fresh = computed
+            try await access.withStores { session in
+                for (partition, local) in fresh { try session.stores[partition]?.cacheBucketTotals(local.totals, of: day, version: local.version) }
+            }
         }
         let iso = DayCalendar.isoDate(day)
         var differing: Set<String>? = nil
         do {
-            let warehouseBuckets = try await warehouse.bucketTotals(on: iso)
+            let warehouseBuckets = try await warehouseBuckets.value
             step.rowsFetched += warehouseBuckets.count
             let allBuckets = Set(localBuckets.keys).union(warehouseBuckets.keys)
             let changed = allBuckets.filter { (localBuckets[$0] ?? DayTotals()) != (warehouseBuckets[$0] ?? DayTotals()) }
@@ -145,16 +169,21 @@ public final class Reconciler: Sendable {
             // Still only the differing days' rows, never the table.
             step.bucketLevelSkipped = unavailable.reason
         }
-        // Local rows of the differing buckets only (all of the day's without buckets).
+        // The warehouse's rows and the local ones of the differing buckets (all of the day's
+        // without buckets), read at the same time.
+        let wanted = differing
+        let sortedBuckets = wanted?.sorted()
+        async let fetched = warehouse.userDays(on: iso, buckets: sortedBuckets)
         var home: [String: Int32] = [:]
-        for (partition, reader) in readers {
-            let rows = try differing.map { try reader.userDays(on: day, inBuckets: $0, bucketOf: UserBucket.of) } ?? reader.userDays(on: day)
+        for (partition, rows) in try Self.perPartition(readers, { _, reader in
+            try wanted.map { try reader.userDays(on: day, inBuckets: $0, bucketOf: UserBucket.of) } ?? reader.userDays(on: day)
+        }) {
             for (user, sums) in rows {
                 step.local[user] = sums
                 home[user] = partition
             }
         }
-        let rows = try await warehouse.userDays(on: iso, buckets: differing?.sorted())
+        let rows = try await fetched
         step.rowsFetched += rows.count
         step.userRowsFetched = rows.count
         step.compared = Set(step.local.keys).union(rows.keys).count
@@ -168,6 +197,21 @@ public final class Reconciler: Sendable {
         step.corrected = corrected
         step.membershipChanges = changes
         return step
+    }
+
+    /// `body` for every partition, two at a time (each reader has its own connection): these
+    /// local scans are the run's own CPU work.
+    static func perPartition<T>(_ readers: [Int32: PartitionReads], _ body: @escaping @Sendable (Int32, PartitionReads) throws -> T) throws -> [Int32: T] {
+        let entries = Array(readers)
+        let results = PartitionResults<T>(count: entries.count)
+        DispatchQueue.concurrentPerform(iterations: min(2, entries.count)) { worker in
+            for index in stride(from: worker, to: entries.count, by: 2) {
+                results.set(index, Result { try body(entries[index].key, entries[index].value) })
+            }
+        }
+        var output: [Int32: T] = [:]
+        for (index, entry) in entries.enumerated() { output[entry.key] = try results.get(index) }
+        return output
     }
 
     /// One user's values from the warehouse: some days' sums, or a sign-up time.
@@ -199,7 +243,7 @@ public final class Reconciler: Sendable {
             for (partition, users) in byPartition {
                 let outcome = try session.stores[partition]!.takeWarehouseValues(
                     days: users.filter { !$0.value.days.isEmpty }.mapValues(\.days),
-                    signups: users.compactMapValues(\.signup), now: session.now ?? now)
+                    signups: users.compactMapValues(\.signup), now: session.now ?? now, bucketOf: UserBucket.of)
                 session.note(outcome)
                 changes += outcome.membershipChanges
             }
@@ -222,12 +266,15 @@ public final class Reconciler: Sendable {
                                   report: inout ReconciliationReport) async throws {
         guard config.queries.signups != nil else { return }
         let local = try readers.values.reduce(into: [String: Int64]()) { $0.merge(try $1.signupSeconds()) { min($0, $1) } }
-        let differing = ReconciliationDiff.differingSignupBuckets(local: SignupBucket.buckets(local), warehouse: try await warehouse.signupBuckets())
+        let warehouseBuckets = try await warehouse.signupBuckets()
+        report.noteFetched("sign-up buckets", rows: warehouseBuckets.count)
+        let differing = ReconciliationDiff.differingSignupBuckets(local: SignupBucket.buckets(local), warehouse: warehouseBuckets)
         report.signupBucketsDiffering = differing.count
         var corrections: [String: Int64] = [:]
         for bucket in differing {
             let rows = try await warehouse.signups(inBucket: bucket)
             report.rowsFetched += rows.count
+            report.noteFetched("sign-ups", rows: rows.count)
             corrections.merge(ReconciliationDiff.signupCorrections(local: local, warehouse: rows)) { $1 }
         }
         guard !corrections.isEmpty else { return }
@@ -266,4 +313,16 @@ extension ReconciliationReport {
 
     static func money(_ cents: Int64) -> String { String(format: "%@%lld.%02lld", cents < 0 ? "-" : "", abs(cents) / 100, abs(cents) % 100) }
     static func percent(_ drift: Drift) -> String { drift.relative.map { String(format: " (%.3f%%)", $0 * 100) } ?? "" }
+}
+
+/// Results written by concurrent workers, one slot each.
+final class PartitionResults<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Result<T, Error>?]
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ result: Result<T, Error>) { lock.withLock { slots[index] = result } }
+
+    func get(_ index: Int) throws -> T { try lock.withLock { slots[index] }!.get() }
 }
