@@ -52,11 +52,18 @@ public final class SQLiteConnection: @unchecked Sendable {
     /// Defines a deterministic SQL function of one text argument, e.g. a hash SQLite lacks.
     /// The connection owns `body` until it closes.
     public func defineFunction(_ name: String, _ body: @escaping @Sendable (String) -> String) throws {
+        try defineFunction(name, utf8: { body(String(decoding: $0, as: UTF8.self)) })
+    }
+
+    /// The same, handed the argument's UTF-8 bytes in place: no string is made per row, for a
+    /// function a scan calls on every row.
+    public func defineFunction(_ name: String, utf8 body: @escaping @Sendable (UnsafeRawBufferPointer) -> String) throws {
         let box = Unmanaged.passRetained(TextFunction(body)).toOpaque()
         let rc = sqlite3_create_function_v2(handle, name, 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC, box, { context, _, arguments in
             let function = Unmanaged<TextFunction>.fromOpaque(sqlite3_user_data(context)!).takeUnretainedValue()
             guard let argument = arguments?[0], let text = sqlite3_value_text(argument) else { return sqlite3_result_null(context) }
-            sqlite3_result_text(context, function.body(String(cString: text)), -1, segmenter_sqlite_transient())
+            let bytes = UnsafeRawBufferPointer(start: text, count: Int(sqlite3_value_bytes(argument)))
+            sqlite3_result_text(context, function.body(bytes), -1, segmenter_sqlite_transient())
         }, nil, nil, { box in Unmanaged<TextFunction>.fromOpaque(box!).release() })
         guard rc == SQLITE_OK else { throw error(rc, sql: nil) }
     }
@@ -116,6 +123,6 @@ public final class SQLiteConnection: @unchecked Sendable {
 
 /// A Swift closure kept alive for SQLite's C callback.
 private final class TextFunction {
-    let body: @Sendable (String) -> String
-    init(_ body: @escaping @Sendable (String) -> String) { self.body = body }
+    let body: @Sendable (UnsafeRawBufferPointer) -> String
+    init(_ body: @escaping @Sendable (UnsafeRawBufferPointer) -> String) { self.body = body }
 }

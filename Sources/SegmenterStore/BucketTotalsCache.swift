@@ -13,7 +13,7 @@ extension PartitionReads {
     /// Bucket totals of `day` and the day's version they reflect, read in one transaction:
     /// from the cache when valid (`cached`), otherwise summed in SQL with `bucketOf`, the
     /// warehouses' bucket hash (see `UserBucket`).
-    public func bucketTotals(on day: DayNumber, bucketOf: @escaping @Sendable (String) -> String) throws
+    public func bucketTotals(on day: DayNumber, bucketOf: @escaping @Sendable (UnsafeRawBufferPointer) -> String) throws
         -> (totals: [String: DayTotals], version: Int64, cached: Bool) {
         try db.readTransaction {
             let version = try dayVersion(day)
@@ -22,7 +22,7 @@ extension PartitionReads {
                 statement.bind(1, Int64(day))
                 return (try Self.totalsByKey(statement), version, true)
             }
-            try db.defineFunction("segmenter_bucket", bucketOf)
+            try db.defineFunction("segmenter_bucket", utf8: bucketOf)
             let statement = try db.prepare("""
                 SELECT segmenter_bucket(user_id), count(*), sum(spend_cents), sum(activities), sum(active_us) FROM user_days
                 WHERE day = ? AND (spend_cents <> 0 OR activities <> 0 OR active_us <> 0) GROUP BY 1

@@ -29,9 +29,14 @@ final class StoreStatements {
         selectMeta = try db.prepare("SELECT value FROM meta WHERE key = ?")
         setMeta = try db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
         selectProfile = try db.prepare("SELECT \(StateReading.profileColumns) FROM users WHERE user_id = ?")
+        // An upsert, not a REPLACE: the user's bucket (reconciliation's) stays.
         upsertProfile = try db.prepare("""
-            INSERT OR REPLACE INTO users (user_id, signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities,
+            INSERT INTO users (user_id, signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities,
                 lifetime_active_us, activity_before_signup, attributes, accounts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (user_id) DO UPDATE SET signup_at = excluded.signup_at, last_activity_at = excluded.last_activity_at,
+                lifetime_spend_cents = excluded.lifetime_spend_cents, lifetime_activities = excluded.lifetime_activities,
+                lifetime_active_us = excluded.lifetime_active_us, activity_before_signup = excluded.activity_before_signup,
+                attributes = excluded.attributes, accounts = excluded.accounts
             """)
         updateProfileTotals = try db.prepare("""
             UPDATE users SET last_activity_at = ?, lifetime_spend_cents = ?, lifetime_activities = ?, lifetime_active_us = ?

@@ -17,7 +17,8 @@ enum Schema {
         Step(sql: "ALTER TABLE user_days ADD COLUMN evidence BLOB", data: moveSeenEventsIntoDays),
         // 5: reconciliation's local bucket totals, kept between runs (see BucketTotalsCache):
         // a day's version moves with every write to its sums; a cached day is valid while its
-        // version is the one it was computed at.
+        // version is the one it was computed at. Each user's bucket, filled in by a run, so it
+        // reads only the differing buckets' rows of a day.
         Step(sql: """
             CREATE TABLE day_versions (day INTEGER PRIMARY KEY, version INTEGER NOT NULL);
             CREATE TABLE bucket_totals (
@@ -30,6 +31,9 @@ enum Schema {
                 PRIMARY KEY (day, bucket)
             ) WITHOUT ROWID;
             CREATE TABLE bucket_totals_days (day INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+            ALTER TABLE users ADD COLUMN bucket TEXT;
+            CREATE INDEX users_by_bucket ON users (bucket) WHERE bucket IS NOT NULL;
+            CREATE INDEX users_without_bucket ON users (user_id) WHERE bucket IS NULL;
             """),
     ]
 

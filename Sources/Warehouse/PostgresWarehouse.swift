@@ -219,11 +219,14 @@ public final class PostgresWarehouse: Warehouse {
     }
 }
 
-/// One connection per run, opened on first use: a run's queries are sequential, and a direct
-/// connection fails at once with the cause (a pool would keep retrying in the background).
+/// Two connections per run, opened on first use and taken in turn: a run's next query (the
+/// next day's bucket totals) can run on the server beside the current one. Direct connections,
+/// not a pool: one fails at once with the cause (a pool would keep retrying in the background).
 actor ConnectionLink {
     private let settings: PostgresSettings
-    private var open: PostgresConnection?
+    private var open: [PostgresConnection] = []
+    private var turn = 0
+    static let width = 2
     /// postgres-nio logs every protocol step below `warning`.
     nonisolated let logger: Logger = {
         var logger = Logger(label: "segmenter.warehouse")
@@ -234,7 +237,17 @@ actor ConnectionLink {
     init(settings: PostgresSettings) { self.settings = settings }
 
     func connection() async throws -> PostgresConnection {
-        if let open, !open.isClosed { return open }
+        open.removeAll { $0.isClosed }
+        turn += 1
+        if open.count < Self.width {
+            let connection = try await connect(id: turn)
+            open.append(connection)
+            return connection
+        }
+        return open[turn % open.count]
+    }
+
+    private func connect(id: Int) async throws -> PostgresConnection {
         let tls: PostgresConnection.Configuration.TLS = switch settings.tls {
         case .disable: .disable
         case .prefer: .prefer(try NIOSSLContext(configuration: Self.tlsConfiguration(settings)))
@@ -243,9 +256,7 @@ actor ConnectionLink {
         var configuration = PostgresConnection.Configuration(host: settings.host, port: settings.port, username: settings.user,
                                                              password: settings.password, database: settings.database, tls: tls)
         configuration.options.connectTimeout = .seconds(settings.connectTimeoutSeconds)
-        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
-        open = connection
-        return connection
+        return try await PostgresConnection.connect(configuration: configuration, id: id, logger: logger)
     }
 
     /// What the server's certificate must satisfy, by mode (see `TLSMode`).
@@ -261,7 +272,7 @@ actor ConnectionLink {
     }
 
     func close() async {
-        try? await open?.close()
-        open = nil
+        for connection in open { try? await connection.close() }
+        open = []
     }
 }

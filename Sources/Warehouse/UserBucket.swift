@@ -8,12 +8,19 @@ public enum UserBucket {
     public static let hexDigits = 3
 
     public static func of(_ userID: String) -> String {
-        // The first three hex digits are the first byte and the high half of the second.
-        var digest = Insecure.MD5.hash(data: Array(userID.utf8)).makeIterator()
-        let first = digest.next()!, second = digest.next()!
-        let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: [digits[Int(first >> 4)], digits[Int(first & 0xF)], digits[Int(second >> 4)]], as: UTF8.self)
+        var id = userID
+        return id.withUTF8 { of(utf8: UnsafeRawBufferPointer($0)) }
     }
+
+    /// The bucket of an id given as its UTF-8 bytes (as SQLite hands a function its argument).
+    public static func of(utf8 bytes: UnsafeRawBufferPointer) -> String {
+        // The first three hex digits are the first byte and the high half of the second.
+        var digest = Insecure.MD5.hash(data: bytes).makeIterator()
+        let first = digest.next()!, second = digest.next()!
+        return String(decoding: [hex[Int(first >> 4)], hex[Int(first & 0xF)], hex[Int(second >> 4)]], as: UTF8.self)
+    }
+
+    private static let hex = Array("0123456789abcdef".utf8)
 
     /// Lower-case hex MD5 of the UTF-8 bytes, as PostgreSQL's `md5(text)` returns it.
     public static func md5Hex(_ text: String) -> String {

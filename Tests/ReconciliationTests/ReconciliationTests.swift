@@ -276,24 +276,24 @@ import Testing
             return totals.filter { $0.value != DayTotals() }
         }
 
-        let first = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of)
+        let first = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of(utf8:))
         let rowsBefore = try fromRows()
         #expect(!first.cached && first.totals == rowsBefore)
         try store.cacheBucketTotals(first.totals, of: day, version: first.version)
-        let cached = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of)
+        let cached = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of(utf8:))
         #expect(cached.cached && cached.totals == first.totals)
         #expect(try store.reads.dayTotals(in: day...day)[day]?.spendCents == first.totals.values.reduce(0) { $0 + $1.spendCents })
 
         // Ingest adds a charge to that day: the cache is stale, the next read sees the charge.
         let charge = UserEvent(eventID: "late-charge", userID: user, ts: DriftScenario.base.adding(seconds: 4 * 86_400 + 60), body: .billing(cents: 1234))
         #expect(try DriftScenario.apply([charge], to: world.access.stores, offsets: &world.offsets).applied == 1)
-        let after = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of)
+        let after = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of(utf8:))
         let rowsAfter = try fromRows()
         #expect(!after.cached && after.totals == rowsAfter)
         #expect(after.totals[UserBucket.of(user)]?.spendCents == (first.totals[UserBucket.of(user)]?.spendCents ?? 0) + 1234)
         // A cache computed before that commit is refused: its version is gone.
         try store.cacheBucketTotals(first.totals, of: day, version: first.version)
-        #expect(try !store.reads.bucketTotals(on: day, bucketOf: UserBucket.of).cached)
+        #expect(try !store.reads.bucketTotals(on: day, bucketOf: UserBucket.of(utf8:)).cached)
 
         // A correction keeps a valid cache valid and exact: one user changed, one removed, one new.
         try store.cacheBucketTotals(after.totals, of: day, version: after.version)
@@ -303,8 +303,8 @@ import Testing
             try #require(others.first): [day: DayAggregate()],
             "newcomer-\(partition)": [day: DayAggregate(spendCents: 500)],
         ]
-        _ = try store.takeWarehouseValues(days: corrections, now: DriftScenario.end, bucketOf: UserBucket.of)
-        let corrected = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of)
+        _ = try store.takeWarehouseValues(days: corrections, now: DriftScenario.end, bucketOf: UserBucket.of(_:))
+        let corrected = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of(utf8:))
         #expect(corrected.cached)
         let rowsCorrected = try fromRows()
         #expect(corrected.totals.filter { $0.value != DayTotals() } == rowsCorrected)

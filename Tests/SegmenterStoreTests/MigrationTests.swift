@@ -61,7 +61,9 @@ import SQLite
         let kept = ["SELECT topic, partition, next_offset FROM offsets ORDER BY 1, 2",
                     "SELECT user_id, segment, hex(contributions) FROM memberships ORDER BY 1, 2",
                     "SELECT user_id, due FROM timers ORDER BY 1",
-                    "SELECT * FROM users ORDER BY user_id",
+                    // Every column the old release had (schema 5 adds reconciliation's `bucket`).
+                    "SELECT user_id, signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities, lifetime_active_us, "
+                        + "activity_before_signup, attributes, accounts FROM users ORDER BY user_id",
                     "SELECT user_id, day, spend_cents, activities, active_us FROM user_days WHERE spend_cents <> 0 OR activities <> 0 OR active_us <> 0 ORDER BY 1, 2",
                     "SELECT * FROM kpi_partials ORDER BY 1, 2"]
         let chain = "SELECT * FROM kpi_published ORDER BY 1, 2"

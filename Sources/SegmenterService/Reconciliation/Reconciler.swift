@@ -53,6 +53,9 @@ public final class Reconciler: Sendable {
         logger.info("reconciliation (\(kind.rawValue)) against \(warehouse.label): days \(report.fromDay) … \(report.throughDay)")
         let bytesBefore = warehouse.bytesFetchedByLevel
         do {
+            try await access.withStores { session in
+                for store in session.stores.values { try store.assignBuckets(bucketOf: UserBucket.of(utf8:)) }
+            }
             let readers = try await access.readers()
             try await reconcileDays(days, warehouse: warehouse, readers: readers, now: clock, report: &report)
             try await reconcileSignups(warehouse: warehouse, readers: readers, now: clock, report: &report)
@@ -142,7 +145,7 @@ public final class Reconciler: Sendable {
         var step = DayStep()
         var localBuckets: [String: DayTotals] = [:]
         var computed: [Int32: (totals: [String: DayTotals], version: Int64)] = [:]
-        for (partition, local) in try Self.perPartition(readers, { _, reader in try reader.bucketTotals(on: day, bucketOf: UserBucket.of) }) {
+        for (partition, local) in try Self.perPartition(readers, { _, reader in try reader.bucketTotals(on: day, bucketOf: UserBucket.of(utf8:)) }) {
             localBuckets.merge(local.totals) { $0 + $1 }
             if !local.cached { computed[partition] = (local.totals, local.version) }
         }
@@ -176,7 +179,7 @@ public final class Reconciler: Sendable {
         async let fetched = warehouse.userDays(on: iso, buckets: sortedBuckets)
         var home: [String: Int32] = [:]
         for (partition, rows) in try Self.perPartition(readers, { _, reader in
-            try wanted.map { try reader.userDays(on: day, inBuckets: $0, bucketOf: UserBucket.of) } ?? reader.userDays(on: day)
+            try wanted.map { try reader.userDays(on: day, inBuckets: $0, bucketOf: UserBucket.of(utf8:)) } ?? reader.userDays(on: day)
         }) {
             for (user, sums) in rows {
                 step.local[user] = sums
@@ -243,7 +246,7 @@ public final class Reconciler: Sendable {
             for (partition, users) in byPartition {
                 let outcome = try session.stores[partition]!.takeWarehouseValues(
                     days: users.filter { !$0.value.days.isEmpty }.mapValues(\.days),
-                    signups: users.compactMapValues(\.signup), now: session.now ?? now, bucketOf: UserBucket.of)
+                    signups: users.compactMapValues(\.signup), now: session.now ?? now, bucketOf: UserBucket.of(_:))
                 session.note(outcome)
                 changes += outcome.membershipChanges
             }
