@@ -176,6 +176,12 @@ extension ReconciliationTests {
         try await verifyFailure(.redshift(wrongName), fixture.queries,
                                 warehouse: PostgresWarehouse(settings: wrongName, queries: fixture.queries, redshift: true),
                                 mentions: ["per-day totals", "does not name the host"], secret: verified.password)
+        // Over TLS, a wrong password is named as such.
+        var wrongPassword = verified
+        wrongPassword.password = "wrong-password-not-logged"
+        try await verifyFailure(.redshift(wrongPassword), fixture.queries,
+                                warehouse: PostgresWarehouse(settings: wrongPassword, queries: fixture.queries, redshift: true),
+                                mentions: ["per-day totals", "password authentication failed"], secret: "wrong-password-not-logged")
         // `require` encrypts without checking who answers (libpq's meaning): accepted.
         var encryptedOnly = systemRoots
         encryptedOnly.tls = .require
