@@ -112,6 +112,18 @@ extension PartitionStore {
         }
     }
 
+    /// Forgets cached totals and versions of days before `day` (out of every run's window from
+    /// now on), so the cache stays as large as the lookback.
+    public func pruneBucketCache(before day: DayNumber) throws {
+        try db.transaction {
+            for table in ["bucket_totals", "bucket_totals_days", "day_versions"] {
+                let delete = try db.prepare("DELETE FROM \(table) WHERE day < ?")
+                delete.bind(1, Int64(day))
+                try delete.run()
+            }
+        }
+    }
+
     /// Within a correction's transaction: `changes` (user, day, before, after) move the days'
     /// versions, and a day whose cache was valid keeps it valid by the same differences.
     func applyToBucketCache(_ changes: [(user: String, day: DayNumber, before: DayAggregate, after: DayAggregate)],

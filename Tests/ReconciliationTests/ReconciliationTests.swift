@@ -308,5 +308,10 @@ import Testing
         #expect(corrected.cached)
         let rowsCorrected = try fromRows()
         #expect(corrected.totals.filter { $0.value != DayTotals() } == rowsCorrected)
+
+        // Days out of the window are forgotten; the rows are what they were.
+        try store.pruneBucketCache(before: day + 1)
+        let pruned = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of(utf8:))
+        #expect(!pruned.cached && pruned.totals.filter { $0.value != DayTotals() } == rowsCorrected)
     }
 }

@@ -53,8 +53,13 @@ public final class Reconciler: Sendable {
         logger.info("reconciliation (\(kind.rawValue)) against \(warehouse.label): days \(report.fromDay) … \(report.throughDay)")
         let bytesBefore = warehouse.bytesFetchedByLevel
         do {
+            let firstDay = days.lowerBound
             try await access.withStores { session in
-                for store in session.stores.values { try store.assignBuckets(bucketOf: UserBucket.of(utf8:)) }
+                for store in session.stores.values {
+                    try store.assignBuckets(bucketOf: UserBucket.of(utf8:))
+                    // A backfill reaches further back than the schedule's window: keep those days.
+                    if kind != .backfill { try store.pruneBucketCache(before: firstDay) }
+                }
             }
             let readers = try await access.readers()
             try await reconcileDays(days, warehouse: warehouse, readers: readers, now: clock, report: &report)
