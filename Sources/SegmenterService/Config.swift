@@ -64,6 +64,8 @@ public struct SegmenterConfig: Sendable {
     public var readyMaxLag: Int64?
     /// Address the HTTP API binds (127.0.0.1 by default; 0.0.0.0 in a container).
     public var httpHost = "127.0.0.1"
+    /// Access to the HTTP API (`http.auth_token`, …; see `HTTPAccess`).
+    public var httpAccess = HTTPAccess()
 
     public init() {}
 
@@ -191,10 +193,20 @@ public struct SegmenterConfig: Sendable {
         }
         config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], reader: reader)
         if let node = top["http"] {
-            let http = try reader.mapping(node, allowed: ["port", "host", "ready_max_lag"])
+            let http = try reader.mapping(node, allowed: ["port", "host", "ready_max_lag", "auth_token", "allow_unauthenticated",
+                                                          "protect_metrics", "user_api"])
             if let lag = http["ready_max_lag"] { config.readyMaxLag = Int64(try reader.integer(lag, in: 0...Int.max)) }
             if let port = http["port"] { config.httpPort = try reader.integer(port, in: 0...65535) }
             if let host = http["host"] { config.httpHost = try reader.string(host) }
+            if let token = http["auth_token"] {
+                let text = try reader.string(token)
+                guard text.count >= 16 else { throw reader.error(token, "auth_token must be at least 16 characters (put it in the environment: ${SEGMENTER_API_TOKEN})") }
+                config.httpAccess.token = text
+            }
+            if let flag = http["allow_unauthenticated"] { config.httpAccess.allowUnauthenticated = try reader.boolean(flag) }
+            if let flag = http["protect_metrics"] { config.httpAccess.protectMetrics = try reader.boolean(flag) }
+            if let flag = http["user_api"] { config.httpAccess.userAPI = try reader.boolean(flag) }
+            if config.httpPort != nil, let refusal = config.httpAccess.refusal(host: config.httpHost) { throw reader.error(node, refusal) }
         }
         if let node = top["alerts"] { config.alerts = try parseAlerts(node, catalog: config.catalog, reader: reader) }
         if let node = top["reconciliation"] { config.reconciliation = try ReconciliationConfig.parse(node, reader: reader, configFile: source) }

@@ -55,7 +55,8 @@ struct Reconcile: AsyncParsableCommand {
                 throw ValidationError("`segmenter run` holds \(config.stateDirectory.path) and has no http.port to ask; it reconciles on its schedule")
             }
             logger.info("`segmenter run` holds the state; asking it to reconcile now on port \(port)")
-            report = try await askRunningService(host: config.httpHost == "0.0.0.0" ? "127.0.0.1" : config.httpHost, port: port)
+            report = try await askRunningService(host: config.httpHost == "0.0.0.0" ? "127.0.0.1" : config.httpHost, port: port,
+                                                 token: config.httpAccess.token)
         }
         say(json ? try ReconciliationHistory.encode(report) : "reconciliation \(report.status.rawValue): \(report.summary)")
         if report.status == .failed { throw ExitCode.failure }
@@ -91,9 +92,10 @@ struct Reconcile: AsyncParsableCommand {
         return files
     }
 
-    private func askRunningService(host: String, port: Int) async throws -> ReconciliationReport {
+    private func askRunningService(host: String, port: Int, token: String?) async throws -> ReconciliationReport {
         var request = URLRequest(url: URL(string: "http://\(host):\(port)/api/reconciliation/run")!)
         request.httpMethod = "POST"
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         request.timeoutInterval = 3600
         let (data, _) = try await URLSession.shared.data(for: request)
         return try JSONDecoder().decode(ReconciliationReport.self, from: data)

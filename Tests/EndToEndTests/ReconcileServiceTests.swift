@@ -89,10 +89,14 @@ import SQLite
         #expect(report["userDaysCorrected"] as? Int == 1)
         #expect((report["spendCents"] as? [String: Any])?["absolute"] as? Int == 25_000)
 
-        // The KPI delta it caused, on Kafka, with its cause.
-        try await Task.sleep(for: .seconds(1.5))
-        let deltas = try harness.readTopic("segment-kpi-deltas").filter {
-            $0["cause"] as? String == "reconciliation" && $0["segment"] as? String == "all" && $0["kpi"] as? String == "spend_30d"
+        // The KPI delta it caused, on Kafka, with its cause (published at the next KPI emit, relayed
+        // from the outbox: allow a loaded machine some seconds).
+        var deltas: [[String: Any]] = []
+        for _ in 0..<40 where deltas.isEmpty {
+            try await Task.sleep(for: .milliseconds(250))
+            deltas = try harness.readTopic("segment-kpi-deltas").filter {
+                $0["cause"] as? String == "reconciliation" && $0["segment"] as? String == "all" && $0["kpi"] as? String == "spend_30d"
+            }
         }
         #expect(deltas.count == 1 && (deltas.first?["delta"] as? NSNumber)?.doubleValue == -250, "\(deltas)")
 

@@ -181,6 +181,17 @@ import Warehouse
         #expect(signups.contains("1767225600") || signups.contains("20454"))
     }
 
+    @Test func theAPIRefusesEveryInterfaceWithoutAToken() throws {
+        #expect { try parse("http:\n  port: 8080\n  host: 0.0.0.0\n") } throws: { "\($0)".contains("without authentication") }
+        #expect { try parse("http:\n  port: 8080\n  auth_token: short\n") } throws: { "\($0)".contains("at least 16 characters") }
+        let open = try parse("http:\n  port: 8080\n  host: 0.0.0.0\n  allow_unauthenticated: true\n")
+        #expect(open.httpAccess.token == nil && open.httpAccess.allowUnauthenticated)
+        let guarded = try parse("http:\n  port: 8080\n  host: 0.0.0.0\n  auth_token: \"${T}\"\n", env: ["T": "0123456789abcdef0123"])
+        #expect(guarded.httpAccess.token == "0123456789abcdef0123")
+        #expect(guarded.httpAccess.accepts("Bearer 0123456789abcdef0123") && !guarded.httpAccess.accepts("Bearer 0123456789abcdef012")
+                && !guarded.httpAccess.accepts("0123456789abcdef0123") && !guarded.httpAccess.accepts(nil))
+    }
+
     @Test func sqlitePathIsRelativeToTheConfigFile() throws {
         let config = try parse("reconciliation:\n  warehouse: {type: sqlite, path: w.sqlite}\n  daily_sql: x\n")
         guard case let .sqlite(path) = config.reconciliation?.target else { Issue.record("not sqlite"); return }
@@ -190,7 +201,8 @@ import Warehouse
     @Test(arguments: ["config/segmenter.yaml", "config/docker.yaml"])
     func shippedConfigsLoad(path: String) throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let config = try SegmenterConfig.load(path: root.appendingPathComponent(path).path, environment: ["WAREHOUSE_PASSWORD": "x"])
+        let config = try SegmenterConfig.load(path: root.appendingPathComponent(path).path,
+                                              environment: ["WAREHOUSE_PASSWORD": "x", "SEGMENTER_API_TOKEN": "a-token-of-32-characters-or-so-x"])
         #expect(config.reconciliation != nil && !config.catalog.segments.isEmpty && config.httpPort == 8080)
     }
 }

@@ -56,7 +56,22 @@ enum Dashboard {
     const $ = (id) => document.getElementById(id);
     const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;"}[c]));
     const fmt = (v) => v === null || v === undefined ? "–" : (Number.isInteger(v) ? v.toLocaleString("en-US") : Number(v).toLocaleString("en-US", {maximumFractionDigits: 3}));
-    async function get(path) { const r = await fetch(path, {cache: "no-store"}); return r.ok ? r.json() : null; }
+    // With http.auth_token set, the API answers 401: ask for the token once, keep it for this tab.
+    async function get(path, retried) {
+      const key = "segmenter-token";
+      const token = sessionStorage.getItem(key);
+      const r = await fetch(path, {cache: "no-store", headers: token ? {"Authorization": "Bearer " + token} : {}});
+      if (r.status === 401 && !retried) {
+        const now = sessionStorage.getItem(key);
+        if (now && now !== token) return get(path, true);  // another request asked meanwhile
+        if (sessionStorage.getItem(key + "-declined")) return null;
+        const entered = window.prompt("This segmenter API needs its token (http.auth_token):");
+        if (entered) { sessionStorage.setItem(key, entered); return get(path, true); }
+        sessionStorage.setItem(key + "-declined", "1");
+        return null;
+      }
+      return r.ok ? r.json() : null;
+    }
 
     function sparkline(points) {
       const values = (points || []).map((p) => p[1]).filter((v) => v !== null);

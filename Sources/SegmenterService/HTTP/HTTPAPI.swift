@@ -38,6 +38,7 @@ public enum HTTPAPI {
 
     public static func router(config: SegmenterConfig, health: ServiceHealth, reconcile: Reconcile? = nil) -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: HTTPAccessMiddleware(access: config.httpAccess))
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
         }

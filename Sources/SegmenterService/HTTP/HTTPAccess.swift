@@ -1,0 +1,63 @@
+import Hummingbird
+
+/// Who may use the HTTP API. With `http.auth_token` set, `/api/*` and every POST need
+/// `Authorization: Bearer <token>`; `/healthz`, `/readyz` (probes) and `/metrics` (unless
+/// `protect_metrics`) stay open, and so does the dashboard's page itself, which holds no data
+/// and asks for the token. The token is compared in constant time and never logged or served.
+public struct HTTPAccess: Sendable {
+    public var token: String?
+    /// Listening beyond loopback without a token, on purpose.
+    public var allowUnauthenticated = false
+    public var protectMetrics = false
+    /// Per-user data (`/api/users/…`): off answers 404.
+    public var userAPI = true
+
+    public init() {}
+
+    /// Why the service must not listen on `host` as configured, or nil.
+    public func refusal(host: String) -> String? {
+        guard token == nil, !allowUnauthenticated, !["127.0.0.1", "::1", "localhost"].contains(host) else { return nil }
+        return "the HTTP API would listen on \(host) without authentication: set http.auth_token: ${SEGMENTER_API_TOKEN} "
+            + "(or http.allow_unauthenticated: true to do it on purpose)"
+    }
+
+    /// Whether `path` (with `method`) needs the token.
+    func isProtected(path: String, method: HTTPRequest.Method) -> Bool {
+        if method == .post { return true }
+        switch path {
+        case "/", "/healthz", "/readyz": return false
+        case "/metrics": return protectMetrics
+        default: return true
+        }
+    }
+
+    /// The presented `Authorization` header carries the token (constant time in its length).
+    func accepts(_ header: String?) -> Bool {
+        guard let token, let header, header.hasPrefix("Bearer ") else { return false }
+        let presented = Array(header.dropFirst("Bearer ".count).utf8), expected = Array(token.utf8)
+        var difference = presented.count ^ expected.count
+        for index in 0..<max(presented.count, expected.count) {
+            difference |= Int((index < presented.count ? presented[index] : 0) ^ (index < expected.count ? expected[index] : 0))
+        }
+        return difference == 0
+    }
+}
+
+/// Answers 401 (with a `WWW-Authenticate` challenge) to a protected request without the token,
+/// and 404 to per-user data when it is switched off.
+struct HTTPAccessMiddleware<Context: RequestContext>: RouterMiddleware {
+    let access: HTTPAccess
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        if !access.userAPI && path.hasPrefix("/api/users") {
+            return HTTPAPI.json(HTTPAPI.error("per-user data is switched off (http.user_api: false)"), status: .notFound)
+        }
+        if access.token != nil && access.isProtected(path: path, method: request.method) && !access.accepts(request.headers[.authorization]) {
+            var response = HTTPAPI.json(HTTPAPI.error("this needs Authorization: Bearer <http.auth_token>"), status: .unauthorized)
+            response.headers[.wwwAuthenticate] = "Bearer realm=\"segmenter\""
+            return response
+        }
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// `http.auth_token`: every protected route answers 401 without the token or with a wrong one
+/// and 200 with it; probes stay open; the token shows nowhere; listening on every interface
+/// without a token is refused at start.
+@Suite(.serialized) struct HTTPAuthTests {
+    func status(_ url: String, method: String = "GET", token: String? = nil) async throws -> (Int, String) {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as! HTTPURLResponse).statusCode, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func aTokenGuardsEveryProtectedRouteAndAppearsNowhere() async throws {
+        let harness = try Harness()
+        let produced = try harness.generate(["--users", "50", "--events", "1500", "--seed", "4"])
+        let port = Processes.freePort()
+        let token = "token-" + UUID().uuidString
+        let config = try harness.writeConfig(batch: 500, extra: """
+            segments:
+              - {name: big_spenders, rule: "spend(30d) > 500"}
+            kpis:
+              - {name: spend, sum: "spend(30d)"}
+            http:
+              port: \(port)
+              host: 0.0.0.0
+              auth_token: "\(token)"
+            """)
+        let log = harness.work.appendingPathComponent("run.log")
+        let run = try Processes.Running(harness.bin, ["run", "--config", config], log: log)
+        defer { run.kill(SIGKILL) }
+        let base = "http://127.0.0.1:\(port)"
+        let deadline = Date().addingTimeInterval(60)
+        while harness.committedOffsets(config: config) < produced.total, Date() < deadline { try await Task.sleep(for: .milliseconds(200)) }
+
+        let protected = ["/api/ingest", "/api/history", "/api/reconciliation", "/api/segments", "/api/segments/big_spenders",
+                         "/api/users/u1", "/api/users/u1/explain", "/api/alerts"]
+        for path in protected {
+            #expect(try await status(base + path).0 == 401, "\(path) without a token")
+            #expect(try await status(base + path, token: "not-the-token-at-all").0 == 401, "\(path) with a wrong token")
+            #expect(try await status(base + path, token: token).0 == 200, "\(path) with the token")
+        }
+        // A POST needs it too (with it, this one says reconciliation is not configured).
+        #expect(try await status(base + "/api/reconciliation/run", method: "POST").0 == 401)
+        #expect(try await status(base + "/api/reconciliation/run", method: "POST", token: token).0 == 404)
+        // Probes, metrics and the dashboard's page (no data in it) stay open; none shows the token.
+        #expect(try await status(base + "/healthz").0 == 200)
+        #expect([200, 503].contains(try await status(base + "/readyz").0))
+        let (metricsStatus, metrics) = try await status(base + "/metrics")
+        let (pageStatus, page) = try await status(base + "/")
+        #expect(metricsStatus == 200 && pageStatus == 200 && page.contains("Authorization"))
+        #expect(!metrics.contains(token) && !page.contains(token))
+        #expect(!(try String(contentsOf: log, encoding: .utf8)).contains(token))
+    }
+
+    @Test func everyInterfaceWithoutATokenIsRefusedAndProtectedMetricsAndUserAPIOff() async throws {
+        let harness = try Harness()
+        let port = Processes.freePort()
+        let open = try harness.writeConfig(batch: 500, extra: "http:\n  port: \(port)\n  host: 0.0.0.0\n", instance: "open")
+        let refusedLog = harness.work.appendingPathComponent("open.log")
+        let attempt = try Processes.Running(harness.bin, ["run", "--config", open], log: refusedLog)
+        let refused = attempt.wait(seconds: 30)
+        let output = (try? String(contentsOf: refusedLog, encoding: .utf8)) ?? ""
+        #expect(refused != nil && refused != 0)
+        #expect(output.contains("without authentication") && output.contains("http.auth_token"), "\(output)")
+
+        let token = "token-" + UUID().uuidString
+        let guarded = try harness.writeConfig(batch: 500, extra: """
+            http:
+              port: \(port)
+              auth_token: "\(token)"
+              protect_metrics: true
+              user_api: false
+            """, instance: "guarded")
+        let run = try Processes.Running(harness.bin, ["run", "--config", guarded], log: harness.work.appendingPathComponent("guarded.log"))
+        defer { run.kill(SIGKILL) }
+        let base = "http://127.0.0.1:\(port)"
+        var attempts = 0
+        while (try? await status(base + "/healthz").0) != 200 && attempts < 100 {
+            attempts += 1
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(try await status(base + "/metrics").0 == 401)
+        #expect(try await status(base + "/metrics", token: token).0 == 200)
+        let (userStatus, body) = try await status(base + "/api/users/u1", token: token)
+        #expect(userStatus == 404 && body.contains("user_api"))
+    }
+}
