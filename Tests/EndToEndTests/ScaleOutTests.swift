@@ -103,8 +103,14 @@ import SegmenterCore
         let deadline = Date().addingTimeInterval(120)
         while harness.committedOffsets(config: config) < first.total, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
         try #require(harness.committedOffsets(config: config) == first.total, "\(run.output.suffix(2000))")
-        while !run.output.contains("snapshotted"), Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
-        Thread.sleep(forTimeInterval: 1.5)  // a round after the last commit
+        // A round that snapshots something after the input was all committed, then one more
+        // interval and a margin: every partition's snapshot is then current (rounds with
+        // nothing new do not log).
+        let rounds = { run.output.components(separatedBy: "snapshotted").count - 1 }
+        let before = rounds()
+        let waitUntil = Date().addingTimeInterval(5)  // none comes if one logged just before `before`
+        while rounds() == before, Date() < waitUntil { Thread.sleep(forTimeInterval: 0.1) }
+        Thread.sleep(forTimeInterval: 1.5)
         run.kill(SIGKILL)
         _ = run.wait(seconds: 10)
         try FileManager.default.removeItem(at: harness.work.appendingPathComponent("state"))
