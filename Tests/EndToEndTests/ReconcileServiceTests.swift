@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import SegmenterCore
 import SegmenterStore
 import Testing
@@ -61,8 +64,12 @@ import SQLite
 
         let port = Processes.freePort()
         let config = try harness.writeConfig(batch: 500, extra: """
+            segments:
+              - {name: spenders, rule: "spend(30d) > 0"}
             kpis:
               - {name: spend_30d, sum: "spend(30d)"}
+            alerts:
+              - {name: spend_negative, segment: all, kpi: spend_30d, threshold: "< 0"}
             kpi_emit_interval: 200ms
             http:
               port: \(port)
@@ -104,5 +111,28 @@ import SQLite
         #expect(againStatus == 0 && again.contains("\"daysDiffering\":[]") && again.contains("\"userDaysCorrected\":0"), "\(again)")
         let (_, history) = try Processes.run(harness.bin, ["inspect", "reconciliation", "--config", config])
         #expect(history.components(separatedBy: "once attempt 1  succeeded").count - 1 == 2, "\(history)")
+
+        // Every metric the shipped Grafana dashboard queries is one this service exports (here it
+        // has ingested, published KPIs and alerts, and reconciled).
+        let (data, _) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)/metrics")!)
+        let exported = Set(String(decoding: data, as: UTF8.self).split(separator: "\n").filter { !$0.hasPrefix("#") }
+            .compactMap { $0.split(whereSeparator: { $0 == "{" || $0 == " " }).first.map(String.init) })
+        let queried = try Self.dashboardMetricNames()
+        #expect(queried.count >= 10, "\(queried)")
+        for name in queried.sorted() { #expect(exported.contains(name), "the dashboard queries \(name), which /metrics does not export") }
+    }
+
+    /// The metric names in the PromQL of `config/grafana/dashboards/segmenter.json` (panels and
+    /// template variables).
+    static func dashboardMetricNames() throws -> Set<String> {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: root.appendingPathComponent("config/grafana/dashboards/segmenter.json")))
+        let dashboard = try #require(json as? [String: Any])
+        var queries = (dashboard["panels"] as? [[String: Any]] ?? []).flatMap { ($0["targets"] as? [[String: Any]] ?? []).compactMap { $0["expr"] as? String } }
+        queries += ((dashboard["templating"] as? [String: Any])?["list"] as? [[String: Any]] ?? []).compactMap { $0["query"] as? String }
+        let pattern = try NSRegularExpression(pattern: "segmenter_[a-z_]+")
+        return Set(queries.flatMap { query in
+            pattern.matches(in: query, range: NSRange(query.startIndex..., in: query)).map { String(query[Range($0.range, in: query)!]) }
+        })
     }
 }

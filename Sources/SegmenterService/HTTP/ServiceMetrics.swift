@@ -71,8 +71,17 @@ extension ServiceMetrics {
     }
 
     /// Gauges read from the state once per KPI emit interval (see `CommitWorker`).
-    static func recordGauges(_ ingest: OperationalState.Ingest, alerts: [String: Bool]) {
+    static func recordGauges(_ ingest: OperationalState.Ingest, alerts: [String: Bool], kpis: [KPIKey: Double?], wallNow: Instant) {
         Gauge(label: "segmenter_outbox_depth").record(ingest.outboxDepth)
+        // How far event time lags the wall clock: a stalled input or a catch-up shows here.
+        if let watermark = ingest.now {
+            Gauge(label: "segmenter_watermark_age_seconds").record(Double(wallNow.nanoseconds - watermark.nanoseconds) / 1e9)
+        }
+        // The leader's published KPI values (an undefined value, e.g. an empty segment's average, is left out).
+        for (key, value) in kpis {
+            guard let value else { continue }
+            Gauge(label: "segmenter_kpi_value", dimensions: [("segment", key.segment), ("kpi", key.kpi)]).record(value)
+        }
         for (partition, lag) in ingest.lag {
             let parts = partition.split(separator: "/")
             Gauge(label: "segmenter_consumer_lag", dimensions: [("topic", String(parts.first ?? "")), ("partition", String(parts.last ?? ""))]).record(lag)

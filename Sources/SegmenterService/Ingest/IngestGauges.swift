@@ -35,7 +35,8 @@ struct IngestGauges {
             if let timers { ingest.timers = timers }
             if let bytes { ingest.stateBytes = bytes }
         }
-        ServiceMetrics.recordGauges(operations.snapshot, alerts: (leader.publisher?.alertStatus ?? [:]).mapValues { $0.state == .firing })
+        ServiceMetrics.recordGauges(operations.snapshot, alerts: (leader.publisher?.alertStatus ?? [:]).mapValues { $0.state == .firing },
+                                    kpis: leader.publisher?.values ?? [:], wallNow: clock.wallNow)
         ServiceMetrics.outboxAge.record(oldest.map { Double(clock.wallNow.nanoseconds - $0.nanoseconds) / 1e9 } ?? 0)
     }
 
