@@ -94,22 +94,32 @@ extension PartitionStore {
             let clear = try db.prepare("DELETE FROM bucket_totals WHERE day = ?")
             clear.bind(1, Int64(day))
             try clear.run()
-            let insert = try db.prepare("INSERT INTO bucket_totals (day, bucket, users, spend_cents, activities, active_us) VALUES (?, ?, ?, ?, ?, ?)")
-            for (bucket, sums) in totals {
-                insert.reset()
-                insert.bind(1, Int64(day))
-                insert.bind(2, bucket)
-                insert.bind(3, sums.users)
-                insert.bind(4, sums.spendCents)
-                insert.bind(5, sums.activities)
-                insert.bind(6, sums.activeMicros)
-                try insert.run()
-            }
-            let mark = try db.prepare("INSERT OR REPLACE INTO bucket_totals_days (day, version) VALUES (?, ?)")
-            mark.bind(1, Int64(day))
-            mark.bind(2, version)
-            try mark.run()
+            try add(totals, to: day, version: version)
         }
+    }
+
+    /// Adds `totals` to `day`'s cached buckets (into none, after a clear) and records the
+    /// version they now reflect.
+    private func add(_ totals: [String: DayTotals], to day: DayNumber, version: Int64) throws {
+        let add = try db.prepare("""
+            INSERT INTO bucket_totals (day, bucket, users, spend_cents, activities, active_us) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (day, bucket) DO UPDATE SET users = users + excluded.users, spend_cents = spend_cents + excluded.spend_cents,
+                activities = activities + excluded.activities, active_us = active_us + excluded.active_us
+            """)
+        for (bucket, sums) in totals {
+            add.reset()
+            add.bind(1, Int64(day))
+            add.bind(2, bucket)
+            add.bind(3, sums.users)
+            add.bind(4, sums.spendCents)
+            add.bind(5, sums.activities)
+            add.bind(6, sums.activeMicros)
+            try add.run()
+        }
+        let mark = try db.prepare("INSERT OR REPLACE INTO bucket_totals_days (day, version) VALUES (?, ?)")
+        mark.bind(1, Int64(day))
+        mark.bind(2, version)
+        try mark.run()
     }
 
     /// Forgets cached totals and versions of days before `day` (out of every run's window from
@@ -137,29 +147,10 @@ extension PartitionStore {
             let bucket = bucketOf(change.user)
             deltas[change.day, default: [:]][bucket] = (deltas[change.day]?[bucket] ?? DayTotals()) + delta
         }
-        let add = try db.prepare("""
-            INSERT INTO bucket_totals (day, bucket, users, spend_cents, activities, active_us) VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (day, bucket) DO UPDATE SET users = users + excluded.users, spend_cents = spend_cents + excluded.spend_cents,
-                activities = activities + excluded.activities, active_us = active_us + excluded.active_us
-            """)
         for (day, buckets) in deltas {
             let valid = try reads.cachedVersion(day) == reads.dayVersion(day)
             try bumpVersion(of: day)
-            guard valid else { continue }
-            for (bucket, delta) in buckets {
-                add.reset()
-                add.bind(1, Int64(day))
-                add.bind(2, bucket)
-                add.bind(3, delta.users)
-                add.bind(4, delta.spendCents)
-                add.bind(5, delta.activities)
-                add.bind(6, delta.activeMicros)
-                try add.run()
-            }
-            let mark = try db.prepare("UPDATE bucket_totals_days SET version = ? WHERE day = ?")
-            mark.bind(1, try reads.dayVersion(day))
-            mark.bind(2, Int64(day))
-            try mark.run()
+            if valid { try add(buckets, to: day, version: try reads.dayVersion(day)) }
         }
     }
 }

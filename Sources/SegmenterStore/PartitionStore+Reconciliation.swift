@@ -34,17 +34,15 @@ public struct PartitionReads: @unchecked Sendable {
     /// index lookup per differing bucket), and the hash for users that have none yet.
     public func userDays(on day: DayNumber, inBuckets buckets: Set<String>, bucketOf: @escaping @Sendable (UnsafeRawBufferPointer) -> String) throws -> [String: DayAggregate] {
         try db.defineFunction("segmenter_bucket", utf8: bucketOf)
-        // One bound list, `,a3f,0c1,`, however many buckets.
-        let list = "," + buckets.sorted().joined(separator: ",") + ","
+        // One bound JSON list of buckets (hex digits, nothing to escape), however many.
         let statement = try db.prepare("""
             SELECT d.user_id, d.spend_cents, d.activities, d.active_us FROM user_days d
             WHERE d.day = ?1 AND (d.spend_cents <> 0 OR d.activities <> 0 OR d.active_us <> 0) AND d.user_id IN (
                 SELECT user_id FROM users WHERE bucket IN (SELECT value FROM json_each(?2))
-                UNION ALL SELECT user_id FROM users WHERE bucket IS NULL AND instr(?3, ',' || segmenter_bucket(user_id) || ',') > 0)
+                UNION ALL SELECT user_id FROM users WHERE bucket IS NULL AND segmenter_bucket(user_id) IN (SELECT value FROM json_each(?2)))
             """)
         statement.bind(1, Int64(day))
         statement.bind(2, "[" + buckets.sorted().map { "\"\($0)\"" }.joined(separator: ",") + "]")
-        statement.bind(3, list)
         var result: [String: DayAggregate] = [:]
         while try statement.step() {
             result[statement.string(0)!] = DayAggregate(spendCents: statement.int64(1), activities: statement.int64(2), activeMicros: statement.int64(3))

@@ -4,7 +4,7 @@ import SegmenterCore
 /// Google BigQuery through its REST API (`jobs.query` with named parameters, paged results).
 /// `day` may be a DATE or text a cast turns into one, `signup_at` a TIMESTAMP. Sums come back
 /// as INT64 or whole NUMERIC strings and are read exactly.
-public final class BigQueryWarehouse: Warehouse {
+public final class BigQueryWarehouse: Warehouse, WarehouseDialect {
     public let label: String
     private let client: BigQueryClient
     private let queries: WarehouseQueries
@@ -76,17 +76,11 @@ public final class BigQueryWarehouse: Warehouse {
     public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
 
     /// The statements a run sends, with example values (no connection needed).
-    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] {
-        var statements = [dayTotalsStatement(queries, from: WarehouseExample.from, through: WarehouseExample.through),
-                          bucketTotalsStatement(queries, day: WarehouseExample.day),
-                          userDaysStatement(queries, day: WarehouseExample.day, buckets: WarehouseExample.buckets)]
-        if let signups = queries.signups {
-            statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: WarehouseExample.signupBucket)]
-        }
-        return statements.map { statement in
-            RenderedStatement(step: statement.step, sql: statement.sql,
-                              parameters: statement.parameters.sorted { $0.key < $1.key }.map { "@\($0.key) = \($0.value.display)" })
-        }
+    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] { renderedExamples(queries) }
+
+    static func render(_ statement: Statement) -> RenderedStatement {
+        RenderedStatement(step: statement.step, sql: statement.sql,
+                          parameters: statement.parameters.sorted { $0.key < $1.key }.map { "@\($0.key) = \($0.value.display)" })
     }
 
     public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {

@@ -40,7 +40,7 @@ public struct PostgresSettings: Sendable {
 /// PostgreSQL or Redshift, through postgres-nio. `day` may be a `date` (or text a cast turns
 /// into one), `signup_at` a `timestamp with time zone`. The SQL keeps to what both accept:
 /// `CAST`, `EXTRACT(EPOCH …)`, `to_char`, `FLOOR`, `ROUND`, no `ON CONFLICT` (nothing is written).
-public final class PostgresWarehouse: Warehouse {
+public final class PostgresWarehouse: Warehouse, WarehouseDialect {
     public let label: String
     private let link: ConnectionLink
     private let queries: WarehouseQueries
@@ -106,17 +106,11 @@ public final class PostgresWarehouse: Warehouse {
     public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
 
     /// The statements a run sends, with example values (no connection needed).
-    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] {
-        var statements = [dayTotalsStatement(queries, from: WarehouseExample.from, through: WarehouseExample.through),
-                          bucketTotalsStatement(queries, day: WarehouseExample.day),
-                          userDaysStatement(queries, day: WarehouseExample.day, buckets: WarehouseExample.buckets)]
-        if let signups = queries.signups {
-            statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: WarehouseExample.signupBucket)]
-        }
-        return statements.map { statement in
-            RenderedStatement(step: statement.step, sql: statement.sql,
-                              parameters: statement.values.enumerated().map { "$\($0.offset + 1) = \($0.element.display)" })
-        }
+    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] { renderedExamples(queries) }
+
+    static func render(_ statement: Statement) -> RenderedStatement {
+        RenderedStatement(step: statement.step, sql: statement.sql,
+                          parameters: statement.values.enumerated().map { "$\($0.offset + 1) = \($0.element.display)" })
     }
 
     public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {

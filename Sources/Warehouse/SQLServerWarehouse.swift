@@ -6,7 +6,7 @@ import SQLServerIO
 /// `sp_executesql`; the user's queries are sub-queries. `day` may be a `date` or text a cast
 /// turns into one, `signup_at` a `datetime2` in UTC. The SQL keeps to what SQL Server 2012 and
 /// later accept (no `DATEDIFF_BIG`, no `STRING_SPLIT`).
-public final class SQLServerWarehouse: Warehouse, @unchecked Sendable {
+public final class SQLServerWarehouse: Warehouse, WarehouseDialect, @unchecked Sendable {
     public let label: String
     private let settings: TDSSettings
     private let queries: WarehouseQueries
@@ -24,18 +24,12 @@ public final class SQLServerWarehouse: Warehouse, @unchecked Sendable {
     public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
 
     /// The statements a run sends, with example values (no connection needed).
-    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] {
-        var statements = [dayTotalsStatement(queries, from: WarehouseExample.from, through: WarehouseExample.through),
-                          bucketTotalsStatement(queries, day: WarehouseExample.day),
-                          userDaysStatement(queries, day: WarehouseExample.day, buckets: WarehouseExample.buckets)]
-        if let signups = queries.signups {
-            statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: WarehouseExample.signupBucket)]
-        }
-        return statements.map { statement in
-            // As sp_executesql receives them: the statement, then each parameter declared and bound.
-            RenderedStatement(step: statement.step, sql: statement.sql,
-                              parameters: statement.parameters.map { "\($0.name) \($0.value.declaredType) = \($0.value.display)" })
-        }
+    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] { renderedExamples(queries) }
+
+    /// As sp_executesql receives them: the statement, then each parameter declared and bound.
+    static func render(_ statement: Statement) -> RenderedStatement {
+        RenderedStatement(step: statement.step, sql: statement.sql,
+                          parameters: statement.parameters.map { "\($0.name) \($0.value.declaredType) = \($0.value.display)" })
     }
 
     typealias Statement = (step: String, sql: String, parameters: [(name: String, value: TDSParameter)])

@@ -4,7 +4,7 @@ import SQLite
 
 /// A warehouse in a local SQLite file: the embedded default (the demo's, and a handy target for
 /// exports). `day` is an ISO date text; `signup_at` an ISO 8601 timestamp text.
-public final class SQLiteWarehouse: Warehouse, @unchecked Sendable {
+public final class SQLiteWarehouse: Warehouse, WarehouseDialect, @unchecked Sendable {
     public let label: String
     private let connection: SQLiteConnection
     private let queries: WarehouseQueries
@@ -68,17 +68,11 @@ public final class SQLiteWarehouse: Warehouse, @unchecked Sendable {
     public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
 
     /// The statements a run sends, with example values (no connection needed).
-    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] {
-        var statements = [dayTotalsStatement(queries, from: WarehouseExample.from, through: WarehouseExample.through),
-                          bucketTotalsStatement(queries, day: WarehouseExample.day),
-                          userDaysStatement(queries, day: WarehouseExample.day, buckets: WarehouseExample.buckets)]
-        if let signups = queries.signups {
-            statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: WarehouseExample.signupBucket)]
-        }
-        return statements.map { statement in
-            RenderedStatement(step: statement.step, sql: statement.sql,
-                              parameters: statement.values.enumerated().map { "?\($0.offset + 1) = \($0.element.display)" })
-        }
+    public static func rendered(_ queries: WarehouseQueries) -> [RenderedStatement] { renderedExamples(queries) }
+
+    static func render(_ statement: Query) -> RenderedStatement {
+        RenderedStatement(step: statement.step, sql: statement.sql,
+                          parameters: statement.values.enumerated().map { "?\($0.offset + 1) = \($0.element.display)" })
     }
 
     public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {

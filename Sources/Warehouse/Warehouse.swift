@@ -53,13 +53,28 @@ enum BoundValue: Sendable, Equatable {
     }
 }
 
-/// The example values statements are rendered with.
-enum WarehouseExample {
-    static let from = "2026-01-01"
-    static let through = "2026-01-31"
-    static let day = "2026-01-31"
-    static let buckets = ["0a1", "f3c"]
-    static let signupBucket: Int64 = 20_454
+/// The five statements a run sends, as one warehouse spells them (SQL plus its parameters), so
+/// that what a run sends and what `validate` prints come from the same functions.
+protocol WarehouseDialect {
+    associatedtype Built
+    static func dayTotalsStatement(_ queries: WarehouseQueries, from: String, through: String) -> Built
+    static func bucketTotalsStatement(_ queries: WarehouseQueries, day: String) -> Built
+    static func userDaysStatement(_ queries: WarehouseQueries, day: String, buckets: [String]?) -> Built
+    static func signupBucketsStatement(_ signups: String) -> Built
+    static func signupsStatement(_ signups: String, bucket: Int64) -> Built
+    /// The statement with its parameters written out the way this warehouse names them.
+    static func render(_ statement: Built) -> RenderedStatement
+}
+
+extension WarehouseDialect {
+    /// Every statement of a run, with example values (no connection needed).
+    static func renderedExamples(_ queries: WarehouseQueries) -> [RenderedStatement] {
+        let day = "2026-01-31"
+        var statements = [dayTotalsStatement(queries, from: "2026-01-01", through: day), bucketTotalsStatement(queries, day: day),
+                          userDaysStatement(queries, day: day, buckets: ["0a1", "f3c"])]
+        if let signups = queries.signups { statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: 20_454)] }
+        return statements.map(render)
+    }
 }
 
 /// The user's queries, as configured. Each is used as a sub-query; its text is the operator's
