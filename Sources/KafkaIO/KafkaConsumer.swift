@@ -160,6 +160,21 @@ public final class KafkaConsumer: @unchecked Sendable {
         try queryWatermarks(handle, tp, timeoutMs: timeoutMs)
     }
 
+    /// The earliest offset of each partition whose message timestamp is at or after
+    /// `milliseconds` (Unix epoch); the high watermark where no message is that new.
+    public func offsets(atOrAfter milliseconds: Int64, of partitions: [TopicPartition], timeoutMs: Int32 = 10_000) throws -> [TopicPartition: Int64] {
+        let list = PartitionList(capacity: partitions.count)
+        for tp in partitions { list.add(tp, offset: milliseconds) }
+        let err = rd_kafka_offsets_for_times(handle, list.handle, timeoutMs)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(operation: "look up offsets by time", code: err) }
+        var result: [TopicPartition: Int64] = [:]
+        for (tp, offset, error) in PartitionList.elements(of: list.handle) {
+            guard error == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(operation: "look up the offset of \(tp) by time", code: error) }
+            result[tp] = offset >= 0 ? offset : try watermarks(of: tp, timeoutMs: timeoutMs).high
+        }
+        return result
+    }
+
     /// The high watermark from the last fetch response (no network round trip), if known.
     public func cachedHighWatermark(of tp: TopicPartition) -> Int64? {
         var low: Int64 = 0

@@ -104,6 +104,8 @@ public struct SegmenterConfig: Sendable {
     func readerKafka(_ purpose: String) -> KafkaConfiguration {
         var properties = kafka.properties
         properties["group.id"] = (kafka["group.id"] ?? "segmenter") + "-" + purpose
+        // The static membership identity names this instance's group consumer alone.
+        properties["group.instance.id"] = nil
         return KafkaConfiguration(properties)
     }
     public var decoder: EventDecoder { EventDecoder(currency: currency, fxRates: fx) }

@@ -38,10 +38,10 @@ public final class PartitionStore: @unchecked Sendable {
     public internal(set) var partials = KPIPartials()
     /// The pair's watermark as last committed (a step of the hybrid clock that fired nothing is
     /// kept here only, and written with the next commit).
-    public private(set) var watermark = PairWatermark()
+    public internal(set) var watermark = PairWatermark()
     /// Per input topic, the next offset and latest event time as last committed: what an idle
     /// clock step reads instead of the database.
-    private var progress: (nextOffsets: [String: Int64], eventTimes: [String: Instant]) = ([:], [:])
+    var progress: (nextOffsets: [String: Int64], eventTimes: [String: Instant]) = ([:], [:])
     /// The earliest armed timer, so a clock step that fires nothing costs nothing.
     var nextTimer: Instant?
     /// Days whose sums the warehouse owns since a reconciliation compared them: a stream event
@@ -130,7 +130,7 @@ public final class PartitionStore: @unchecked Sendable {
 
     /// A state written before watermarks were kept per pair has only its clock (then the
     /// instance's, possibly ahead of the pair: it never goes back) and its topics' event times.
-    private func storedWatermark() throws -> PairWatermark {
+    func storedWatermark() throws -> PairWatermark {
         let clock = try meta("clock_now").map(Instant.init(nanoseconds:))
         if let events = try meta("watermark_events") { return PairWatermark(events: Instant(nanoseconds: events), clock: clock) }
         let times = try eventTimes()

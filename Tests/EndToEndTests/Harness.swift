@@ -32,16 +32,47 @@ final class Harness: @unchecked Sendable {
         }
         cluster = nil
         let port = Processes.freePort()
+        bootstrap = "127.0.0.1:\(port)"
+        if let noida = Self.noidaDB {
+            broker = try Self.startNoidaDB(noida, port: port, work: work, partitions: partitions)
+            return
+        }
         let broker = try Processes.Running(bin, ["dev-broker", "--port", "\(port)", "--partitions", "\(partitions)"],
                                            log: work.appendingPathComponent("broker.log"))
         let deadline = Date().addingTimeInterval(10)
         while !broker.output.contains("bootstrap.servers"), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         try #require(broker.output.contains("bootstrap.servers"), "dev-broker did not start: \(broker.output)")
         self.broker = broker
-        bootstrap = "127.0.0.1:\(port)"
     }
 
-    deinit { broker?.kill(SIGTERM) }
+    /// noida-db's binary (the one inside the wheel, not the Python wrapper, which leaves it
+    /// running when killed) when scripts/test runs the suite against it (`SEGMENTER_TEST_NOIDA_DB`):
+    /// a Kafka implementation that shares no code with librdkafka, so a protocol bug cannot
+    /// hide on both sides as it can with the mock.
+    static let noidaDB = ProcessInfo.processInfo.environment["SEGMENTER_TEST_NOIDA_DB"].flatMap { $0.isEmpty ? nil : $0 }
+
+    /// The broker these tests run against, for messages.
+    static var brokerName: String { noidaDB == nil ? "librdkafka's mock cluster" : "noida-db" }
+
+    /// Starts noida-db's Kafka service alone on `port` and creates the input and output topics
+    /// with `partitions` partitions (internal ones are auto-created, as on the mock).
+    private static func startNoidaDB(_ path: String, port: UInt16, work: URL, partitions: Int) throws -> Processes.Running {
+        let broker = try Processes.Running(path, ["start", "--data-dir", work.appendingPathComponent("noida").path,
+                                                  "--only", "kafka", "--kafka-port", "\(port)"],
+                                           log: work.appendingPathComponent("broker.log"))
+        let deadline = Date().addingTimeInterval(10)
+        while !broker.output.contains("127.0.0.1:\(port)"), Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        try #require(broker.output.contains("127.0.0.1:\(port)"), "noida-db did not start: \(broker.output)")
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(["bootstrap.servers": "127.0.0.1:\(port)"]))
+        // The outputs too: a test reads an alert topic nothing was published to, which the mock
+        // creates on the metadata request and noida-db does not.
+        try KafkaAdmin.createTopics(using: producer, names: ["activity", "billing", "segmenter-dlq", "segment-membership",
+                                                             "segment-kpi-deltas", "segment-alerts"], partitions: Int32(partitions))
+        return broker
+    }
+
+    /// noida-db ignores SIGTERM (its data directory is this test's own, so nothing is lost).
+    deinit { broker?.kill(Self.noidaDB == nil ? SIGTERM : SIGKILL) }
 
     /// `segmenter generate` with `arguments`; returns what it says it produced.
     func generate(_ arguments: [String], log name: String = "produced.jsonl") throws -> ProducedLog {
@@ -62,13 +93,19 @@ final class Harness: @unchecked Sendable {
     /// - Parameters:
     ///   - instance: names a second (third…) instance: its own config file and state directory.
     ///   - group: the consumer group, to put several instances in one.
-    func writeConfig(batch: Int, extra: String = "", instance: String? = nil, group: String? = nil) throws -> String {
+    ///   - staticMembership: joins with a `group.instance.id` (KIP-345) named after the group
+    ///     and the instance. On by default on noida-db, which never expires a member that stopped
+    ///     heartbeating: there a restart must reclaim its membership (see README, Kafka).
+    func writeConfig(batch: Int, extra: String = "", instance: String? = nil, group: String? = nil,
+                     staticMembership: Bool = Harness.noidaDB != nil) throws -> String {
         let suffix = instance.map { "-\($0)" } ?? ""
         let path = work.appendingPathComponent("segmenter\(suffix).yaml").path
+        let group = group ?? "e2e-\(UUID().uuidString)"
         try """
         kafka:
           bootstrap.servers: \(bootstrap)
-          group.id: \(group ?? "e2e-\(UUID().uuidString)")
+          group.id: \(group)
+        \(staticMembership ? "  group.instance.id: \(group)-\(instance ?? "solo")" : "")
         state_dir: \(work.appendingPathComponent("state\(suffix)").path)
         fx:
           EUR: 1.08
@@ -78,6 +115,12 @@ final class Harness: @unchecked Sendable {
         \(extra)
         """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
+    }
+
+    /// Adds `line` (a `key: value`) to the config's `kafka:` section.
+    func appendKafkaProperty(config: String, _ line: String) throws {
+        let text = try String(contentsOfFile: config, encoding: .utf8)
+        try text.replacingOccurrences(of: "kafka:\n", with: "kafka:\n  \(line)\n").write(toFile: config, atomically: true, encoding: .utf8)
     }
 
     /// Waits (bounded) until every partition pair's watermark is its latest event: both inputs
@@ -134,6 +177,12 @@ final class Harness: @unchecked Sendable {
     /// then stops it with SIGTERM and expects a clean exit.
     func runToCompletion(config: String, total: Int, afterCatchingUp: (() throws -> Int)? = nil) throws {
         let second = try Processes.Running(bin, ["run", "--config", config], log: work.appendingPathComponent("run-\(UUID().uuidString).log"))
+        try finish(second, config: config, total: total, afterCatchingUp: afterCatchingUp)
+    }
+
+    /// Lets a started `segmenter run` consume `total` (plus what `afterCatchingUp` adds), then
+    /// stops it with SIGTERM and expects a clean exit.
+    func finish(_ second: Processes.Running, config: String, total: Int, afterCatchingUp: (() throws -> Int)? = nil) throws {
         let deadline2 = Date().addingTimeInterval(180)
         // Consumed already or not, it relays what the outbox holds once it owns partitions.
         while !second.output.contains("assigned"), Date() < deadline2, second.process.isRunning { Thread.sleep(forTimeInterval: 0.1) }

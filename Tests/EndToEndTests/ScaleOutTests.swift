@@ -8,7 +8,10 @@ import SegmenterCore
 /// killed the survivor takes its partitions over from their snapshots in Kafka.
 @Suite(.serialized) struct ScaleOutTests {
     /// Killing the KPI leader moves partition 0, and with it the KPI chains, to the survivor.
-    @Test(arguments: [false, true])
+    // noida-db 0.2.3 never expires a member that stopped heartbeating, so no survivor takes
+    // over a SIGKILLed member's partitions there (README, Kafka: the brokers tested).
+    @Test(.disabled(if: Harness.noidaDB != nil, "noida-db never expires a dead member"),
+          arguments: [false, true])
     func twoInstancesPublishGlobalKPIsAndASurvivorTakesOverAKilledOnesPartitions(killingTheLeader: Bool) throws {
         let harness = try Harness()
         let startDay = DayNumber(Int64(Date().timeIntervalSince1970) / 86_400) - 15

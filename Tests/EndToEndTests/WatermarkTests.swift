@@ -115,7 +115,11 @@ import SegmenterCore
             state_snapshot_interval: 1s
             """
         let group = "watermark-\(UUID().uuidString)"
-        let configs = try ["a", "b"].map { try harness.writeConfig(batch: 40, extra: yaml, instance: $0, group: group) }
+        // Dynamic members: a graceful stop leaves the group at once, which is what this test
+        // needs (a static member keeps its partitions until its session expires).
+        let configs = try ["a", "b"].map {
+            try harness.writeConfig(batch: 40, extra: yaml, instance: $0, group: group, staticMembership: false)
+        }
         func start(_ index: Int, _ name: String) throws -> Processes.Running {
             try Processes.Running(harness.bin, ["run", "--config", configs[index]], log: harness.work.appendingPathComponent("run-\(name).log"))
         }

@@ -314,6 +314,20 @@ public struct BatchProcessor: Sendable {
     }
 
     /// A SPEC §5 membership message, built directly (this runs for every change).
+    /// A user the state no longer holds (a rebuild that started after their events): they
+    /// leave every segment they were published in.
+    public func forget(_ userID: String, memberships: [String: [Double?]], now: Instant, cause: ChangeCause,
+                       into effects: inout BatchEffects) -> Int {
+        var published = 0
+        for segment in memberships.keys.sorted() {
+            effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: nil))
+            guard segment != SegmentCatalog.allSegment else { continue }
+            effects.messages.append(membershipMessage(userID, segment: segment, member: false, asOf: effects.asOfText(now), cause: cause))
+            published += 1
+        }
+        return published
+    }
+
     private func membershipMessage(_ userID: String, segment: String, member: Bool, asOf: String, cause: ChangeCause) -> BatchEffects.Message {
         let text = "{\"user_id\":\(JSONText.quote(userID)),\"segment\":\(JSONText.quote(segment)),\"change\":\""
             + (member ? "enter" : "exit") + "\",\"as_of\":\"" + asOf + "\",\"cause\":\"" + cause.rawValue + "\"}"

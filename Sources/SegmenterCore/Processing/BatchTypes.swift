@@ -23,6 +23,8 @@ public struct DecodedRecord: Sendable {
 /// Why a user's membership is being re-evaluated; published as `cause` (SPEC §5).
 public enum ChangeCause: String, Sendable {
     case event, time, config, reconciliation
+    /// `segmenter rebuild`: the state re-derived from the input, against what was published.
+    case rebuild
 }
 
 /// What one processed batch did.

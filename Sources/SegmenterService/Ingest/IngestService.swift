@@ -134,7 +134,8 @@ public final class IngestService: Service, @unchecked Sendable {
         onStarted?(CommitThreadAccess(queue: worker.queue), partitionCount ?? 1)
         try consumer.subscribe(to: [config.topics.activity, config.topics.billing])
         let kinds = [config.topics.activity: InputKind.activity, config.topics.billing: InputKind.billing]
-        logger.info("consuming \(config.topics.activity) and \(config.topics.billing) from \(config.kafka["bootstrap.servers"] ?? "?") into \(config.stateDirectory.path)")
+        let membership = config.kafka["group.instance.id"].map { "as static member \($0) of" } ?? "in"
+        logger.info("consuming \(config.topics.activity) and \(config.topics.billing) from \(config.kafka["bootstrap.servers"] ?? "?") \(membership) group \(config.kafka["group.id"] ?? "?") into \(config.stateDirectory.path)")
 
         while !stop.isStopped && !worker.queue.isClosed {
             let (messages, errors) = try consumer.poll(maxMessages: config.batchMaxEvents, timeoutMs: config.batchMaxWaitMs)

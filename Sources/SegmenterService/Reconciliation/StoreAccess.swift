@@ -47,15 +47,23 @@ public final class DirectStoreAccess: StoreAccess, @unchecked Sendable {
     public private(set) var kpiCauses: [String: ChangeCause] = [:]
 
     /// Opens (creating if needed) the databases of partitions `0..<partitionCount`.
-    public init(config: SegmenterConfig, partitionCount: Int) throws {
+    /// - Parameter applyingDefinitionChanges: re-evaluate everyone (cause `config`) where the
+    ///   segment definitions changed since the state was written; a rebuild does not, its own
+    ///   evaluation publishes those differences.
+    public init(config: SegmenterConfig, partitionCount: Int, applyingDefinitionChanges: Bool = true) throws {
         try FileManager.default.createDirectory(at: config.stateDirectory, withIntermediateDirectories: true)
         var stores: [Int32: PartitionStore] = [:]
         for partition in 0..<Int32(partitionCount) {
             let store = try config.openPartition(partition, partitionCount: partitionCount)
-            _ = try store.applyDefinitionChanges()
+            if applyingDefinitionChanges { _ = try store.applyDefinitionChanges() }
             stores[partition] = store
         }
         self.stores = stores
+    }
+
+    /// Names the cause the next KPI publish gives each segment's deltas.
+    public func note(_ cause: ChangeCause, segments: some Sequence<String>) {
+        lock.withLock { for segment in segments { kpiCauses[segment] = cause } }
     }
 
     /// The earliest of the partitions' clocks (nothing is being consumed: a partition without

@@ -1,0 +1,98 @@
+import SegmenterCore
+import SQLite
+
+/// What adopting a rebuilt state changed: members per segment before and after, and the
+/// membership messages written to the outbox (the net differences only).
+public struct RebuildAdoption: Sendable, Equatable {
+    public var membersBefore: [String: Int] = [:]
+    public var membersAfter: [String: Int] = [:]
+    public var entered: [String: Int] = [:]
+    public var exited: [String: Int] = [:]
+    public var messages = 0
+    /// Users who had published memberships and are not in the rebuilt state at all.
+    public var usersGone = 0
+}
+
+extension PartitionStore {
+    /// Tables re-derived from the input by a rebuild. The rest stays: `memberships` (what was
+    /// published, the reference the differences are taken against), the outbox (messages not
+    /// sent yet), the KPI chain, its history and alert states (partition 0), `meta_text`.
+    /// KPI partials are summed again from the evaluation below.
+    static let derivedTables = ["users", "user_days", "offsets", "timers", "meta",
+                                "day_versions", "bucket_totals", "bucket_totals_days"]
+
+    /// Replaces this partition's derived state with the one rebuilt in `rebuiltPath` (a
+    /// partition database written by the same schema from the input), then evaluates every
+    /// user against the memberships published so far and writes only the differences, cause
+    /// `rebuild`, with KPI partials summed anew. One transaction: a crash leaves the old state.
+    public func adoptRebuilt(from rebuiltPath: String) throws -> RebuildAdoption {
+        var adoption = RebuildAdoption()
+        adoption.membersBefore = try memberCounts()
+        let attach = try db.prepare("ATTACH DATABASE ? AS rebuilt")
+        attach.bind(1, rebuiltPath)
+        try attach.run()
+        defer { try? db.execute("DETACH DATABASE rebuilt") }
+        var effects = BatchEffects(partials: KPIPartials())
+        try db.transaction {
+            try db.execute("""
+                CREATE TEMP TABLE published_before AS SELECT user_id, segment FROM memberships;
+                CREATE UNIQUE INDEX temp.published_before_key ON published_before (user_id, segment)
+                """)
+            defer { try? db.execute("DROP TABLE temp.published_before") }
+            for table in Self.derivedTables {
+                try db.execute("DELETE FROM main.\(table); INSERT INTO main.\(table) SELECT * FROM rebuilt.\(table)")
+            }
+            try db.execute("DELETE FROM kpi_partials")
+            watermark = try storedWatermark()
+            let now = watermark.clock
+            if let now {
+                let firstDay = segments.catalog.firstWindowDay(at: now, calendar: calendar)
+                let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users")
+                while try users.step() {
+                    let userID = users.string(0)!
+                    var slice = try readSlice(of: userID, profile: try StateReading.profile(from: users, first: 1), firstDay: firstDay)
+                    adoption.messages += processor.evaluate(userID, &slice, now: now, cause: .rebuild, into: &effects, rebuilding: true)
+                }
+            }
+            // Published members the rebuilt state does not know.
+            let gone = try db.prepare("SELECT DISTINCT user_id FROM memberships WHERE user_id NOT IN (SELECT user_id FROM users)")
+            var goneUsers: [String] = []
+            while try gone.step() { goneUsers.append(gone.string(0)!) }
+            gone.reset()
+            for userID in goneUsers {
+                adoption.usersGone += 1
+                adoption.messages += processor.forget(userID, memberships: try memberships(of: userID), now: now ?? Instant(nanoseconds: 0),
+                                                      cause: .rebuild, into: &effects)
+            }
+            try write(effects)
+            try putText("catalog", segments.catalog.fingerprint)
+            adoption.entered = try segmentCounts("""
+                SELECT segment, count(*) FROM memberships m WHERE NOT EXISTS
+                (SELECT 1 FROM published_before b WHERE b.user_id = m.user_id AND b.segment = m.segment) GROUP BY segment
+                """)
+            adoption.exited = try segmentCounts("""
+                SELECT segment, count(*) FROM published_before b WHERE NOT EXISTS
+                (SELECT 1 FROM memberships m WHERE m.user_id = b.user_id AND m.segment = b.segment) GROUP BY segment
+                """)
+        }
+        cache.removeAll()
+        progress = (try storedOffsets(), try eventTimes())
+        reconciledDays = try storedReconciledDays()
+        try remember(effects)
+        nextTimer = try earliestTimer()
+        adoption.membersAfter = try memberCounts()
+        return adoption
+    }
+
+    /// Members per segment (`all` included).
+    func memberCounts() throws -> [String: Int] {
+        try segmentCounts("SELECT segment, count(*) FROM memberships GROUP BY segment")
+    }
+
+    private func segmentCounts(_ sql: String) throws -> [String: Int] {
+        let statement = try db.prepare(sql)
+        var counts: [String: Int] = [:]
+        while try statement.step() { counts[statement.string(0)!] = Int(statement.int64(1)) }
+        return counts
+    }
+}
