@@ -22,7 +22,7 @@ struct Rebuild: ParsableCommand {
         With --from, users whose events all came before TIME are not in the rebuilt state: their \
         memberships end. Warehouse corrections are input too: run `reconcile --once` after a rebuild.
         Several instances: run it on one instance's configuration with every instance stopped; that \
-        directory then holds every partition (see README, Operations).
+        directory then holds every partition (see the README, "Rebuilding state from the input").
         """
     )
 
