@@ -52,6 +52,7 @@ public final class KPIPublisher: @unchecked Sendable {
                 value_bits INTEGER, baseline_bits INTEGER, drill_down TEXT) WITHOUT ROWID;
             CREATE TABLE IF NOT EXISTS publisher_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
             """)
+        try db.execute(KPISeries.schema)
         try adoptLegacyFile(in: URL(fileURLWithPath: store.path).deletingLastPathComponent())
         try loadPublished()
         try loadAlertState()
@@ -150,6 +151,9 @@ public final class KPIPublisher: @unchecked Sendable {
             try savePublished(updates.map { ($0.0, $0.1) })
             for (key, _, message) in updates { try enqueue(topic: topic, key: key.segment, message: message, now: now) }
             try saveHistory(endOfDay)
+            try KPISeries.record(updates.map { ($0.0, $0.1.value) }, at: now, in: db)
+            try KPISeries.recordTransitions(from: alertStatus, to: statuses, at: now, in: db)
+            if !endOfDay.isEmpty { try KPISeries.prune(before: now, in: db) }
             try saveAlerts(statuses, readings: readings)
             for (name, message) in alertMessages { try enqueue(topic: alertTopic, key: name, message: message, now: now) }
             try setMeta("current_day", Int64(calendar.day(of: now)))

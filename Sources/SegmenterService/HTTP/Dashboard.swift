@@ -1,6 +1,7 @@
 /// The dashboard at `/`: one self-contained page (no build step, no CDN, works offline) that
-/// polls the JSON API every 2 s and draws segments × KPIs with sparklines, firing alerts with
-/// their drill-down, ingest health and the last reconciliation report.
+/// polls the JSON API every 2 s and draws segments × KPIs with sparklines, each KPI of a chosen
+/// segment over time with its alerts' firing periods shaded, firing alerts with their
+/// drill-down, ingest health and the last reconciliation report.
 enum Dashboard {
     static let html = #"""
     <!doctype html>
@@ -35,6 +36,15 @@ enum Dashboard {
       .alert h3 { margin:0 0 4px; font-size:15px; }
       .badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; color:#fff; background:var(--red); }
       .resolved .badge { background:var(--green); }
+      .charts { display:grid; grid-template-columns:repeat(auto-fill, minmax(560px, 1fr)); gap:12px; }
+      .chart h3 { margin:4px 0; font-size:14px; }
+      svg.chart-svg { width:100%; height:190px; }
+      svg.chart-svg .axis { stroke:#9aa4ae; stroke-width:1; }
+      svg.chart-svg .grid { stroke:var(--line); stroke-width:1; }
+      svg.chart-svg .series { fill:none; stroke:var(--blue); stroke-width:1.8; }
+      svg.chart-svg rect.firing { fill:var(--red); fill-opacity:.16; }
+      svg.chart-svg text { font-size:11px; fill:var(--muted); }
+      .legend-firing { display:inline-block; width:12px; height:10px; background:rgba(198,40,40,.16); border:1px solid var(--red); vertical-align:middle; }
       .muted { color:var(--muted); }
       .error { color:var(--red); }
     </style>
@@ -45,6 +55,10 @@ enum Dashboard {
       <section><h2>Ingest health</h2><div class="stats" id="ingest"></div></section>
       <section><h2>Alerts</h2><div id="alerts" class="muted">no alerts configured</div></section>
       <section><h2>Segments and KPIs</h2><table id="segments"></table></section>
+      <section><h2>KPIs over time</h2>
+        <label>segment <select id="chart-segment"></select></label>
+        <span class="muted">event time; <span class="legend-firing"></span> an alert on the KPI firing</span>
+        <div class="charts" id="charts"></div></section>
       <section><h2>Last reconciliation</h2><div id="reconciliation" class="muted">no reconciliation run yet</div></section>
       <section id="explain-section"><h2>Explain a user</h2>
         <form id="explain-form"><input id="explain-user" placeholder="user id" autocomplete="off"> <button>Explain</button>
@@ -80,6 +94,57 @@ enum Dashboard {
       const step = 88 / (values.length - 1);
       const coords = values.map((v, i) => (1 + i * step).toFixed(1) + "," + (22 - (v - lo) / span * 20).toFixed(1)).join(" ");
       return '<svg class="spark" viewBox="0 0 90 24"><polyline points="' + coords + '"/></svg>';
+    }
+
+    // One KPI as a step line over event time, with axes, and its alerts' firing periods shaded.
+    function chart(name, points, firing) {
+      const W = 560, H = 190, L = 64, R = 12, T = 10, B = 28;
+      const pts = (points || []).map((p) => [Date.parse(p.at), p.value]);
+      const spans = (firing || []).map((f) => [Date.parse(f.from), f.until ? Date.parse(f.until) : null, f.alert]);
+      if (pts.length === 0) return '<div class="chart"><h3>' + esc(name) + '</h3><p class="muted">no values yet</p></div>';
+      const t0 = Math.min(pts[0][0], ...spans.map((s) => s[0])), t1 = Math.max(pts[pts.length - 1][0], ...spans.map((s) => s[1] || 0), t0 + 1);
+      const values = pts.map((p) => p[1]).filter((v) => v !== null);
+      let lo = Math.min(0, ...values), hi = Math.max(...values, lo + 1);
+      const x = (t) => L + (t - t0) / (t1 - t0) * (W - L - R), y = (v) => T + (hi - v) / (hi - lo) * (H - T - B);
+      let svg = '<svg class="chart-svg" viewBox="0 0 ' + W + " " + H + '" preserveAspectRatio="none" data-kpi="' + esc(name) + '">';
+      for (const [from, until, alert] of spans) {
+        const x0 = x(from), x1 = x(until === null ? t1 : until);
+        svg += '<rect class="firing" x="' + x0.toFixed(1) + '" y="' + T + '" width="' + Math.max(1, x1 - x0).toFixed(1) + '" height="' + (H - T - B)
+          + '"><title>' + esc(alert) + " firing " + new Date(from).toISOString() + " – " + (until === null ? "now" : new Date(until).toISOString()) + "</title></rect>";
+      }
+      for (let i = 0; i <= 4; i++) {
+        const v = lo + (hi - lo) * i / 4, yy = y(v).toFixed(1);
+        svg += '<line class="grid" x1="' + L + '" x2="' + (W - R) + '" y1="' + yy + '" y2="' + yy + '"/>'
+          + '<text x="' + (L - 6) + '" y="' + (Number(yy) + 4) + '" text-anchor="end">' + esc(fmt(Math.round(v * 100) / 100)) + "</text>";
+      }
+      for (let i = 0; i <= 3; i++) {
+        const t = t0 + (t1 - t0) * i / 3, iso = new Date(t).toISOString();
+        svg += '<text x="' + x(t).toFixed(1) + '" y="' + (H - 8) + '" text-anchor="' + (i === 0 ? "start" : i === 3 ? "end" : "middle") + '">'
+          + esc(iso.slice(5, 10) + " " + iso.slice(11, 16)) + "</text>";
+      }
+      svg += '<line class="axis" x1="' + L + '" x2="' + L + '" y1="' + T + '" y2="' + (H - B) + '"/><line class="axis" x1="' + L + '" x2="' + (W - R) + '" y1="' + (H - B) + '" y2="' + (H - B) + '"/>';
+      let path = "", last = null;
+      for (const [t, v] of pts.concat([[t1, pts[pts.length - 1][1]]])) {
+        if (v === null) { last = null; continue; }
+        path += (last === null ? " M" : " H" + x(t).toFixed(1) + " V") + (last === null ? x(t).toFixed(1) + " " : "") + y(v).toFixed(1);
+        last = v;
+      }
+      svg += '<path class="series" d="' + path.trim() + '"/></svg>';
+      const fired = spans.length ? ' <span class="muted">· ' + spans.length + " firing period" + (spans.length > 1 ? "s" : "") + "</span>" : "";
+      return '<div class="chart"><h3>' + esc(name) + fired + "</h3>" + svg + "</div>";
+    }
+
+    async function renderCharts(segments) {
+      const select = $("chart-segment");
+      if (segments && select.options.length === 0) {
+        for (const s of segments) select.add(new Option(s.segment, s.segment));
+        const wanted = new URLSearchParams(location.hash.slice(1)).get("chart");
+        if (wanted) select.value = wanted;
+      }
+      if (!select.value) return;
+      const h = await get("api/history?segment=" + encodeURIComponent(select.value));
+      if (!h) return;
+      $("charts").innerHTML = Object.keys(h.kpis).sort().map((k) => chart(k, h.kpis[k], h.firing.filter((f) => f.kpi === k))).join("");
     }
 
     function stat(label, value) { return '<div class="stat"><b>' + esc(value) + '</b><span>' + esc(label) + '</span></div>'; }
@@ -146,6 +211,7 @@ enum Dashboard {
         const [ingest, segments, history, alerts, runs] = await Promise.all([
           get("api/ingest"), get("api/segments"), get("api/history"), get("api/alerts"), get("api/reconciliation")]);
         renderIngest(ingest); renderSegments(segments, history); renderAlerts(alerts); renderReconciliation(runs);
+        await renderCharts(segments);
       } catch (e) { $("clock").textContent = "disconnected: " + e; }
     }
     refresh();
@@ -169,6 +235,7 @@ enum Dashboard {
       $("explain").innerHTML = html;
     }
     $("explain-form").addEventListener("submit", (event) => { event.preventDefault(); location.hash = "explain=" + encodeURIComponent($("explain-user").value); });
+    $("chart-segment").addEventListener("change", () => renderCharts(null));
     function fromHash() { const m = location.hash.match(/^#explain=(.+)$/); if (m) { const id = decodeURIComponent(m[1]); $("explain-user").value = id; explain(id); } }
     window.addEventListener("hashchange", fromHash);
     fromHash();

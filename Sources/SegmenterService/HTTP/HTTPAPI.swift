@@ -43,7 +43,13 @@ public enum HTTPAPI {
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
         }
         router.get("api/ingest") { _, _ in json(ingestJSON(health.operations.snapshot)) }
-        router.get("api/history") { _, _ in json(historyJSON(health.operations.recentSamples)) }
+        router.get("api/history") { request, _ in
+            // With ?segment=NAME: that segment's KPIs over time and its alerts' firing periods,
+            // from the KPI chain's database; without: the recent samples of every sparkline.
+            guard let segment = request.uri.queryParameters.get("segment") else { return json(historyJSON(health.operations.recentSamples)) }
+            guard config.catalog.segmentNames.contains(segment) else { return json(error("no segment named \(segment)"), status: .notFound) }
+            return try json(SegmentHistory.read(config: config, segment: segment))
+        }
         router.get("api/reconciliation") { _, _ in
             let reports = (try? ReconciliationHistory(directory: config.stateDirectory, readOnly: true).recent()) ?? []
             return json("[" + reports.compactMap { try? ReconciliationHistory.encode($0) }.joined(separator: ",") + "]")
@@ -146,6 +152,14 @@ public enum HTTPAPI {
         return JSONText.object(series.sorted { $0.key < $1.key }.map { segment, kpis in
             (segment, JSONText.object(kpis.sorted { $0.key < $1.key }.map { ($0.key, "[" + $0.value.joined(separator: ",") + "]") }))
         })
+    }
+
+    /// A Codable body, keys in snake_case.
+    static func json(_ body: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = .sortedKeys
+        return json(String(decoding: try encoder.encode(body), as: UTF8.self), status: status)
     }
 
     static func error(_ message: String) -> String { JSONText.object([("error", JSONText.quote(message))]) }
