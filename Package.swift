@@ -46,7 +46,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        // Config, ingest loop, outbox relay, generator: where Kafka meets the store.
+        // Config, ingest loop, outbox relay, HTTP, reconciliation, rebuild: where Kafka meets the store.
         .target(name: "SegmenterService", dependencies: [
             "KafkaIO", "SegmenterCore", "SegmenterStore", "Warehouse",
             .product(name: "Logging", package: "swift-log"),
@@ -56,8 +56,11 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
+        // For trying and measuring, not for running: the dev broker (librdkafka's mock cluster
+        // on a fixed port), the event generator and its producer.
+        .target(name: "DevTools", dependencies: ["KafkaIO", "SegmenterCore"]),
         .executableTarget(name: "segmenter", dependencies: [
-            "SegmenterService", "KafkaIO", "SegmenterCore", "SegmenterStore", "SQLite", "Warehouse",
+            "SegmenterService", "DevTools", "KafkaIO", "SegmenterCore", "SegmenterStore", "SQLite", "Warehouse",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -75,7 +78,7 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse", "SQLite"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "DevTools", "Warehouse", "SQLite"]),
     ],
     swiftLanguageModes: [.v6]
 )

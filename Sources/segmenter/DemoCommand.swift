@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevTools
 import Foundation
 import KafkaIO
 import SegmenterCore
@@ -28,7 +29,7 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         let logger = makeLogger()
         ServiceMetrics.bootstrap()
-        let broker = try SegmenterService.DevBroker(brokers: 1, partitions: 4,
+        let broker = try DevTools.DevBroker(brokers: 1, partitions: 4,
                                                     topics: ["activity", "billing", "segmenter-dlq", "segment-membership", "segment-kpi-deltas", "segment-alerts"])
         say("== segmenter demo: in-process Kafka at \(broker.bootstrapServers)")
 

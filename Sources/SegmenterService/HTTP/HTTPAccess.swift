@@ -51,10 +51,10 @@ struct HTTPAccessMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
         if !access.userAPI && path.hasPrefix("/api/users") {
-            return HTTPAPI.json(HTTPAPI.error("per-user data is switched off (http.user_api: false)"), status: .notFound)
+            return try HTTPAPI.json(HTTPAPI.error("per-user data is switched off (http.user_api: false)"), status: .notFound)
         }
         if access.token != nil && access.isProtected(path: path, method: request.method) && !access.accepts(request.headers[.authorization]) {
-            var response = HTTPAPI.json(HTTPAPI.error("this needs Authorization: Bearer <http.auth_token>"), status: .unauthorized)
+            var response = try HTTPAPI.json(HTTPAPI.error("this needs Authorization: Bearer <http.auth_token>"), status: .unauthorized)
             response.headers[.wwwAuthenticate] = "Bearer realm=\"segmenter\""
             return response
         }

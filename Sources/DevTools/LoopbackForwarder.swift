@@ -19,7 +19,7 @@ final class LoopbackForwarder: @unchecked Sendable {
         guard bound == 0, Glibc.listen(fd, 64) == 0 else {
             let reason = String(cString: strerror(errno))
             close(fd)
-            throw ServiceError("cannot listen on 127.0.0.1:\(listenPort): \(reason)")
+            throw DevToolError("cannot listen on 127.0.0.1:\(listenPort): \(reason)")
         }
         port = listenPort
         listener = fd

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevTools
 import Foundation
 import KafkaIO
 import SegmenterCore

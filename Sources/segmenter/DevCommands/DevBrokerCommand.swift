@@ -1,4 +1,5 @@
 import ArgumentParser
+import DevTools
 import Foundation
 import SegmenterService
 
@@ -22,7 +23,7 @@ struct DevBroker: ParsableCommand {
                             "segmenter-kpi-partials", "segmenter-state"]
 
     func run() throws {
-        let broker = try SegmenterService.DevBroker(brokers: brokers, partitions: partitions, topics: topics)
+        let broker = try DevTools.DevBroker(brokers: brokers, partitions: partitions, topics: topics)
         try broker.listen(port: port)
         say("dev-broker: bootstrap.servers=\(broker.bootstrapServers) (brokers at \(broker.cluster.bootstrapServers))")
         say("topics: \(topics.joined(separator: ", ")) with \(partitions) partitions; Ctrl-C to stop")

@@ -23,7 +23,7 @@ public final class DevBroker: @unchecked Sendable {
     public func listen(port: UInt16) throws {
         let target = cluster.bootstrapServers.split(separator: ",")[0]
         let parts = target.split(separator: ":")
-        guard let targetPort = UInt16(parts.last ?? "") else { throw ServiceError("unexpected mock bootstrap \(target)") }
+        guard let targetPort = UInt16(parts.last ?? "") else { throw DevToolError("unexpected mock bootstrap \(target)") }
         forwarder = try LoopbackForwarder(listenPort: port, targetPort: targetPort)
     }
 }

@@ -1,0 +1,126 @@
+import Foundation
+import SegmenterCore
+import SegmenterStore
+
+/// The JSON API's bodies as Codable types (keys in snake_case by the encoder): one place says
+/// what each route answers. A missing value is `null`, not an absent key.
+enum APIBody {
+    struct Error: Encodable { let error: String }
+
+    struct Readiness: Encodable {
+        let ready: Bool
+        let reason: String
+    }
+
+    struct Segment: Encodable {
+        let segment: String
+        @Null var rule: String?
+        /// Every KPI of the segment, `members` included; null where it has no value (an empty segment's average).
+        let kpis: [String: Double?]
+
+        init(_ name: String, config: SegmenterConfig, partials: [KPIKey: KPIPartial]) {
+            segment = name
+            rule = config.catalog.segments.first { $0.name == name }?.ruleText
+            kpis = Dictionary(uniqueKeysWithValues: config.catalog.kpiKeys.filter { $0.segment == name }.map { key in
+                (key.kpi, config.catalog.value(of: key, in: partials))
+            })
+        }
+    }
+
+    struct Ingest: Encodable {
+        struct Pair: Encodable {
+            @Null var watermark: String?
+            @Null var eventWatermark: String?
+            let caughtUp: Bool
+            let lag: Int64
+        }
+
+        @Null var now: String?
+        let consumed: Int, applied: Int, duplicates: Int, deadLettered: Int
+        let rate: Double
+        /// Per "topic/partition".
+        let lag: [String: Int64]
+        let outboxDepth: Int, timers: Int
+        let stateBytes: Int64
+        let kpiLeader: Bool
+        /// The partition pair holding the group's clock back.
+        @Null var heldBackBy: Int32?
+        let pairs: [String: Pair]
+
+        init(_ i: OperationalState.Ingest) {
+            now = i.now?.description
+            consumed = i.consumed; applied = i.applied; duplicates = i.duplicates; deadLettered = i.deadLettered
+            rate = i.rate
+            lag = i.lag
+            outboxDepth = i.outboxDepth; timers = i.timers; stateBytes = i.stateBytes
+            kpiLeader = i.kpiLeader
+            heldBackBy = i.heldBackBy
+            pairs = Dictionary(uniqueKeysWithValues: i.pairs.map { partition, pair in
+                (String(partition), Pair(watermark: pair.clock?.description, eventWatermark: pair.events?.description, caughtUp: pair.caughtUp,
+                                         lag: i.lag.filter { $0.key.hasSuffix("/\(partition)") }.values.reduce(0, +)))
+            })
+        }
+    }
+
+    struct Alert: Encodable {
+        struct DrillDownGroup: Codable {
+            let dimension: String
+            let group: String
+            let members: Int64
+            let value: Double?
+            let contribution: Double
+        }
+
+        let alert: String, segment: String, kpi: String, state: String
+        @Null var value: Double?
+        @Null var baseline: Double?
+        /// The latest firing's sub-groups, largest contribution first (while it fires).
+        @Null var drillDown: [DrillDownGroup]?
+
+        init(_ alert: AlertDefinition, state: AlertStateReader.Row?) {
+            self.alert = alert.name
+            segment = alert.segment
+            kpi = alert.kpi
+            self.state = state?.state ?? "resolved"
+            value = state?.value
+            baseline = state?.baseline
+            drillDown = state?.drillDown.flatMap { try? JSONDecoder().decode([DrillDownGroup].self, from: Data($0.utf8)) }
+        }
+    }
+
+    /// `{segment: {kpi: [[time, value], …]}}`, oldest first: the sparklines' recent samples.
+    static func sparklines(_ samples: [OperationalState.Sample]) -> [String: [String: [Sample]]] {
+        var series: [String: [String: [Sample]]] = [:]
+        for sample in samples {
+            for (key, value) in sample.values {
+                series[key.segment, default: [:]][key.kpi, default: []].append(Sample(at: sample.at.description, value: value))
+            }
+        }
+        return series
+    }
+
+    /// One sparkline point, as `[time, value]`.
+    struct Sample: Encodable {
+        let at: String
+        let value: Double?
+
+        func encode(to encoder: any Encoder) throws {
+            var pair = encoder.unkeyedContainer()
+            try pair.encode(at)
+            if let value { try pair.encode(value) } else { try pair.encodeNil() }
+        }
+    }
+}
+
+/// Encodes nil as `null` (a synthesized `Encodable` leaves an optional property out).
+@propertyWrapper
+struct Null<Value: Encodable>: Encodable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
+}
