@@ -25,6 +25,8 @@ public struct StateRebuilder {
         public var seconds = 0.0
         /// Outbox rows Kafka did not take before the rebuild ended: the next `run` publishes them.
         public var unpublished = 0
+        /// Rebuilt partitions snapshotted to the state topic.
+        public var snapshots = 0
     }
 
     let config: SegmenterConfig
@@ -77,6 +79,13 @@ public struct StateRebuilder {
         }
         access.note(.rebuild, segments: config.catalog.segmentNames)
         report.unpublished = try access.publishOutputs(config: config, timeoutMs: 30_000)
+        // The snapshots in Kafka are older than the rebuilt state: replace them, so an instance
+        // that takes a partition over from an empty state directory restores the rebuilt one.
+        if config.stateSnapshotIntervalSeconds > 0 {
+            let snapshots = StateSnapshots(config: config, producer: producer, log: log)
+            for store in access.stores.values where try snapshots.snapshotIfChanged(store) { report.snapshots += 1 }
+            log("published a snapshot of each of \(report.snapshots) rebuilt partitions to \(config.topics.stateSnapshots)")
+        }
         report.seconds = (ContinuousClock.now - began).seconds
         return report
     }
