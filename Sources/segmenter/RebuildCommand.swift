@@ -20,9 +20,11 @@ struct Rebuild: ParsableCommand {
         every membership announced again. Undelivered outbox messages are kept and sent.
 
         With --from, users whose events all came before TIME are not in the rebuilt state: their \
-        memberships end. Warehouse corrections are input too: run `reconcile --once` after a rebuild.
-        Several instances: run it on one instance's configuration with every instance stopped; that \
-        directory then holds every partition (see the README, "Rebuilding state from the input").
+        memberships end. Warehouse corrections are not input: run `reconcile --once` after a rebuild.
+
+        Several instances: stop them all and rebuild on one; its directory then holds every partition, \
+        and each is snapshotted to Kafka. Empty the others' state directories before they start: they \
+        restore the rebuilt partitions from those snapshots (see the README, "Rebuilding state from the input").
         """
     )
 

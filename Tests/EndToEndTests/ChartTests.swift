@@ -77,16 +77,25 @@ import Testing
         run.kill(SIGTERM)
         #expect(run.wait(seconds: 30) == 0)
         run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run2.log"))
-        let up = Date().addingTimeInterval(30)
+        let up = Date().addingTimeInterval(90)
         var after: [String: Any] = [:]
+        var lastAnswer = "none"
         while Date() < up {
-            if let answer = try? await history(), (answer["kpis"] as? [String: [[String: Any]]])?["members"]?.count ?? 0 >= members.count {
-                after = answer
-                break
+            do {
+                let (status, body) = try await fetchStatus("\(base)/api/history?segment=recent_spenders")
+                lastAnswer = "\(status): \(body.prefix(300))"
+                if status == 200, let answer = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
+                   (answer["kpis"] as? [String: [[String: Any]]])?["members"]?.count ?? 0 >= members.count {
+                    after = answer
+                    break
+                }
+            } catch {
+                lastAnswer = "\(error)"
             }
             try await Task.sleep(for: .milliseconds(200))
         }
-        #expect(((after["kpis"] as? [String: [[String: Any]]])?["members"]?.count ?? 0) >= members.count, "series lost in a restart")
+        #expect(((after["kpis"] as? [String: [[String: Any]]])?["members"]?.count ?? 0) >= members.count,
+                "series lost in a restart; last answer \(lastAnswer); \(run.output.suffix(1500))")
         #expect(((after["firing"] as? [[String: Any]])?.count ?? 0) >= firing.count, "firing periods lost in a restart")
     }
 
