@@ -64,6 +64,18 @@ public struct SegmenterConfig: Sendable {
     public var readyMaxLag: Int64?
     /// Address the HTTP API binds (127.0.0.1 by default; 0.0.0.0 in a container).
     public var httpHost = "127.0.0.1"
+    /// `http.advertised_url`: how the other instances and `inspect` reach this one's API
+    /// (announced with its partitions). Default: `http://HOST:PORT`, the machine's host name
+    /// when listening on every interface.
+    public var httpAdvertisedURLSetting: String?
+    public var httpAdvertisedURL: String? {
+        if let httpAdvertisedURLSetting { return httpAdvertisedURLSetting }
+        guard let httpPort, httpPort > 0 else { return nil }
+        let host = ["0.0.0.0", "::", ""].contains(httpHost) ? ProcessInfo.processInfo.hostName : httpHost
+        return "http://\(host.contains(":") ? "[\(host)]" : host):\(httpPort)"
+    }
+    /// How this instance names itself to the group: its static member id, else host and process.
+    public var instanceName: String { kafka["group.instance.id"] ?? "\(ProcessInfo.processInfo.hostName)/\(getpid())" }
     /// Access to the HTTP API (`http.auth_token`, …; see `HTTPAccess`).
     public var httpAccess = HTTPAccess()
 
@@ -196,10 +208,17 @@ public struct SegmenterConfig: Sendable {
         config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], reader: reader)
         if let node = top["http"] {
             let http = try reader.mapping(node, allowed: ["port", "host", "ready_max_lag", "auth_token", "allow_unauthenticated",
-                                                          "protect_metrics", "user_api"])
+                                                          "protect_metrics", "user_api", "advertised_url"])
             if let lag = http["ready_max_lag"] { config.readyMaxLag = Int64(try reader.integer(lag, in: 0...Int.max)) }
             if let port = http["port"] { config.httpPort = try reader.integer(port, in: 0...65535) }
             if let host = http["host"] { config.httpHost = try reader.string(host) }
+            if let url = http["advertised_url"] {
+                let text = try reader.string(url)
+                guard let parsed = URL(string: text), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil else {
+                    throw reader.error(url, "advertised_url must be an http(s) URL like http://segmenter-0.segmenter:8080, not \"\(text)\"")
+                }
+                config.httpAdvertisedURLSetting = text.hasSuffix("/") ? String(text.dropLast()) : text
+            }
             if let token = http["auth_token"] {
                 let text = try reader.string(token)
                 guard text.count >= 16 else { throw reader.error(token, "auth_token must be at least 16 characters (put it in the environment: ${SEGMENTER_API_TOKEN})") }

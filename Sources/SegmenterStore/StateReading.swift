@@ -65,10 +65,12 @@ public final class StateReader {
 
     private let partitions: [(Int32, SQLiteConnection)]
 
-    public init(directory: URL) throws {
+    /// - Parameter only: read just these partitions' databases (nil: every one in the directory).
+    public init(directory: URL, only: Set<Int32>? = nil) throws {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        partitions = try names.filter { $0.hasPrefix("partition-") && $0.hasSuffix(".sqlite") }.sorted().map { name in
+        partitions = try names.filter { $0.hasPrefix("partition-") && $0.hasSuffix(".sqlite") }.sorted().compactMap { name in
             let number = Int32(name.dropFirst("partition-".count).dropLast(".sqlite".count)) ?? -1
+            guard only?.contains(number) ?? true else { return nil }
             return (number, try SQLiteConnection(path: directory.appendingPathComponent(name).path, readOnly: true))
         }
         guard !partitions.isEmpty else {

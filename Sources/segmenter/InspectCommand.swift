@@ -11,20 +11,49 @@ struct Inspect: ParsableCommand {
         subcommands: [User.self, Segment.self, Alerts.self, State.self, Reconciliation.self]
     )
 
-    struct User: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one user's profile, recent days and features as of now.")
+    struct User: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show one user's features and segments as of now, from the instance that owns them.",
+            discussion: """
+            With several instances, the instance that owns the user's partition answers (found through the group's \
+            announcements, asked over its API with http.auth_token): its features and segments, and which instance \
+            answered. With --local, or when no instance serves an API, this reads the local state directory and shows \
+            the profile and recent days too.
+            """)
         @OptionGroup var options: ConfigOption
         @Argument(help: "The user id.") var id: String
-        @Option(name: .customLong("window"), help: "Feature windows in days (repeatable).") var windows: [Int] = FeatureExport.defaultWindows
+        @Option(name: .customLong("window"), help: "Feature windows in days (repeatable; local reads).") var windows: [Int] = FeatureExport.defaultWindows
+        @Flag(help: "Read only this instance's state directory.") var local = false
 
-        func run() throws {
+        func run() async throws {
             let config = try options.load()
+            if !local, let group = GroupView.open(config), !group.reachable.isEmpty {
+                let path = "/api/users/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id)?scope=owned"
+                if let answer = await group.firstAnswer(path),
+                   let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any] {
+                    say("user \(id) (partition \(object["partition"] ?? "?")), answered by instance \(answer.instance) at \(answer.api), which owns it")
+                    if let features = object["features"],
+                       let text = try? JSONSerialization.data(withJSONObject: features, options: [.sortedKeys]) {
+                        say("  features: \(String(decoding: text, as: UTF8.self))")
+                    }
+                    say("  segments: \((object["segments"] as? [String] ?? []).joined(separator: ", "))")
+                    return
+                }
+                guard !group.unanswerable.isEmpty else {
+                    throw ValidationError("user \(id) is not in the partitions of any instance of the group (\(group.describeOwners()))")
+                }
+                GroupView.note("partitions \(group.unanswerable) have no instance with an API: reading the local state directory")
+            }
+            try showLocally(config)
+        }
+
+        private func showLocally(_ config: SegmenterConfig) throws {
             let reader = try StateReader(directory: config.stateDirectory)
             let calendar = config.calendar
             guard let (user, now) = try reader.userAtPairClock(id, firstDay: { FeatureExport.firstDay(now: $0, calendar: calendar, windows: windows) }) else {
                 throw ValidationError("user \(id) not found in \(config.stateDirectory.path) (or no events applied yet)")
             }
-            say("user \(id) (partition \(user.partition)), now \(now) (the pair's watermark)")
+            say("user \(id) (partition \(user.partition)), now \(now) (the pair's watermark), from the local state directory")
             let p = user.profile
             say("  signup_at: \(p.signupAt?.description ?? "null"), last activity: \(p.lastActivityAt?.description ?? "null")")
             say("  lifetime: spend \(Money.format(cents: p.lifetimeSpendCents)) \(config.currency), \(p.lifetimeActivities) activities")
@@ -43,9 +72,13 @@ struct Inspect: ParsableCommand {
     }
 
     struct Segment: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show a segment's rule, member count and KPI values as of now.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show a segment's rule, member count and KPI values as of now, for the whole group.",
+            discussion: "The values add up every partition's latest KPI partials as their owners announced them (what the KPI leader publishes from); --local reads only this instance's state directory.")
         @OptionGroup var options: ConfigOption
         @Argument(help: "The segment name (or all).") var name: String
+
+        @Flag(help: "Only this instance's state directory (its partitions), not the whole group.") var local = false
 
         func run() throws {
             let config = try options.load()
@@ -53,12 +86,21 @@ struct Inspect: ParsableCommand {
             guard catalog.segmentNames.contains(name) else {
                 throw ValidationError("unknown segment \(name) (known: \(catalog.segmentNames.joined(separator: ", ")))")
             }
-            let reader = try StateReader(directory: config.stateDirectory)
-            let partials = try reader.kpiPartials()
-            say("segment \(name) as of \(try reader.clock()?.description ?? "null")")
+            let partials: [KPIKey: KPIPartial]
+            if !local, let group = GroupView.open(config), group.directory.unannounced.isEmpty {
+                // Every partition's latest announced partials, added up as the KPI leader does.
+                partials = group.directory.partials
+                let clock = group.directory.announcements.values.compactMap(\.clock).min()
+                say("segment \(name) as of \(clock?.description ?? "null"), for the whole group as its instances announced: \(group.describeOwners())")
+            } else {
+                let reader = try StateReader(directory: config.stateDirectory)
+                partials = try reader.kpiPartials()
+                say("segment \(name) as of \(try reader.clock()?.description ?? "null"), from the local state directory (its partitions only)")
+            }
             say("  rule: \(catalog.segments.first { $0.name == name }?.ruleText ?? "every user seen")")
             for key in catalog.kpiKeys where key.segment == name {
-                let value = catalog.value(of: key, in: partials)
+                // Rounded as KPI messages are (1e-6): partials summed in another order differ in the last bits.
+                let value = catalog.value(of: key, in: partials).map { ($0 * 1e6).rounded() / 1e6 }
                 let definition = catalog.kpis.first { $0.name == key.kpi }.map { " (\($0.kind.rawValue): \($0.expressionText))" } ?? ""
                 say("  \(key.kpi): \(value.map(JSONText.number) ?? "null")\(definition)")
             }
@@ -162,14 +204,25 @@ extension Inspect {
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Export state.", subcommands: [Features.self])
 
-    struct Features: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Every user's features as of now, as JSON lines on stdout.")
+    struct Features: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every user's features as of now, as JSON lines on stdout, for the whole group.",
+            discussion: "Each instance exports the partitions it owns, asked over its API (found through the group's announcements); which instance answered for which partitions goes to stderr. --local, or no instance serving an API, exports this state directory.")
         @OptionGroup var options: ConfigOption
         @Option(help: "Evaluate everyone as of this RFC 3339 instant instead of their partition pair's clock.") var now: String?
         @Option(name: .customLong("window"), help: "Feature windows in days (repeatable).") var windows: [Int] = FeatureExport.defaultWindows
 
-        func run() throws {
+        @Flag(help: "Only this instance's state directory (its partitions), not the whole group.") var local = false
+
+        func run() async throws {
             let config = try options.load()
+            if !local, let group = GroupView.open(config), !group.reachable.isEmpty {
+                if group.unanswerable.isEmpty {
+                    try await exportFromGroup(group)
+                    return
+                }
+                GroupView.note("partitions \(group.unanswerable) have no instance with an API: exporting the local state directory only")
+            }
             let reader = try StateReader(directory: config.stateDirectory)
             var asOf: Instant?
             if let now {
@@ -184,6 +237,19 @@ struct Export: ParsableCommand {
                 if buffer.utf8.count > 1 << 16 { FileHandle.standardOutput.write(Data(buffer.utf8)); buffer = "" }
             }
             FileHandle.standardOutput.write(Data(buffer.utf8))
+        }
+
+        /// Each instance exports the partitions it owns; the lines are concatenated.
+        private func exportFromGroup(_ group: GroupView) async throws {
+            if let now, (try? RFC3339.parse(now).get()) == nil { throw ValidationError("--now is not an RFC 3339 timestamp") }
+            var query = "/api/export/features?scope=owned&windows=" + windows.map(String.init).joined(separator: ",")
+            if let now { query += "&now=" + (now.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? now) }
+            for entry in group.reachable {
+                let body = try await group.client.get(entry.api, query, timeout: 300)
+                FileHandle.standardOutput.write(body)
+                let users = body.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+                GroupView.note("instance \(entry.instance) (\(entry.api)) answered for partitions \(entry.partitions.map(String.init).joined(separator: ",")): \(users) users")
+            }
         }
     }
 }

@@ -10,16 +10,20 @@ public struct PartialsAnnouncement: Equatable, Sendable {
     public var partials: [KPIKey: KPIPartial]
     /// The consumer group: the leader ignores another deployment's announcements.
     public var group: String
-    /// Who announced it (host and process), for operators reading the topic.
+    /// Who announced it (`group.instance.id`, else host and process), for operators and `inspect`.
     public var instance: String
+    /// Where that instance's HTTP API answers (nil: it serves none): how a command or another
+    /// instance asks the owner of a partition about its users.
+    public var api: String?
     /// The pair's watermark when announced: the leader's group watermark is the earliest.
     public var clock: Instant?
     /// Whether the pair's inputs were read to their end (a pair without a clock holds the group
     /// back only while it has a backlog).
     public var caughtUp: Bool
 
-    public init(partition: Int32, partials: [KPIKey: KPIPartial], group: String = "segmenter", instance: String, clock: Instant?,
-                caughtUp: Bool = false) {
+    public init(partition: Int32, partials: [KPIKey: KPIPartial], group: String = "segmenter", instance: String, api: String? = nil,
+                clock: Instant?, caughtUp: Bool = false) {
+        self.api = api
         self.partition = partition
         self.partials = partials
         self.group = group
@@ -44,6 +48,7 @@ public struct PartialsAnnouncement: Equatable, Sendable {
         }
         return Array(JSONText.object([
             ("partition", String(partition)), ("group", JSONText.quote(group)), ("instance", JSONText.quote(instance)),
+            ("api", api.map(JSONText.quote) ?? "null"),
             ("clock", clock.map { JSONText.quote($0.description) } ?? "null"), ("caught_up", caughtUp ? "true" : "false"),
             ("partials", "[" + entries.joined(separator: ",") + "]"),
         ]).utf8)
@@ -68,7 +73,10 @@ public struct PartialsAnnouncement: Equatable, Sendable {
         if case let .string(text)? = json["clock"], case let .success(instant) = RFC3339.parse(text) { clock = instant }
         var caughtUp = false
         if case let .bool(value)? = json["caught_up"] { caughtUp = value }
-        return PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, clock: clock, caughtUp: caughtUp)
+        var api: String?
+        if case let .string(text)? = json["api"] { api = text }
+        return PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, api: api, clock: clock,
+                                    caughtUp: caughtUp)
     }
 }
 

@@ -87,16 +87,35 @@ public enum HTTPAPI {
             }
             return json(explanation.json)
         }
-        router.get("api/users/:id") { _, context in
+        router.get("api/export/features") { request, _ in
+            // Only the partitions this instance owns (`scope=owned`, what `export features` asks
+            // every instance for), else every partition file in the state directory.
+            let only = request.uri.queryParameters.get("scope") == "owned" ? Set(health.operations.snapshot.pairs.keys) : nil
+            guard only?.isEmpty != true, let reader = try? StateReader(directory: config.stateDirectory, only: only) else {
+                return Response(status: .ok, headers: [.contentType: "application/x-ndjson"])
+            }
+            let windows = request.uri.queryParameters.get("windows").map { $0.split(separator: ",").compactMap { Int($0) } } ?? FeatureExport.defaultWindows
+            let now = request.uri.queryParameters.get("now").flatMap { try? RFC3339.parse($0).get() }
+            var lines = ""
+            _ = try FeatureExport.export(from: reader, now: now, calendar: config.calendar, windows: windows) { lines += $0 + "\n" }
+            return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: .init(byteBuffer: ByteBuffer(string: lines)))
+        }
+        router.get("api/users/:id") { request, context in
             let id = context.parameters.get("id") ?? ""
-            guard let reader = try? StateReader(directory: config.stateDirectory) else { return try json(error("no state yet"), status: .notFound) }
+            // `scope=owned`: answer only from the partitions this instance owns now (a partition
+            // that moved away leaves a stale copy behind): how `inspect user` finds the owner.
+            let only = request.uri.queryParameters.get("scope") == "owned" ? Set(health.operations.snapshot.pairs.keys) : nil
+            guard only?.isEmpty != true, let reader = try? StateReader(directory: config.stateDirectory, only: only) else {
+                return try json(error(only == nil ? "no state yet" : "this instance owns no partitions"), status: .notFound)
+            }
             let windows = FeatureExport.defaultWindows
             guard let (user, now) = try reader.userAtPairClock(id, firstDay: { FeatureExport.firstDay(now: $0, calendar: config.calendar, windows: windows) }) else {
                 return try json(error("unknown user \(id)"), status: .notFound)
             }
             let segments = try reader.segments(of: id).map(JSONText.quote).joined(separator: ",")
             return json(JSONText.object([("features", FeatureExport.json(user, now: now, calendar: config.calendar, windows: windows)),
-                                         ("segments", "[\(segments)]")]))
+                                         ("segments", "[\(segments)]"), ("partition", String(user.partition)),
+                                         ("instance", JSONText.quote(config.instanceName))]))
         }
         router.get("api/alerts") { _, _ in
             let states = (try? AlertStateReader(directory: config.stateDirectory).read()) ?? [:]

@@ -50,7 +50,7 @@ struct HTTPAccessMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        if !access.userAPI && path.hasPrefix("/api/users") {
+        if !access.userAPI && (path.hasPrefix("/api/users") || path.hasPrefix("/api/export")) {
             return try HTTPAPI.json(HTTPAPI.error("per-user data is switched off (http.user_api: false)"), status: .notFound)
         }
         if access.token != nil && access.isProtected(path: path, method: request.method) && !access.accepts(request.headers[.authorization]) {

@@ -20,6 +20,7 @@ final class KPIExchange {
     private let producer: KafkaProducer
     private let readerConfiguration: KafkaConfiguration
     private let instance: String
+    private let api: String?
     private let group: String
     /// Announcements of another consumer group seen on the topic (a shared topic name).
     private var foreign = 0
@@ -40,7 +41,8 @@ final class KPIExchange {
         self.producer = producer
         readerConfiguration = config.readerKafka("kpi-leader")
         group = config.kafka["group.id"] ?? "segmenter"
-        instance = "\(ProcessInfo.processInfo.hostName)/\(getpid())"
+        instance = config.instanceName
+        api = config.httpAdvertisedURL
         self.heartbeat = heartbeat
         self.log = log
     }
@@ -57,7 +59,7 @@ final class KPIExchange {
             let partials = store.partials.values
             let watermark = store.watermark
             guard all || lastAnnounced[partition].map({ partials != $0.partials || Self.moved(watermark, since: $0.watermark) }) ?? true else { continue }
-            let announcement = PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance,
+            let announcement = PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, api: api,
                                                     clock: watermark.clock, caughtUp: watermark.caughtUp)
             try producer.produceWaiting(topic: topic, key: Array(PartialsAnnouncement.key(partition: partition).utf8),
                                         value: announcement.encoded())

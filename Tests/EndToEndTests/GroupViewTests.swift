@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+import SegmenterCore
+
+/// `inspect user`, `inspect segment` and `export features` answer for the whole group: with two
+/// instances, asked through either one's config, they equal one instance's answers over the
+/// same input, and they say which instance answered.
+@Suite(.serialized) struct GroupViewTests {
+    static let token = "group-view-token-\(UUID().uuidString.prefix(8))"
+
+    @Test func twoInstancesAnswerAsOneAndSayWhichInstanceAnswered() throws {
+        let harness = try Harness()
+        setenv("E2E_GROUP_TOKEN", Self.token, 1)
+        let yaml = SegmentOutputsTests.segmentsYAML(lateCohort: DayCalendar.isoDate(DayNumber(Int64(Date().timeIntervalSince1970) / 86_400) - 3))
+        func http() -> String { "\nhttp:\n  port: \(Processes.freePort())\n  auth_token: ${E2E_GROUP_TOKEN}\n" }
+        let pair = "pair-\(UUID().uuidString)"
+        let configs = try ["a", "b"].map { try harness.writeConfig(batch: 200, extra: yaml + http(), instance: $0, group: pair, staticMembership: true) }
+        let solo = try harness.writeConfig(batch: 200, extra: yaml + http(), instance: "solo", group: "solo-\(UUID().uuidString)")
+        let processes = try (configs + [solo]).enumerated().map { index, config in
+            try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run-\(index).log"))
+        }
+        defer { for process in processes { process.kill(SIGTERM); _ = process.wait(seconds: 30) } }
+        let deadline = Date().addingTimeInterval(60)
+        while !processes.allSatisfy({ $0.output.contains("] assigned") }), Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        Thread.sleep(forTimeInterval: 3)  // the pair's group settles with both members
+
+        // Given the same input consumed by a group of two and by one instance alone
+        let produced = try harness.generate(Harness.recent(days: 10) + ["--users", "200", "--events", "6000", "--seed", "41"])
+        let done = Date().addingTimeInterval(90)
+        while (configs.map { harness.committedOffsets(config: $0) }.reduce(0, +) < produced.total
+               || harness.committedOffsets(config: solo) < produced.total), Date() < done { Thread.sleep(forTimeInterval: 0.2) }
+        let split = configs.map { harness.committedOffsets(config: $0) }
+        try #require(split.reduce(0, +) == produced.total && split.allSatisfy { $0 > 0 }, "both must own partitions: \(split)")
+        for config in configs + [solo] { harness.waitUntilPairsSettle(config: config) }
+        Thread.sleep(forTimeInterval: 2)  // announcements of the final partials
+
+        func run(_ arguments: [String]) throws -> (String, String) {
+            let log = harness.work.appendingPathComponent("cli-\(UUID().uuidString).err")
+            let cli = try Processes.Running(harness.bin, arguments, log: log)
+            _ = cli.wait(seconds: 60)
+            return (cli.output, cli.output)
+        }
+        // Then `export features` through either instance equals the single instance's
+        let expected = try exportLines(harness, solo)
+        for config in configs {
+            let lines = try exportLines(harness, config)
+            #expect(lines == expected, "export through \(config): \(lines.count) lines, expected \(expected.count)")
+        }
+        let (_, exportLog) = try run(["export", "features", "--config", configs[0]])
+        #expect(exportLog.contains("instance \(pair)-a") && exportLog.contains("instance \(pair)-b"), "\(exportLog.suffix(600))")
+
+        // And `inspect user` for users of both instances is answered by their owner, equal to the single instance's answer
+        let users = ["u1", "u2", "u3", "u4", "u5", "u6"]
+        var answeredBy: Set<String> = []
+        for user in users {
+            let (_, alone) = try Processes.run(harness.bin, ["inspect", "user", user, "--config", solo])
+            let (_, grouped) = try Processes.run(harness.bin, ["inspect", "user", user, "--config", configs[0]])
+            #expect(Self.body(grouped) == Self.body(alone) && !Self.body(alone).isEmpty, "\(user):\n\(grouped)\nvs\n\(alone)")
+            if let line = grouped.split(separator: "\n").first, let range = line.range(of: "answered by instance ") {
+                answeredBy.insert(String(line[range.upperBound...].prefix { $0 != " " }))
+            }
+        }
+        #expect(answeredBy == ["\(pair)-a", "\(pair)-b"], "owners that answered: \(answeredBy)")
+
+        // And `inspect segment` shows the group's KPIs, the single instance's values
+        for segment in ["recent_spenders", "inactive_new_users"] {
+            let (_, alone) = try Processes.run(harness.bin, ["inspect", "segment", segment, "--config", solo])
+            let (_, grouped) = try Processes.run(harness.bin, ["inspect", "segment", segment, "--config", configs[1]])
+            #expect(Self.body(grouped) == Self.body(alone), "\(segment):\n\(grouped)\nvs\n\(alone)")
+            #expect(grouped.contains("for the whole group") && grouped.contains("\(pair)-a owns partitions"), "\(grouped)")
+            let (_, local) = try Processes.run(harness.bin, ["inspect", "segment", segment, "--config", configs[1], "--local"])
+            #expect(local.contains("local state directory"))
+        }
+    }
+
+    /// Every line but the first (which says who answered).
+    static func body(_ output: String) -> [Substring] { Array(output.split(separator: "\n").dropFirst()) }
+
+    func exportLines(_ harness: Harness, _ config: String) throws -> [Substring] {
+        let (status, text) = try Processes.run(harness.bin, ["export", "features", "--config", config])
+        #expect(status == 0)
+        return text.split(separator: "\n").sorted()
+    }
+}
