@@ -1,5 +1,6 @@
 import Foundation
 import SegmenterCore
+import SQLite
 
 /// What segment evaluation needs besides the state: the definitions and where changes go.
 public struct SegmentSetup: Sendable {
@@ -69,7 +70,13 @@ extension PartitionStore {
 extension PartitionStore {
     /// Adds every member of `segment` to a drill-down of `kpi` (a scan, done only when an alert fires).
     public func drillDown(segment: String, kpi: String, into accumulator: inout DrillDownAccumulator, dimensions: [String]) throws {
-        let index = segments.catalog.kpis(for: segment).firstIndex { $0.name == kpi }
+        try Self.scanDrillDown(db, catalog: segments.catalog, calendar: calendar, segment: segment, kpi: kpi, into: &accumulator, dimensions: dimensions)
+    }
+
+    /// The same scan over any connection to a partition database (the writer's, or a reader's).
+    static func scanDrillDown(_ db: SQLiteConnection, catalog: SegmentCatalog, calendar: DayCalendar, segment: String, kpi: String,
+                          into accumulator: inout DrillDownAccumulator, dimensions: [String]) throws {
+        let index = catalog.kpis(for: segment).firstIndex { $0.name == kpi }
         let statement = try db.prepare("""
             SELECT m.contributions, u.signup_at, u.attributes FROM memberships m JOIN users u ON u.user_id = m.user_id
             WHERE m.segment = ?
@@ -86,5 +93,17 @@ extension PartitionStore {
                                                      attributes: attributes, dimensions: dimensions, calendar: calendar)
             accumulator.add(contribution: contribution, groups: groups)
         }
+    }
+}
+
+extension StateReader {
+    /// A drill-down of `kpi` over the members of `segment` in the partitions this reader holds.
+    public func drillDown(catalog: SegmentCatalog, calendar: DayCalendar, segment: String, kpi: String) throws -> DrillDownAccumulator {
+        var accumulator = DrillDownAccumulator(kind: catalog.kpis.first { $0.name == kpi }?.kind ?? .sum)
+        let dimensions = DrillDownAccumulator.dimensions(catalog)
+        for (_, db) in partitions {
+            try PartitionStore.scanDrillDown(db, catalog: catalog, calendar: calendar, segment: segment, kpi: kpi, into: &accumulator, dimensions: dimensions)
+        }
+        return accumulator
     }
 }

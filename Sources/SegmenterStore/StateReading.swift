@@ -63,7 +63,7 @@ public final class StateReader {
         }
     }
 
-    private let partitions: [(Int32, SQLiteConnection)]
+    let partitions: [(Int32, SQLiteConnection)]
 
     /// - Parameter only: read just these partitions' databases (nil: every one in the directory).
     public init(directory: URL, only: Set<Int32>? = nil) throws {

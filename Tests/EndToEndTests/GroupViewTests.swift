@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Testing
 import SegmenterCore
 
@@ -71,6 +74,67 @@ import SegmenterCore
             let (_, local) = try Processes.run(harness.bin, ["inspect", "segment", segment, "--config", configs[1], "--local"])
             #expect(local.contains("local state directory"))
         }
+    }
+
+    /// A firing rise alert's drill-down counts the members of every partition, not only the KPI
+    /// leader's: the leader merges the other instance's sums (asked over its API). Members of
+    /// `all` only grow, so each sub-group's count when the alert fired lies between what the
+    /// leader's own partitions hold at the end (it must be more) and what both hold.
+    @Test func theLeadersDrillDownCoversTheOtherInstancesPartitions() async throws {
+        let harness = try Harness()
+        setenv("E2E_GROUP_TOKEN", Self.token, 1)
+        let start = DayNumber(Int64(Date().timeIntervalSince1970) / 86_400) - 20
+        let yaml = SegmentOutputsTests.segmentsYAML(lateCohort: DayCalendar.isoDate(start + 14)) + """
+
+            alerts:
+              - {name: zero_share_rise, segment: all, kpi: zero_share, rise: 30%, baseline_days: 3}
+            """
+        let ports = [Processes.freePort(), Processes.freePort()]
+        let pair = "pair-\(UUID().uuidString)"
+        let configs = try ["a", "b"].enumerated().map { index, name in
+            try harness.writeConfig(batch: 300, extra: yaml + "\nhttp:\n  port: \(ports[index])\n  auth_token: ${E2E_GROUP_TOKEN}\n",
+                                    instance: name, group: pair, staticMembership: true)
+        }
+        let processes = try configs.enumerated().map { index, config in
+            try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("pair-\(index).log"))
+        }
+        defer { for process in processes { process.kill(SIGTERM); _ = process.wait(seconds: 30) } }
+        let joined = Date().addingTimeInterval(60)
+        while !processes.allSatisfy({ $0.output.contains("] assigned") }), Date() < joined { try await Task.sleep(for: .milliseconds(100)) }
+        try await Task.sleep(for: .seconds(3))  // the group settles with both members
+
+        // Given 20 days of input at a pace (the clock passes every midnight, so each day's end
+        // is recorded: the baseline), where everyone who signs up from day 14 stays inactive
+        let produced = try harness.generate(["--users", "400", "--events", "12000", "--days", "20", "--start", DayCalendar.isoDate(start),
+                                             "--incident-after", DayCalendar.isoDate(start + 14), "--seed", "43", "--rate", "1000"])
+        let done = Date().addingTimeInterval(90)
+        while configs.map({ harness.committedOffsets(config: $0) }).reduce(0, +) < produced.total, Date() < done { try await Task.sleep(for: .milliseconds(200)) }
+        for config in configs { harness.waitUntilPairsSettle(config: config) }
+
+        // When `all`'s zero-activity share rose and the alert fired, with a drill-down
+        let logs = processes.map { String($0.output.suffix(800)) }.joined(separator: "\n---\n")
+        let alert = try #require(try harness.readTopic("segment-alerts").last { $0["state"] as? String == "firing" }, "no firing alert: \(logs)")
+        let drill = try #require(alert["drill_down"] as? [[String: Any]], "\(alert)")
+        let leader = try #require(processes.firstIndex { $0.output.contains("KPI leader (this instance owns partition 0)") }, "\(logs)")
+
+        // Then each sign-up week it names counts more members than the leader's partitions hold
+        func owned(_ index: Int) async throws -> [String: Int] {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(ports[index])/api/drilldown?segment=all&kpi=zero_share&scope=owned")!)
+            request.setValue("Bearer \(Self.token)", forHTTPHeaderField: "Authorization")
+            let (data, _) = try await URLSession.shared.data(for: request)
+            let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+            let weeks = (object["cells"] as? [String: Any])?["signup_week"] as? [String: [String: Any]] ?? [:]
+            return weeks.mapValues { ($0["members"] as? NSNumber)?.intValue ?? 0 }
+        }
+        let mine = try await owned(leader), theirs = try await owned(1 - leader)
+        let weeks = drill.filter { $0["dimension"] as? String == "signup_week" && (($0["members"] as? NSNumber)?.intValue ?? 0) >= 20 }
+        #expect(!weeks.isEmpty, "\(drill)")
+        for entry in weeks {
+            let week = entry["group"] as! String, members = (entry["members"] as! NSNumber).intValue
+            #expect(members > mine[week, default: 0] && members <= mine[week, default: 0] + theirs[week, default: 0],
+                    "week \(week): \(members) in the drill-down; the leader holds \(mine[week, default: 0]), the other \(theirs[week, default: 0])")
+        }
+        #expect(!processes.contains { $0.output.contains("could not be asked") }, "\(logs)")
     }
 
     /// Every line but the first (which says who answered).

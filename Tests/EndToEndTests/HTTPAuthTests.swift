@@ -39,7 +39,8 @@ import Testing
         while harness.committedOffsets(config: config) < produced.total, Date() < deadline { try await Task.sleep(for: .milliseconds(200)) }
 
         let protected = ["/api/ingest", "/api/history", "/api/reconciliation", "/api/segments", "/api/segments/big_spenders",
-                         "/api/users/u1", "/api/users/u1/explain", "/api/alerts"]
+                         "/api/users/u1", "/api/users/u1/explain", "/api/alerts", "/api/history?segment=big_spenders",
+                         "/api/users/u1?scope=owned", "/api/export/features?scope=owned", "/api/drilldown?segment=all&kpi=spend&scope=owned"]
         for path in protected {
             #expect(try await status(base + path).0 == 401, "\(path) without a token")
             #expect(try await status(base + path, token: "not-the-token-at-all").0 == 401, "\(path) with a wrong token")
@@ -89,5 +90,7 @@ import Testing
         #expect(try await status(base + "/metrics", token: token).0 == 200)
         let (userStatus, body) = try await status(base + "/api/users/u1", token: token)
         #expect(userStatus == 404 && body.contains("user_api"))
+        let (exportStatus, _) = try await status(base + "/api/export/features?scope=owned", token: token)
+        #expect(exportStatus == 404, "every user's features are per-user data too")
     }
 }

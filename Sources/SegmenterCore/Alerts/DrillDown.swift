@@ -13,8 +13,11 @@ public struct DrillDownEntry: Equatable, Sendable {
 }
 
 /// Accumulates members' contributions per group, then ranks the groups.
-public struct DrillDownAccumulator: Sendable {
-    struct Cell { var members: Int64 = 0; var counted: Int64 = 0; var total: Double = 0 }
+///
+/// Codable and mergeable: the KPI leader adds the accumulators other instances compute over
+/// their partitions to its own (the sums are exact to merge; the ranking comes after).
+public struct DrillDownAccumulator: Sendable, Codable {
+    struct Cell: Codable { var members: Int64 = 0; var counted: Int64 = 0; var total: Double = 0 }
     private var cells: [String: [String: Cell]] = [:]
     private var members: Int64 = 0
     public let kind: KPIDefinition.Kind
@@ -56,6 +59,23 @@ public struct DrillDownAccumulator: Sendable {
             cells[dimension, default: [:]][group] = cell
         }
     }
+
+    /// Adds another accumulator of the same KPI (other partitions' members).
+    public mutating func merge(_ other: DrillDownAccumulator) {
+        members += other.members
+        for (dimension, groups) in other.cells {
+            for (group, cell) in groups {
+                var mine = cells[dimension, default: [:]][group, default: Cell()]
+                mine.members += cell.members
+                mine.counted += cell.counted
+                mine.total += cell.total
+                cells[dimension, default: [:]][group] = mine
+            }
+        }
+    }
+
+    /// Members added (over every merged accumulator).
+    public var memberCount: Int64 { members }
 
     /// Groups ranked by how much of `value − baseline` they explain, strongest first.
     public func ranked(baseline: Double, limit: Int = 5) -> [DrillDownEntry] {

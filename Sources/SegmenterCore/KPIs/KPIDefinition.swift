@@ -1,6 +1,6 @@
 /// A KPI kept per segment. `members` (the count) always exists and is not listed here.
 public struct KPIDefinition: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable {
+    public enum Kind: String, Sendable, CaseIterable, Codable {
         /// Sum of EXPR over members where it is not null; null when there is none.
         case sum
         /// Mean of EXPR over members where it is not null; null when there is none.

@@ -2,8 +2,8 @@ import Foundation
 import SegmenterCore
 import SegmenterStore
 
-/// The JSON API's bodies as Codable types (keys in snake_case by the encoder): one place says
-/// what each route answers. A missing value is `null`, not an absent key.
+/// The JSON API's bodies as Codable types: one place says what each route answers. Keys are
+/// snake_case through CodingKeys; a missing value is `null`, not an absent key.
 enum APIBody {
     struct Error: Encodable { let error: String }
 
@@ -33,6 +33,8 @@ enum APIBody {
             @Null var eventWatermark: String?
             let caughtUp: Bool
             let lag: Int64
+
+            enum CodingKeys: String, CodingKey { case watermark, eventWatermark = "event_watermark", caughtUp = "caught_up", lag }
         }
 
         @Null var now: String?
@@ -46,6 +48,11 @@ enum APIBody {
         /// The partition pair holding the group's clock back.
         @Null var heldBackBy: Int32?
         let pairs: [String: Pair]
+
+        enum CodingKeys: String, CodingKey {
+            case now, consumed, applied, duplicates, deadLettered = "dead_lettered", rate, lag, outboxDepth = "outbox_depth", timers
+            case stateBytes = "state_bytes", kpiLeader = "kpi_leader", heldBackBy = "held_back_by", pairs
+        }
 
         init(_ i: OperationalState.Ingest) {
             now = i.now?.description
@@ -76,6 +83,8 @@ enum APIBody {
         @Null var baseline: Double?
         /// The latest firing's sub-groups, largest contribution first (while it fires).
         @Null var drillDown: [DrillDownGroup]?
+
+        enum CodingKeys: String, CodingKey { case alert, segment, kpi, state, value, baseline, drillDown = "drill_down" }
 
         init(_ alert: AlertDefinition, state: AlertStateReader.Row?) {
             self.alert = alert.name

@@ -87,6 +87,19 @@ public enum HTTPAPI {
             }
             return json(explanation.json)
         }
+        router.get("api/drilldown") { request, _ in
+            // The sums of a drill-down over the partitions this instance owns (`scope=owned`):
+            // the KPI leader merges every instance's into the alert's drill-down.
+            guard let segment = request.uri.queryParameters.get("segment"), let kpi = request.uri.queryParameters.get("kpi"),
+                  config.catalog.kpiKeys.contains(KPIKey(segment: segment, kpi: kpi)) else {
+                return try json(error("give segment= and kpi= of a configured KPI"), status: .badRequest)
+            }
+            let only = request.uri.queryParameters.get("scope") == "owned" ? Set(health.operations.snapshot.pairs.keys) : nil
+            guard only?.isEmpty != true, let reader = try? StateReader(directory: config.stateDirectory, only: only) else {
+                return try json(DrillDownAccumulator(kind: config.catalog.kpis.first { $0.name == kpi }?.kind ?? .sum))
+            }
+            return try json(reader.drillDown(catalog: config.catalog, calendar: config.calendar, segment: segment, kpi: kpi))
+        }
         router.get("api/export/features") { request, _ in
             // Only the partitions this instance owns (`scope=owned`, what `export features` asks
             // every instance for), else every partition file in the state directory.
@@ -124,10 +137,10 @@ public enum HTTPAPI {
         return router
     }
 
-    /// A Codable body, keys in snake_case.
+    /// A Codable body. Keys are spelled by each type's CodingKeys: a key strategy would also
+    /// rewrite dictionary keys (a KPI or attribute named in camelCase).
     static func json(_ body: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = .sortedKeys
         return json(String(decoding: try encoder.encode(body), as: UTF8.self), status: status)
     }

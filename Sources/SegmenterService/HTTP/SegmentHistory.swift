@@ -24,6 +24,8 @@ struct SegmentHistory: Encodable {
     let kpis: [String: [Point]]
     let firing: [Firing]
 
+    enum CodingKeys: String, CodingKey { case segment, resolutionSeconds = "resolution_seconds", kpis, firing }
+
     static func read(config: SegmenterConfig, segment: String) throws -> SegmentHistory {
         let alerts = config.alerts.filter { $0.segment == segment }
         let path = config.stateDirectory.appendingPathComponent(PartitionStore.fileName(partition: 0)).path

@@ -156,13 +156,20 @@ final class CommitWorker: @unchecked Sendable {
     }
 
     /// Top contributing sub-groups of a firing drop/rise alert: a scan of the segment's members
-    /// in every owned partition (rare: only when an alert fires).
+    /// in every owned partition, merged with what every other instance of the group scans in
+    /// its own (asked over their APIs; rare: only when an alert fires).
     private func drillDown(_ alert: AlertDefinition, baseline: Double) -> [DrillDownEntry] {
         let kind = config.catalog.kpis.first { $0.name == alert.kpi }?.kind ?? .sum
         var accumulator = DrillDownAccumulator(kind: kind)
         let dimensions = DrillDownAccumulator.dimensions(config.catalog)
         for store in stores.open.values {
             try? store.drillDown(segment: alert.segment, kpi: alert.kpi, into: &accumulator, dimensions: dimensions)
+        }
+        let others = leader.exchange.view.announced.filter { stores.open[$0.key] == nil }
+        let remote = GroupDrillDown.gather(from: others.values, config: config, segment: alert.segment, kpi: alert.kpi)
+        for partial in remote.accumulators { accumulator.merge(partial) }
+        if !remote.missing.isEmpty {
+            log("drill-down of \(alert.name): partitions \(remote.missing.sorted()) could not be asked (their instance serves no API or did not answer); it covers the others")
         }
         return accumulator.ranked(baseline: baseline)
     }
