@@ -6,15 +6,22 @@ import SegmenterStore
 public enum FeatureExport {
     public static let defaultWindows = [7, 30]
 
-    /// One user's features as a JSON object.
-    public static func json(_ user: StateReader.UserState, now: Instant, calendar: DayCalendar, windows: [Int]) -> String {
+    /// One user's features (SPEC §3 names as keys), after `user_id` and `as_of`, in order.
+    public static func fields(_ user: StateReader.UserState, now: Instant, calendar: DayCalendar, windows: [Int]) -> OrderedFields<FeatureValue> {
         let evaluator = FeatureEvaluator(profile: user.profile, days: user.days, now: now, calendar: calendar)
         let attributeNames = user.profile.attributes.filter { $0.value.value != nil }.map(\.key)
-        var members: [(String, String)] = [("user_id", JSONText.quote(user.userID)), ("as_of", JSONText.quote(now.description))]
+        var fields: [(String, FeatureValue)] = [("user_id", .string(user.userID)), ("as_of", .string(now.description))]
         for feature in Feature.standardSet(windows: windows, attributeNames: attributeNames) {
-            members.append((feature.description, evaluator.value(of: feature).json))
+            fields.append((feature.description, evaluator.value(of: feature)))
         }
-        return JSONText.object(members)
+        return OrderedFields(fields)
+    }
+
+    /// One user's features as a JSON object: a line of `export features`, keys in the order
+    /// above (`user_id` first). Written as text: JSONEncoder orders keys only by sorting them,
+    /// and a stream of lines reads best in one fixed order.
+    public static func json(_ user: StateReader.UserState, now: Instant, calendar: DayCalendar, windows: [Int]) -> String {
+        JSONText.object(fields(user, now: now, calendar: calendar, windows: windows).fields.map { ($0.0, $0.1.json) })
     }
 
     /// The first day any of `windows` can reach, so older day rows are not read.

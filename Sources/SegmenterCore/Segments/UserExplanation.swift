@@ -50,34 +50,6 @@ public struct UserExplanation: Sendable {
         return out
     }
 
-    /// JSON for the API.
-    public var json: String {
-        JSONText.object([
-            ("user_id", JSONText.quote(userID)), ("as_of", JSONText.quote(now.description)),
-            ("segments", "[" + segments.map { segment in
-                JSONText.object([
-                    ("segment", JSONText.quote(segment.name)), ("member", segment.member ? "true" : "false"),
-                    ("rule", segment.rule == nil ? "null" : JSONText.quote(segment.ruleText)),
-                    ("explanation", segment.rule.map(Self.json) ?? "null"),
-                    ("features", JSONText.object(segment.features.map { ($0.name, $0.value.json) })),
-                ])
-            }.joined(separator: ",") + "]"),
-            ("next_change", nextChange.map(Self.json) ?? "null"),
-            ("next_membership_change", nextMembershipChange.map(Self.json) ?? "null"),
-        ])
-    }
-
-    static func json(_ next: NextChange) -> String {
-        JSONText.object([("at", JSONText.quote(next.instant.description)), ("reason", JSONText.quote(next.reason)),
-                         ("changes", "[" + next.changes.map(JSONText.quote).joined(separator: ",") + "]")])
-    }
-
-    static func json(_ e: RuleExplanation) -> String {
-        JSONText.object([("text", JSONText.quote(e.text)), ("value", JSONText.quote(e.value.description)),
-                         ("why_null", e.whyNull.map(JSONText.quote) ?? "null"),
-                         ("parts", "[" + e.parts.map(json).joined(separator: ",") + "]")])
-    }
-
     /// `2026-12-09T00:00` in the calendar's zone.
     static func local(_ instant: Instant, _ calendar: DayCalendar) -> String {
         let shifted = Instant(nanoseconds: instant.nanoseconds + calendar.utcOffsetSeconds(at: instant) * Instant.nanosPerSecond)

@@ -27,6 +27,15 @@ enum APIBody {
         }
     }
 
+    /// `/api/users/{id}`: the user's features and segments, from the instance that answered.
+    struct User: Encodable {
+        let features: OrderedFields<FeatureValue>
+        let segments: [String]
+        /// The input partition the user's events are in, and the instance that owns it.
+        let partition: Int32
+        let instance: String
+    }
+
     struct Ingest: Encodable {
         struct Pair: Encodable {
             @Null var watermark: String?

@@ -85,7 +85,7 @@ public enum HTTPAPI {
             guard let explanation = try UserExplainer.explain(id, config: config, reader: reader) else {
                 return try json(error("unknown user \(id)"), status: .notFound)
             }
-            return json(explanation.json)
+            return try json(explanation)
         }
         router.get("api/drilldown") { request, _ in
             // The sums of a drill-down over the partitions this instance owns (`scope=owned`):
@@ -125,10 +125,8 @@ public enum HTTPAPI {
             guard let (user, now) = try reader.userAtPairClock(id, firstDay: { FeatureExport.firstDay(now: $0, calendar: config.calendar, windows: windows) }) else {
                 return try json(error("unknown user \(id)"), status: .notFound)
             }
-            let segments = try reader.segments(of: id).map(JSONText.quote).joined(separator: ",")
-            return json(JSONText.object([("features", FeatureExport.json(user, now: now, calendar: config.calendar, windows: windows)),
-                                         ("segments", "[\(segments)]"), ("partition", String(user.partition)),
-                                         ("instance", JSONText.quote(config.instanceName))]))
+            return try json(APIBody.User(features: FeatureExport.fields(user, now: now, calendar: config.calendar, windows: windows),
+                                         segments: try reader.segments(of: id), partition: user.partition, instance: config.instanceName))
         }
         router.get("api/alerts") { _, _ in
             let states = (try? AlertStateReader(directory: config.stateDirectory).read()) ?? [:]
@@ -141,7 +139,7 @@ public enum HTTPAPI {
     /// rewrite dictionary keys (a KPI or attribute named in camelCase).
     static func json(_ body: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return json(String(decoding: try encoder.encode(body), as: UTF8.self), status: status)
     }
 
