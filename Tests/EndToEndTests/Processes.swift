@@ -43,8 +43,8 @@ enum Processes {
         deinit { kill(SIGKILL) }
     }
 
-    /// Runs to completion and returns (status, stdout).
-    static func run(_ executable: String, _ arguments: [String], timeout: Double = 120) throws -> (Int32, String) {
+    /// Runs to completion and returns (status, stdout), or stdout and stderr together with `stderr`.
+    static func run(_ executable: String, _ arguments: [String], timeout: Double = 120, stderr: Bool = false) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -52,7 +52,7 @@ enum Processes {
         FileManager.default.createFile(atPath: out.path, contents: nil)
         let handle = try FileHandle(forWritingTo: out)
         process.standardOutput = handle
-        process.standardError = FileHandle.nullDevice
+        process.standardError = stderr ? handle : FileHandle.nullDevice
         try process.run()
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
