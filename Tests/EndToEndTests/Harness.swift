@@ -257,8 +257,8 @@ final class Harness: @unchecked Sendable {
         let target = partition.map { ["-p", "\($0)"] } ?? []
         var (status, errors) = try Processes.run(kcat, ["-b", bootstrap, "-P", "-t", topic, "-K", "\t", "-l", file.path] + target, stderr: true)
         if status != 0 {
-            // Seen once under CI load. Input is deduplicated by event id, so a retry that sends
-            // some messages twice changes no outcome a test checks.
+            // Seen once under CI load. A retry after a partial delivery sends some messages twice:
+            // the state dedupes them by event id, and a test that counts offsets would say so.
             Thread.sleep(forTimeInterval: 1)
             (status, errors) = try Processes.run(kcat, ["-b", bootstrap, "-P", "-t", topic, "-K", "\t", "-l", file.path] + target, stderr: true)
         }
