@@ -33,7 +33,7 @@ public enum ConfigPreviewRunner {
         let elapsed = ContinuousClock.now - started
         let baselines = ((try? AlertStateReader(directory: current.stateDirectory).read()) ?? [:]).compactMapValues(\.baseline)
         return Result(preview: preview, kpis: kpis, alerts: preview.alerts(new.alerts, kpis: kpis, baselines: baselines),
-                      seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                      seconds: elapsed.seconds)
     }
 }
 

@@ -42,18 +42,14 @@ extension PartitionStore {
             for table in Self.derivedTables {
                 try db.execute("DELETE FROM main.\(table); INSERT INTO main.\(table) SELECT * FROM rebuilt.\(table)")
             }
-            try db.execute("DELETE FROM kpi_partials")
             watermark = try storedWatermark()
             let now = watermark.clock
             if let now {
-                let firstDay = segments.catalog.firstWindowDay(at: now, calendar: calendar)
-                let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users")
-                while try users.step() {
-                    let userID = users.string(0)!
-                    var slice = try readSlice(of: userID, profile: try StateReading.profile(from: users, first: 1), firstDay: firstDay)
-                    adoption.messages += processor.evaluate(userID, &slice, now: now, cause: .rebuild, into: &effects, rebuilding: true)
-                }
+                try evaluateEveryone(now: now, cause: .rebuild, into: &effects)
+            } else {
+                try db.execute("DELETE FROM kpi_partials")  // no events: no user, no sums
             }
+            adoption.messages = effects.outcome.membershipChanges
             // Published members the rebuilt state does not know.
             let gone = try db.prepare("SELECT DISTINCT user_id FROM memberships WHERE user_id NOT IN (SELECT user_id FROM users)")
             var goneUsers: [String] = []

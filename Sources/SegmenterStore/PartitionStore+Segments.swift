@@ -35,22 +35,28 @@ extension PartitionStore {
     /// defined lose their rows (their exits are published per user).
     func reevaluateEveryone(now: Instant) throws -> Int {
         var effects = BatchEffects(partials: KPIPartials())
-        let firstDay = segments.catalog.firstWindowDay(at: now, calendar: calendar)
         try db.transaction {
-            try db.execute("DELETE FROM kpi_partials")
-            let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users")
-            while try users.step() {
-                let userID = users.string(0)!
-                var slice = try readSlice(of: userID, profile: try StateReading.profile(from: users, first: 1), firstDay: firstDay)
-                effects.outcome.membershipChanges += processor.evaluate(userID, &slice, now: now, cause: .config, into: &effects,
-                                                                        rebuilding: true)
-            }
+            try evaluateEveryone(now: now, cause: .config, into: &effects)
             try write(effects)
             try putText("catalog", segments.catalog.fingerprint)
         }
         cache.removeAll()  // everyone changed: the next batches read what they need
         try remember(effects)
         return effects.outcome.membershipChanges
+    }
+
+    /// Every user evaluated at `now` against their stored memberships, the KPI partials summed
+    /// from nothing (their rows deleted here; `effects` holds the new sums). Call inside a
+    /// transaction, then write `effects`: a definition change and a rebuild both do.
+    func evaluateEveryone(now: Instant, cause: ChangeCause, into effects: inout BatchEffects) throws {
+        try db.execute("DELETE FROM kpi_partials")
+        let firstDay = segments.catalog.firstWindowDay(at: now, calendar: calendar)
+        let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users")
+        while try users.step() {
+            let userID = users.string(0)!
+            var slice = try readSlice(of: userID, profile: try StateReading.profile(from: users, first: 1), firstDay: firstDay)
+            effects.outcome.membershipChanges += processor.evaluate(userID, &slice, now: now, cause: cause, into: &effects, rebuilding: true)
+        }
     }
 
     func text(_ key: String) throws -> String? {

@@ -48,11 +48,8 @@ struct GroupView {
     }
 
     func describeOwners() -> String {
-        directory.instances.map { "\($0.instance) owns partitions \(ranges($0.partitions))" + ($0.api.map { " (\($0))" } ?? " (no API)") }
-            .joined(separator: "; ")
-    }
-
-    private func ranges(_ partitions: [Int32]) -> String {
-        partitions.map(String.init).joined(separator: ",")
+        directory.instances.map { entry in
+            "\(entry.instance) owns partitions \(entry.partitions.map(String.init).joined(separator: ","))" + (entry.api.map { " (\($0))" } ?? " (no API)")
+        }.joined(separator: "; ")
     }
 }

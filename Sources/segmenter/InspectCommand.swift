@@ -87,7 +87,11 @@ struct Inspect: ParsableCommand {
                 throw ValidationError("unknown segment \(name) (known: \(catalog.segmentNames.joined(separator: ", ")))")
             }
             let partials: [KPIKey: KPIPartial]
-            if !local, let group = GroupView.open(config), group.directory.unannounced.isEmpty {
+            let group = local ? nil : GroupView.open(config)
+            if let group, !group.directory.unannounced.isEmpty {
+                GroupView.note("partitions \(group.directory.unannounced) have not been announced yet: reading the local state directory")
+            }
+            if let group, group.directory.unannounced.isEmpty {
                 // Every partition's latest announced partials, added up as the KPI leader does.
                 partials = group.directory.partials
                 let clock = group.directory.announcements.values.compactMap(\.clock).min()

@@ -65,17 +65,35 @@ public struct GroupClient: Sendable {
         public let description: String
     }
 
-    /// The body of a GET of `path` on `api`; throws with the status and message otherwise.
-    public func get(_ api: String, _ path: String, timeout: Double = 30) async throws -> Data {
+    private func request(_ api: String, _ path: String, timeout: Double) throws -> URLRequest {
         guard let url = URL(string: api + path) else { throw Failure(description: "bad URL \(api + path)") }
         var request = URLRequest(url: url)
         request.timeoutInterval = timeout
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let (data, response) = try await URLSession.shared.data(for: request)
+        return request
+    }
+
+    /// The body of a GET of `path` on `api`; throws with the status and message otherwise.
+    public func get(_ api: String, _ path: String, timeout: Double = 30) async throws -> Data {
+        let (data, response) = try await URLSession.shared.data(for: try request(api, path, timeout: timeout))
         let status = (response as? HTTPURLResponse)?.statusCode ?? 0
         guard status == 200 else {
             throw Failure(description: "\(api)\(path) answered \(status): \(String(decoding: data.prefix(300), as: UTF8.self))")
         }
         return data
+    }
+
+    /// The same, blocking, for a thread without an async context (the commit thread); nil on
+    /// any failure, after `timeout` at most.
+    func getWaiting(_ api: String, _ path: String, timeout: Double) -> Data? {
+        guard let request = try? request(api, path, timeout: timeout) else { return nil }
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var result: Data?
+        URLSession.shared.dataTask(with: request) { data, response, _ in
+            if (response as? HTTPURLResponse)?.statusCode == 200 { result = data }
+            done.signal()
+        }.resume()
+        guard done.wait(timeout: .now() + timeout + 1) == .success else { return nil }
+        return result
     }
 }

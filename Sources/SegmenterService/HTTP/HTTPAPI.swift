@@ -94,17 +94,14 @@ public enum HTTPAPI {
                   config.catalog.kpiKeys.contains(KPIKey(segment: segment, kpi: kpi)) else {
                 return try json(error("give segment= and kpi= of a configured KPI"), status: .badRequest)
             }
-            let only = request.uri.queryParameters.get("scope") == "owned" ? Set(health.operations.snapshot.pairs.keys) : nil
-            guard only?.isEmpty != true, let reader = try? StateReader(directory: config.stateDirectory, only: only) else {
+            guard let reader = stateReader(request, config: config, health: health) else {
                 return try json(DrillDownAccumulator(kind: config.catalog.kpis.first { $0.name == kpi }?.kind ?? .sum))
             }
             return try json(reader.drillDown(catalog: config.catalog, calendar: config.calendar, segment: segment, kpi: kpi))
         }
         router.get("api/export/features") { request, _ in
-            // Only the partitions this instance owns (`scope=owned`, what `export features` asks
-            // every instance for), else every partition file in the state directory.
-            let only = request.uri.queryParameters.get("scope") == "owned" ? Set(health.operations.snapshot.pairs.keys) : nil
-            guard only?.isEmpty != true, let reader = try? StateReader(directory: config.stateDirectory, only: only) else {
+            // `export features` asks every instance with `scope=owned`.
+            guard let reader = stateReader(request, config: config, health: health) else {
                 return Response(status: .ok, headers: [.contentType: "application/x-ndjson"])
             }
             let windows = request.uri.queryParameters.get("windows").map { $0.split(separator: ",").compactMap { Int($0) } } ?? FeatureExport.defaultWindows
@@ -115,11 +112,9 @@ public enum HTTPAPI {
         }
         router.get("api/users/:id") { request, context in
             let id = context.parameters.get("id") ?? ""
-            // `scope=owned`: answer only from the partitions this instance owns now (a partition
-            // that moved away leaves a stale copy behind): how `inspect user` finds the owner.
-            let only = request.uri.queryParameters.get("scope") == "owned" ? Set(health.operations.snapshot.pairs.keys) : nil
-            guard only?.isEmpty != true, let reader = try? StateReader(directory: config.stateDirectory, only: only) else {
-                return try json(error(only == nil ? "no state yet" : "this instance owns no partitions"), status: .notFound)
+            // With `scope=owned`, only the owner finds the user: how `inspect user` finds it.
+            guard let reader = stateReader(request, config: config, health: health) else {
+                return try json(error("no state here (none yet, or with scope=owned: no partition owned)"), status: .notFound)
             }
             let windows = FeatureExport.defaultWindows
             guard let (user, now) = try reader.userAtPairClock(id, firstDay: { FeatureExport.firstDay(now: $0, calendar: config.calendar, windows: windows) }) else {
@@ -133,6 +128,14 @@ public enum HTTPAPI {
             return try json(config.alerts.map { APIBody.Alert($0, state: states[$0.name]) })
         }
         return router
+    }
+
+    /// The state directory's databases; with `scope=owned`, only those of the partitions this
+    /// instance owns now (a partition that moved away leaves a stale copy behind). nil: nothing to read.
+    static func stateReader(_ request: Request, config: SegmenterConfig, health: ServiceHealth) -> StateReader? {
+        let only = request.uri.queryParameters.get("scope") == "owned" ? Set(health.operations.snapshot.pairs.keys) : nil
+        guard only?.isEmpty != true else { return nil }
+        return try? StateReader(directory: config.stateDirectory, only: only)
     }
 
     /// A Codable body. Keys are spelled by each type's CodingKeys: a key strategy would also

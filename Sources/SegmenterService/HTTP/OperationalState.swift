@@ -55,7 +55,7 @@ public final class OperationalState: @unchecked Sendable {
             rateWindow.append((now, total))
             while let first = rateWindow.first, now - first.0 > .seconds(10) { rateWindow.removeFirst() }
             if let first = rateWindow.first, first.0 < now {
-                let seconds = Double((now - first.0).components.seconds) + Double((now - first.0).components.attoseconds) / 1e18
+                let seconds = (now - first.0).seconds
                 ingest.rate = seconds > 0 ? Double(total - first.1) / seconds : 0
             }
         }

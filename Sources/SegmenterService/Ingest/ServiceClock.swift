@@ -68,3 +68,8 @@ public final class ManualClock: ServiceClock, @unchecked Sendable {
         for continuation in woken { continuation.resume() }
     }
 }
+
+extension Duration {
+    /// In seconds, for rates and reports.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

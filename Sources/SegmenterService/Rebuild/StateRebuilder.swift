@@ -159,7 +159,3 @@ final class ProgressMeter {
         log(String(format: "replayed %lld messages in %.1f s (%.0f/s)", done, seconds, Double(done) / max(seconds, 0.001)))
     }
 }
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
