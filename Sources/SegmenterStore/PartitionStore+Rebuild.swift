@@ -18,7 +18,7 @@ extension PartitionStore {
     /// published, the reference the differences are taken against), the outbox (messages not
     /// sent yet), the KPI chain, its history and alert states (partition 0), `meta_text`.
     /// KPI partials are summed again from the evaluation below.
-    static let derivedTables = ["users", "user_days", "offsets", "timers", "meta",
+    static let derivedTables = ["users", "user_days", "offsets", "timers", "meta", "pending_events",
                                 "day_versions", "bucket_totals", "bucket_totals_days"]
 
     /// Replaces this partition's derived state with the one rebuilt in `rebuiltPath` (a
@@ -72,6 +72,7 @@ extension PartitionStore {
                 """)
         }
         cache.removeAll()
+        usersWithPending = try readUsersWithPending()
         progress = (try storedOffsets(), try eventTimes())
         reconciledDays = try storedReconciledDays()
         try remember(effects)

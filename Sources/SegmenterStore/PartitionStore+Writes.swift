@@ -23,6 +23,10 @@ final class StoreStatements {
     let selectDue: Statement
     let selectEarliestTimer: Statement
     let upsertPartial: Statement
+    let selectPending: Statement
+    let upsertPending: Statement
+    let deletePending: Statement
+    let insertHistory: Statement
 
     init(_ db: SQLiteConnection) throws {
         selectOffsets = try db.prepare("SELECT topic, next_offset FROM offsets WHERE partition = ?")
@@ -53,7 +57,7 @@ final class StoreStatements {
             INSERT INTO user_days (user_id, day, spend_cents, activities, active_us, evidence) VALUES (?, ?, ?, ?, ?, ?)
             ON CONFLICT (user_id, day) DO UPDATE SET spend_cents = spend_cents + excluded.spend_cents,
                 activities = activities + excluded.activities, active_us = active_us + excluded.active_us,
-                evidence = excluded.evidence
+                evidence = coalesce(excluded.evidence, user_days.evidence)
             """)
         bumpDayVersion = try db.prepare("INSERT INTO day_versions (day, version) VALUES (?, 1) ON CONFLICT (day) DO UPDATE SET version = version + 1")
         upsertOffset = try db.prepare("""
@@ -68,6 +72,10 @@ final class StoreStatements {
         selectDue = try db.prepare("SELECT user_id, due FROM timers WHERE due <= ? ORDER BY due")
         selectEarliestTimer = try db.prepare("SELECT min(due) FROM timers")
         upsertPartial = try db.prepare("INSERT OR REPLACE INTO kpi_partials (segment, kpi, counted, total_bits) VALUES (?, ?, ?, ?)")
+        selectPending = try db.prepare("SELECT events FROM pending_events WHERE user_id = ?")
+        upsertPending = try db.prepare("INSERT OR REPLACE INTO pending_events (user_id, events) VALUES (?, ?)")
+        deletePending = try db.prepare("DELETE FROM pending_events WHERE user_id = ?")
+        insertHistory = try db.prepare("INSERT INTO membership_history (user_id, segment, entered, as_of, cause) VALUES (?, ?, ?, ?, ?)")
     }
 }
 
@@ -83,9 +91,20 @@ extension PartitionStore {
             return cached
         }
         guard let profile = try StateReading.profile(of: userID, using: statements.selectProfile.reset()) else {
-            return UserSlice(profile: nil)
+            // A user whose every event waits has no profile row yet.
+            return UserSlice(profile: nil, evidence: evidence ? try readEvidence(of: userID) : RecentEvidence(),
+                             pending: try pendingEvents(of: userID))
         }
         return try readSlice(of: userID, profile: profile, firstDay: firstDay, evidence: evidence)
+    }
+
+    /// The user's events waiting for the pair's clock, in arrival order.
+    func pendingEvents(of userID: String) throws -> [UserEvent] {
+        guard usersWithPending.contains(userID) else { return [] }
+        let rows = statements.selectPending.reset()
+        rows.bind(1, userID)
+        defer { rows.reset() }
+        return try rows.step() ? try PendingEventCodec.decode(rows.blob(0) ?? [], userID: userID) : []
     }
 
     /// A user's rows: days from `firstDay` on and memberships, and with `evidence` the ids of
@@ -104,7 +123,7 @@ extension PartitionStore {
             if evidence, let blob = rows.blob(4), !blob.isEmpty { ids[day] = EventEvidence(encoded: blob) }
         }
         return UserSlice(profile: profile, days: days, evidence: evidence ? RecentEvidence(days: ids) : nil,
-                         memberships: try memberships(of: userID))
+                         memberships: try memberships(of: userID), pending: try pendingEvents(of: userID))
     }
 
     /// The ids of every day of the user that still holds some.
@@ -164,7 +183,7 @@ extension PartitionStore {
             st.addDay.bind(3, day.delta.spendCents)
             st.addDay.bind(4, day.delta.activities)
             st.addDay.bind(5, day.delta.activeMicros)
-            st.addDay.bind(6, blob: day.evidence.encoded)
+            st.addDay.bind(6, blob: day.evidence?.encoded)
             try st.addDay.run()
         }
         for day in touchedDays { try bumpVersion(of: day) }
@@ -180,6 +199,21 @@ extension PartitionStore {
             statement.bind(1, userID)
             if let due { statement.bind(2, due.nanoseconds) }
             try statement.run()
+        }
+        for (userID, events) in effects.pending {
+            let statement = events.isEmpty ? st.deletePending.reset() : st.upsertPending.reset()
+            statement.bind(1, userID)
+            if !events.isEmpty { statement.bind(2, blob: PendingEventCodec.encode(events)) }
+            try statement.run()
+        }
+        for change in effects.history {
+            let insert = st.insertHistory.reset()
+            insert.bind(1, change.userID)
+            insert.bind(2, change.segment)
+            insert.bind(3, change.entered ? 1 : 0)
+            insert.bind(4, change.asOf.nanoseconds)
+            insert.bind(5, change.cause.rawValue)
+            try insert.run()
         }
         for message in effects.messages { try outboxWriter.append(topic: message.topic, key: message.key, value: message.value) }
         for (topic, next) in effects.outcome.nextOffsets {
@@ -270,5 +304,12 @@ extension PartitionStore {
         empty.bind(2, Int64(cutoffDay))
         try empty.run()
         try putMeta("evidence_pruned_before_day", Int64(cutoffDay))
+        // Membership history is kept as long as the evidence, at least 30 days of event time.
+        let history = try db.prepare("DELETE FROM membership_history WHERE as_of < ?")
+        history.bind(1, watermark.adding(seconds: -max(horizon.seconds, Self.historyRetentionSeconds)).nanoseconds)
+        try history.run()
     }
+
+    /// How long each user's membership history is kept, at least (event time).
+    static let historyRetentionSeconds: Int64 = 30 * 86_400
 }

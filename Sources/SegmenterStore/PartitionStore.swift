@@ -44,6 +44,9 @@ public final class PartitionStore: @unchecked Sendable {
     var progress: (nextOffsets: [String: Int64], eventTimes: [String: Instant]) = ([:], [:])
     /// The earliest armed timer, so a clock step that fires nothing costs nothing.
     var nextTimer: Instant?
+    /// Users with events waiting for the pair's clock (most partitions have none: their rows are
+    /// read only for these users).
+    var usersWithPending: Set<String> = []
     /// Days whose sums the warehouse owns since a reconciliation compared them: a stream event
     /// for such a day arriving later is recorded (dedupe, latest activity) but not added again.
     public internal(set) var reconciledDays: ClosedRange<DayNumber>?
@@ -96,6 +99,14 @@ public final class PartitionStore: @unchecked Sendable {
         progress = (try storedOffsets(), try eventTimes())
         nextTimer = try earliestTimer()
         reconciledDays = try storedReconciledDays()
+        usersWithPending = try readUsersWithPending()
+    }
+
+    func readUsersWithPending() throws -> Set<String> {
+        let statement = try db.prepare("SELECT user_id FROM pending_events")
+        var users: Set<String> = []
+        while try statement.step() { users.insert(statement.string(0)!) }
+        return users
     }
 
     /// Re-evaluates everyone once if the segment or KPI definitions changed since the state
@@ -199,7 +210,8 @@ public final class PartitionStore: @unchecked Sendable {
             let plan = processor.plan(input)
             let admitted = plan.admitted
             let batchClock = plan.watermark.clock
-            let firstDay = batchClock.map { segments.catalog.firstWindowDay(at: $0, calendar: calendar) } ?? 0
+            // Users are evaluated from the pair's clock before the batch on: their windows reach back from there.
+            let firstDay = (watermark.clock ?? batchClock).map { segments.catalog.firstWindowDay(at: $0, calendar: calendar) } ?? 0
             input.users.reserveCapacity(admitted.count)
             for event in admitted where input.users[event.userID] == nil {
                 input.users[event.userID] = try takeSlice(of: event.userID, firstDay: firstDay, evidence: true)
@@ -208,7 +220,9 @@ public final class PartitionStore: @unchecked Sendable {
                 let due = try dueUsers(at: batchClock)
                 input.dueUsers = due.map(\.userID)
                 for (userID, instant) in due {
-                    if input.users[userID] == nil { input.users[userID] = try takeSlice(of: userID, firstDay: firstDay, evidence: false) }
+                    if input.users[userID] == nil {
+                        input.users[userID] = try takeSlice(of: userID, firstDay: firstDay, evidence: usersWithPending.contains(userID))
+                    }
                     input.users[userID]!.due = instant
                     input.users[userID]!.dueKnown = true
                 }
@@ -258,6 +272,9 @@ public final class PartitionStore: @unchecked Sendable {
         if let next = effects.watermark { watermark = next }
         if cache.count + effects.slices.count > cacheCapacity { cache.removeAll(keepingCapacity: true) }
         cache.merge(effects.slices) { $1 }
+        for (userID, events) in effects.pending {
+            if events.isEmpty { usersWithPending.remove(userID) } else { usersWithPending.insert(userID) }
+        }
         partials = effects.partials
         _ = partials.takeChanged()
         if !effects.timers.isEmpty { nextTimer = try earliestTimer() }

@@ -35,6 +35,21 @@ enum Schema {
             CREATE INDEX users_by_bucket ON users (bucket) WHERE bucket IS NOT NULL;
             CREATE INDEX users_without_bucket ON users (user_id) WHERE bucket IS NULL;
             """),
+        // 6: the history is exact (SPEC §7): events ahead of the pair's clock wait, per user, in
+        // arrival order (see PendingEventCodec), until it reaches them; and each user's recent
+        // membership changes as published, for `explain`.
+        Step(sql: """
+            CREATE TABLE pending_events (user_id TEXT PRIMARY KEY, events BLOB NOT NULL) WITHOUT ROWID;
+            CREATE TABLE membership_history (
+                user_id TEXT NOT NULL,
+                segment TEXT NOT NULL,
+                entered INTEGER NOT NULL,
+                as_of INTEGER NOT NULL,
+                cause TEXT NOT NULL
+            );
+            CREATE INDEX membership_history_by_user ON membership_history (user_id, as_of);
+            CREATE INDEX membership_history_by_time ON membership_history (as_of);
+            """),
     ]
 
     static let sqlMigrations: [String] = [

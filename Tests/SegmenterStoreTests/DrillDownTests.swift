@@ -24,10 +24,14 @@ import Testing
             records.append(DecodedRecord(topic: "activity", partition: 0, offset: Int64(records.count), key: nil, payload: bytes,
                                          decoded: decoder.decode(bytes, from: .activity, wallClock: Instant(seconds: 4_000_000_000))))
         }
+        // The sign-ups as they happened, then today's sessions (a sign-up read after the sessions
+        // would be weeks behind the pair's watermark: older than the dedupe horizon).
+        for n in (0..<60).sorted(by: { ($0 % 3, $0) < ($1 % 3, $1) }) {
+            add(#"{"event_id":"s\#(n)","user_id":"u\#(n)","type":"signup","ts":"\#(weeks[n % 3])T12:00:00Z","attributes":{"region":"\#(regions[(n / 3) % 3])"}}"#)
+        }
         for n in 0..<60 {
             let week = n % 3
             let region = regions[(n / 3) % 3]
-            add(#"{"event_id":"s\#(n)","user_id":"u\#(n)","type":"signup","ts":"\#(weeks[week])T12:00:00Z","attributes":{"region":"\#(region)"}}"#)
             let silent = incident == .cohort ? week == 2 : region == "apac"
             if !silent {
                 add(#"{"event_id":"a\#(n)","user_id":"u\#(n)","type":"session","ts":"2026-03-20T10:00:00Z","duration_s":1800}"#)

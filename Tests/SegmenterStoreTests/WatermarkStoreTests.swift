@@ -29,7 +29,8 @@ import Testing
             let change = text.contains("\"enter\"") ? "enter" : "exit"
             let segment = text.contains("inactive_new_users") ? "inactive_new_users" : "recent_spenders"
             let cause = text.contains("\"cause\":\"time\"") ? "time" : "event"
-            return "\(change) \(segment) by \(cause)"
+            let asOf = text.components(separatedBy: "\"as_of\":\"")[1].prefix(20)
+            return "\(change) \(segment) by \(cause) at \(asOf)"
         }
     }
 
@@ -47,9 +48,11 @@ import Testing
         _ = try store.commit([record("activity", 1, #""type":"session""#, "x", at: "2026-03-03T00:00:00Z").with(user: "u2"),
                               record("billing", 1, #""type":"charge","amount":"60","currency":"USD""#, "c2", at: "2026-03-02T06:00:00Z")],
                              receivedAt: Instant(seconds: 0), inputEnds: billingBacklog)
-        // Then u1 entered recent_spenders (once the charge's day began) and inactive_new_users (24 hours after signing up), both by time
+        // Then u1 entered inactive_new_users 24 hours after signing up, by time, and recent_spenders
+        // at the second charge (the first waited for the pair's time, then counted at its own)
         let published = try messages(store)
-        #expect(Set(published) == ["enter recent_spenders by time", "enter inactive_new_users by time"] && published.count == 2, "\(published)")
+        #expect(published == ["enter inactive_new_users by time at 2026-03-02T02:00:00Z", "enter recent_spenders by event at 2026-03-02T06:00:00Z"],
+                "\(published)")
     }
 }
 

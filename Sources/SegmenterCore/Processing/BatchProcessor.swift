@@ -4,15 +4,17 @@
 /// The store loads what `Input` names, calls `process`, and writes the effects in one SQLite
 /// transaction with the offsets; nothing here touches a file, a socket or a clock. Steps, in order:
 /// 1. Records below the stored offset were applied by an earlier commit: skipped.
-/// 2. An invalid record becomes a dead letter. A valid event older than the dedupe horizon
-///    (behind the pair's event watermark before the batch), or on a day whose evidence is gone,
-///    cannot be proven new: a dead letter too.
+/// 2. The pair's watermark is followed record by record (`plan(_:)`, SPEC §3). An invalid record
+///    becomes a dead letter. A valid event older than the dedupe horizon (behind the pair's event
+///    watermark when it arrived), or on a day whose evidence is gone, cannot be proven new: a
+///    dead letter too.
 /// 3. A valid event whose id is in its user-day's evidence is a duplicate; otherwise its id joins
-///    the evidence and the event is applied to the user's profile and day sums.
-/// 4. The pair's watermark advances (`plan(_:)`, SPEC §3). Each user the batch changed
-///    is re-evaluated at their latest event's time (cause `event`) and, if a timer of theirs
-///    falls before the new watermark, again at the watermark (cause `time`); then the users
-///    whose timers are due (cause `time`).
+///    the evidence and the event joins its user's timeline at its instant: its `ts`, or for a late
+///    event (the pair's clock had passed its `ts` when it arrived) that clock.
+/// 4. Each user's timeline runs in event-time order up to the pair's clock after the batch
+///    (`advance`, SPEC §7): events and the instants time alone changes something interleave, so
+///    every change is published at the instant it happened with its cause, however the input was
+///    cut into batches. Events ahead of the clock wait (`UserSlice.pending`).
 public struct BatchProcessor: Sendable {
     public let catalog: SegmentCatalog
     public let calendar: DayCalendar
@@ -82,36 +84,77 @@ public struct BatchProcessor: Sendable {
     }
 
     /// What a batch will do, known before it is done: the events it will try to apply (valid,
-    /// not yet committed, inside the horizon), how far each input gets, and the pair's watermark
-    /// after it. The store loads the users of exactly these events, and those due by then.
+    /// not yet committed, inside the horizon), what becomes of each record, how far each input
+    /// gets, and the pair's watermark after it. The store loads the users of exactly these
+    /// events, and those due by then.
     public struct Plan: Sendable {
         public let admitted: [UserEvent]
+        /// Per record of the input, in order.
+        let verdicts: [Verdict]
         /// Per input topic, the next offset and the latest admitted event time after the batch.
         let nextOffsets: [String: Int64]
         let eventTimes: [String: Instant]
-        /// The pair's watermark once the batch is applied (SPEC §3): what its users are
-        /// evaluated at and its timers fire by.
+        /// The pair's watermark once the batch is applied (SPEC §3): what its users' timelines
+        /// run up to.
         public let watermark: PairWatermark
     }
 
+    /// What becomes of one record.
+    enum Verdict: Sendable {
+        /// Below the stored offset: an earlier commit applied it.
+        case alreadyApplied
+        /// A dead letter with this reason (invalid, or older than the dedupe horizon).
+        case deadLetter(reason: String, tooOld: Bool)
+        /// Admitted (a duplicate is found later, against the user's evidence); it takes effect at
+        /// this instant.
+        case admitted(at: Instant)
+    }
+
     /// One pass over the records (the store hands the plan back in `Input.plan`, so `process`
-    /// does not scan them again).
+    /// does not scan them again), following the pair's watermark record by record.
     public func plan(_ input: Input) -> Plan {
         var topics = BatchTopics(input)
         var events: [UserEvent] = []
         events.reserveCapacity(input.records.count)
+        var verdicts: [Verdict] = []
+        verdicts.reserveCapacity(input.records.count)
         var next = input.storedOffsets
         var times = input.eventTimes
+        let ends: [Int64?] = switch input.inputEnds {
+        case .allRead: inputTopics.map { topic in
+            // Everything the batch holds is all there is: each topic ends after its last record.
+            input.records.reduce(input.storedOffsets[topic] ?? 0) { $1.topic == topic ? max($0, $1.offset + 1) : $0 }
+        }
+        case let .known(known): inputTopics.map { known[$0] }
+        }
+        var running = RunningWatermark(start: input.watermark, latest: inputTopics.map { input.eventTimes[$0] },
+                                       next: inputTopics.map { input.storedOffsets[$0] ?? 0 }, ends: ends)
         for index in input.records.indices {
-            let topic = topics.index(of: input.records[index].topic, input)
-            let offset = input.records[index].offset
-            guard offset >= topics.stored[topic] else { continue }
+            let record = input.records[index]
+            let topic = topics.index(of: record.topic, input)
+            let pairTopic = inputTopics.firstIndex(of: record.topic)
+            guard record.offset >= topics.stored[topic] else {
+                verdicts.append(.alreadyApplied)
+                continue
+            }
             let name = topics.names[topic]
-            if offset >= next[name] ?? 0 { next[name] = offset + 1 }
-            guard case let .success(event) = input.records[index].decoded,
-                  horizon.admits(event.ts, at: input.watermark.events, floor: input.evidenceFloor) else { continue }
-            events.append(event)
-            if times[name].map({ event.ts > $0 }) ?? true { times[name] = event.ts }
+            if record.offset >= next[name] ?? 0 { next[name] = record.offset + 1 }
+            var admittedAt: Instant?
+            switch record.decoded {
+            case let .failure(failure):
+                verdicts.append(.deadLetter(reason: failure.reason, tooOld: false))
+            case let .success(event):
+                if let reason = horizon.rejection(of: event.ts, at: running.events, floor: input.evidenceFloor) {
+                    verdicts.append(.deadLetter(reason: reason, tooOld: true))
+                } else {
+                    // A late event takes effect when it arrived: at the pair's clock, never before it.
+                    verdicts.append(.admitted(at: running.clock.map { max($0, event.ts) } ?? event.ts))
+                    events.append(event)
+                    admittedAt = event.ts
+                    if times[name].map({ event.ts > $0 }) ?? true { times[name] = event.ts }
+                }
+            }
+            if let pairTopic { running.read(topic: pairTopic, offset: record.offset, admitted: admittedAt) }
         }
         var watermark = input.watermark
         watermark.advance(inputTopics.map { topic in
@@ -121,7 +164,7 @@ public struct BatchProcessor: Sendable {
             }
             return InputProgress(latestEventTime: times[topic], caughtUp: caughtUp)
         }, wallClock: input.wallClock)
-        return Plan(admitted: events, nextOffsets: next, eventTimes: times, watermark: watermark)
+        return Plan(admitted: events, verdicts: verdicts, nextOffsets: next, eventTimes: times, watermark: watermark)
     }
 
     /// - Parameter input: its `users` are moved out (left empty) into the effects, so a user's
@@ -137,25 +180,22 @@ public struct BatchProcessor: Sendable {
         input.plan = nil
         let watermark = plan.watermark
 
-        for record in input.records {
-            let topic = topics.index(of: record.topic, input)
-            guard record.offset >= topics.stored[topic] else {
+        for index in input.records.indices {
+            let record = input.records[index]
+            let instant: Instant
+            switch plan.verdicts[index] {
+            case .alreadyApplied:
                 effects.outcome.alreadyApplied += 1
                 continue
-            }
-            let event: UserEvent
-            switch record.decoded {
-            case let .failure(failure):
-                deadLetter(record, reason: failure.reason, input: input, into: &effects)
-                continue
-            case let .success(decoded):
-                event = decoded
-            }
-            if let reason = horizon.rejection(of: event.ts, at: input.watermark.events, floor: input.evidenceFloor) {
+            case let .deadLetter(reason, tooOld):
                 deadLetter(record, reason: reason, input: input, into: &effects)
-                effects.outcome.tooOld += 1
+                if tooOld { effects.outcome.tooOld += 1 }
                 continue
+            case let .admitted(at):
+                instant = at
             }
+            guard case let .success(event) = record.decoded else { continue }
+            let topic = topics.index(of: record.topic, input)
             let day = calendar.day(of: event.ts)
             let user = users.index(of: event.userID, loaded: &loaded)
             precondition(users[user].slice.evidence != nil, "the store must load the evidence of every user with events")
@@ -164,173 +204,123 @@ public struct BatchProcessor: Sendable {
                 continue
             }
             if record.offset < topics.restateUntil[topic] { users[user].restate = true }
-            users[user].applied = true
-            let beforeSignupCount = users[user].slice.profile!.activityBeforeSignup.count
-            if let change = users[user].slice.profile!.apply(event, calendar: calendar, reconciledDays: input.reconciledDays) {
-                users[user].add(change.delta, on: change.day)
-                users[user].slice.days[change.day, default: DayAggregate()] += change.delta
-            } else {
-                if event.body.countsInDay { effects.outcome.onReconciledDays += 1 }  // no day sums only for a reconciled day
-                users[user].add(DayAggregate(), on: day)  // the day's row still takes the id
-            }
-            switch event.body {
-            case .billing: break
-            case .activity where users[user].slice.profile!.activityBeforeSignup.count == beforeSignupCount: break
-            default: users[user].rewrite = true
-            }
+            users[user].add(DayAggregate(), on: day)  // the day's row takes the id now, the sums when the event takes effect
+            users[user].arrived.append(TimedEvent(event: event, at: instant))
             effects.outcome.applied += 1
-            if users[user].latestEventTime.map({ event.ts > $0 }) ?? true { users[user].latestEventTime = event.ts }
         }
         for (topic, next) in plan.nextOffsets where next != input.storedOffsets[topic] { effects.outcome.nextOffsets[topic] = next }
         for (topic, time) in plan.eventTimes where time != input.eventTimes[topic] { effects.eventTimes[topic] = time }
         if watermark != input.watermark { effects.watermark = watermark }
-        let floorDay = input.evidenceFloor.map { calendar.day(of: $0) }
-        for index in users.users.indices where users[index].applied {
-            let user = users[index]
-            effects.profiles[user.userID] = BatchEffects.ProfileWrite(profile: user.slice.profile!, whole: user.rewrite)
-            if let floorDay { users[index].slice.evidence!.forget(before: floorDay) }
-            for (day, delta) in user.touched {
-                effects.days.append(BatchEffects.DayWrite(userID: user.userID, day: day, delta: delta,
-                                                          evidence: users[index].slice.evidence!.ids(on: day)))
-            }
-        }
-        guard let now = watermark.clock else {
-            // The pair has no time yet (an input with a backlog has delivered nothing): its users
-            // wait, each with a timer at their latest event, so they are first evaluated once the
-            // pair's time reaches it.
-            for index in users.users.indices where users[index].applied {
-                users[index].slice.due = users[index].latestEventTime
-                users[index].slice.dueKnown = true
-                effects.timers[users[index].userID] = .some(users[index].latestEventTime)
-                effects.slices[users[index].userID] = users[index].slice
-            }
-            return effects
-        }
-
-        effects.slices.reserveCapacity(users.users.count)
-        for index in users.users.indices where users[index].applied {
-            // Their events are seen at the latest of them (not before the pair's time was, not
-            // after it is).
-            var seenAt = min(users[index].latestEventTime!, now)
-            if let before = input.watermark.clock, before > seenAt { seenAt = before }
-            bringUp(users[index].userID, &users[index].slice, eventsSeenAt: seenAt, now: now, restate: users[index].restate, into: &effects)
-            effects.slices[users[index].userID] = users[index].slice
-        }
-        effects.outcome.noteKPIChanges(effects.partials, cause: .event)
-        let changedByEvents = effects.partials.changed
-        for userID in input.dueUsers where effects.slices[userID] == nil {
+        for userID in input.dueUsers {
             // A user whose events were all duplicates is in the working set, not in `loaded`.
-            let known = users.existingIndex(of: userID).map { users[$0].slice } ?? loaded.removeValue(forKey: userID)
-            guard var slice = known, slice.profile != nil else {
+            if users.existingIndex(of: userID) != nil { continue }
+            guard let slice = loaded.removeValue(forKey: userID), slice.profile != nil || !slice.pending.isEmpty else {
                 effects.timers[userID] = .some(nil)  // a timer without a user: nothing to wake
                 continue
             }
-            bringUp(userID, &slice, eventsSeenAt: nil, now: now, restate: false, into: &effects)
-            effects.slices[userID] = slice
+            users.add(userID, slice: slice)
         }
-        for key in effects.partials.changed.subtracting(changedByEvents) { effects.outcome.kpiCauses[key.segment] = .time }
+
+        let floorDay = input.evidenceFloor.map { calendar.day(of: $0) }
+        effects.slices.reserveCapacity(users.users.count)
+        for index in users.users.indices {
+            advance(&users[index], to: watermark.clock, from: input.watermark.clock, reconciledDays: input.reconciledDays, into: &effects)
+            let user = users[index]
+            if user.processed {
+                effects.profiles[user.userID] = BatchEffects.ProfileWrite(profile: user.slice.profile!, whole: user.rewrite)
+            }
+            if user.pendingChanged { effects.pending[user.userID] = user.slice.pending }
+            if let floorDay, !user.arrived.isEmpty { users[index].slice.evidence?.forget(before: floorDay) }
+            for (day, delta) in user.touched {
+                effects.days.append(BatchEffects.DayWrite(userID: user.userID, day: day, delta: delta,
+                                                          evidence: users[index].slice.evidence?.ids(on: day)))
+            }
+            var slice = users[index].slice
+            // A new user whose events all wait has no row yet: the cache must not claim one.
+            if user.isNew && !user.processed { slice.profile = nil }
+            effects.slices[user.userID] = slice
+        }
         return effects
     }
 
-    /// Brings one user's memberships up to the pair's time `now`, in the order things happened,
-    /// so each change carries its cause (SPEC §5): a user never evaluated (everyone evaluated is
-    /// in `all`), whose events came while the pair had no time, first at the latest of those
-    /// (`event`); the first timer that fell due before their latest event at its instant (`time`); their
-    /// events at `eventsSeenAt` (`event`); then, if a timer falls due by `now`, at `now` (`time`).
-    /// - Parameter eventsSeenAt: nil for a user woken by a timer alone.
-    private func bringUp(_ userID: String, _ slice: inout UserSlice, eventsSeenAt: Instant?, now: Instant, restate: Bool,
-                         into effects: inout BatchEffects) {
-        func step(at instant: Instant, _ cause: ChangeCause, restate: Bool = false) {
-            let changes = evaluate(userID, &slice, now: instant, cause: cause, into: &effects, restate: restate)
-            effects.outcome.membershipChanges += changes
-            effects.outcome.membershipChangesByCause[cause, default: 0] += changes
-            if cause == .time { effects.outcome.timersFired += 1 }
+    /// Runs one user's timeline up to the pair's clock `now`, in event-time order (SPEC §7): at
+    /// each instant time alone changes something (their timer), they are evaluated with the
+    /// events before it (cause `time`); each event takes effect at its instant and they are
+    /// evaluated right after it (cause `event`). A timer and an event at one instant: the timer
+    /// first. Events after `now` wait in `pending`; the timer armed is the earlier of the next
+    /// change by time and the first waiting event.
+    ///
+    /// A user never evaluated (everyone evaluated is in `all`) has no timer steps: time starts
+    /// for them with their first event.
+    /// - Parameter from: the pair's clock before the batch (a user loaded without their timer
+    ///   has it computed from there: everything up to it has fired).
+    func advance(_ user: inout BatchWorkingSet.User, to now: Instant?, from clockBefore: Instant?, reconciledDays: ClosedRange<DayNumber>?,
+                 into effects: inout BatchEffects) {
+        var queue = user.slice.pending.map { TimedEvent(event: $0, at: $0.ts) }
+        queue += user.arrived
+        if queue.count > 1 {
+            // By instant, then arrival (waiting events arrived before this batch's).
+            queue = queue.enumerated().sorted { ($0.element.at, $0.offset) < ($1.element.at, $1.offset) }.map(\.element)
         }
-        let seenAt = eventsSeenAt ?? now
-        if slice.memberships.isEmpty, slice.dueKnown, let pending = slice.due, pending <= seenAt, pending < now || eventsSeenAt == nil {
-            step(at: pending, .event)
+        var evaluated = !user.slice.memberships.isEmpty
+        // The timer as stored (each evaluation below moves `slice.due`).
+        let (stored, storedKnown) = (user.slice.due, user.slice.dueKnown)
+        var timer: Instant? = storedKnown ? stored : nil
+        if !user.slice.dueKnown, evaluated, let from = clockBefore {
+            timer = catalog.timeTriggers.nextChange(profile: user.slice.profile ?? UserProfile(), days: user.slice.days, now: from,
+                                                    today: calendar.day(of: from), calendar: calendar)
         }
-        // A few steps at most (a catch-up batch can span days): each is strictly later, and what
-        // is left is seen with the events.
-        for _ in 0..<4 {
-            guard let eventsSeenAt, slice.dueKnown, let due = slice.due, due < eventsSeenAt else { break }
-            step(at: due, .time)
-        }
-        if let eventsSeenAt {
-            step(at: eventsSeenAt, .event, restate: restate)
-            if eventsSeenAt < now, let due = slice.due, due <= now { step(at: now, .time) }
-        } else if slice.memberships.isEmpty || slice.due.map({ $0 <= now }) ?? true || !slice.dueKnown {
-            step(at: now, .time)
-        }
-    }
-
-    /// Re-evaluates one user at `now`: membership differences (and their messages), KPI partials
-    /// by difference, and the user's next timer. The slice ends as it will be once committed
-    /// (the caller decides whether it goes to `effects.slices`, the store's cache).
-    /// - Parameter rebuilding: the partials are being rebuilt from empty (a config change), so
-    ///   old contributions are not subtracted.
-    /// - Parameter restate: publish the user's state in every segment, changed or not.
-    /// - Returns: the number of membership changes published.
-    @discardableResult
-    public func evaluate(_ userID: String, _ slice: inout UserSlice, now: Instant, cause: ChangeCause,
-                         into effects: inout BatchEffects, rebuilding: Bool = false, restate: Bool = false) -> Int {
-        let firstDay = catalog.firstWindowDay(at: now, calendar: calendar)
-        if slice.days.keys.contains(where: { $0 < firstDay }) { slice.days = slice.days.filter { $0.key >= firstDay } }
-        let evaluation = catalog.evaluate(profile: slice.profile ?? UserProfile(), days: slice.days, now: now, calendar: calendar)
-        let stored = slice.memberships
-        var published = 0
-        // The segments the user is in now, then those they were in and left.
-        for segment in Array(evaluation.segments) + stored.keys.filter({ !evaluation.segments.contains($0) }) {
-            let old = stored[segment]
-            let new = evaluation.contributions[segment]
-            effects.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: rebuilding ? nil : old, new: new)
-            if old != new {
-                effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: new))
+        var next = 0
+        if let now {
+            while true {
+                let event = next < queue.count && queue[next].at <= now ? queue[next] : nil
+                if evaluated, let due = timer, due <= now, event.map({ due <= $0.at }) ?? true {
+                    timer = step(&user, at: due, cause: .time, into: &effects)
+                    effects.outcome.timersFired += 1
+                    continue
+                }
+                guard let event else { break }
+                apply(event.event, to: &user, reconciledDays: reconciledDays, into: &effects)
+                timer = step(&user, at: event.at, cause: .event, into: &effects)
+                evaluated = true
+                next += 1
             }
-            if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment, !restate {
-                effects.messages.append(membershipMessage(userID, segment: segment, member: new != nil, asOf: effects.asOfText(now), cause: cause))
-                published += 1
-            }
+            if user.restate && evaluated { restate(user.userID, user.slice, at: now, into: &effects) }
         }
-        if restate {
-            for segment in catalog.segmentNames where segment != SegmentCatalog.allSegment {
-                effects.messages.append(membershipMessage(userID, segment: segment, member: evaluation.contributions[segment] != nil,
-                                                          asOf: effects.asOfText(now), cause: cause))
-                published += 1
-            }
+        let waiting = queue[next...].map(\.event)
+        if waiting != user.slice.pending {
+            user.slice.pending = waiting
+            user.pendingChanged = true
         }
-        slice.memberships = evaluation.contributions
-        if !slice.dueKnown || slice.due != evaluation.nextChange { effects.timers[userID] = .some(evaluation.nextChange) }
-        slice.due = evaluation.nextChange
-        slice.dueKnown = true
-        return published
+        let armed = [timer, waiting.first?.ts].compactMap { $0 }.min()
+        if !storedKnown || stored != armed { effects.timers[user.userID] = .some(armed) }
+        user.slice.due = armed
+        user.slice.dueKnown = true
     }
 
-    private func deadLetter(_ record: DecodedRecord, reason: String, input: Input, into effects: inout BatchEffects) {
-        let letter = DeadLetter.json(reason: reason, sourceTopic: record.topic, partition: record.partition,
-                                     offset: record.offset, payload: record.payload, receivedAt: input.receivedAt)
-        effects.messages.append(BatchEffects.Message(topic: deadLetterTopic, key: record.key, value: Array(letter.utf8)))
-        effects.outcome.deadLettered += 1
-    }
-
-    /// A SPEC §5 membership message, built directly (this runs for every change).
-    /// A user the state no longer holds (a rebuild that started after their events): they
-    /// leave every segment they were published in.
-    public func forget(_ userID: String, memberships: [String: [Double?]], now: Instant, cause: ChangeCause,
-                       into effects: inout BatchEffects) -> Int {
-        var published = 0
-        for segment in memberships.keys.sorted() {
-            effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: nil))
-            guard segment != SegmentCatalog.allSegment else { continue }
-            effects.messages.append(membershipMessage(userID, segment: segment, member: false, asOf: effects.asOfText(now), cause: cause))
-            published += 1
+    /// One event takes effect: the user's profile and day sums (the day's row already holds its id).
+    private func apply(_ event: UserEvent, to user: inout BatchWorkingSet.User, reconciledDays: ClosedRange<DayNumber>?,
+                       into effects: inout BatchEffects) {
+        let beforeSignupCount = user.slice.profile!.activityBeforeSignup.count
+        if let change = user.slice.profile!.apply(event, calendar: calendar, reconciledDays: reconciledDays) {
+            user.add(change.delta, on: change.day)
+            user.slice.days[change.day, default: DayAggregate()] += change.delta
+        } else if event.body.countsInDay {
+            effects.outcome.onReconciledDays += 1  // no day sums only for a reconciled day
         }
-        return published
+        switch event.body {
+        case .billing: break
+        case .activity where user.slice.profile!.activityBeforeSignup.count == beforeSignupCount: break
+        default: user.rewrite = true
+        }
+        user.processed = true
     }
 
-    private func membershipMessage(_ userID: String, segment: String, member: Bool, asOf: String, cause: ChangeCause) -> BatchEffects.Message {
-        let text = "{\"user_id\":\(JSONText.quote(userID)),\"segment\":\(JSONText.quote(segment)),\"change\":\""
-            + (member ? "enter" : "exit") + "\",\"as_of\":\"" + asOf + "\",\"cause\":\"" + cause.rawValue + "\"}"
-        return BatchEffects.Message(topic: membershipTopic, key: Array(userID.utf8), value: Array(text.utf8))
+    /// Evaluates the user at `instant`; returns their next change by time.
+    private func step(_ user: inout BatchWorkingSet.User, at instant: Instant, cause: ChangeCause, into effects: inout BatchEffects) -> Instant? {
+        let changes = evaluate(user.userID, &user.slice, now: instant, cause: cause, into: &effects, publish: !user.restate, arm: false)
+        effects.outcome.membershipChanges += changes
+        if changes > 0 { effects.outcome.membershipChangesByCause[cause, default: 0] += changes }
+        return user.slice.due
     }
 }

@@ -97,9 +97,13 @@ public struct UserSlice: Equatable, Sendable {
     public var due: Instant?
     /// false when the timer was not loaded: it is then written whatever it is.
     public var dueKnown: Bool
+    /// Events applied to the evidence whose `ts` the pair's clock has not reached yet, by `ts`
+    /// then arrival: they take effect, in event-time order with the user's timers, once it does.
+    public var pending: [UserEvent]
 
     public init(profile: UserProfile?, days: [DayNumber: DayAggregate] = [:], evidence: RecentEvidence? = RecentEvidence(),
-                memberships: [String: [Double?]] = [:], due: Instant? = nil, dueKnown: Bool = false) {
+                memberships: [String: [Double?]] = [:], due: Instant? = nil, dueKnown: Bool = false, pending: [UserEvent] = []) {
+        self.pending = pending
         self.profile = profile
         self.days = days
         self.evidence = evidence
@@ -117,12 +121,13 @@ public struct BatchEffects: Sendable {
         public var profile: UserProfile
         public var whole: Bool
     }
-    /// A user-day row: sums to add and the day's evidence as it now stands.
+    /// A user-day row: sums to add and the day's evidence as it now stands (nil: as the row has
+    /// it; a waiting event taking effect for a user loaded for their timer).
     public struct DayWrite: Sendable, Equatable {
         public let userID: String
         public let day: DayNumber
         public var delta: DayAggregate
-        public var evidence: EventEvidence
+        public var evidence: EventEvidence?
     }
     /// A membership row: the contributions to store, or nil to delete it.
     public struct MembershipWrite: Sendable, Equatable {
@@ -144,7 +149,11 @@ public struct BatchEffects: Sendable {
     public var memberships: [MembershipWrite] = []
     /// Timers to arm (an instant) or disarm (nil), per user.
     public var timers: [String: Instant?] = [:]
+    /// Per user whose waiting events changed, the events still waiting (empty: none).
+    public var pending: [String: [UserEvent]] = [:]
     public var messages: [Message] = []
+    /// The membership changes among `messages`, for the users' histories (`explain`).
+    public var history: [MembershipChange] = []
     /// The partition's KPI partials after the batch; `changed` says which to write.
     public var partials: KPIPartials
     /// The pair's watermark after the batch, if it moved.

@@ -8,13 +8,17 @@ struct BatchWorkingSet {
         let userID: String
         /// As it will be once the batch commits.
         var slice: UserSlice
-        /// At least one event applied (a user with only duplicates changes nothing).
-        var applied = false
+        /// The user had no row before the batch.
+        let isNew: Bool
+        /// New events of the batch (not duplicates), in arrival order, with the instants they take effect.
+        var arrived: [TimedEvent] = []
+        /// At least one event took effect: the profile row is written.
+        var processed = false
         /// The profile row is written whole (a new user, or attributes, accounts or pre-signup
         /// activity changed); otherwise only its totals.
         var rewrite: Bool
-        /// The greatest `ts` of the user's events applied in this batch.
-        var latestEventTime: Instant?
+        /// The waiting events changed (their row is written).
+        var pendingChanged = false
         /// Publish the user's whole membership (see `BatchProcessor.Input.restateUntil`).
         var restate = false
         /// The batch's increments to the user's day sums, per day it touched (a handful).
@@ -35,9 +39,18 @@ struct BatchWorkingSet {
         var slice = loaded.removeValue(forKey: userID) ?? UserSlice(profile: nil)
         let isNew = slice.profile == nil
         if isNew { slice.profile = UserProfile() }
-        users.append(User(userID: userID, slice: slice, rewrite: isNew))
+        users.append(User(userID: userID, slice: slice, isNew: isNew, rewrite: isNew))
         indexByUser[userID] = users.count - 1
         return users.count - 1
+    }
+
+    /// Adds a user woken by their timer (not in the working set yet).
+    mutating func add(_ userID: String, slice: UserSlice) {
+        var slice = slice
+        let isNew = slice.profile == nil
+        if isNew { slice.profile = UserProfile() }
+        users.append(User(userID: userID, slice: slice, isNew: isNew, rewrite: isNew))
+        indexByUser[userID] = users.count - 1
     }
 
     subscript(index: Int) -> User {

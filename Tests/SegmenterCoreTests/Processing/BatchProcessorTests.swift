@@ -28,7 +28,7 @@ import Testing
         #expect(effects.days.count == 1)
         #expect(effects.days.first?.day == DayCalendar.utc.day(of: Self.t0))
         #expect(effects.days.first?.delta == DayAggregate(spendCents: 6000))
-        #expect(effects.days.first?.evidence.contains("s1") == true && effects.days.first?.evidence.contains("c1") == true)
+        #expect(effects.days.first?.evidence?.contains("s1") == true && effects.days.first?.evidence?.contains("c1") == true)
         // and the user enters spenders (cause event), as of the batch's clock
         #expect(effects.messages.map(text) == [
             #"{"user_id":"u1","segment":"spenders","change":"enter","as_of":"2026-11-01T11:00:00Z","cause":"event"}"#])
@@ -112,15 +112,21 @@ import Testing
         var records = Records()
         let ends = BatchProcessor.InputEnds.known(["activity": 100, "billing": 100])
         let waiting = partition.commit([records.next(.signup("s1", "u1", at: Self.t0))], inputEnds: ends)
-        // Then u1's sign-up is applied but not evaluated: there is no time to evaluate it at
+        // Then u1's sign-up is recorded but waits: there is no time to evaluate it at
         #expect(waiting.outcome.applied == 1 && waiting.messages.isEmpty && partition.watermark.clock == nil)
-        #expect(partition.timers["u1"] == Self.t0)
+        #expect(partition.timers["u1"] == Self.t0 && partition.pending["u1"]?.count == 1 && partition.members["u1"] == nil)
         // When billing delivers a charge of u1 an hour later
         let effects = partition.commit([records.next(.charge("c1", "u1", at: Self.t0.adding(seconds: 3600), cents: 9000))], inputEnds: ends)
-        // Then u1 is evaluated at the pair's time, and the entry is their events' doing
-        #expect(effects.messages.map(text) == [
-            #"{"user_id":"u1","segment":"spenders","change":"enter","as_of":"2026-11-01T10:00:00Z","cause":"event"}"#])
+        // Then the pair's time reaches the sign-up, which takes effect; the charge, ahead of it, waits
         #expect(partition.watermark.clock == Self.t0)
+        #expect(effects.messages.isEmpty && partition.members["u1"] == ["all"] && partition.pending["u1"]?.count == 1)
+        #expect(partition.timers["u1"] == Self.t0.adding(seconds: 3600))
+        // When activity reaches two hours later
+        let moved = partition.commit([records.next(.session("x", "u2", at: Self.t0.adding(seconds: 7200)))], inputEnds: ends)
+        // Then the charge counts at its own instant, and the entry is its doing
+        #expect(moved.messages.map(text) == [
+            #"{"user_id":"u1","segment":"spenders","change":"enter","as_of":"2026-11-01T11:00:00Z","cause":"event"}"#])
+        #expect(partition.pending["u1"] == nil)
     }
 
     @Test func theHybridClockNeverMovesAPairWithABacklog() {
@@ -138,7 +144,7 @@ import Testing
         let moved = partition.commit([], inputEnds: .known(["activity": 1, "billing": 1]), wallClock: wall)
         #expect(partition.watermark.clock == wall && partition.watermark.events == Self.t0)
         #expect(moved.messages.map(text) == [
-            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-03T10:00:00Z","cause":"time"}"#])
+            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T10:00:00Z","cause":"time"}"#])
     }
 
     @Test func aCatchUpBatchThatPassesATimerMovesTheUserByTime() {
@@ -148,9 +154,10 @@ import Testing
         // When one catch-up batch holds a user's sign-up and, for another user, an event two days later
         let effects = partition.commit([records.next(.signup("s1", "u1", at: Self.t0)),
                                         records.next(.session("x", "u2", at: Self.t0.adding(seconds: 2 * 86_400)))])
-        // Then u1 enters inactive_new_users by time (24 h after signing up), not by their sign-up
+        // Then u1 enters inactive_new_users by time at the instant it happened (24 h after signing
+        // up), not by their sign-up and not at the end of the batch
         #expect(effects.messages.map(text).contains(
-            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-03T10:00:00Z","cause":"time"}"#))
+            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T10:00:00Z","cause":"time"}"#))
         #expect(effects.outcome.membershipChangesByCause[.time] == 1)
     }
 
@@ -166,7 +173,7 @@ import Testing
             #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T10:00:00Z","cause":"time"}"#])
     }
 
-    @Test func anEventAheadOfThePairEntersTheWindowsWhenItsDayComes() {
+    @Test func anEventAheadOfThePairWaitsAndCountsAtItsOwnInstant() {
         // Given a pair held at 2026-11-01 by activity's backlog while billing has reached 2026-11-03,
         // and a charge of u1 for 2026-11-03 read from billing
         var partition = InMemoryPartition(processor)
@@ -175,15 +182,15 @@ import Testing
         partition.commit([records.next(.charge("b0", "u9", at: Self.t0.adding(seconds: 2 * 86_400 + 7200), cents: 1)),
                           records.next(.session("a", "u9", at: Self.t0))], inputEnds: ends)
         partition.commit([records.next(.charge("c1", "u1", at: Self.t0.adding(seconds: 2 * 86_400), cents: 9000))], inputEnds: ends)
-        // Then at the pair's time the charge is not in spend(7d) yet, and a timer waits for its day
-        #expect(partition.members["u1"] == ["all"])
-        #expect(partition.timers["u1"] == DayCalendar.utc.start(of: DayCalendar.utc.day(of: Self.t0) + 2))
+        // Then the charge waits (u1 has no state the pair's time has reached), with a timer at it
+        #expect(partition.members["u1"] == nil && partition.pending["u1"]?.count == 1)
+        #expect(partition.timers["u1"] == Self.t0.adding(seconds: 2 * 86_400))
         // When both inputs are read to their end (the pair moves to 2026-11-03T12:00)
         #expect(partition.watermark.clock == Self.t0)
         let effects = partition.commit([], inputEnds: .known(["activity": 1, "billing": 2]))
-        // Then the timer fires and u1 enters spenders by time
+        // Then the charge takes effect at its own instant and u1 enters spenders by it
         #expect(effects.messages.map(text) == [
-            #"{"user_id":"u1","segment":"spenders","change":"enter","as_of":"2026-11-03T12:00:00Z","cause":"time"}"#])
+            #"{"user_id":"u1","segment":"spenders","change":"enter","as_of":"2026-11-03T10:00:00Z","cause":"event"}"#])
     }
 
     @Test func aDueTimerMovesAUserByTimeAlone() {
@@ -193,10 +200,11 @@ import Testing
         partition.commit([records.next(.signup("s1", "u1", at: Self.t0))])
         // When the clock passes 24 h after the sign-up with no event of theirs
         let effects = partition.commit([], wallClock: Self.t0.adding(seconds: 25 * 3600))
-        // Then the timer fires and they enter inactive_new_users with cause time
-        #expect(effects.outcome.timersFired == 1)
+        // Then the timer fires (at the crossing, and just past it for a `>`) and they enter
+        // inactive_new_users with cause time, at the instant they became inactive
+        #expect(effects.outcome.timersFired == 2)
         #expect(effects.messages.map(text) == [
-            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T11:00:00Z","cause":"time"}"#])
+            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T10:00:00Z","cause":"time"}"#])
         #expect(effects.outcome.membershipChangesByCause == [.time: 1])
         #expect(effects.outcome.kpiCauses["inactive_new_users"] == .time)
         // and no further timer is armed (nothing else can change by time alone)
@@ -212,9 +220,9 @@ import Testing
         // When their sign-up is redelivered in the batch in which their timer falls due
         let effects = partition.commit([records.next(signup)], wallClock: Self.t0.adding(seconds: 25 * 3600))
         // Then the copy changes nothing, and the timer still fires
-        #expect(effects.outcome.duplicates == 1 && effects.outcome.timersFired == 1)
+        #expect(effects.outcome.duplicates == 1 && effects.outcome.timersFired == 2)
         #expect(effects.messages.map(text) == [
-            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T11:00:00Z","cause":"time"}"#])
+            #"{"user_id":"u1","segment":"inactive_new_users","change":"enter","as_of":"2026-11-02T10:00:00Z","cause":"time"}"#])
         #expect(partition.members["u1"] == ["all", "inactive_new_users"])
     }
 

@@ -45,17 +45,22 @@ import Testing
         #expect(partition.profiles["u1"]?.lifetimeSpendCents == 500)
     }
 
-    @Test func aBatchIsJudgedByTheWatermarkBeforeIt() {
+    @Test(arguments: [true, false])
+    func aRecordIsJudgedByTheWatermarkWhenItArrivedHoweverTheBatchIsCut(oneBatch: Bool) {
         // Given a partition whose activity is at the watermark
         let processor = BatchProcessor(catalog: SegmentCatalog(), calendar: .utc, horizon: DedupeHorizon(seconds: 8 * 86_400))
         var partition = InMemoryPartition(processor)
         var records = Records()
         partition.commit([records.next(.session("now", "u1", at: Self.watermark))])
-        // When one batch holds an event 20 days later and then one 5 days earlier
-        let effects = partition.commit([records.next(.session("later", "u1", at: Self.watermark.adding(seconds: 20 * 86_400))),
-                                        records.next(.session("earlier", "u2", at: Self.watermark.adding(seconds: -5 * 86_400)))])
-        // Then both apply (the batch's own events move the watermark only for the next batch)
-        #expect(effects.outcome.applied == 2 && effects.outcome.tooOld == 0)
+        // When an event 20 days later arrives and then one 5 days before the watermark (25 behind the later one)
+        let later = records.next(.session("later", "u1", at: Self.watermark.adding(seconds: 20 * 86_400)))
+        let earlier = records.next(.session("earlier", "u2", at: Self.watermark.adding(seconds: -5 * 86_400)))
+        let ends = BatchProcessor.InputEnds.known(["activity": 3, "billing": 0])
+        var outcome = BatchOutcome()
+        for batch in oneBatch ? [[later, earlier]] : [[later], [earlier]] { outcome.add(partition.commit(batch, inputEnds: ends).outcome) }
+        // Then the later one applies and the earlier one is older than the horizon of the watermark
+        // it arrived at: the same verdict in one batch as in two
+        #expect(outcome.applied == 1 && outcome.tooOld == 1)
         #expect(partition.eventTimes["activity"] == Self.watermark.adding(seconds: 20 * 86_400))
     }
 

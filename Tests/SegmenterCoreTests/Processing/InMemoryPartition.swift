@@ -10,6 +10,7 @@ struct InMemoryPartition {
     var evidence: [UserDay: EventEvidence] = [:]
     var memberships: [String: [String: [Double?]]] = [:]
     var timers: [String: Instant] = [:]
+    var pending: [String: [UserEvent]] = [:]
     var partials = KPIPartials()
     var offsets: [String: Int64] = [:]
     var watermark = PairWatermark()
@@ -40,7 +41,7 @@ struct InMemoryPartition {
     func slice(of user: String) -> UserSlice {
         let ids = Dictionary(uniqueKeysWithValues: evidence.filter { $0.key.userID == user }.map { ($0.key.day, $0.value) })
         return UserSlice(profile: profiles[user], days: days[user] ?? [:], evidence: RecentEvidence(days: ids),
-                         memberships: memberships[user] ?? [:], due: timers[user], dueKnown: true)
+                         memberships: memberships[user] ?? [:], due: timers[user], dueKnown: true, pending: pending[user] ?? [])
     }
 
     @discardableResult
@@ -56,10 +57,11 @@ struct InMemoryPartition {
         for (user, write) in effects.profiles { profiles[user] = write.profile }
         for write in effects.days {
             days[write.userID, default: [:]][write.day, default: DayAggregate()] += write.delta
-            evidence[UserDay(write.userID, write.day)] = write.evidence
+            if let ids = write.evidence { evidence[UserDay(write.userID, write.day)] = ids }
         }
         for write in effects.memberships { memberships[write.userID, default: [:]][write.segment] = write.contributions }
         for (user, due) in effects.timers { timers[user] = due }
+        for (user, events) in effects.pending { pending[user] = events.isEmpty ? nil : events }
         outbox += effects.messages
         partials = effects.partials
         _ = partials.takeChanged()

@@ -1,0 +1,118 @@
+/// Evaluating one user at one instant, and the membership messages that come of it.
+extension BatchProcessor {
+    /// Re-evaluates one user at `now`: membership differences (and their messages), KPI partials
+    /// by difference, and the user's next change by time (`slice.due`). The slice ends as it will
+    /// be once committed (the caller decides whether it goes to `effects.slices`, the store's cache).
+    /// - Parameter rebuilding: the partials are being rebuilt from empty (a config change), so
+    ///   old contributions are not subtracted.
+    /// - Parameter publish: false while the user's membership is to be restated instead (see
+    ///   `Input.restateUntil`): the rows and partials move, no change is published.
+    /// - Parameter arm: write the user's timer (the next change by time, or their first waiting
+    ///   event if earlier) to `effects` when it moved; a timeline arms it once, at its end.
+    /// - Returns: the number of membership changes published.
+    @discardableResult
+    public func evaluate(_ userID: String, _ slice: inout UserSlice, now: Instant, cause: ChangeCause,
+                         into effects: inout BatchEffects, rebuilding: Bool = false, publish: Bool = true, arm: Bool = true) -> Int {
+        let firstDay = catalog.firstWindowDay(at: now, calendar: calendar)
+        if slice.days.keys.contains(where: { $0 < firstDay }) { slice.days = slice.days.filter { $0.key >= firstDay } }
+        let evaluation = catalog.evaluate(profile: slice.profile ?? UserProfile(), days: slice.days, now: now, calendar: calendar)
+        let stored = slice.memberships
+        var published = 0
+        // The segments the user is in now, then those they were in and left.
+        for segment in Array(evaluation.segments) + stored.keys.filter({ !evaluation.segments.contains($0) }) {
+            let old = stored[segment]
+            let new = evaluation.contributions[segment]
+            if rebuilding { effects.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: new) }
+            guard old != new else { continue }
+            if !rebuilding { effects.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: old, new: new) }
+            effects.outcome.kpiCauses[segment] = cause
+            effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: new))
+            if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment, publish {
+                let change = MembershipChange(userID: userID, segment: segment, entered: new != nil, asOf: now, cause: cause)
+                effects.messages.append(membershipMessage(change, asOf: effects.asOfText(now)))
+                effects.history.append(change)
+                published += 1
+            }
+        }
+        slice.memberships = evaluation.contributions
+        var due = evaluation.nextChange
+        if arm {
+            if let waiting = slice.pending.map(\.ts).min(), due.map({ waiting < $0 }) ?? true { due = waiting }
+            if !slice.dueKnown || slice.due != due { effects.timers[userID] = .some(due) }
+        }
+        slice.due = due
+        slice.dueKnown = true
+        return published
+    }
+
+    /// Publishes the user's whole membership as it stands at `now` (every segment, in or out):
+    /// what a partition that moved here from a state further along says about the users whose
+    /// changes another instance may already have published. Never earlier than the changes it
+    /// restates: `now` is the pair's clock after them.
+    func restate(_ userID: String, _ slice: UserSlice, at now: Instant, into effects: inout BatchEffects) {
+        for segment in catalog.segmentNames where segment != SegmentCatalog.allSegment {
+            let change = MembershipChange(userID: userID, segment: segment, entered: slice.memberships[segment] != nil, asOf: now, cause: .event)
+            effects.messages.append(membershipMessage(change, asOf: effects.asOfText(now)))
+            effects.outcome.membershipChanges += 1
+        }
+    }
+
+    /// A user the state no longer holds (a rebuild that started after their events): they
+    /// leave every segment they were published in.
+    public func forget(_ userID: String, memberships: [String: [Double?]], now: Instant, cause: ChangeCause,
+                       into effects: inout BatchEffects) -> Int {
+        var published = 0
+        for segment in memberships.keys.sorted() {
+            effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: nil))
+            guard segment != SegmentCatalog.allSegment else { continue }
+            let change = MembershipChange(userID: userID, segment: segment, entered: false, asOf: now, cause: cause)
+            effects.messages.append(membershipMessage(change, asOf: effects.asOfText(now)))
+            effects.history.append(change)
+            published += 1
+        }
+        return published
+    }
+
+    func deadLetter(_ record: DecodedRecord, reason: String, input: Input, into effects: inout BatchEffects) {
+        let letter = DeadLetter.json(reason: reason, sourceTopic: record.topic, partition: record.partition,
+                                     offset: record.offset, payload: record.payload, receivedAt: input.receivedAt)
+        effects.messages.append(BatchEffects.Message(topic: deadLetterTopic, key: record.key, value: Array(letter.utf8)))
+        effects.outcome.deadLettered += 1
+    }
+
+    /// A SPEC §5 membership message, built directly (this runs for every change).
+    private func membershipMessage(_ change: MembershipChange, asOf: String) -> BatchEffects.Message {
+        let text = "{\"user_id\":\(JSONText.quote(change.userID)),\"segment\":\(JSONText.quote(change.segment)),\"change\":\""
+            + (change.entered ? "enter" : "exit") + "\",\"as_of\":\"" + asOf + "\",\"cause\":\"" + change.cause.rawValue + "\"}"
+        return BatchEffects.Message(topic: membershipTopic, key: Array(change.userID.utf8), value: Array(text.utf8))
+    }
+}
+
+/// One published membership change (SPEC §5), as the user's history keeps it for `explain`.
+public struct MembershipChange: Equatable, Sendable {
+    public let userID: String
+    public let segment: String
+    public let entered: Bool
+    public let asOf: Instant
+    public let cause: ChangeCause
+
+    public init(userID: String, segment: String, entered: Bool, asOf: Instant, cause: ChangeCause) {
+        self.userID = userID
+        self.segment = segment
+        self.entered = entered
+        self.asOf = asOf
+        self.cause = cause
+    }
+}
+
+/// An event in a user's timeline: it takes effect at `at` (its `ts`, or for a late event the
+/// pair's clock when it arrived).
+public struct TimedEvent: Equatable, Sendable {
+    public var event: UserEvent
+    public var at: Instant
+
+    public init(event: UserEvent, at: Instant) {
+        self.event = event
+        self.at = at
+    }
+}
