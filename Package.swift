@@ -68,8 +68,11 @@ let package = Package(
         // The state path alone, for instruction counts under callgrind (scripts/bench).
         .executableTarget(name: "commit-bench", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite"]),
 
+        // What tests compare the service with: a one-record-at-a-time reference of the history.
+        .target(name: "SegmenterTestKit", dependencies: ["SegmenterCore"]),
+
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
-        .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite"]),
+        .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite", "SegmenterTestKit"]),
         .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService", "Warehouse"]),
         .testTarget(name: "ReconciliationTests", dependencies: [
             "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse", "SQLite",
@@ -78,7 +81,8 @@ let package = Package(
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "DevTools", "Warehouse", "SQLite"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "DevTools", "Warehouse", "SQLite",
+                                                          "SegmenterTestKit"]),
     ],
     swiftLanguageModes: [.v6]
 )
