@@ -168,3 +168,24 @@ extension Array where Element == ReferenceConsumer.Change {
         Dictionary(grouping: self) { "\($0.user)/\($0.segment)" }
     }
 }
+
+extension Array where Element == ReferenceConsumer.Change {
+    /// Who is in which segment ("user/segment") at each instant of `instants`, folding the
+    /// changes by `as_of` (per pair, in publication order among equal instants): what a
+    /// downstream consumer's table, chart or alert held then. A message sent twice or a
+    /// restatement of the current membership folds to the same answer.
+    public func members(at instants: [Instant]) -> [Instant: Set<String>] {
+        var timelines: [String: [ReferenceConsumer.Change]] = [:]
+        for change in self { timelines["\(change.user)/\(change.segment)", default: []].append(change) }
+        for key in timelines.keys {
+            timelines[key] = timelines[key]!.enumerated().sorted { ($0.element.asOf, $0.offset) < ($1.element.asOf, $1.offset) }.map(\.element)
+        }
+        var result: [Instant: Set<String>] = [:]
+        for instant in instants {
+            var members: Set<String> = []
+            for (key, changes) in timelines where changes.last(where: { $0.asOf <= instant })?.entered == true { members.insert(key) }
+            result[instant] = members
+        }
+        return result
+    }
+}

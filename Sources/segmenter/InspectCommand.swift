@@ -151,6 +151,7 @@ struct Inspect: ParsableCommand {
             let horizon = config.dedupeHorizon
             say("dedupe horizon \(DedupeHorizon.describe(horizon.seconds * Instant.nanosPerSecond)): an event older than its "
                 + "pair's watermark minus the horizon, or from before its partition's ids are kept, is dead-lettered")
+            let waiting = try reader.waitingEvents()
             if lag, ends == nil { say("(lag unknown: Kafka at \(config.kafka["bootstrap.servers"] ?? "?") did not answer)") }
             for row in pairs {
                 let latest = row.eventTimes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
@@ -160,7 +161,8 @@ struct Inspect: ParsableCommand {
                 }
                 let clock = row.clock.map { clock in clock == row.watermark ? "\(clock)" : "\(clock) (events \(row.watermark?.description ?? "none"))" }
                 say("partition \(row.partition): watermark \(clock ?? "none yet")" + (lag.map { ", lag \($0) messages" } ?? "")
-                    + "; latest event \(latest.isEmpty ? "none" : latest)" + (proof.map { "; ids kept from \($0)" } ?? ""))
+                    + "; latest event \(latest.isEmpty ? "none" : latest)" + (proof.map { "; ids kept from \($0)" } ?? "")
+                    + (waiting[row.partition].map { "; \($0) events waiting for the watermark" } ?? ""))
             }
         }
 

@@ -124,7 +124,8 @@ final class Harness: @unchecked Sendable {
     }
 
     /// Waits (bounded) until every partition pair's watermark is its latest event: both inputs
-    /// read to their end long enough to stop holding it back (SPEC §3), so the state is final.
+    /// read to their end long enough to stop holding it back (SPEC §3), and no event waits for
+    /// it any more, so the state is final.
     func waitUntilPairsSettle(config: String, timeout: Double = 30) {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
@@ -136,7 +137,7 @@ final class Harness: @unchecked Sendable {
                 }
                 let watermark = instants(fields[0]).first
                 let latest = fields.first { $0.contains("latest event") }.map(instants)?.max()
-                return watermark == latest
+                return watermark == latest && !line.contains("waiting for the watermark")
             }
             if settled { return }
             Thread.sleep(forTimeInterval: 0.2)

@@ -123,6 +123,7 @@ import SegmenterCore
         let all = ProducedLog(lines: first.lines + more.lines)
         let second = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run2.log"))
         while harness.committedOffsets(config: config) < all.total, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        harness.waitUntilPairsSettle(config: config)  // events ahead of a pair's watermark count once it reaches them
         second.kill(SIGTERM)
         #expect(second.wait(seconds: 30) == 0, "\(second.output.suffix(2000))")
         let restored = second.output.components(separatedBy: "restored from its snapshot in Kafka").count - 1

@@ -76,6 +76,16 @@ extension UserExplanation.Segment: Encodable {
 extension UserExplanation: Encodable {
     enum CodingKeys: String, CodingKey {
         case userID = "user_id", asOf = "as_of", segments, nextChange = "next_change", nextMembershipChange = "next_membership_change"
+        case history, waiting
+    }
+
+    /// One entry of `history`.
+    struct HistoryEntry: Encodable {
+        let segment: String
+        let change: String
+        let asOf: String
+        let cause: String
+        enum CodingKeys: String, CodingKey { case segment, change, asOf = "as_of", cause }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -89,6 +99,9 @@ extension UserExplanation: Encodable {
         } else {
             try container.encodeNil(forKey: .nextMembershipChange)
         }
+        try container.encode(history.map { HistoryEntry(segment: $0.segment, change: $0.entered ? "enter" : "exit", asOf: $0.asOf.description,
+                                                        cause: $0.cause.rawValue) }, forKey: .history)
+        try container.encode(waiting.map(\.description), forKey: .waiting)
     }
 
     /// JSON for `explain --json` (the API encodes the same value), keys sorted.

@@ -28,6 +28,10 @@ public struct UserExplanation: Sendable {
     /// When the timer changes no membership: the first later one that does (searched a bounded
     /// number of steps ahead).
     public let nextMembershipChange: NextChange?
+    /// Their recent membership changes as published, oldest first: "why did X enter at T".
+    public var history: [MembershipChange] = []
+    /// Instants of their events that wait for the pair's clock to reach them (not counted yet).
+    public var waiting: [Instant] = []
 
     /// Human-readable lines; instants also in the calendar's time zone when it is not UTC.
     public func lines(calendar: DayCalendar) -> [String] {
@@ -46,6 +50,16 @@ public struct UserExplanation: Sendable {
             }
         } else {
             out.append("next change by time: none (only an event of theirs can change their segments)")
+        }
+        if let first = waiting.first {
+            out.append("waiting: \(waiting.count) event\(waiting.count == 1 ? "" : "s") ahead of the pair's watermark, the first at \(first) "
+                       + "(they count once the watermark reaches them)")
+        }
+        if !history.isEmpty {
+            out.append("recent membership changes (as published):")
+            for change in history {
+                out.append("  \(change.asOf)  \(change.entered ? "entered" : "left") \(change.segment)  (cause \(change.cause.rawValue))")
+            }
         }
         return out
     }
