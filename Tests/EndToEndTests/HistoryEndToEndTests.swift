@@ -55,7 +55,10 @@ struct HistoryCheck {
     /// Reads the input topics back from the broker (partition, offset, produce time, payload), feeds
     /// each partition pair's records to a `ReferenceConsumer` in the order they were produced
     /// (each topic in offset order), and reads `segment-membership`.
-    init(harness: Harness, yaml: String) throws {
+    /// - Parameter phases: instants at which the test had let the service read everything
+    ///   produced before and then produced more: until such an instant the reference knows the
+    ///   topics to end where they did then (a topic read to its end no longer holds the pair back).
+    init(harness: Harness, yaml: String, phases: [Date] = []) throws {
         let config = try SegmenterConfig.parse(yaml: yaml, source: "test", environment: [:])
         calendar = config.calendar
         let decoder = EventDecoder(currency: "USD", fxRates: ["EUR": ExchangeRate("1.08")!])
@@ -80,10 +83,23 @@ struct HistoryCheck {
             while let next = queues.indices.filter({ !queues[$0].isEmpty }).min(by: { queues[$0][0].time < queues[$1][0].time }) {
                 arrival.append(queues[next].removeFirst())
             }
+            let boundaries = phases.map { Int64($0.timeIntervalSince1970 * 1000) }
+            func known(before boundary: Int64?) -> [String: Int64] {
+                var known = ends
+                if let boundary {
+                    for topic in known.keys {
+                        known[topic] = records.filter { $0.topic == topic && $0.time < boundary }.map { $0.offset + 1 }.max() ?? 0
+                    }
+                }
+                return known
+            }
             var reference = ReferenceConsumer(catalog: config.catalog, calendar: config.calendar,
                                               horizonSeconds: DedupeHorizon(longestWindowDays: config.catalog.longestWindow).seconds,
-                                              crossings: [(.signup, 24)], ends: ends)
-            for record in arrival { reference.consume(topic: record.topic, offset: record.offset, event: record.event) }
+                                              crossings: [(.signup, 24)], ends: known(before: boundaries.first))
+            for record in arrival {
+                reference.ends = known(before: boundaries.first { record.time < $0 })
+                reference.consume(topic: record.topic, offset: record.offset, event: record.event)
+            }
             expected += reference.published
         }
         self.expected = expected

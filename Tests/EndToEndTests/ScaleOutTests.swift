@@ -60,6 +60,7 @@ import SegmenterCore
 
         // When one instance is killed in the middle of more input (new users, 4,000 messages/s)
         let victim = killingTheLeader ? leaders[0] : 1 - leaders[0], survivor = 1 - victim
+        let secondPhase = Date()  // everything before was read to its end
         let log = harness.work.appendingPathComponent("produced-more.jsonl")
         let generator = try Processes.Running(harness.bin, [
             "generate", "--bootstrap-servers", harness.bootstrap, "--out", log.path, "--rate", "4000", "--user-prefix", "v",
@@ -80,6 +81,7 @@ import SegmenterCore
         let takeover = Date().addingTimeInterval(120)
         while harness.committedOffsets(config: configs[survivor]) < total, Date() < takeover { Thread.sleep(forTimeInterval: 0.2) }
         #expect(harness.committedOffsets(config: configs[survivor]) == total, "\(logs())")
+        harness.waitUntilPairsSettle(config: configs[survivor])
         Thread.sleep(forTimeInterval: 2.5)
         instances[survivor].kill(SIGTERM)
         #expect(instances[survivor].wait(seconds: 30) == 0, "\(logs())")
@@ -93,6 +95,11 @@ import SegmenterCore
         truth.expectFoldedMembership(try harness.readTopic("segment-membership"))
         truth.expectKPIChains(try harness.readTopic("segment-kpi-deltas"))
         try harness.expectExactlyOnce(config: configs[survivor], produced: ProducedLog(lines: first.lines + ticks + more.lines))
+        // and the history, folded at every local midnight, is the one-record-at-a-time history
+        // (SPEC §7) across the split, the kill and the takeover
+        let history = try HistoryCheck(harness: harness, yaml: yaml, phases: [secondPhase])
+        history.expectSameHistory(exactly: false)
+        history.expectSilentSignupsEnterByTime(days: 3)
     }
 
     /// The state directory is lost after a crash: a new start restores every partition from its

@@ -79,6 +79,11 @@ import SegmenterService
         }
         let causes = truth.expectFoldedMembership(membership)
         #expect((causes["exit by time"] ?? 0) > 0, "days leaving spend(3d) must move users by time alone: \(causes)")
+        // and the history, folded at every local midnight, is the one-record-at-a-time history
+        // (SPEC §7): the kill re-sends at most what the outbox had not confirmed
+        let history = try HistoryCheck(harness: harness, yaml: yaml)
+        history.expectSameHistory(exactly: false)
+        history.expectSilentSignupsEnterByTime(days: 3)
 
         truth.expectKPIChains(try harness.readTopic("segment-kpi-deltas"), expectNoRepeats: expectNoRepeats)
     }
