@@ -12,23 +12,7 @@ import SegmenterCore
 /// change the service misses, stamps late or gives the wrong cause shows up as a difference.
 public struct ReferenceConsumer {
     /// One published change, as compared: (user, segment) keyed, in the order published.
-    public struct Change: Hashable, Sendable, CustomStringConvertible {
-        public let user: String
-        public let segment: String
-        public let entered: Bool
-        public let asOf: Instant
-        public let cause: String
-
-        public init(user: String, segment: String, entered: Bool, asOf: Instant, cause: String) {
-            self.user = user
-            self.segment = segment
-            self.entered = entered
-            self.asOf = asOf
-            self.cause = cause
-        }
-
-        public var description: String { "\(user)/\(segment) \(entered ? "enter" : "exit") at \(asOf) by \(cause)" }
-    }
+    public typealias Change = MembershipChange
 
     /// A duration after a user's instant at which a rule can flip (`hours_since_signup >= 24`:
     /// `.signup`, 24 h); the change is looked for at it and a nanosecond after it.
@@ -113,7 +97,7 @@ public struct ReferenceConsumer {
                 instant = candidates(user, after: start).first { $0 <= now }
             }
             if let instant, pending.map({ instant <= $0.at }) ?? true {
-                evaluate(&user, name, at: instant, cause: "time")
+                evaluate(&user, name, at: instant, cause: .time)
                 continue
             }
             guard let pending else { break }
@@ -121,7 +105,7 @@ public struct ReferenceConsumer {
             user.events.swapAt(index, user.applied)
             user.applied += 1
             if let change = user.profile.apply(pending.event, calendar: calendar) { user.days[change.day, default: DayAggregate()] += change.delta }
-            evaluate(&user, name, at: pending.at, cause: "event")
+            evaluate(&user, name, at: pending.at, cause: .event)
         }
         users[name] = user
     }
@@ -138,18 +122,18 @@ public struct ReferenceConsumer {
         return instants.filter { $0 > start }.sorted()
     }
 
-    private mutating func evaluate(_ user: inout User, _ name: String, at now: Instant, cause: String) {
+    private mutating func evaluate(_ user: inout User, _ name: String, at now: Instant, cause: ChangeCause) {
         let segments = catalog.evaluate(profile: user.profile, days: user.days, now: now, calendar: calendar).segments
         let before = user.segments ?? []
         for segment in catalog.segmentNames where segment != SegmentCatalog.allSegment && segments.contains(segment) != before.contains(segment) {
-            published.append(Change(user: name, segment: segment, entered: segments.contains(segment), asOf: now, cause: cause))
+            published.append(Change(userID: name, segment: segment, entered: segments.contains(segment), asOf: now, cause: cause))
         }
         user.segments = segments
         user.lastEvaluated = now
     }
 }
 
-extension ReferenceConsumer.Change {
+extension MembershipChange {
     /// A `segment-membership` message's fields (SPEC §5).
     public init?(message: [UInt8]) {
         let text = String(decoding: message, as: UTF8.self)
@@ -158,8 +142,8 @@ extension ReferenceConsumer.Change {
             return String(text[range.upperBound...].prefix { $0 != "\"" })
         }
         guard let user = field("user_id"), let segment = field("segment"), let change = field("change"), let asOf = field("as_of"),
-              let cause = field("cause"), case let .success(instant) = RFC3339.parse(asOf) else { return nil }
-        self.init(user: user, segment: segment, entered: change == "enter", asOf: instant, cause: cause)
+              let cause = field("cause").flatMap(ChangeCause.init(rawValue:)), case let .success(instant) = RFC3339.parse(asOf) else { return nil }
+        self.init(userID: user, segment: segment, entered: change == "enter", asOf: instant, cause: cause)
     }
 }
 
@@ -167,7 +151,7 @@ extension Array where Element == ReferenceConsumer.Change {
     /// Per (user, segment), the changes in the order published: what SPEC §7 says is the same
     /// whatever the batching (the order across users is not).
     public var byUserAndSegment: [String: [ReferenceConsumer.Change]] {
-        Dictionary(grouping: self) { "\($0.user)/\($0.segment)" }
+        Dictionary(grouping: self) { "\($0.userID)/\($0.segment)" }
     }
 }
 
@@ -178,7 +162,7 @@ extension Array where Element == ReferenceConsumer.Change {
     /// restatement of the current membership folds to the same answer.
     public func members(at instants: [Instant]) -> [Instant: Set<String>] {
         var timelines: [String: [ReferenceConsumer.Change]] = [:]
-        for change in self { timelines["\(change.user)/\(change.segment)", default: []].append(change) }
+        for change in self { timelines["\(change.userID)/\(change.segment)", default: []].append(change) }
         for key in timelines.keys {
             timelines[key] = timelines[key]!.enumerated().sorted { ($0.element.asOf, $0.offset) < ($1.element.asOf, $1.offset) }.map(\.element)
         }

@@ -9,24 +9,6 @@ import SegmenterTestKit
 /// at every local midnight, and exactly message by message for a catch-up; a user who signs up
 /// and stays silent enters `inactive_new_users` at sign-up + 24 h, by time, in every run.
 @Suite(.serialized) struct HistoryEndToEndTests {
-    static func yaml(lateCohort: String) -> String {
-        """
-        segments:
-          - name: recent_spenders
-            rule: spend(3d) > 100
-          - name: inactive_new_users
-            rule: hours_since_signup >= 24 and activities_since_signup = 0
-          - name: late_cohort
-            rule: signup_date >= date('\(lateCohort)')
-          - name: multi_account
-            rule: accounts >= 2
-        kpis:
-          - name: spend_3d
-            sum: spend(3d)
-        kpi_emit_interval: 200ms
-        """
-    }
-
     /// The catch-up: all input is in Kafka before `run` starts (a first deployment, a restart
     /// after downtime), consumed in batches of 500.
     @Test func aCatchUpPublishesTheOneRecordAtATimeHistory() throws {
@@ -35,7 +17,7 @@ import SegmenterTestKit
         let incident = DayCalendar.isoDate(startDay + 7)
         let produced = try harness.generate(["--users", "300", "--events", "20000", "--days", "12", "--start", DayCalendar.isoDate(startDay),
                                              "--incident-after", incident, "--invalid-rate", "0.01", "--duplicate-rate", "0.02", "--seed", "41"])
-        let yaml = Self.yaml(lateCohort: incident)
+        let yaml = SegmentOutputsTests.segmentsYAML(lateCohort: incident)
         let config = try harness.writeConfig(batch: 500, extra: yaml)
         try harness.runToCompletion(config: config, total: produced.total)
 
@@ -109,7 +91,7 @@ struct HistoryCheck {
     /// Folded at every local midnight (and, with `exactly`, message by message per user and
     /// segment) the published history is the reference's.
     func expectSameHistory(exactly: Bool) {
-        #expect(!expected.isEmpty && expected.contains { $0.cause == "time" } && expected.contains { $0.cause == "event" })
+        #expect(!expected.isEmpty && expected.contains { $0.cause == .time } && expected.contains { $0.cause == .event })
         let instants = (expected + published).map(\.asOf)
         guard let first = instants.min(), let last = instants.max() else { return }
         let midnights = (calendar.day(of: first)...calendar.day(of: last) + 1).map { calendar.start(of: $0) }
@@ -145,10 +127,10 @@ struct HistoryCheck {
             at.adding(seconds: days * 86_400) <= last && !(activity[user] ?? []).contains { $0 >= at && $0 < at.adding(seconds: days * 86_400) }
         }
         #expect(silent.count >= 10, "the input should hold users silent for \(days) days after signing up: \(silent.count)")
-        let entries = Set(published.filter { $0.segment == "inactive_new_users" && $0.entered }.map { "\($0.user) \($0.asOf) \($0.cause)" })
+        let entries = Set(published.filter { $0.segment == "inactive_new_users" && $0.entered }.map { "\($0.userID) \($0.asOf) \($0.cause.rawValue)" })
         let wrong = silent.filter { !entries.contains("\($0.key) \($0.value.adding(seconds: 86_400)) time") }.keys.sorted()
         let examples = wrong.prefix(3).map { user in
-            "\(user) (signed up \(signups[user]!)): " + published.filter { $0.user == user }.map(\.description).joined(separator: "; ")
+            "\(user) (signed up \(signups[user]!)): " + published.filter { $0.userID == user }.map(\.description).joined(separator: "; ")
         }
         #expect(wrong.isEmpty, "\(wrong.count) of \(silent.count) silent users did not enter inactive_new_users at sign-up + 24 h by time: \(examples)")
     }

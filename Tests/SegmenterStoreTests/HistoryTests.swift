@@ -124,7 +124,7 @@ import SegmenterTestKit
         // Given a random input and the history a one-record-at-a-time consumer publishes for it
         let records = Self.input(seed: seed)
         let expected = Self.reference(records).published
-        #expect(expected.contains { $0.cause == "time" }, "seed \(seed): the input should move someone by time")
+        #expect(expected.contains { $0.cause == .time }, "seed \(seed): the input should move someone by time")
         for (size, reopen) in [(1, 5), (7, nil), (7, 3), (500, nil), (records.count, nil)] as [(Int, Int?)] {
             // When the store consumes it in batches of `size` (restarting every `reopen` batches)
             let actual = try Self.published(records, batchSize: size, reopenEvery: reopen)

@@ -89,7 +89,7 @@ extension BatchProcessor {
 }
 
 /// One published membership change (SPEC §5), as the user's history keeps it for `explain`.
-public struct MembershipChange: Equatable, Sendable {
+public struct MembershipChange: Hashable, Sendable, CustomStringConvertible {
     public let userID: String
     public let segment: String
     public let entered: Bool
@@ -103,6 +103,8 @@ public struct MembershipChange: Equatable, Sendable {
         self.asOf = asOf
         self.cause = cause
     }
+
+    public var description: String { "\(userID)/\(segment) \(entered ? "enter" : "exit") at \(asOf) by \(cause.rawValue)" }
 }
 
 /// An event in a user's timeline: it takes effect at `at` (its `ts`, or for a late event the

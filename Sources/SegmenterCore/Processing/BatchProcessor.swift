@@ -256,9 +256,9 @@ public struct BatchProcessor: Sendable {
     ///   has it computed from there: everything up to it has fired).
     func advance(_ user: inout BatchWorkingSet.User, to now: Instant?, from clockBefore: Instant?, reconciledDays: ClosedRange<DayNumber>?,
                  into effects: inout BatchEffects) {
-        var queue = user.slice.pending.map { TimedEvent(event: $0, at: $0.ts) }
-        queue += user.arrived
-        if queue.count > 1 {
+        var queue = user.arrived
+        if !user.slice.pending.isEmpty { queue = user.slice.pending.map { TimedEvent(event: $0, at: $0.ts) } + queue }
+        if queue.count > 1, zip(queue, queue.dropFirst()).contains(where: { $0.at > $1.at }) {
             // By instant, then arrival (waiting events arrived before this batch's).
             queue = queue.enumerated().sorted { ($0.element.at, $0.offset) < ($1.element.at, $1.offset) }.map(\.element)
         }
@@ -292,7 +292,8 @@ public struct BatchProcessor: Sendable {
             user.slice.pending = waiting
             user.pendingChanged = true
         }
-        let armed = [timer, waiting.first?.ts].compactMap { $0 }.min()
+        var armed = timer
+        if let first = waiting.first?.ts, armed.map({ first < $0 }) ?? true { armed = first }
         if !storedKnown || stored != armed { effects.timers[user.userID] = .some(armed) }
         user.slice.due = armed
         user.slice.dueKnown = true

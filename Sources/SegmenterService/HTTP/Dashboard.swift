@@ -232,6 +232,11 @@ enum Dashboard {
       }
       const n = x.next_change;
       html += "<p>next change by time: " + (n ? esc((n.changes.length ? n.changes.join(", ") : "no membership change") + " at " + n.at + ", when " + n.reason) : "none") + "</p>";
+      if (x.waiting && x.waiting.length) html += '<p class="muted">' + x.waiting.length + " event(s) wait for the watermark, the first at " + esc(x.waiting[0]) + "</p>";
+      if (x.history && x.history.length) {
+        html += "<h3>recent membership changes</h3>" + x.history.map((c) => '<div class="rule">' + esc(c.as_of) + " " + (c.change === "enter" ? "entered " : "left ")
+          + esc(c.segment) + ' <span class="muted">(cause ' + esc(c.cause) + ")</span></div>").join("");
+      }
       $("explain").innerHTML = html;
     }
     $("explain-form").addEventListener("submit", (event) => { event.preventDefault(); location.hash = "explain=" + encodeURIComponent($("explain-user").value); });
