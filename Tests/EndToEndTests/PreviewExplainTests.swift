@@ -116,7 +116,8 @@ import SegmenterStore
         let config = try harness.writeConfig(batch: 500, extra: Self.yaml(threshold: 200))
         try harness.runToCompletion(config: config, total: produced.total)
         let reader = try StateReader(directory: harness.work.appendingPathComponent("state"))
-        var checked = 0
+        let published = try harness.readTopic("segment-membership")
+        var checked = 0, withHistory = 0
         for user in ["u1", "u2", "u3", "u4", "u5"] {
             let (status, text) = try Processes.run(harness.bin, ["explain", user, "--config", config, "--json"])
             try #require(status == 0, "\(text)")
@@ -131,8 +132,13 @@ import SegmenterStore
             let next = (explanation["next_change"] as? [String: Any])?["at"] as? String
             #expect(next == timer?.description, "\(user): explain says \(String(describing: next)), the store holds \(String(describing: timer))")
             if timer != nil { checked += 1 }
+            // and its recent history is what was published for the user, in order (the last 20)
+            let history = (explanation["history"] as! [[String: Any]]).map { "\($0["segment"]!) \($0["change"]!) \($0["as_of"]!) \($0["cause"]!)" }
+            let theirs = published.filter { $0["user_id"] as? String == user }.map { "\($0["segment"]!) \($0["change"]!) \($0["as_of"]!) \($0["cause"]!)" }
+            #expect(history == Array(theirs.suffix(20)), "\(user): explain's history \(history), published \(theirs)")
+            if !history.isEmpty { withHistory += 1 }
         }
-        #expect(checked > 0)
+        #expect(checked > 0 && withHistory > 0)
         let (missing, _) = try Processes.run(harness.bin, ["explain", "nobody", "--config", config])
         #expect(missing != 0)
     }
