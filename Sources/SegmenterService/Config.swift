@@ -50,6 +50,9 @@ public struct SegmenterConfig: Sendable {
     public var catalog = SegmenterCatalogDefaults.empty
     /// KPI deltas are coalesced to at most one per (segment, kpi) per interval of wall time.
     public var kpiEmitIntervalMs = 1000
+    /// The KPI leader's grid of event time (`kpi_step`): KPI values are charted, kept for the
+    /// day's end and alerts stepped as of each step's end, the same live and in a catch-up.
+    public var kpiGrid = KPIGrid.default
     /// How often each partition database that changed is snapshotted to `topics.stateSnapshots`
     /// (also when the partition is revoked); 0: never. Input older than a partition's latest
     /// snapshot may expire from Kafka without losing its state.
@@ -106,7 +109,7 @@ public struct SegmenterConfig: Sendable {
     public func openPartition(_ partition: Int32, partitionCount: Int = 1) throws -> PartitionStore {
         try PartitionStore(directory: stateDirectory, partition: partition, calendar: calendar,
                            dedupeHorizonSeconds: dedupeHorizon.seconds,
-                           segments: SegmentSetup(catalog: catalog, membershipTopic: topics.membership),
+                           segments: SegmentSetup(catalog: catalog, membershipTopic: topics.membership, kpiGrid: kpiGrid),
                            deadLetterTopic: topics.deadLetters, inputTopics: [topics.activity, topics.billing],
                            profileCacheCapacity: cacheUsers / max(partitionCount, 1))
     }
@@ -139,7 +142,7 @@ public struct SegmenterConfig: Sendable {
         config.source = source
         guard let root = reader.root else { return config }
         let top = try reader.mapping(root, allowed: ["kafka", "topics", "state_dir", "time_zone", "clock", "currency", "fx",
-                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "alerts", "http", "reconciliation",
+                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "kpi_step", "alerts", "http", "reconciliation",
                                                      "state_snapshot_interval"])
         if let kafka = top["kafka"] {
             for (key, value) in try reader.mapping(kafka, allowed: nil) {
@@ -242,6 +245,13 @@ public struct SegmenterConfig: Sendable {
             } else {
                 config.kpiEmitIntervalMs = Int(try reader.duration(node)) * 1000
             }
+        }
+        if let node = top["kpi_step"] {
+            let seconds = try reader.duration(node)
+            guard (1...3600).contains(seconds), 86_400 % seconds == 0 else {
+                throw reader.error(node, "kpi_step must divide a day and be 1s … 1h (e.g. 1s, 30s, 1m, 5m), not \"\(try reader.string(node))\"")
+            }
+            config.kpiGrid = KPIGrid(seconds: seconds)
         }
         let group = config.kafka["group.id"] ?? "segmenter"
         if !namedTopics.contains("kpi_partials") { config.topics.kpiPartials = group + "-kpi-partials" }

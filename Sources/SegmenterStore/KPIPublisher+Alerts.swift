@@ -9,7 +9,7 @@ extension KPIPublisher {
     /// end-of-day values (days skipped without any publish get none).
     func closedDays(now: Instant, calendar: DayCalendar) -> [(DayNumber, [KPIKey: Double])] {
         guard let day = currentDay, calendar.day(of: now) > day else { return [] }
-        let values = published.compactMapValues { $0.value }
+        let values = steppedValues.isEmpty ? published.compactMapValues { $0.value } : steppedValues.compactMapValues { $0 }
         return values.isEmpty ? [] : [(day, values)]
     }
 
@@ -106,5 +106,7 @@ extension KPIPublisher {
         }
         let meta = try db.prepare("SELECT value FROM publisher_meta WHERE key = 'current_day'")
         if try meta.step() { currentDay = DayNumber(meta.int64(0)) }
+        let folded = try db.prepare("SELECT value FROM publisher_meta WHERE key = 'folded_bucket'")
+        if try folded.step() { foldedBucket = folded.int64(0) }
     }
 }

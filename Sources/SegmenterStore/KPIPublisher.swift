@@ -20,6 +20,11 @@ public final class KPIPublisher: @unchecked Sendable {
     public internal(set) var history: [KPIKey: [DayNumber: Double]] = [:]
     /// The day of the last publish; when the clock passes it, its values become end-of-day history.
     var currentDay: DayNumber?
+    /// The values as of the last step (not a provisional publish): what a day's end keeps.
+    var steppedValues: [KPIKey: Double?] = [:]
+    /// The last 5-minute bucket of event time published as a step (`KPIBuckets`): the next step
+    /// is the bucket after it (nil: none yet).
+    public internal(set) var foldedBucket: Int64?
     public internal(set) var alertStatus: [String: AlertStatus] = [:]
     /// The drill-down of each alert's latest firing (JSON), kept while it fires.
     var lastDrillDowns: [String: String] = [:]
@@ -112,10 +117,15 @@ public final class KPIPublisher: @unchecked Sendable {
     /// Publishes every pair whose value changed since its last message, records end-of-day
     /// values when the clock passed midnight, and evaluates `alerts` (publishing each change of
     /// state once). One transaction. Returns the messages written.
+    /// - Parameter step: a step of the 5-minute grid (`KPIBuckets`), with `now` a bucket's end and
+    ///   `partials` as of then: the values go to the charts and the day's end, alerts are stepped,
+    ///   and `bucket` is remembered as folded. nil: a provisional publish between steps (the
+    ///   current partials at the group's watermark), which only sends changed values.
     @discardableResult
     public func publish(catalog: SegmentCatalog, partials: [KPIKey: KPIPartial], now: Instant,
                         causes: [String: ChangeCause], alerts: [AlertDefinition] = [], alertTopic: String = "segment-alerts",
-                        calendar: DayCalendar = .utc, drillDown: DrillDownProvider? = nil) throws -> Int {
+                        calendar: DayCalendar = .utc, drillDown: DrillDownProvider? = nil, step bucket: Int64? = nil,
+                        provisional: Bool = false) throws -> Int {
         var updates: [(KPIKey, Published, String)] = []
         var current: [KPIKey: Double?] = [:]
         for key in catalog.kpiKeys {
@@ -136,6 +146,17 @@ public final class KPIPublisher: @unchecked Sendable {
             ])
             updates.append((key, Published(value: value, seq: seq), message))
         }
+        if provisional {
+            guard !updates.isEmpty else { return 0 }
+            try db.transaction {
+                try savePublished(updates.map { ($0.0, $0.1) })
+                for (key, _, message) in updates { try enqueue(topic: topic, key: key.segment, message: message, now: now) }
+                try saveDeliveredOffsets()
+            }
+            for (key, state, _) in updates { published[key] = state }
+            savedOffsets = deliveredOffsets
+            return updates.count
+        }
         let endOfDay = closedDays(now: now, calendar: calendar)
         var history = self.history
         for (day, values) in endOfDay { for (key, value) in values { history[key, default: [:]][day] = value } }
@@ -143,7 +164,15 @@ public final class KPIPublisher: @unchecked Sendable {
                                                             now: now, today: calendar.day(of: now), topic: alertTopic,
                                                             drillDown: drillDown)
         let statusChanged = statuses != alertStatus.filter { statuses[$0.key] != nil }
-        guard !updates.isEmpty || !endOfDay.isEmpty || !alertMessages.isEmpty || statusChanged || currentDay == nil else {
+        // The series records a step's values that differ from the last step's (a provisional
+        // publish in between may already have sent them).
+        let charted: [(KPIKey, Double?)] = catalog.kpiKeys.compactMap { key in
+            let value = current[key] ?? nil
+            if let before = steppedValues[key], before == value { return nil }
+            return (key, value)
+        }
+        guard !updates.isEmpty || !charted.isEmpty || !endOfDay.isEmpty || !alertMessages.isEmpty || statusChanged || currentDay == nil
+              || bucket != nil else {
             alertReadings = readings
             return 0
         }
@@ -151,18 +180,21 @@ public final class KPIPublisher: @unchecked Sendable {
             try savePublished(updates.map { ($0.0, $0.1) })
             for (key, _, message) in updates { try enqueue(topic: topic, key: key.segment, message: message, now: now) }
             try saveHistory(endOfDay)
-            try KPISeries.record(updates.map { ($0.0, $0.1.value) }, at: now, in: db)
+            try KPISeries.record(charted, at: now, in: db)
             try KPISeries.recordTransitions(from: alertStatus, to: statuses, at: now, in: db)
             if !endOfDay.isEmpty { try KPISeries.prune(before: now, in: db) }
             try saveAlerts(statuses, readings: readings)
             for (name, message) in alertMessages { try enqueue(topic: alertTopic, key: name, message: message, now: now) }
             try setMeta("current_day", Int64(calendar.day(of: now)))
+            if let bucket { try setMeta("folded_bucket", bucket) }
             try saveDeliveredOffsets()
         }
         for (key, state, _) in updates { published[key] = state }
         savedOffsets = deliveredOffsets
         self.history = history
         currentDay = calendar.day(of: now)
+        steppedValues = current
+        if let bucket { foldedBucket = bucket }
         alertStatus.merge(statuses) { $1 }
         alertReadings = readings
         return updates.count + alertMessages.count

@@ -46,6 +46,7 @@ extension PartitionStore {
             let now = watermark.clock
             if let now {
                 try evaluateEveryone(now: now, cause: .rebuild, into: &effects)
+                recordResum(from: partials, into: &effects, at: now)
             } else {
                 try db.execute("DELETE FROM kpi_partials")  // no events: no user, no sums
             }

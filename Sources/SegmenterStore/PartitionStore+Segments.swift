@@ -6,9 +6,12 @@ import SQLite
 public struct SegmentSetup: Sendable {
     public var catalog: SegmentCatalog
     public var membershipTopic: String
-    public init(catalog: SegmentCatalog = SegmentCatalog(), membershipTopic: String = "segment-membership") {
+    /// The KPI leader's grid of event time (`kpi_step`).
+    public var kpiGrid: KPIGrid
+    public init(catalog: SegmentCatalog = SegmentCatalog(), membershipTopic: String = "segment-membership", kpiGrid: KPIGrid = .default) {
         self.catalog = catalog
         self.membershipTopic = membershipTopic
+        self.kpiGrid = kpiGrid
     }
 }
 
@@ -37,6 +40,7 @@ extension PartitionStore {
         var effects = BatchEffects(partials: KPIPartials())
         try db.transaction {
             try evaluateEveryone(now: now, cause: .config, into: &effects)
+            recordResum(from: partials, into: &effects, at: now)
             try write(effects)
             try putText("catalog", segments.catalog.fingerprint)
         }

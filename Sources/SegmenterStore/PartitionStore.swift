@@ -47,6 +47,11 @@ public final class PartitionStore: @unchecked Sendable {
     /// Users with events waiting for the pair's clock (most partitions have none: their rows are
     /// read only for these users).
     var usersWithPending: Set<String> = []
+    /// What each recent bucket of the KPI grid added to the partials, since this store was opened
+    /// (kept in memory: after a restart, buckets from the one after the pair's clock on), until the
+    /// KPI leader has folded them or they fell out of the window it can ask for.
+    var bucketLog: [Int64: [KPIKey: KPIPartial]] = [:]
+    var bucketLogFrom = Int64.min
     /// Days whose sums the warehouse owns since a reconciliation compared them: a stream event
     /// for such a day arriving later is recorded (dedupe, latest activity) but not added again.
     public internal(set) var reconciledDays: ClosedRange<DayNumber>?
@@ -80,7 +85,8 @@ public final class PartitionStore: @unchecked Sendable {
         self.calendar = calendar
         horizon = dedupeHorizonSeconds.map(DedupeHorizon.init(seconds:)) ?? DedupeHorizon(longestWindowDays: segments.catalog.longestWindow)
         processor = BatchProcessor(catalog: segments.catalog, calendar: calendar, horizon: horizon,
-                                   membershipTopic: segments.membershipTopic, deadLetterTopic: deadLetterTopic, inputTopics: inputTopics)
+                                   membershipTopic: segments.membershipTopic, deadLetterTopic: deadLetterTopic, inputTopics: inputTopics,
+                                   kpiGrid: segments.kpiGrid)
         cacheCapacity = profileCacheCapacity
         db = try SQLiteConnection(path: directory.appendingPathComponent(Self.fileName(partition: partition)).path)
         // WAL: readers (inspect, export, the outbox relay) never block the writer. NORMAL sync
@@ -100,6 +106,7 @@ public final class PartitionStore: @unchecked Sendable {
         nextTimer = try earliestTimer()
         reconciledDays = try storedReconciledDays()
         usersWithPending = try readUsersWithPending()
+        bucketLogFrom = watermark.clock.map { segments.kpiGrid.bucket(of: $0) + 1 } ?? Int64.min
     }
 
     func readUsersWithPending() throws -> Set<String> {
@@ -267,6 +274,9 @@ public final class PartitionStore: @unchecked Sendable {
         try advance(inputEnds: .allRead, wallClock: now)
     }
 
+    /// The most buckets the bucket log holds (two weeks at the default grid of a minute).
+    static let bucketLogCapacity = 20_160
+
     /// The caches learn a committed transaction's effects.
     func remember(_ effects: BatchEffects) throws {
         if let next = effects.watermark { watermark = next }
@@ -277,6 +287,12 @@ public final class PartitionStore: @unchecked Sendable {
         }
         partials = effects.partials
         _ = partials.takeChanged()
+        for (bucket, changes) in partials.takeBucketDeltas() {
+            for (key, change) in changes { bucketLog[bucket, default: [:]][key, default: KPIPartial()] += change }
+        }
+        if bucketLog.count > Self.bucketLogCapacity, let oldest = bucketLog.keys.sorted().dropLast(Self.bucketLogCapacity).last {
+            forgetBuckets(through: oldest)  // nobody folds them (the KPI leader is elsewhere, or waits): bounded memory
+        }
         if !effects.timers.isEmpty { nextTimer = try earliestTimer() }
     }
 }

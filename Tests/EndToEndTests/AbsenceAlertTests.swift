@@ -16,6 +16,7 @@ import SegmenterCore
             alerts:
               - {name: silent_signups, segment: recent_signups, kpi: zero_share, threshold: "> 0.9", for: 4s, min_members: 10}
             kpi_emit_interval: 200ms
+            kpi_step: 1s
             """)
         // Twenty users sign up now; none is ever active; then the stream goes silent. With the
         // event clock `now` would stay at the sign-ups and `for: 4s` could never elapse.

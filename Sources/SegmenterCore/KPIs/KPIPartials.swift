@@ -30,6 +30,13 @@ public struct KPIPartials: Equatable, Sendable {
     public var values: [KPIKey: KPIPartial] = [:]
     /// Keys changed since the last `takeChanged()`, for writing back.
     public private(set) var changed: Set<KPIKey> = []
+    /// The event-time bucket (`KPIGrid`) the changes being made happened in; nil: not recorded
+    /// by bucket (a re-summing from nothing).
+    public var bucket: Int64?
+    /// Since the last `takeBucketDeltas()`: per bucket, what its changes added to each key. The
+    /// KPI leader reads a partition's partials at any recent bucket from them (SPEC §7: the KPI
+    /// series follow the history, whatever the batching).
+    public private(set) var bucketDeltas: [Int64: [KPIKey: KPIPartial]] = [:]
 
     public init(values: [KPIKey: KPIPartial] = [:]) { self.values = values }
 
@@ -53,11 +60,23 @@ public struct KPIPartials: Equatable, Sendable {
     private mutating func add(_ key: KPIKey, _ change: KPIPartial) {
         values[key, default: KPIPartial()] += change
         changed.insert(key)
+        if let bucket { bucketDeltas[bucket, default: [:]][key, default: KPIPartial()] += change }
+    }
+
+    /// Records a change that happened in `bucket` without a member's contribution behind it (a
+    /// re-summing after a definition change: the difference of the new sums from the old).
+    public mutating func record(_ change: KPIPartial, of key: KPIKey, inBucket bucket: Int64) {
+        bucketDeltas[bucket, default: [:]][key, default: KPIPartial()] += change
     }
 
     public mutating func takeChanged() -> Set<KPIKey> {
         defer { changed = [] }
         return changed
+    }
+
+    public mutating func takeBucketDeltas() -> [Int64: [KPIKey: KPIPartial]] {
+        defer { bucketDeltas = [:] }
+        return bucketDeltas
     }
 }
 

@@ -20,6 +20,16 @@ public struct PartialsAnnouncement: Equatable, Sendable {
     /// Whether the pair's inputs were read to their end (a pair without a clock holds the group
     /// back only while it has a backlog).
     public var caughtUp: Bool
+    /// What each recent bucket of event time added to the partials, for every bucket from
+    /// `bucketsFrom` through the clock's (absent: nothing): the leader reads the partition's
+    /// partials as of those buckets' ends (`PartialsTimeline`). nil: none (an older release).
+    public var bucketsFrom: Int64?
+    public var buckets: [Int64: [KPIKey: KPIPartial]] = [:]
+
+    /// How far before its clock an announcement carries the buckets' changes (event time): a pair
+    /// that ran further ahead of the group's watermark between two announcements has the leader
+    /// skip those buckets.
+    public static let bucketWindowSeconds: Int64 = 2 * 3600
 
     public init(partition: Int32, partials: [KPIKey: KPIPartial], group: String = "segmenter", instance: String, api: String? = nil,
                 clock: Instant?, caughtUp: Bool = false) {
@@ -34,23 +44,37 @@ public struct PartialsAnnouncement: Equatable, Sendable {
 
     public var watermark: PairWatermark { PairWatermark(clock: clock, caughtUp: caughtUp) }
 
+    /// The partition as the leader's timeline of it should read after this announcement.
+    public func timeline(after previous: PartialsTimeline?, grid: KPIGrid) -> PartialsTimeline {
+        var timeline = previous ?? PartialsTimeline()
+        let clockBucket = clock.map(grid.bucket(of:))
+        timeline.receive(current: partials, clockBucket: clockBucket, from: bucketsFrom ?? clockBucket.map { $0 + 1 } ?? Int64.max,
+                         deltas: buckets)
+        return timeline
+    }
+
     /// The message key: one per partition, so compaction keeps the latest.
     public static func key(partition: Int32) -> String { "partition-\(partition)" }
 
     /// JSON; totals are written with Swift's shortest round-tripping form, so they read back bit for bit.
     public func encoded() -> [UInt8] {
-        let entries = partials.keys.sorted().map { key in
-            let partial = partials[key]!
-            return JSONText.object([
-                ("segment", JSONText.quote(key.segment)), ("kpi", JSONText.quote(key.kpi)),
-                ("counted", String(partial.counted)), ("total", partial.total.isFinite ? "\(partial.total)" : "0"),
-            ])
+        func entries(_ partials: [KPIKey: KPIPartial]) -> String {
+            "[" + partials.keys.sorted().map { key in
+                let partial = partials[key]!
+                return JSONText.object([
+                    ("segment", JSONText.quote(key.segment)), ("kpi", JSONText.quote(key.kpi)),
+                    ("counted", String(partial.counted)), ("total", partial.total.isFinite ? "\(partial.total)" : "0"),
+                ])
+            }.joined(separator: ",") + "]"
         }
+        let buckets = "[" + self.buckets.keys.sorted().map { JSONText.object([("bucket", String($0)), ("partials", entries(self.buckets[$0]!))]) }
+            .joined(separator: ",") + "]"
         return Array(JSONText.object([
             ("partition", String(partition)), ("group", JSONText.quote(group)), ("instance", JSONText.quote(instance)),
             ("api", api.map(JSONText.quote) ?? "null"),
             ("clock", clock.map { JSONText.quote($0.description) } ?? "null"), ("caught_up", caughtUp ? "true" : "false"),
-            ("partials", "[" + entries.joined(separator: ",") + "]"),
+            ("partials", entries(partials)),
+            ("buckets_from", bucketsFrom.map(String.init) ?? "null"), ("buckets", buckets),
         ]).utf8)
     }
 
@@ -58,14 +82,7 @@ public struct PartialsAnnouncement: Equatable, Sendable {
     public static func decode(_ bytes: [UInt8]) -> PartialsAnnouncement? {
         guard let json = try? JSONParser.parse(bytes),
               case let .number(partitionText)? = json["partition"], let partition = Int32(partitionText),
-              case let .array(entries)? = json["partials"] else { return nil }
-        var partials: [KPIKey: KPIPartial] = [:]
-        for entry in entries {
-            guard case let .string(segment)? = entry["segment"], case let .string(kpi)? = entry["kpi"],
-                  case let .number(countedText)? = entry["counted"], let counted = Int64(countedText),
-                  case let .number(totalText)? = entry["total"], let total = Double(totalText) else { return nil }
-            partials[KPIKey(segment: segment, kpi: kpi)] = KPIPartial(counted: counted, total: total)
-        }
+              case let .array(entries)? = json["partials"], let partials = decodePartials(entries) else { return nil }
         var instance = "", group = ""
         if case let .string(text)? = json["instance"] { instance = text }
         if case let .string(text)? = json["group"] { group = text }
@@ -75,19 +92,50 @@ public struct PartialsAnnouncement: Equatable, Sendable {
         if case let .bool(value)? = json["caught_up"] { caughtUp = value }
         var api: String?
         if case let .string(text)? = json["api"] { api = text }
-        return PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, api: api, clock: clock,
-                                    caughtUp: caughtUp)
+        var announcement = PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, api: api,
+                                                clock: clock, caughtUp: caughtUp)
+        if case let .number(text)? = json["buckets_from"], let from = Int64(text), case let .array(buckets)? = json["buckets"] {
+            for bucket in buckets {
+                guard case let .number(number)? = bucket["bucket"], let index = Int64(number),
+                      case let .array(entries)? = bucket["partials"], let changes = decodePartials(entries) else { return nil }
+                announcement.buckets[index] = changes
+            }
+            announcement.bucketsFrom = from
+        }
+        return announcement
+    }
+
+    private static func decodePartials(_ entries: [JSONValue]) -> [KPIKey: KPIPartial]? {
+        var partials: [KPIKey: KPIPartial] = [:]
+        for entry in entries {
+            guard case let .string(segment)? = entry["segment"], case let .string(kpi)? = entry["kpi"],
+                  case let .number(countedText)? = entry["counted"], let counted = Int64(countedText),
+                  case let .number(totalText)? = entry["total"], let total = Double(totalText) else { return nil }
+            partials[KPIKey(segment: segment, kpi: kpi)] = KPIPartial(counted: counted, total: total)
+        }
+        return partials
     }
 }
 
 /// The KPI leader's view of the whole group: the latest announcement of every partition.
 public struct GroupPartials: Sendable {
     public private(set) var announced: [Int32: PartialsAnnouncement] = [:]
+    /// Per partition, its partials over recent buckets, from its announcements.
+    public private(set) var timelines: [Int32: PartialsTimeline] = [:]
+    public let grid: KPIGrid
 
-    public init() {}
+    public init(grid: KPIGrid = .default) { self.grid = grid }
 
     /// Later announcements replace earlier ones (the topic's order is the owners' order).
-    public mutating func receive(_ announcement: PartialsAnnouncement) { announced[announcement.partition] = announcement }
+    public mutating func receive(_ announcement: PartialsAnnouncement) {
+        timelines[announcement.partition] = announcement.timeline(after: timelines[announcement.partition], grid: grid)
+        announced[announcement.partition] = announcement
+    }
+
+    /// The buckets through `bucket` are published: their changes are not needed any more.
+    public mutating func forget(through bucket: Int64) {
+        for partition in timelines.keys { timelines[partition]!.forget(through: bucket) }
+    }
 
     /// The global partials: partitions this instance owns count with their live partials, the
     /// others with their latest announcement. `missing` lists partitions of `0..<partitionCount`

@@ -18,6 +18,7 @@ extension BatchProcessor {
         let evaluation = catalog.evaluate(profile: slice.profile ?? UserProfile(), days: slice.days, now: now, calendar: calendar)
         let stored = slice.memberships
         var published = 0
+        effects.partials.bucket = rebuilding ? nil : kpiGrid.bucket(of: now)
         // The segments the user is in now, then those they were in and left.
         for segment in Array(evaluation.segments) + stored.keys.filter({ !evaluation.segments.contains($0) }) {
             let old = stored[segment]

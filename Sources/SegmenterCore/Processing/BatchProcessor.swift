@@ -24,10 +24,13 @@ public struct BatchProcessor: Sendable {
     /// The pair's input topics (co-partitioned): each holds the pair's watermark back while it
     /// has a backlog.
     public let inputTopics: [String]
+    /// The KPI leader's grid: partial changes are recorded by its bucket.
+    public let kpiGrid: KPIGrid
 
     public init(catalog: SegmentCatalog, calendar: DayCalendar, horizon: DedupeHorizon,
                 membershipTopic: String = "segment-membership", deadLetterTopic: String = "segmenter-dlq",
-                inputTopics: [String] = ["activity", "billing"]) {
+                inputTopics: [String] = ["activity", "billing"], kpiGrid: KPIGrid = .default) {
+        self.kpiGrid = kpiGrid
         self.catalog = catalog
         self.calendar = calendar
         self.horizon = horizon

@@ -34,7 +34,8 @@ final class KPIExchange {
     private var catchUp: [TopicPartition: Int64]?
     /// Whether the reader has been given the topic's partitions.
     private var reading = false
-    private(set) var view = GroupPartials()
+    private(set) var view: GroupPartials
+    private let grid: KPIGrid
 
     init(config: SegmenterConfig, producer: KafkaProducer, heartbeat: Duration = .seconds(30), log: @escaping (String) -> Void) {
         self.topic = config.topics.kpiPartials
@@ -45,7 +46,12 @@ final class KPIExchange {
         api = config.httpAdvertisedURL
         self.heartbeat = heartbeat
         self.log = log
+        grid = config.kpiGrid
+        view = GroupPartials(grid: config.kpiGrid)
     }
+
+    /// The buckets through `bucket` are published: the timelines forget their changes.
+    func forgetBuckets(through bucket: Int64) { view.forget(through: bucket) }
 
     var isCaughtUp: Bool { reading && catchUp == nil }
 
@@ -59,8 +65,18 @@ final class KPIExchange {
             let partials = store.partials.values
             let watermark = store.watermark
             guard all || lastAnnounced[partition].map({ partials != $0.partials || Self.moved(watermark, since: $0.watermark) }) ?? true else { continue }
-            let announcement = PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, api: api,
+            var announcement = PartialsAnnouncement(partition: partition, partials: partials, group: group, instance: instance, api: api,
                                                     clock: watermark.clock, caughtUp: watermark.caughtUp)
+            if let clock = watermark.clock {
+                // The recent buckets' changes, so the leader reads this partition's partials as of their ends.
+                let grid = store.segments.kpiGrid
+                let from = grid.bucket(of: clock.adding(seconds: -PartialsAnnouncement.bucketWindowSeconds))
+                let timeline = store.partialsTimeline(after: from - 1)
+                announcement.bucketsFrom = max(timeline.coveredFrom ?? from, from)
+                announcement.buckets = timeline.deltas
+                // Another instance leads: what fell out of the window is not announced again.
+                if stores[0] == nil { store.forgetBuckets(through: from - 1) }
+            }
             try producer.produceWaiting(topic: topic, key: Array(PartialsAnnouncement.key(partition: partition).utf8),
                                         value: announcement.encoded())
             lastAnnounced[partition] = (partials, watermark)
@@ -99,7 +115,7 @@ final class KPIExchange {
             do {
                 reader = try KafkaConsumer(configuration: readerConfiguration, listener: nil)
                 reading = false
-                view = GroupPartials()
+                view = GroupPartials(grid: grid)
                 log("KPI leader (this instance owns partition 0): reading \(topic) for the other instances' KPI partials")
             } catch {
                 log("cannot read \(topic) yet (\(error)); KPIs wait")
@@ -109,7 +125,7 @@ final class KPIExchange {
             reader = nil
             reading = false
             catchUp = nil
-            view = GroupPartials()
+            view = GroupPartials(grid: grid)
             log("no longer the KPI leader (partition 0 moved): another instance publishes KPIs and alerts")
         }
     }

@@ -54,8 +54,26 @@ final class KPILeader {
         // pair's users have not reached yet.
         if let time = watermark.time, groupClock == nil || time > groupClock! { groupClock = time }
         guard let now = groupClock else { return watermark }
-        let emitted = try publisher.publish(catalog: config.catalog, partials: global, now: now, causes: causes, alerts: config.alerts,
-                                            alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
+        // Step by step on the grid of event time, each partition as of each step (SPEC §7: the
+        // same charts and alerts live and in a catch-up), then the values at the watermark.
+        let grid = config.kpiGrid
+        let last = grid.lastComplete(at: now)
+        let count = partitionCount ?? (stores.keys.max().map { Int($0) + 1 } ?? 0)
+        let timelines = (0..<Int32(count)).map { partition in
+            stores[partition]?.partialsTimeline(after: publisher.foldedBucket) ?? exchange.view.timelines[partition] ?? PartialsTimeline()
+        }
+        let (steps, skipped) = PartialsFold.steps(after: publisher.foldedBucket, through: last, partitions: timelines)
+        if let skipped {
+            log("KPI steps from \(grid.end(of: skipped.lowerBound)) to \(grid.end(of: skipped.upperBound)) skipped: a partition's changes then are no "
+                + "longer known (it ran ahead of the group's watermark further than it keeps, or restarted); the next step includes them")
+        }
+        let fold = steps.isEmpty && skipped != nil ? [PartialsFold.Step(bucket: last, partials: global)] : steps
+        let emitted = try publisher.publish(fold, through: last, current: global, now: now, grid: grid, catalog: config.catalog, causes: causes,
+                                            alerts: config.alerts, alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
+        if let folded = publisher.foldedBucket {
+            for store in stores.values { store.forgetBuckets(through: folded) }
+            exchange.forgetBuckets(through: folded)
+        }
         causes = [:]
         ServiceMetrics.kpiDeltas.increment(by: emitted)
         return watermark

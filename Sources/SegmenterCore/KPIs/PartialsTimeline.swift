@@ -1,0 +1,100 @@
+/// One partition's KPI partials over recent event time: its partials now (at its pair's clock)
+/// and what each recent bucket of the KPI grid added (`KPIGrid`), so its partials as of the end of
+/// any covered bucket are known — however far the pair has run ahead of the group's watermark
+/// in one batch. The KPI leader keeps one per partition (SPEC §7: KPI series and alerts follow
+/// the history).
+public struct PartialsTimeline: Equatable, Sendable {
+    /// The partials at the pair's clock.
+    public private(set) var current: [KPIKey: KPIPartial]
+    /// The bucket of the pair's clock (nil: no time yet, so no member and no change).
+    public private(set) var clockBucket: Int64?
+    /// What each bucket from `coveredFrom` through `clockBucket` added (a bucket absent: nothing).
+    public private(set) var deltas: [Int64: [KPIKey: KPIPartial]]
+    /// From this bucket on, every bucket's changes are known (nil: none is).
+    public private(set) var coveredFrom: Int64?
+
+    public init(current: [KPIKey: KPIPartial] = [:], clockBucket: Int64? = nil, deltas: [Int64: [KPIKey: KPIPartial]] = [:],
+                coveredFrom: Int64? = nil) {
+        self.current = current
+        self.clockBucket = clockBucket
+        self.deltas = deltas
+        self.coveredFrom = coveredFrom
+    }
+
+    /// The partials as of the end of `bucket`: the current ones less what later buckets added;
+    /// nil when a later bucket's changes are not known.
+    public func partials(atEndOf bucket: Int64) -> [KPIKey: KPIPartial]? {
+        guard let clockBucket, bucket < clockBucket else { return current }
+        guard let coveredFrom, bucket + 1 >= coveredFrom else { return nil }
+        var result = current
+        for (later, changes) in deltas where later > bucket {
+            for (key, change) in changes { result[key, default: KPIPartial()] += KPIPartial(counted: -change.counted, total: -change.total) }
+        }
+        return result
+    }
+
+    /// A newer report of the partition: its partials and clock, and the changes of every bucket
+    /// from `from` through its clock's bucket. Knowledge of earlier buckets is kept where the two
+    /// reports' windows meet.
+    public mutating func receive(current: [KPIKey: KPIPartial], clockBucket: Int64?, from: Int64, deltas: [Int64: [KPIKey: KPIPartial]]) {
+        if let known = coveredFrom, let previous = self.clockBucket, from <= previous + 1, from >= known {
+            coveredFrom = known
+        } else {
+            coveredFrom = from
+        }
+        self.deltas = self.deltas.filter { $0.key < from }.merging(deltas.filter { $0.key >= from }) { $1 }
+        self.current = current
+        self.clockBucket = clockBucket
+    }
+
+    /// Forgets the changes of buckets through `bucket` (folded: no value before its end is asked for again).
+    public mutating func forget(through bucket: Int64) {
+        deltas = deltas.filter { $0.key > bucket }
+        if let covered = coveredFrom { coveredFrom = max(covered, bucket + 1) }
+    }
+}
+
+/// The group's KPI partials bucket by bucket, from each partition's timeline: what the KPI leader
+/// publishes, charts and steps alerts with, as of each bucket's end (SPEC §7).
+public enum PartialsFold {
+    public struct Step: Equatable, Sendable {
+        public let bucket: Int64
+        public let partials: [KPIKey: KPIPartial]
+
+        public init(bucket: Int64, partials: [KPIKey: KPIPartial]) {
+            self.bucket = bucket
+            self.partials = partials
+        }
+    }
+
+    /// The group's partials as of the first bucket after `folded`, then as of every later bucket
+    /// through `last` in which some partition's partials changed (between two steps nothing
+    /// did). Buckets some partition cannot tell (their changes are no longer known) are skipped,
+    /// the earliest first, and returned as `skipped`.
+    /// - Parameter folded: the last bucket already published (nil: none; from the earliest change known).
+    public static func steps(after folded: Int64?, through last: Int64, partitions: [PartialsTimeline])
+        -> (steps: [Step], skipped: ClosedRange<Int64>?) {
+        let start = folded.map { $0 + 1 } ?? min(partitions.compactMap { $0.deltas.keys.min() }.min() ?? last, last)
+        guard start <= last else { return ([], nil) }
+        // The first bucket every partition can tell: coverage only grows towards the present.
+        let first = partitions.reduce(start) { first, partition in
+            guard let clockBucket = partition.clockBucket, first < clockBucket else { return first }
+            guard let covered = partition.coveredFrom else { return max(first, clockBucket) }
+            return max(first, min(covered == Int64.min ? covered : covered - 1, clockBucket))
+        }
+        guard first <= last else { return ([], start...last) }
+        var global: [KPIKey: KPIPartial] = [:]
+        for partition in partitions {
+            for (key, value) in partition.partials(atEndOf: first) ?? partition.current { global[key, default: KPIPartial()] += value }
+        }
+        var steps = [Step(bucket: first, partials: global)]
+        let changed = Set(partitions.flatMap { $0.deltas.keys.filter { $0 > first && $0 <= last } }).sorted()
+        for bucket in changed {
+            for partition in partitions {
+                for (key, change) in partition.deltas[bucket] ?? [:] { global[key, default: KPIPartial()] += change }
+            }
+            steps.append(Step(bucket: bucket, partials: global))
+        }
+        return (steps, first > start ? start...(first - 1) : nil)
+    }
+}
