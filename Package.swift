@@ -72,7 +72,7 @@ let package = Package(
         .target(name: "SegmenterTestKit", dependencies: ["SegmenterCore"]),
 
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
-        .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite", "SegmenterTestKit"]),
+        .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite", "SegmenterTestKit", "DevTools"]),
         .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService", "Warehouse"]),
         .testTarget(name: "ReconciliationTests", dependencies: [
             "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse", "SQLite",

@@ -3,6 +3,7 @@ import Testing
 @testable import SegmenterCore
 @testable import SegmenterStore
 import SQLite
+import DevTools
 
 /// SPEC §7: the KPI series (`/api/history`), the alerts and the days' ends follow the history:
 /// a catch-up over a backlog charts the same values and fires the same alerts, at the same event
@@ -58,14 +59,14 @@ import SQLite
 
     /// Feeds `records` in batches of `size` and, after each batch, lets the leader publish up to
     /// the pair's watermark, as the service's emit loop does.
-    static func run(batchSize size: Int) throws -> Outputs {
+    static func run(batchSize size: Int, records: [DecodedRecord] = records(), catalog: SegmentCatalog = catalog,
+                    alerts: [AlertDefinition] = alerts, grid: KPIGrid = grid) throws -> Outputs {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("steps-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let store = try PartitionStore(directory: directory, partition: 0, calendar: .utc,
                                        segments: SegmentSetup(catalog: catalog, membershipTopic: "membership", kpiGrid: grid))
         let publisher = try KPIPublisher(store: store, topic: "kpis")
-        let records = records()
         let ends = BatchProcessor.InputEnds.known(["activity": Int64(records.filter { $0.topic == "activity" }.count),
                                                    "billing": Int64(records.filter { $0.topic == "billing" }.count)])
         for start in stride(from: 0, to: records.count, by: size) {
@@ -103,5 +104,41 @@ import SQLite
             #expect(catchUp.alerts == live.alerts, "batches of \(size): \(catchUp.alerts) vs \(live.alerts)")
             #expect(catchUp.days == live.days, "batches of \(size): \(catchUp.days) vs \(live.days)")
         }
+    }
+
+    /// The demo's incident (everyone who signs up from day 20 stays inactive until day 26), with
+    /// the demo's segments and alerts at the default grid: `incident_cohort_inactive` fires and
+    /// resolves at the same event times consumed as a catch-up as streamed.
+    @Test func theDemosIncidentAlertsAtTheSameInstantsInACatchUpAsStreamed() throws {
+        var options = EventGenerator.Options()
+        options.users = 400
+        options.events = 12_000
+        options.start = Instant(seconds: 1_790_000_000 / 86_400 * 86_400)
+        let incidentDay = options.start.epochSeconds / 86_400 + 20
+        options.incidentSignupsFrom = Instant(seconds: incidentDay * 86_400)
+        options.incidentUntil = Instant(seconds: (incidentDay + 6) * 86_400)
+        var offsets = ["activity": Int64(0), "billing": 0]
+        let records = EventGenerator(options: options).messages().map { message in
+            let topic = message.topic.rawValue
+            defer { offsets[topic]! += 1 }
+            let bytes = Array(message.payload.utf8)
+            return DecodedRecord(topic: topic, partition: 0, offset: offsets[topic]!, key: nil, payload: bytes,
+                                 decoded: EventDecoder().decode(bytes, from: message.topic, wallClock: Instant(seconds: 4_000_000_000)))
+        }
+        let catalog = SegmentCatalog(
+            segments: [try SegmentDefinition(name: "signed_up_after_incident", ruleText: "signup_date >= date('\(DayCalendar.isoDate(DayNumber(incidentDay)))')"),
+                       try SegmentDefinition(name: "inactive_new_users", ruleText: "hours_since_signup >= 24 and activities_since_signup = 0")],
+            kpis: [try KPIDefinition(name: "zero_activity_share", kind: .share, expressionText: "activities_since_signup = 0", segments: nil)])
+        let alerts = [
+            AlertDefinition(name: "incident_cohort_inactive", segment: "signed_up_after_incident", kpi: "zero_activity_share",
+                            condition: .threshold(.greater, 0.9), forSeconds: 6 * 3600, minMembers: 20, resolveAt: 0.5),
+            AlertDefinition(name: "inactive_share_rise", segment: "all", kpi: "zero_activity_share", condition: .rise(percent: 100),
+                            baseline: .init(count: 3), forSeconds: 2 * 3600, minMembers: 100),
+        ]
+        let streamed = try Self.run(batchSize: 20, records: records, catalog: catalog, alerts: alerts, grid: .default)
+        #expect(streamed.alerts.contains { $0.contains("incident_cohort_inactive") && $0.contains("firing") }, "\(streamed.alerts)")
+        let catchUp = try Self.run(batchSize: records.count, records: records, catalog: catalog, alerts: alerts, grid: .default)
+        #expect(catchUp.alerts == streamed.alerts)
+        #expect(catchUp.series == streamed.series)
     }
 }
