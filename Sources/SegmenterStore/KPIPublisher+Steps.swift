@@ -4,8 +4,8 @@ extension KPIPublisher {
     /// Publishes the group's KPIs up to the group's watermark `now` on the grid (SPEC §7): each
     /// step of `fold` — and each instant between them at which a pending alert's `for:` elapses
     /// or, for baselines, a day begins — as of its bucket's end (charted, kept for the day's end,
-    /// alerts stepped), then the values at `now` itself, provisionally (KPI deltas only), so a
-    /// catch-up charts and alerts as live processing did and live outputs stay within seconds.
+    /// alerts stepped), then the KPI deltas of the values at `now` itself, so a catch-up charts
+    /// and alerts as live processing did, and the deltas topic stays one message per pair per emit.
     /// - Parameters:
     ///   - last: the last bucket the group's watermark completed (`KPIGrid.lastComplete`).
     ///   - current: the group's partials at `now` (each pair at its own clock).

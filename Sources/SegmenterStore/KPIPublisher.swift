@@ -117,10 +117,12 @@ public final class KPIPublisher: @unchecked Sendable {
     /// Publishes every pair whose value changed since its last message, records end-of-day
     /// values when the clock passed midnight, and evaluates `alerts` (publishing each change of
     /// state once). One transaction. Returns the messages written.
-    /// - Parameter step: a step of the 5-minute grid (`KPIBuckets`), with `now` a bucket's end and
+    /// - Parameter step: a step of the KPI grid (`KPIGrid`), with `now` a bucket's end and
     ///   `partials` as of then: the values go to the charts and the day's end, alerts are stepped,
-    ///   and `bucket` is remembered as folded. nil: a provisional publish between steps (the
-    ///   current partials at the group's watermark), which only sends changed values.
+    ///   and `bucket` is remembered as folded; no KPI delta is sent (the deltas topic is coalesced
+    ///   per emit). nil: every part, at `now`.
+    /// - Parameter provisional: only the KPI deltas of changed values (the current partials at
+    ///   the group's watermark, after the steps).
     @discardableResult
     public func publish(catalog: SegmentCatalog, partials: [KPIKey: KPIPartial], now: Instant,
                         causes: [String: ChangeCause], alerts: [AlertDefinition] = [], alertTopic: String = "segment-alerts",
@@ -132,7 +134,9 @@ public final class KPIPublisher: @unchecked Sendable {
             let value = Self.rounded(catalog.value(of: key, in: partials))
             current[key] = value
             let last = published[key]
-            guard value != (last?.value ?? nil) else { continue }
+            // A step charts and alerts; the deltas topic stays coalesced to one message per pair
+            // per emit (SPEC §5): the publish at the watermark that follows the steps sends it.
+            guard bucket == nil, value != (last?.value ?? nil) else { continue }
             let seq = (last?.seq ?? 0) + 1
             let previous = last?.value ?? nil
             let members = partials[KPIKey(segment: key.segment, kpi: SegmentCatalog.membersKPI)]?.counted ?? 0
