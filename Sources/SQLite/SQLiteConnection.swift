@@ -25,6 +25,8 @@ public struct SQLiteError: Error, CustomStringConvertible, Sendable {
 /// Not thread-safe: each thread that touches a database opens its own connection (WAL lets
 /// readers such as `inspect` run beside the ingest writer).
 public final class SQLiteConnection: @unchecked Sendable {
+    /// How many `transaction` calls are open on this connection (nested ones join the outermost).
+    private var transactionDepth = 0
     let handle: OpaquePointer
     public let path: String
 
@@ -83,8 +85,13 @@ public final class SQLiteConnection: @unchecked Sendable {
     /// (WAL), and a read-only connection can run it.
     public func readTransaction<T>(_ body: () throws -> T) throws -> T { try inTransaction("BEGIN DEFERRED", body) }
 
+    /// Inside a transaction already, `body` joins it (one COMMIT for many small writes, as the
+    /// KPI leader's steps do); a failure then rolls back the outermost.
     private func inTransaction<T>(_ begin: String, _ body: () throws -> T) throws -> T {
+        if transactionDepth > 0 { return try body() }
         try execute(begin)
+        transactionDepth += 1
+        defer { transactionDepth -= 1 }
         do {
             let result = try body()
             try execute("COMMIT")

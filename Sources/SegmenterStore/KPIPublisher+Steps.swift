@@ -14,6 +14,24 @@ extension KPIPublisher {
     public func publish(_ fold: [PartialsFold.Step], through last: Int64, current: [KPIKey: KPIPartial], now: Instant, grid: KPIGrid,
                         catalog: SegmentCatalog, causes: [String: ChangeCause], alerts: [AlertDefinition] = [],
                         alertTopic: String = "segment-alerts", calendar: DayCalendar = .utc, drillDown: DrillDownProvider? = nil) throws -> Int {
+        do {
+            // One transaction for every step: a catch-up makes thousands.
+            return try db.transaction {
+                try publishSteps(fold, through: last, current: current, now: now, grid: grid, catalog: catalog, causes: causes, alerts: alerts,
+                                 alertTopic: alertTopic, calendar: calendar, drillDown: drillDown)
+            }
+        } catch {
+            // Rolled back: what this publisher believes it published goes back to what is stored.
+            try? loadPublished()
+            try? loadAlertState()
+            try? outboxWriter.refreshHighWater()
+            throw error
+        }
+    }
+
+    private func publishSteps(_ fold: [PartialsFold.Step], through last: Int64, current: [KPIKey: KPIPartial], now: Instant, grid: KPIGrid,
+                              catalog: SegmentCatalog, causes: [String: ChangeCause], alerts: [AlertDefinition], alertTopic: String,
+                              calendar: DayCalendar, drillDown: DrillDownProvider?) throws -> Int {
         var emitted = 0
         var previous: (bucket: Int64, partials: [KPIKey: KPIPartial])?
         func step(_ bucket: Int64, _ partials: [KPIKey: KPIPartial]) throws {

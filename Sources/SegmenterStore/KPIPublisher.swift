@@ -63,7 +63,7 @@ public final class KPIPublisher: @unchecked Sendable {
         try loadAlertState()
     }
 
-    private func loadPublished() throws {
+    func loadPublished() throws {
         published = [:]
         let rows = try db.prepare("SELECT segment, kpi, value_bits, seq FROM kpi_published")
         while try rows.step() {
