@@ -266,8 +266,9 @@ public struct BatchProcessor: Sendable {
             queue = queue.enumerated().sorted { ($0.element.at, $0.offset) < ($1.element.at, $1.offset) }.map(\.element)
         }
         var evaluated = !user.slice.memberships.isEmpty
-        // The timer as stored (each evaluation below moves `slice.due`).
+        // The timer and the rows as stored (each evaluation below moves them in the slice).
         let (stored, storedKnown) = (user.slice.due, user.slice.dueKnown)
+        let storedMemberships = user.slice.memberships
         var timer: Instant? = storedKnown ? stored : nil
         if !user.slice.dueKnown, evaluated, let from = clockBefore {
             timer = catalog.timeTriggers.nextChange(profile: user.slice.profile ?? UserProfile(), days: user.slice.days, now: from,
@@ -289,6 +290,11 @@ public struct BatchProcessor: Sendable {
                 next += 1
             }
             if user.restate && evaluated { restate(user.userID, user.slice, at: now, into: &effects) }
+        }
+        for segment in Set(storedMemberships.keys).union(user.slice.memberships.keys)
+        where storedMemberships[segment] != user.slice.memberships[segment] {
+            effects.memberships.append(BatchEffects.MembershipWrite(userID: user.userID, segment: segment,
+                                                                    contributions: user.slice.memberships[segment]))
         }
         let waiting = queue[next...].map(\.event)
         if waiting != user.slice.pending {

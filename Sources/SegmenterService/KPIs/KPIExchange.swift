@@ -70,7 +70,11 @@ final class KPIExchange {
             if let clock = watermark.clock {
                 // The recent buckets' changes, so the leader reads this partition's partials as of their ends.
                 let grid = store.segments.kpiGrid
-                let from = grid.bucket(of: clock.adding(seconds: -PartialsAnnouncement.bucketWindowSeconds))
+                // The whole window with the heartbeat (a leader that just started reading), else what
+                // came since the last announcement (measured: whole windows every emit cost more than
+                // the batches), overlapping it so the leader's knowledge stays contiguous.
+                var from = grid.bucket(of: clock.adding(seconds: -PartialsAnnouncement.bucketWindowSeconds))
+                if !all, let previous = lastAnnounced[partition]?.watermark.clock.map(grid.bucket(of:)) { from = max(from, previous - 1) }
                 let timeline = store.partialsTimeline(after: from - 1)
                 announcement.bucketsFrom = max(timeline.coveredFrom ?? from, from)
                 announcement.buckets = timeline.deltas
