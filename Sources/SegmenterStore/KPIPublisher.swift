@@ -22,7 +22,7 @@ public final class KPIPublisher: @unchecked Sendable {
     var currentDay: DayNumber?
     /// The values as of the last step (not a provisional publish): what a day's end keeps.
     var steppedValues: [KPIKey: Double?] = [:]
-    /// The last 5-minute bucket of event time published as a step (`KPIBuckets`): the next step
+    /// The last bucket of the KPI grid published as a step (`KPIGrid`): the next step
     /// is the bucket after it (nil: none yet).
     public internal(set) var foldedBucket: Int64?
     public internal(set) var alertStatus: [String: AlertStatus] = [:]

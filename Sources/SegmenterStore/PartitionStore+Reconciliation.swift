@@ -137,7 +137,6 @@ extension PartitionStore {
                 effects.slices[userID] = slice
             }
             effects.outcome.membershipChangesByCause[.reconciliation] = effects.outcome.membershipChanges
-            effects.outcome.noteKPIChanges(effects.partials, cause: .reconciliation)
             try write(effects)
         }
         try remember(effects)

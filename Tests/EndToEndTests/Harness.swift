@@ -232,13 +232,33 @@ final class Harness: @unchecked Sendable {
     /// A topic nothing was produced to yet is created by the mock on kcat's first metadata
     /// request, and that first read can fail while it is created: read again, a few times.
     func readTopic(_ topic: String) throws -> [[String: Any]] {
-        var (status, text) = try Processes.run(kcat, ["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%s\\n"])
+        try readRaw(topic).map { try JSONSerialization.jsonObject(with: Data($0.payload.utf8)) as! [String: Any] }
+    }
+
+    struct RawMessage {
+        let partition: Int32
+        let offset: Int64
+        /// The message's timestamp (ms): when it was produced.
+        let timestamp: Int64
+        let payload: String
+    }
+
+    /// Every message of `topic` with its coordinates, in partition order (kcat, not segmenter).
+    /// A topic nothing was produced to yet is created by the mock on kcat's first metadata
+    /// request, and that first read can fail while it is created: read again, a few times.
+    func readRaw(_ topic: String) throws -> [RawMessage] {
+        let arguments = ["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%p %o %T %s\\n"]
+        var (status, text) = try Processes.run(kcat, arguments)
         for _ in 0..<3 where status != 0 {
             Thread.sleep(forTimeInterval: 0.5)
-            (status, text) = try Processes.run(kcat, ["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%s\\n"])
+            (status, text) = try Processes.run(kcat, arguments)
         }
         try #require(status == 0, "kcat could not read \(topic)")
-        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        return text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
+            let parts = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
+            guard parts.count == 4, let partition = Int32(parts[0]), let offset = Int64(parts[1]), let time = Int64(parts[2]) else { return nil }
+            return RawMessage(partition: partition, offset: offset, timestamp: time, payload: String(parts[3]))
+        }
     }
 
     /// A key the producers' default partitioner (kcat's, `generate`'s) sends to `partition`.

@@ -135,28 +135,3 @@ struct HistoryCheck {
         #expect(wrong.isEmpty, "\(wrong.count) of \(silent.count) silent users did not enter inactive_new_users at sign-up + 24 h by time: \(examples)")
     }
 }
-
-extension Harness {
-    struct RawMessage {
-        let partition: Int32
-        let offset: Int64
-        /// The message's timestamp (ms): when it was produced.
-        let timestamp: Int64
-        let payload: String
-    }
-
-    /// Every message of `topic` with its coordinates (kcat, not segmenter).
-    func readRaw(_ topic: String) throws -> [RawMessage] {
-        var (status, text) = try Processes.run(kcat, ["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%p %o %T %s\\n"])
-        for _ in 0..<3 where status != 0 {
-            Thread.sleep(forTimeInterval: 0.5)
-            (status, text) = try Processes.run(kcat, ["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-f", "%p %o %T %s\\n"])
-        }
-        try #require(status == 0, "kcat could not read \(topic)")
-        return text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
-            let parts = line.split(separator: " ", maxSplits: 3, omittingEmptySubsequences: false)
-            guard parts.count == 4, let partition = Int32(parts[0]), let offset = Int64(parts[1]), let time = Int64(parts[2]) else { return nil }
-            return RawMessage(partition: partition, offset: offset, timestamp: time, payload: String(parts[3]))
-        }
-    }
-}

@@ -43,7 +43,7 @@ public struct BatchOutcome: Sendable, Equatable {
     /// Valid new events for days a reconciliation already took from the warehouse: recorded,
     /// not added to the day's sums (the warehouse's value stands).
     public var onReconciledDays = 0
-    /// Users re-evaluated because their timer was due.
+    /// Evaluations at an instant where time alone could change something (a timer's step).
     public var timersFired = 0
     /// Segments whose KPI partials moved, with the cause of the latest move.
     public var kpiCauses: [String: ChangeCause] = [:]
@@ -51,10 +51,6 @@ public struct BatchOutcome: Sendable, Equatable {
     public var nextOffsets: [String: Int64] = [:]
 
     public init() {}
-
-    public mutating func noteKPIChanges(_ partials: KPIPartials, cause: ChangeCause) {
-        for key in partials.changed { kpiCauses[key.segment] = cause }
-    }
 
     /// Adds another partition's outcome (offsets and KPI causes are per partition: not merged).
     public mutating func add(_ other: BatchOutcome) {
