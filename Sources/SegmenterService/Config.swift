@@ -142,7 +142,7 @@ public struct SegmenterConfig: Sendable {
         config.source = source
         guard let root = reader.root else { return config }
         let top = try reader.mapping(root, allowed: ["kafka", "topics", "state_dir", "time_zone", "clock", "currency", "fx",
-                                                     "dedupe_horizon", "ingest", "segments", "kpis", "kpi_emit_interval", "kpi_step", "alerts", "http", "reconciliation",
+                                                     "dedupe_horizon", "ingest", "metrics", "segments", "kpis", "kpi_emit_interval", "kpi_step", "alerts", "http", "reconciliation",
                                                      "state_snapshot_interval"])
         if let kafka = top["kafka"] {
             for (key, value) in try reader.mapping(kafka, allowed: nil) {
@@ -208,7 +208,8 @@ public struct SegmenterConfig: Sendable {
             if let n = ingest["batch_max_events"] { config.batchMaxEvents = try reader.integer(n, in: 1...1_000_000) }
             if let n = ingest["batch_max_wait_ms"] { config.batchMaxWaitMs = Int32(try reader.integer(n, in: 1...60_000)) }
         }
-        config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], reader: reader)
+        let metrics = try top["metrics"].map { try parseMetrics($0, reader: reader) } ?? MetricCatalog()
+        config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], metrics: metrics, reader: reader)
         if let node = top["http"] {
             let http = try reader.mapping(node, allowed: ["port", "host", "ready_max_lag", "auth_token", "allow_unauthenticated",
                                                           "protect_metrics", "user_api", "advertised_url"])
@@ -259,7 +260,7 @@ public struct SegmenterConfig: Sendable {
         return config
     }
 
-    private static func parseCatalog(segments: Node?, kpis: Node?, reader: YAMLReader) throws -> SegmentCatalog {
+    private static func parseCatalog(segments: Node?, kpis: Node?, metrics: MetricCatalog, reader: YAMLReader) throws -> SegmentCatalog {
         var definitions: [SegmentDefinition] = []
         for item in try segments.map(reader.sequence) ?? [] {
             let entry = try reader.mapping(item, allowed: ["name", "rule", "description"])
@@ -273,7 +274,7 @@ public struct SegmenterConfig: Sendable {
             guard name != SegmentCatalog.allSegment else { throw reader.error(nameNode, "'all' is the implicit segment of every user") }
             guard !definitions.contains(where: { $0.name == name }) else { throw reader.error(nameNode, "duplicate segment \(name)") }
             definitions.append(try reader.rule(ruleNode, what: "segment \(name)") { (text) throws(RuleError) in
-                try SegmentDefinition(name: name, ruleText: text)
+                try SegmentDefinition(name: name, ruleText: text, metrics: metrics)
             })
         }
         let known = Set(definitions.map(\.name) + [SegmentCatalog.allSegment])
@@ -299,10 +300,10 @@ public struct SegmenterConfig: Sendable {
                 }
             }
             kpiDefinitions.append(try reader.rule(expressionNode, what: "KPI \(name)") { (text) throws(RuleError) in
-                try KPIDefinition(name: name, kind: kind, expressionText: text, segments: segments)
+                try KPIDefinition(name: name, kind: kind, expressionText: text, segments: segments, metrics: metrics)
             })
         }
-        return SegmentCatalog(segments: definitions, kpis: kpiDefinitions)
+        return SegmentCatalog(segments: definitions, kpis: kpiDefinitions, metrics: metrics)
     }
 }
 

@@ -55,11 +55,16 @@ struct YAMLReader {
         do {
             return try parse(text)
         } catch {
-            let quoted = node.scalar.map { $0.style == .singleQuoted || $0.style == .doubleQuoted } ?? false
-            let column = (node.mark?.column ?? 1) + (quoted ? 1 : 0) + error.span.start
-            let caret = error.caret(in: text).split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
-            throw ConfigError(file: file, line: node.mark?.line, column: column, problem: "\(what): \(error.message)\n\(caret)")
+            throw ruleError(error, in: node, text: text, what: what)
         }
+    }
+
+    /// `error`, found in the rule `text` read from `node`, at its line and column with a caret.
+    func ruleError(_ error: RuleError, in node: Node, text: String, what: String) -> ConfigError {
+        let quoted = node.scalar.map { $0.style == .singleQuoted || $0.style == .doubleQuoted } ?? false
+        let column = (node.mark?.column ?? 1) + (quoted ? 1 : 0) + error.span.start
+        let caret = error.caret(in: text).split(separator: "\n", omittingEmptySubsequences: false).map { "    " + $0 }.joined(separator: "\n")
+        return ConfigError(file: file, line: node.mark?.line, column: column, problem: "\(what): \(error.message)\n\(caret)")
     }
 
     /// A scalar with `${VAR}` replaced from the environment.
@@ -107,12 +112,15 @@ struct YAMLReader {
 
     static func seconds(_ text: String) -> Int64? {
         guard let unit = text.last, let count = Int64(text.dropLast()), count >= 0 else { return nil }
+        let scale: Int64
         switch unit {
-        case "s": return count
-        case "m": return count * 60
-        case "h": return count * 3600
-        case "d": return count * 86_400
+        case "s": scale = 1
+        case "m": scale = 60
+        case "h": scale = 3600
+        case "d": scale = 86_400
         default: return nil
         }
+        let (seconds, overflow) = count.multipliedReportingOverflow(by: scale)
+        return overflow ? nil : seconds
     }
 }

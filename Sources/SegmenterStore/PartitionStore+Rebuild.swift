@@ -19,7 +19,7 @@ extension PartitionStore {
     /// sent yet), the KPI chain, its history and alert states (partition 0), `meta_text`.
     /// KPI partials are summed again from the evaluation below.
     static let derivedTables = ["users", "user_days", "offsets", "timers", "meta", "pending_events",
-                                "day_versions", "bucket_totals", "bucket_totals_days"]
+                                "day_versions", "bucket_totals", "bucket_totals_days", "user_metric_days", "user_metric_values"]
 
     /// Replaces this partition's derived state with the one rebuilt in `rebuiltPath` (a
     /// partition database written by the same schema from the input), then evaluates every

@@ -27,6 +27,10 @@ final class StoreStatements {
     let upsertPending: Statement
     let deletePending: Statement
     let insertHistory: Statement
+    let selectMetricDays: Statement
+    let selectMetricValues: Statement
+    let addMetricDay: Statement
+    let insertMetricValue: Statement
 
     init(_ db: SQLiteConnection) throws {
         selectOffsets = try db.prepare("SELECT topic, next_offset FROM offsets WHERE partition = ?")
@@ -36,14 +40,14 @@ final class StoreStatements {
         // An upsert, not a REPLACE: the user's bucket (reconciliation's) stays.
         upsertProfile = try db.prepare("""
             INSERT INTO users (user_id, signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities,
-                lifetime_active_us, activity_before_signup, attributes, accounts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                lifetime_active_us, activity_before_signup, attributes, accounts, metrics) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT (user_id) DO UPDATE SET signup_at = excluded.signup_at, last_activity_at = excluded.last_activity_at,
                 lifetime_spend_cents = excluded.lifetime_spend_cents, lifetime_activities = excluded.lifetime_activities,
                 lifetime_active_us = excluded.lifetime_active_us, activity_before_signup = excluded.activity_before_signup,
-                attributes = excluded.attributes, accounts = excluded.accounts
+                attributes = excluded.attributes, accounts = excluded.accounts, metrics = excluded.metrics
             """)
         updateProfileTotals = try db.prepare("""
-            UPDATE users SET last_activity_at = ?, lifetime_spend_cents = ?, lifetime_activities = ?, lifetime_active_us = ?
+            UPDATE users SET last_activity_at = ?, lifetime_spend_cents = ?, lifetime_activities = ?, lifetime_active_us = ?, metrics = ?
             WHERE user_id = ?
             """)
         // A user's rows a batch needs: the days any window reaches, and every day still holding evidence.
@@ -76,6 +80,13 @@ final class StoreStatements {
         upsertPending = try db.prepare("INSERT OR REPLACE INTO pending_events (user_id, events) VALUES (?, ?)")
         deletePending = try db.prepare("DELETE FROM pending_events WHERE user_id = ?")
         insertHistory = try db.prepare("INSERT INTO membership_history (user_id, segment, entered, as_of, cause) VALUES (?, ?, ?, ?, ?)")
+        selectMetricDays = try db.prepare(StateReading.metricDaysQuery)
+        selectMetricValues = try db.prepare(StateReading.metricValuesQuery)
+        addMetricDay = try db.prepare("""
+            INSERT INTO user_metric_days (user_id, day, metric, total) VALUES (?, ?, ?, ?)
+            ON CONFLICT (user_id, day, metric) DO UPDATE SET total = total + excluded.total
+            """)
+        insertMetricValue = try db.prepare("INSERT OR IGNORE INTO user_metric_values (user_id, day, metric, value) VALUES (?, ?, ?, ?)")
     }
 }
 
@@ -121,6 +132,11 @@ extension PartitionStore {
             let sums = DayAggregate(spendCents: rows.int64(1), activities: rows.int64(2), activeMicros: rows.int64(3))
             if day >= firstDay && sums != DayAggregate() { days[day] = sums }
             if evidence, let blob = rows.blob(4), !blob.isEmpty { ids[day] = EventEvidence(encoded: blob) }
+        }
+        var profile = profile
+        if !segments.catalog.metrics.isEmpty, !profile.metrics.totals.isEmpty {
+            profile.metrics.days = try StateReading.metricDays(of: userID, from: firstDay, totals: statements.selectMetricDays,
+                                                               values: statements.selectMetricValues)
         }
         return UserSlice(profile: profile, days: days, evidence: evidence ? RecentEvidence(days: ids) : nil,
                          memberships: try memberships(of: userID), pending: try pendingEvents(of: userID))
@@ -187,6 +203,24 @@ extension PartitionStore {
             try st.addDay.run()
         }
         for day in touchedDays { try bumpVersion(of: day) }
+        for write in effects.metricDays {
+            if write.delta != 0 {
+                let add = st.addMetricDay.reset()
+                add.bind(1, write.userID)
+                add.bind(2, Int64(write.day))
+                add.bind(3, write.key.rawValue)
+                add.bind(4, write.delta)
+                try add.run()
+            }
+            for value in write.values {
+                let insert = st.insertMetricValue.reset()
+                insert.bind(1, write.userID)
+                insert.bind(2, Int64(write.day))
+                insert.bind(3, write.key.rawValue)
+                insert.bind(4, blob: MetricCodec.encode(value))
+                try insert.run()
+            }
+        }
         for membership in effects.memberships {
             let statement = membership.contributions == nil ? st.deleteMembership.reset() : st.upsertMembership.reset()
             statement.bind(1, membership.userID)
@@ -250,6 +284,7 @@ extension PartitionStore {
         upsert.bind(7, blob: ProfileCodec.encodeInstants(profile.activityBeforeSignup))
         upsert.bind(8, ProfileCodec.encodeAttributes(profile.attributes))
         upsert.bind(9, ProfileCodec.encodeAccounts(profile.accounts))
+        upsert.bind(10, blob: MetricCodec.encode(profile.metrics.totals))
         try upsert.run()
     }
 
@@ -259,7 +294,8 @@ extension PartitionStore {
         update.bind(2, profile.lifetimeSpendCents)
         update.bind(3, profile.lifetimeActivities)
         update.bind(4, profile.lifetimeActiveMicros)
-        update.bind(5, userID)
+        update.bind(5, blob: MetricCodec.encode(profile.metrics.totals))
+        update.bind(6, userID)
         try update.run()
     }
 

@@ -50,6 +50,26 @@ enum Schema {
             CREATE INDEX membership_history_by_user ON membership_history (user_id, as_of);
             CREATE INDEX membership_history_by_time ON membership_history (as_of);
             """),
+        // 7: metrics over any event (SPEC §4b). Per user, what is not per day (see MetricCodec);
+        // per user-day and metric (its key, see MetricKey), the total that events add to, and
+        // the distinct values seen (a set: inserting one twice changes nothing).
+        Step(sql: """
+            ALTER TABLE users ADD COLUMN metrics BLOB;
+            CREATE TABLE user_metric_days (
+                user_id TEXT NOT NULL,
+                day INTEGER NOT NULL,
+                metric INTEGER NOT NULL,
+                total INTEGER NOT NULL,
+                PRIMARY KEY (user_id, day, metric)
+            ) WITHOUT ROWID;
+            CREATE TABLE user_metric_values (
+                user_id TEXT NOT NULL,
+                day INTEGER NOT NULL,
+                metric INTEGER NOT NULL,
+                value BLOB NOT NULL,
+                PRIMARY KEY (user_id, day, metric, value)
+            ) WITHOUT ROWID;
+            """),
     ]
 
     static let sqlMigrations: [String] = [

@@ -6,7 +6,7 @@ import SQLite
 enum StateReading {
     static let profileColumns = """
         signup_at, last_activity_at, lifetime_spend_cents, lifetime_activities, lifetime_active_us,
-        activity_before_signup, attributes, accounts
+        activity_before_signup, attributes, accounts, metrics
         """
 
     /// Reads a profile from a statement positioned on `profileColumns` starting at `first`.
@@ -20,6 +20,7 @@ enum StateReading {
         profile.activityBeforeSignup = ProfileCodec.decodeInstants(statement.blob(first + 5))
         profile.attributes = try ProfileCodec.decodeAttributes(statement.string(first + 6))
         profile.accounts = try ProfileCodec.decodeAccounts(statement.string(first + 7))
+        profile.metrics.totals = try MetricCodec.decode(statement.blob(first + 8))
         return profile
     }
 
@@ -29,6 +30,32 @@ enum StateReading {
         defer { statement.reset() }
         return try statement.step() ? profile(from: statement) : nil
     }
+
+    /// A user's metric days from `firstDay` on (SPEC §4b).
+    /// - Parameter statements: `metricDaysQuery` and `metricValuesQuery`, prepared.
+    static func metricDays(of userID: String, from firstDay: DayNumber, totals: Statement, values: Statement) throws
+        -> [MetricKey: [DayNumber: MetricDay]] {
+        var days: [MetricKey: [DayNumber: MetricDay]] = [:]
+        for statement in [totals, values] {
+            statement.reset()
+            statement.bind(1, userID)
+            statement.bind(2, Int64(firstDay))
+            defer { statement.reset() }
+            while try statement.step() {
+                let day = DayNumber(statement.int64(0))
+                let key = MetricKey(rawValue: statement.int64(1))
+                if statement === totals {
+                    days[key, default: [:]][day, default: MetricDay()].total = statement.int64(2)
+                } else {
+                    days[key, default: [:]][day, default: MetricDay()].values.insert(try MetricCodec.decodeValue(statement.blob(2) ?? []))
+                }
+            }
+        }
+        return days
+    }
+
+    static let metricDaysQuery = "SELECT day, metric, total FROM user_metric_days WHERE user_id = ? AND day >= ?"
+    static let metricValuesQuery = "SELECT day, metric, value FROM user_metric_values WHERE user_id = ? AND day >= ?"
 
     /// - Parameter statement: `SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?`.
     static func days(of userID: String, from firstDay: DayNumber, using statement: Statement) throws -> [DayNumber: DayAggregate] {
@@ -145,7 +172,8 @@ public final class StateReader {
     public func user(_ userID: String, daysFrom firstDay: DayNumber) throws -> UserState? {
         for (number, db) in partitions {
             let select = try db.prepare("SELECT \(StateReading.profileColumns) FROM users WHERE user_id = ?")
-            if let profile = try StateReading.profile(of: userID, using: select) {
+            if var profile = try StateReading.profile(of: userID, using: select) {
+                try MetricDayReader(db).load(into: &profile, of: userID, from: firstDay)
                 let days = try StateReading.days(of: userID, from: firstDay, using: try daysStatement(db))
                 return UserState(userID: userID, partition: number, profile: profile, days: days)
             }
@@ -170,12 +198,14 @@ public final class StateReader {
             defer { try? db.execute("COMMIT") }
             let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users ORDER BY user_id")
             let days = try daysStatement(db)
+            let metricDays = try MetricDayReader(db)
             // Both in user id order: merged as they go, one pass over each.
             let rows = memberships ? try db.prepare("SELECT user_id, segment FROM memberships ORDER BY user_id") : nil
             var pending = try rows?.step() == true
             while try users.step() {
                 let userID = users.string(0)!
-                let profile = try StateReading.profile(from: users, first: 1)
+                var profile = try StateReading.profile(from: users, first: 1)
+                try metricDays.load(into: &profile, of: userID, from: firstDay)
                 var segments: Set<String> = []
                 // SQLite orders text by its bytes: compared the same way here.
                 while pending, let rows, let member = rows.string(0), !userID.utf8.lexicographicallyPrecedes(member.utf8) {
@@ -246,6 +276,19 @@ public final class StateReader {
             totals.3 += try count("SELECT count(*) FROM outbox")
         }
         return totals
+    }
+
+    /// Reads metric days for users that have metrics (prepared on first use).
+    private final class MetricDayReader {
+        let db: SQLiteConnection
+        var statements: (Statement, Statement)?
+        init(_ db: SQLiteConnection) { self.db = db }
+
+        func load(into profile: inout UserProfile, of userID: String, from firstDay: DayNumber) throws {
+            guard !profile.metrics.totals.isEmpty else { return }
+            if statements == nil { statements = (try db.prepare(StateReading.metricDaysQuery), try db.prepare(StateReading.metricValuesQuery)) }
+            profile.metrics.days = try StateReading.metricDays(of: userID, from: firstDay, totals: statements!.0, values: statements!.1)
+        }
     }
 
     private func daysStatement(_ db: SQLiteConnection) throws -> Statement {

@@ -53,7 +53,12 @@ public struct EventDecoder: Sendable {
         case .activity: try activityBody(root, type: type)
         case .billing: try billingBody(root, type: type)
         }
-        return UserEvent(eventID: eventID, userID: userID, ts: ts, body: body)
+        switch body {
+        case .activity, .billing:
+            return UserEvent(eventID: eventID, userID: userID, ts: ts, body: body, properties: try properties(root))
+        default:
+            return UserEvent(eventID: eventID, userID: userID, ts: ts, body: body)
+        }
     }
 
     private func activityBody(_ root: JSONValue, type: String) throws(DecodeFailure) -> UserEvent.Body {
@@ -143,6 +148,50 @@ public struct EventDecoder: Sendable {
             }
         }
         return result
+    }
+
+    public static let maximumProperties = 64
+    public static let maximumPropertyScalars = 1024
+
+    /// `properties` (SPEC §2): string, number or bool values, at most 64, names
+    /// `[A-Za-z0-9_]{1,64}`, strings up to 1,024 scalars. Absent or `null`: none.
+    private func properties(_ root: JSONValue) throws(DecodeFailure) -> [String: AttributeValue] {
+        guard let value = root["properties"], value != .null else { return [:] }
+        guard case let .object(members) = value else {
+            throw DecodeFailure("field \"properties\" is \(value.kindDescription), expected an object")
+        }
+        var result: [String: AttributeValue] = [:]
+        for (name, member) in members {
+            guard Self.isPropertyName(name) else {
+                throw DecodeFailure("property name \(JSONText.quote(String(name.prefix(80)))) must be 1-64 of A-Z, a-z, 0-9 and _")
+            }
+            switch member {
+            case let .bool(b): result[name] = .bool(b)
+            case let .string(s):
+                guard s.unicodeScalars.count <= Self.maximumPropertyScalars else {
+                    throw DecodeFailure("property \"\(name)\" is \(s.unicodeScalars.count) characters long, over the \(Self.maximumPropertyScalars) limit")
+                }
+                result[name] = .string(s)
+            case let .number(text):
+                guard let number = Double(text), number.isFinite else {
+                    throw DecodeFailure("property \"\(name)\" is not a finite number")
+                }
+                result[name] = .number(number)
+            case .null:
+                throw DecodeFailure("property \"\(name)\" is null (leave it out instead)")
+            case .array, .object:
+                throw DecodeFailure("property \"\(name)\" is \(member.kindDescription), expected a string, number or boolean")
+            }
+        }
+        guard result.count <= Self.maximumProperties else {
+            throw DecodeFailure("\"properties\" has \(result.count) keys, over the \(Self.maximumProperties) limit")
+        }
+        return result
+    }
+
+    static func isPropertyName(_ name: String) -> Bool {
+        let scalars = name.unicodeScalars
+        return (1...64).contains(scalars.count) && scalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
     }
 
     private func requiredString(_ root: JSONValue, _ name: String, length: ClosedRange<Int>) throws(DecodeFailure) -> String {

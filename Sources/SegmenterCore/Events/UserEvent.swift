@@ -32,13 +32,32 @@ public struct UserEvent: Sendable, Equatable {
     public let userID: String
     public let ts: Instant
     public let body: Body
+    /// `properties` of an activity or billing event (SPEC §2), read by metric filters (§4b);
+    /// empty for the other types, whose `prop.*` are null.
+    public let properties: [String: AttributeValue]
 
-    public init(eventID: String, userID: String, ts: Instant, body: Body) {
+    public init(eventID: String, userID: String, ts: Instant, body: Body, properties: [String: AttributeValue] = [:]) {
         self.eventID = eventID
         self.userID = userID
         self.ts = ts
         self.body = body
+        self.properties = properties
     }
+
+    /// The event's `type` as sent (`charge` or `refund` for billing).
+    public var type: String {
+        switch body {
+        case .signup: "signup"
+        case .profile: "profile"
+        case .accountOpened: "account_opened"
+        case .accountClosed: "account_closed"
+        case let .activity(type, _): type
+        case let .billing(cents): cents < 0 ? "refund" : "charge"
+        }
+    }
+
+    /// The input topic kind it came from.
+    public var kind: InputKind { if case .billing = body { .billing } else { .activity } }
 }
 
 /// Which input stream a message came from; the two follow different rules (SPEC §2).

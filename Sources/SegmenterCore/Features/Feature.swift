@@ -13,6 +13,14 @@ public enum Feature: Hashable, Sendable, CustomStringConvertible {
     case activitiesSinceSignup
     case hoursSinceLastActivity
     case attribute(String)
+    /// A metric over the window's days, or over all of them (SPEC §4b).
+    case metric(MetricRef, MetricWindow)
+    /// Hours since the latest (`last`) or earliest matching event of a metric; for a sequence,
+    /// since the `first` event of its latest or earliest counted instance.
+    case hoursSinceLast(MetricRef)
+    case hoursSinceFirst(MetricRef)
+    /// A field of the event a metric's filter or expression reads; only there (never a user's).
+    case event(EventField)
 
     /// The rule-language spelling: `spend(30d)`, `attr.region`.
     public var description: String {
@@ -30,6 +38,11 @@ public enum Feature: Hashable, Sendable, CustomStringConvertible {
         case .activitiesSinceSignup: return "activities_since_signup"
         case .hoursSinceLastActivity: return "hours_since_last_activity"
         case let .attribute(name): return "attr.\(name)"
+        case let .metric(metric, .days(n)): return "\(metric.name)(\(n)d)"
+        case let .metric(metric, .lifetime): return "\(metric.name)(lifetime)"
+        case let .hoursSinceLast(metric): return "hours_since_last(\(metric.name))"
+        case let .hoursSinceFirst(metric): return "hours_since_first(\(metric.name))"
+        case let .event(field): return field.description
         }
     }
 
@@ -37,11 +50,20 @@ public enum Feature: Hashable, Sendable, CustomStringConvertible {
     public var windowDays: Int? {
         switch self {
         case let .spend(n), let .activities(n), let .activeMinutes(n), let .avgDailyMinutes(n), let .activeDays(n): return n
+        case let .metric(_, .days(n)): return n
         default: return nil
         }
     }
 
     /// The features `export features` prints for the given windows.
+    /// The metric the feature reads, if any.
+    public var metric: MetricRef? {
+        switch self {
+        case let .metric(metric, _), let .hoursSinceLast(metric), let .hoursSinceFirst(metric): metric
+        default: nil
+        }
+    }
+
     public static func standardSet(windows: [Int], attributeNames: [String]) -> [Feature] {
         var features: [Feature] = []
         for n in windows { features.append(.spend(days: n)) }

@@ -49,6 +49,14 @@ public final class FeatureEvaluator {
             case let .number(n)?: return .number(n)
             case let .bool(b)?: return .bool(b)
             }
+        case let .metric(metric, window):
+            return profile.metrics.value(of: metric, over: window, now: now, today: today, calendar: calendar)
+        case let .hoursSinceLast(metric):
+            return profile.metrics.hoursSince(metric, latest: true, now: now)
+        case let .hoursSinceFirst(metric):
+            return profile.metrics.hoursSince(metric, latest: false, now: now)
+        case .event:
+            return .null  // a user has no event fields; only metric filters read them
         }
     }
 

@@ -16,19 +16,20 @@ public struct KPIDefinition: Sendable, Equatable {
     /// The segments it applies to; nil means every segment including `all`.
     public let segments: [String]?
 
-    public init(name: String, kind: Kind, expressionText: String, segments: [String]?) throws(RuleError) {
+    public init(name: String, kind: Kind, expressionText: String, segments: [String]?, metrics: MetricCatalog = MetricCatalog()) throws(RuleError) {
         self.name = name
         self.kind = kind
         self.expressionText = expressionText
         self.segments = segments
-        let expression = kind == .share ? try RuleParser.parseRule(expressionText) : try RuleParser.parseExpression(expressionText)
+        let expression = kind == .share ? try RuleParser.parseRule(expressionText, metrics: metrics.refs)
+            : try RuleParser.parseExpression(expressionText, metrics: metrics.refs)
         if kind != .share {
             let type = try RuleTypeChecker.type(of: expression)
             guard type == .number || type == .any || type == .null else {
                 throw RuleError("a \(kind.rawValue) KPI needs a number, but this is a \(type)", at: expression.span)
             }
         }
-        for feature in [Feature.hoursSinceSignup, .hoursSinceLastActivity] where expression.features.contains(feature) {
+        for feature in expression.features where TimeTriggers.isContinuous(feature) {
             throw RuleError("KPI expressions may not use \(feature) (it changes continuously, not through events or day boundaries)",
                             at: expression.span)
         }

@@ -16,6 +16,7 @@ extension BatchProcessor {
                          into effects: inout BatchEffects, rebuilding: Bool = false, publish: Bool = true, arm: Bool = true) -> Int {
         let firstDay = catalog.firstWindowDay(at: now, calendar: calendar)
         if slice.days.keys.contains(where: { $0 < firstDay }) { slice.days = slice.days.filter { $0.key >= firstDay } }
+        if slice.profile?.metrics.days.isEmpty == false { slice.profile!.metrics.forgetDays(before: firstDay) }
         let evaluation = catalog.evaluate(profile: slice.profile ?? UserProfile(), days: slice.days, now: now, calendar: calendar)
         let stored = slice.memberships
         var published = 0

@@ -225,9 +225,20 @@ public struct BatchProcessor: Sendable {
         }
 
         let floorDay = input.evidenceFloor.map { calendar.day(of: $0) }
+        // Sequence instances no admissible event can change any more settle (see `MetricCatalog.settle`).
+        let settleFloor: Instant? = catalog.metrics.isEmpty ? nil : horizon.cutoff(at: input.watermark.events).flatMap { cutoff in
+            watermark.clock.map { min(cutoff, $0) }
+        }
         effects.slices.reserveCapacity(users.users.count)
         for index in users.users.indices {
             advance(&users[index], to: watermark.clock, from: input.watermark.clock, reconciledDays: input.reconciledDays, into: &effects)
+            if let settleFloor, users[index].slice.profile?.metrics.isEmpty == false {
+                let userID = users[index].userID
+                if let writes = catalog.metrics.settle(&users[index].slice.profile!.metrics, floor: settleFloor, userID: userID, calendar: calendar) {
+                    effects.metricDays += writes
+                    users[index].processed = true  // the profile row holds the open instances
+                }
+            }
             let user = users[index]
             if user.processed {
                 effects.profiles[user.userID] = BatchEffects.ProfileWrite(profile: user.slice.profile!, whole: user.rewrite)
@@ -317,6 +328,9 @@ public struct BatchProcessor: Sendable {
             user.slice.days[change.day, default: DayAggregate()] += change.delta
         } else if event.body.countsInDay {
             effects.outcome.onReconciledDays += 1  // no day sums only for a reconciled day
+        }
+        if !catalog.metrics.isEmpty {
+            effects.metricDays += catalog.metrics.apply(event, to: &user.slice.profile!.metrics, calendar: calendar)
         }
         switch event.body {
         case .billing: break

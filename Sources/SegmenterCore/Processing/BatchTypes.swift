@@ -142,6 +142,8 @@ public struct BatchEffects: Sendable {
     public var profiles: [String: ProfileWrite] = [:]
     /// One per user-day the batch applied events to.
     public var days: [DayWrite] = []
+    /// What the batch added to metrics' days (SPEC §4b), in order.
+    public var metricDays: [MetricDayWrite] = []
     public var memberships: [MembershipWrite] = []
     /// Timers to arm (an instant) or disarm (nil), per user.
     public var timers: [String: Instant?] = [:]

@@ -9,32 +9,68 @@
 /// product   := unary (('*' | '/') unary)*
 /// unary     := '-' unary | primary
 /// primary   := number | 'string' | true | false | null | date('YYYY-MM-DD') | feature | '(' or ')'
-/// feature   := name ['(' Nd ')'] | attr '.' name
+/// feature   := name ['(' Nd ')'] | attr '.' name | metric '(' (Nd | lifetime) ')'
+///            | (hours_since_last | hours_since_first) '(' metric ')'
+/// field     := type | topic | amount | duration_s | prop '.' name      (metric filters only)
 /// ```
 public struct RuleParser {
+    /// What names in the text refer to: a user's features (rules, KPIs) or one event's fields
+    /// (metric filters and expressions, SPEC §4b).
+    public enum Scope: Sendable {
+        case user(metrics: [String: MetricRef])
+        case event
+    }
+
     private var tokens: [RuleToken]
     private var position = 0
+    private let scope: Scope
 
     /// Parses and type-checks a rule, which must be boolean.
-    public static func parseRule(_ text: String) throws(RuleError) -> RuleExpression {
-        let expression = try parseExpression(text)
+    public static func parseRule(_ text: String, metrics: [String: MetricRef] = [:]) throws(RuleError) -> RuleExpression {
+        try parseBoolean(text, scope: .user(metrics: metrics), what: "a rule")
+    }
+
+    /// Parses and type-checks a metric's filter: true or false for one event.
+    public static func parseFilter(_ text: String) throws(RuleError) -> RuleExpression {
+        try parseBoolean(text, scope: .event, what: "a filter")
+    }
+
+    /// Parses and type-checks a metric's value expression over one event (`sum:` needs a number).
+    public static func parseEventValue(_ text: String, number: Bool) throws(RuleError) -> RuleExpression {
+        let expression = try parse(text, scope: .event)
+        let type = try RuleTypeChecker.type(of: expression)
+        if number, !RuleTypeChecker.compatible(type, .number) {
+            throw RuleError("a sum needs a number, but this is a \(type)", at: expression.span)
+        }
+        return expression
+    }
+
+    private static func parseBoolean(_ text: String, scope: Scope, what: String) throws(RuleError) -> RuleExpression {
+        let expression = try parse(text, scope: scope)
         let type = try RuleTypeChecker.type(of: expression)
         guard type == .bool || type == .any || type == .null else {
-            throw RuleError("a rule must be true or false, but this is a \(type)", at: expression.span)
+            throw RuleError("\(what) must be true or false, but this is a \(type)", at: expression.span)
         }
         return expression
     }
 
     /// Parses and type-checks any expression (KPI `sum:`/`avg:` expressions are numbers).
-    public static func parseExpression(_ text: String) throws(RuleError) -> RuleExpression {
-        var parser = RuleParser(tokens: try RuleLexer.tokens(text))
+    public static func parseExpression(_ text: String, metrics: [String: MetricRef] = [:]) throws(RuleError) -> RuleExpression {
+        try parse(text, scope: .user(metrics: metrics))
+    }
+
+    private static func parse(_ text: String, scope: Scope) throws(RuleError) -> RuleExpression {
+        var parser = RuleParser(tokens: try RuleLexer.tokens(text), scope: scope)
         let expression = try parser.parseOr()
         guard case .end = parser.current.kind else { throw RuleError("unexpected \(parser.describe(parser.current))", at: parser.current.span) }
         _ = try RuleTypeChecker.type(of: expression)
         return expression
     }
 
-    private init(tokens: [RuleToken]) { self.tokens = tokens }
+    private init(tokens: [RuleToken], scope: Scope) {
+        self.tokens = tokens
+        self.scope = scope
+    }
 
     private var current: RuleToken { tokens[position] }
 
@@ -193,13 +229,26 @@ public struct RuleParser {
                 let close = try expectSymbol(")")
                 return .literal(.date(day), .covering(token.span, close.span))
             case "attr" where isSymbol("."):
+                guard case .user = scope else { throw RuleError("a filter reads the event's fields (type, topic, amount, duration_s, prop.NAME), not the user's attributes", at: token.span) }
                 position += 1
                 guard case let .identifier(attribute) = current.kind else { throw RuleError("expected an attribute name after 'attr.'", at: current.span) }
                 let end = current.span
                 position += 1
                 return .feature(.attribute(attribute), .covering(token.span, end))
+            case "prop" where isSymbol("."):
+                guard case .event = scope else { throw RuleError("prop.NAME is an event's property: use it in a metric's filter, and the metric in the rule", at: token.span) }
+                position += 1
+                guard case let .identifier(property) = current.kind, EventDecoder.isPropertyName(property) else {
+                    throw RuleError("expected a property name (A-Z, a-z, 0-9, _) after 'prop.'", at: current.span)
+                }
+                let end = current.span
+                position += 1
+                return .feature(.event(.property(property)), .covering(token.span, end))
             default:
-                return try parseFeature(name: name.lowercased(), token: token)
+                switch scope {
+                case let .user(metrics): return try parseFeature(name: name, token: token, metrics: metrics)
+                case .event: return try parseEventField(name: name, token: token)
+                }
             }
         default:
             throw RuleError("expected a value, feature or '(' but found \(describe(token))", at: token.span)
@@ -216,7 +265,41 @@ public struct RuleParser {
         "activities_since_signup": .activitiesSinceSignup, "hours_since_last_activity": .hoursSinceLastActivity,
     ]
 
-    private mutating func parseFeature(name: String, token: RuleToken) throws(RuleError) -> RuleExpression {
+    /// Every built-in feature's name (metrics may not take them).
+    public static var builtinNames: Set<String> { Set(windowed.keys).union(plain.keys) }
+
+    private mutating func parseEventField(name: String, token: RuleToken) throws(RuleError) -> RuleExpression {
+        if let field = EventField.byName[name.lowercased()] { return .feature(.event(field), token.span) }
+        throw RuleError("unknown event field '\(name)' (a filter reads: amount, duration_s, prop.NAME, topic, type)", at: token.span)
+    }
+
+    private mutating func parseFeature(name original: String, token: RuleToken, metrics: [String: MetricRef]) throws(RuleError) -> RuleExpression {
+        let name = original.lowercased()
+        if name == "hours_since_last" || name == "hours_since_first", isSymbol("(") {
+            position += 1
+            guard case let .identifier(metricName) = current.kind, let metric = metrics[metricName] else {
+                throw RuleError("\(name) takes a metric's name\(Self.knownMetrics(metrics))", at: current.span)
+            }
+            position += 1
+            let close = try expectSymbol(")")
+            return .feature(name == "hours_since_last" ? .hoursSinceLast(metric) : .hoursSinceFirst(metric), .covering(token.span, close.span))
+        }
+        if let metric = metrics[original] {
+            guard isSymbol("(") else { throw RuleError("metric \(original) needs a window, like \(original)(7d) or \(original)(lifetime)", at: token.span) }
+            position += 1
+            let window: MetricWindow
+            switch current.kind {
+            case let .window(days): window = .days(days)
+            case let .identifier(word) where word.lowercased() == "lifetime": window = .lifetime
+            default: throw RuleError("expected a window like 7d, or lifetime", at: current.span)
+            }
+            position += 1
+            let close = try expectSymbol(")")
+            return .feature(.metric(metric, window), .covering(token.span, close.span))
+        }
+        if EventField.byName[name] != nil || name == "prop" {
+            throw RuleError("'\(original)' is a field of an event: define a metric over it (metrics:) and use the metric here", at: token.span)
+        }
         if let make = Self.windowed[name] {
             guard isSymbol("(") else { throw RuleError("\(name) needs a window, like \(name)(30d)", at: token.span) }
             position += 1
@@ -226,7 +309,12 @@ public struct RuleParser {
             return .feature(make(days), .covering(token.span, close.span))
         }
         if let feature = Self.plain[name] { return .feature(feature, token.span) }
-        let known = (Self.windowed.keys.map { "\($0)(Nd)" } + Self.plain.keys + ["attr.NAME"]).sorted().joined(separator: ", ")
-        throw RuleError("unknown feature '\(name)' (known: \(known))", at: token.span)
+        let known = (Self.windowed.keys.map { "\($0)(Nd)" } + Self.plain.keys + ["attr.NAME"] + metrics.keys.map { "\($0)(Nd)" })
+            .sorted().joined(separator: ", ")
+        throw RuleError("unknown feature '\(original)' (known: \(known))", at: token.span)
+    }
+
+    private static func knownMetrics(_ metrics: [String: MetricRef]) -> String {
+        metrics.isEmpty ? " (no metrics are defined)" : " (defined: \(metrics.keys.sorted().joined(separator: ", ")))"
     }
 }

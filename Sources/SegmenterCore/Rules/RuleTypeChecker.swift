@@ -9,6 +9,7 @@ enum RuleTypeChecker {
         switch feature {
         case .signupDate: return .date
         case .attribute: return .any
+        case let .event(field): return field.type
         default: return .number
         }
     }

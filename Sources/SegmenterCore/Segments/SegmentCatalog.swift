@@ -4,10 +4,10 @@ public struct SegmentDefinition: Sendable, Equatable {
     public let ruleText: String
     public let rule: RuleExpression
 
-    public init(name: String, ruleText: String) throws(RuleError) {
+    public init(name: String, ruleText: String, metrics: MetricCatalog = MetricCatalog()) throws(RuleError) {
         self.name = name
         self.ruleText = ruleText
-        self.rule = try RuleParser.parseRule(ruleText)
+        self.rule = try RuleParser.parseRule(ruleText, metrics: metrics.refs)
     }
 }
 
@@ -18,6 +18,8 @@ public struct SegmentCatalog: Sendable, Equatable {
 
     public let segments: [SegmentDefinition]
     public let kpis: [KPIDefinition]
+    /// User-defined metrics over any event (SPEC §4b), which rules and KPIs may read.
+    public let metrics: MetricCatalog
     private let kpisBySegment: [String: [KPIDefinition]]
     /// Per segment, the positions in `kpis` of its KPIs: a KPI's value does not depend on the
     /// segment, so evaluation computes each once per user and hands out copies.
@@ -36,9 +38,10 @@ public struct SegmentCatalog: Sendable, Equatable {
     /// The longest window any rule or KPI reads, in days (at least 1).
     public let longestWindow: Int
 
-    public init(segments: [SegmentDefinition] = [], kpis: [KPIDefinition] = []) {
+    public init(segments: [SegmentDefinition] = [], kpis: [KPIDefinition] = [], metrics: MetricCatalog = MetricCatalog()) {
         self.segments = segments
         self.kpis = kpis
+        self.metrics = metrics
         let names = [Self.allSegment] + segments.map(\.name)
         kpisBySegment = Dictionary(uniqueKeysWithValues: names.map { name in
             (name, kpis.filter { $0.segments == nil || $0.segments!.contains(name) })
@@ -69,7 +72,7 @@ public struct SegmentCatalog: Sendable, Equatable {
 
     /// Identifies the definitions: a change means every user must be re-evaluated (cause `config`).
     public var fingerprint: String {
-        (segments.map { "segment \($0.name): \($0.ruleText)" } + kpis.map { "kpi \($0.name) \($0.kind.rawValue): \($0.expressionText) @ \($0.segments?.joined(separator: ",") ?? "*")" })
+        (metrics.metrics.map { "metric \($0.name): \($0.canonical)" } + segments.map { "segment \($0.name): \($0.ruleText)" } + kpis.map { "kpi \($0.name) \($0.kind.rawValue): \($0.expressionText) @ \($0.segments?.joined(separator: ",") ?? "*")" })
             .joined(separator: "\n")
     }
 }

@@ -48,26 +48,46 @@ extension SegmentCatalog {
 ///   (`days_since_signup <= 7`) it matters only at the midnights where it reaches them, so a
 ///   user long past every threshold has no daily timer; used any other way, every midnight.
 public struct TimeTriggers: Sendable, Equatable {
+    /// Windows of the built-in day sums.
     public let windows: [Int]
+    /// Per metric read over windows, its windows (SPEC §4b).
+    public let metricWindows: [MetricRef: [Int]]
+    /// `then_not` sequences read anywhere: an instance starts to count when `within` passes.
+    public let abandonments: [MetricRef]
     public let daily: Bool
     public let thresholds: [Feature: [Double]]
     public let hourly: Set<Feature>
+    /// The `hours_since_*` features read, each with thresholds or hourly (computed once: the
+    /// scan runs for every evaluation).
+    let continuousFeatures: [Feature]
 
     init(segments: [SegmentDefinition], kpis: [KPIDefinition]) {
         let expressions = segments.map(\.rule) + kpis.map(\.expression)
         let features = expressions.reduce(into: Set<Feature>()) { $0.formUnion($1.features) }
-        windows = Set(features.compactMap(\.windowDays)).sorted()
+        windows = Set(features.filter { $0.metric == nil }.compactMap(\.windowDays)).sorted()
+        var metricWindows: [MetricRef: Set<Int>] = [:]
+        for case let .metric(metric, .days(n)) in features { metricWindows[metric, default: []].insert(n) }
+        self.metricWindows = metricWindows.mapValues { $0.sorted() }
+        abandonments = Set(features.compactMap(\.metric).filter { if case .sequence(_, true) = $0.shape { true } else { false } })
+            .sorted { $0.name < $1.name }
         var thresholds: [Feature: Set<Double>] = [:]
         var periodic: Set<Feature> = []
         for expression in expressions { Self.collect(expression, &thresholds, &periodic) }
         self.thresholds = thresholds.mapValues { $0.sorted() }
-        hourly = periodic.intersection(Self.continuous)
+        hourly = periodic.filter(Self.isContinuous)
         daily = periodic.contains(.daysSinceSignup)
+        continuousFeatures = Set(self.thresholds.keys).union(hourly).filter(Self.isContinuous).sorted { $0.description < $1.description }
     }
 
     /// Features that move with the clock alone and can be given crossing times.
-    static let continuous: Set<Feature> = [.hoursSinceSignup, .hoursSinceLastActivity]
-    static let clocked: Set<Feature> = continuous.union([.daysSinceSignup])
+    public static func isContinuous(_ feature: Feature) -> Bool {
+        switch feature {
+        case .hoursSinceSignup, .hoursSinceLastActivity, .hoursSinceLast, .hoursSinceFirst: true
+        default: false
+        }
+    }
+
+    static func isClocked(_ feature: Feature) -> Bool { isContinuous(feature) || feature == .daysSinceSignup }
 
     private static func constant(_ e: RuleExpression) -> Double? {
         switch e {
@@ -81,7 +101,7 @@ public struct TimeTriggers: Sendable, Equatable {
     /// features used any other way (`periodic`: re-checked every hour or midnight).
     private static func collect(_ e: RuleExpression, _ thresholds: inout [Feature: Set<Double>], _ periodic: inout Set<Feature>) {
         func direct(_ feature: RuleExpression, _ bounds: [RuleExpression]) -> Bool {
-            guard case let .feature(f, _) = feature, clocked.contains(f) else { return false }
+            guard case let .feature(f, _) = feature, isClocked(f) else { return false }
             let values = bounds.compactMap(constant)
             guard values.count == bounds.count else { return false }
             thresholds[f, default: []].formUnion(values)
@@ -94,7 +114,7 @@ public struct TimeTriggers: Sendable, Equatable {
             if direct(v, [lo, hi]) { return }
         case let .inList(v, items, _, _):
             if direct(v, items) { return }
-        case let .feature(f, _) where clocked.contains(f):
+        case let .feature(f, _) where isClocked(f):
             periodic.insert(f)
             return
         default: break
@@ -161,7 +181,25 @@ public struct TimeTriggers: Sendable, Equatable {
                 if days == days.rounded() { consider(calendar.start(of: signupDay + reach + 1), .daysSinceSignup(reaches: Int(reach) + 1)) }
             }
         }
-        for (feature, base) in [(Feature.hoursSinceSignup, profile.signupAt), (.hoursSinceLastActivity, profile.lastActivityAt)] {
+        for (metric, windows) in metricWindows {
+            for n in windows {
+                let (oldest, next) = profile.metrics.edges(of: metric, first: today - DayNumber(n - 1), today: today, now: now, calendar: calendar)
+                if let oldest { consider(calendar.start(of: oldest + DayNumber(n)), .leavesWindow(day: oldest, days: n)) }
+                if let next { consider(calendar.start(of: next), .entersWindows(day: next)) }
+            }
+        }
+        for metric in abandonments {
+            if let at = profile.metrics.nextAbandonment(of: metric, after: now) { consider(at, .abandoned(metric.name)) }
+        }
+        for feature in continuousFeatures {
+            let base: Instant?
+            switch feature {
+            case .hoursSinceSignup: base = profile.signupAt
+            case .hoursSinceLastActivity: base = profile.lastActivityAt
+            case let .hoursSinceLast(metric): base = profile.metrics.countedTime(metric, latest: true, now: now)
+            case let .hoursSinceFirst(metric): base = profile.metrics.countedTime(metric, latest: false, now: now)
+            default: base = nil
+            }
             guard let base else { continue }
             for hours in thresholds[feature] ?? [] {
                 // At the crossing (for `>=`, `=`) and just past it (for `>`).
@@ -185,6 +223,7 @@ enum TimeChangeReason: CustomStringConvertible {
     case daysSinceSignup(reaches: Int)
     case crosses(Feature, Double, past: Bool)
     case hourly(Feature)
+    case abandoned(String)
 
     var description: String {
         switch self {
@@ -194,6 +233,7 @@ enum TimeChangeReason: CustomStringConvertible {
         case let .daysSinceSignup(reaches): "days_since_signup reaches \(reaches)"
         case let .crosses(feature, hours, past): "\(feature) \(past ? "passes" : "reaches") \(JSONText.number(hours))"
         case let .hourly(feature): "\(feature) grows by an hour"
+        case let .abandoned(metric): "an open \(metric) instance's window passes: it counts as abandoned"
         }
     }
 }

@@ -52,6 +52,8 @@ public struct UserProfile: Equatable, Sendable {
     public var activityBeforeSignup: [Instant] = []
     public var attributes: [String: AttributeEntry] = [:]
     public var accounts: [String: AccountEntry] = [:]
+    /// The user's metrics (SPEC §4b), with their days loaded like the batch's day sums.
+    public var metrics = UserMetrics()
 
     public init() {}
 
