@@ -6,7 +6,8 @@ import SegmenterCore
 /// evaluating them at **every** instant anything could change — each local midnight, each
 /// crossing the test's rules name — and right after each of their events.
 ///
-/// It shares with the service only the state maths (`UserProfile.apply`) and the rule
+/// It shares with the service only the state maths (`UserProfile.apply`, `MetricCatalog.apply`,
+/// each checked against a recomputation in the core tests) and the rule
 /// evaluation of one user at one instant (`SegmentCatalog.evaluate`), each tested on their own:
 /// the ordering, the watermarks, waiting events, late events and the timers are its own, so a
 /// change the service misses, stamps late or gives the wrong cause shows up as a difference.
@@ -16,7 +17,11 @@ public struct ReferenceConsumer {
 
     /// A duration after a user's instant at which a rule can flip (`hours_since_signup >= 24`:
     /// `.signup`, 24 h); the change is looked for at it and a nanosecond after it.
-    public enum Base: Sendable { case signup, lastActivity }
+    public enum Base: Sendable {
+        case signup, lastActivity
+        /// The latest applied event the filter matches (`hours_since_last(NAME)` of a count).
+        case latestMatching(RuleExpression)
+    }
 
     public let catalog: SegmentCatalog
     public let calendar: DayCalendar
@@ -105,6 +110,7 @@ public struct ReferenceConsumer {
             user.events.swapAt(index, user.applied)
             user.applied += 1
             if let change = user.profile.apply(pending.event, calendar: calendar) { user.days[change.day, default: DayAggregate()] += change.delta }
+            _ = catalog.metrics.apply(pending.event, to: &user.profile.metrics, calendar: calendar)
             evaluate(&user, name, at: pending.at, cause: .event)
         }
         users[name] = user
@@ -113,13 +119,29 @@ public struct ReferenceConsumer {
     /// Every instant after `start` at which time alone might change a rule, ascending.
     private func candidates(_ user: User, after start: Instant) -> [Instant] {
         var instants = [calendar.start(of: calendar.day(of: start) + 1)]  // the next local midnight
+        let applied = user.events[..<user.applied].map(\.event)
+        // An abandoned-sequence instance counts once its window has passed (strictly after it).
+        for metric in catalog.metrics.metrics {
+            guard case let .sequence(first, _, within, true) = metric.kind else { continue }
+            for event in applied where first.isTrue(Self.fields(of: event)) {
+                instants.append(Instant(nanoseconds: event.ts.nanoseconds + within + 1))
+            }
+        }
         for (base, hours) in crossings {
-            let at = base == .signup ? user.profile.signupAt : user.profile.lastActivityAt
+            let at: Instant? = switch base {
+            case .signup: user.profile.signupAt
+            case .lastActivity: user.profile.lastActivityAt
+            case let .latestMatching(filter): applied.filter { filter.isTrue(Self.fields(of: $0)) }.map(\.ts).max()
+            }
             guard let at else { continue }
             let crossing = at.nanoseconds + Int64((hours * 3.6e12).rounded(.up))
             instants += [Instant(nanoseconds: crossing), Instant(nanoseconds: crossing + 1)]
         }
         return instants.filter { $0 > start }.sorted()
+    }
+
+    static func fields(of event: UserEvent) -> (Feature) -> FeatureValue {
+        { if case let .event(field) = $0 { event.value(of: field) } else { .null } }
     }
 
     private mutating func evaluate(_ user: inout User, _ name: String, at now: Instant, cause: ChangeCause) {

@@ -96,4 +96,48 @@ import Testing
     func fxRoundsHalfEven(cents: Int64, rate: String, expected: Int64) {
         #expect(Money.convert(cents: cents, rate: ExchangeRate(rate)!) == expected)
     }
+
+    // MARK: properties (SPEC §2): every invalid shape dead-lettered with a reason
+
+    static let manyProperties = "{" + (0...64).map { "\"p\($0)\":1" }.joined(separator: ",") + "}"
+    static let longString = String(repeating: "é", count: 1025)
+
+    @Test(arguments: [
+        (#"{\#(head),"type":"login","properties":[1]}"#, InputKind.activity, "field \"properties\" is an array, expected an object"),
+        (#"{\#(head),"type":"login","properties":"plan=pro"}"#, .activity, "field \"properties\" is a string, expected an object"),
+        (#"{\#(head),"type":"login","properties":{"plan":null}}"#, .activity, "property \"plan\" is null"),
+        (#"{\#(head),"type":"login","properties":{"plan":{"tier":1}}}"#, .activity, "property \"plan\" is an object"),
+        (#"{\#(head),"type":"login","properties":{"tags":["a"]}}"#, .activity, "property \"tags\" is an array"),
+        (#"{\#(head),"type":"login","properties":{"bad-name":1}}"#, .activity, "property name \"bad-name\" must be 1-64 of A-Z"),
+        (#"{\#(head),"type":"login","properties":{"":1}}"#, .activity, "property name \"\" must be"),
+        (#"{\#(head),"type":"login","properties":{"ümlaut":1}}"#, .activity, "property name \"ümlaut\" must be"),
+        (#"{\#(head),"type":"login","properties":{"n":1e999}}"#, .activity, "property \"n\" is not a finite number"),
+        (#"{\#(head),"type":"login","properties":{"s":"\#(longString)"}}"#, .activity, "property \"s\" is 1025 characters long, over the 1024 limit"),
+        (#"{\#(head),"type":"login","properties":\#(manyProperties)}"#, .activity, "\"properties\" has 65 keys, over the 64 limit"),
+        (#"{\#(head),"type":"charge","amount":5,"currency":"USD","properties":{"plan":null}}"#, .billing, "property \"plan\" is null"),
+    ])
+    func rejectsBadProperties(text: String, kind: InputKind, reason: String) {
+        guard case let .failure(failure) = decode(text, kind) else {
+            Issue.record("accepted: \(text.prefix(120))")
+            return
+        }
+        #expect(failure.reason.contains(reason), "got: \(failure.reason)")
+    }
+
+    @Test func readsPropertiesOfActivityAndBillingEventsOnly() throws {
+        let login = try decode(#"{\#(Self.head),"type":"login","properties":{"plan":"pro","seats":3,"trial":false,"x_1":"\#(String(repeating: "a", count: 1024))"}}"#).get()
+        #expect(login.properties["plan"] == .string("pro"))
+        #expect(login.properties["seats"] == .number(3))
+        #expect(login.properties["trial"] == .bool(false))
+        #expect(login.properties.count == 4)
+        #expect(try decode(#"{\#(Self.head),"type":"login","properties":null}"#).get().properties.isEmpty)
+        let charge = try decode(#"{\#(Self.head),"type":"refund","amount":"5.00","currency":"USD","properties":{"plan":"pro"}}"#, .billing).get()
+        #expect(charge.properties == ["plan": .string("pro")])
+        #expect(charge.type == "refund")
+        #expect(charge.value(of: .amount) == .money(cents: -500))
+        // On the profile-changing types prop.* is null (SPEC §4b): their properties are ignored.
+        let signup = try decode(#"{\#(Self.head),"type":"signup","properties":{"plan":"pro"}}"#).get()
+        #expect(signup.properties.isEmpty)
+        #expect(signup.value(of: .property("plan")) == .null)
+    }
 }

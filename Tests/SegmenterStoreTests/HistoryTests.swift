@@ -32,7 +32,9 @@ import SegmenterTestKit
 
     /// Each topic's records in its own order (mostly forward in time, some late, some copies,
     /// a few invalid), then merged in an uneven random interleaving: the arrival order.
-    static func input(seed: UInt64) -> [Record] {
+    /// - Parameter metricEvents: also logins, checkouts, purchases and feature use with
+    ///   properties (for the metrics' history, SPEC §4b).
+    static func input(seed: UInt64, metricEvents: Bool = false) -> [Record] {
         var rng = SplitMix64(seed: seed)
         var streams: [String: [String]] = ["activity": [], "billing": []]
         let users = (0..<6).map { "u\($0)" }
@@ -47,7 +49,13 @@ import SegmenterTestKit
             let user = users[Int(rng.next() % UInt64(users.count))]
             n += 1
             let head = #""event_id":"e\#(n)","user_id":"\#(user)","ts":"\#(ts)""#
-            let (topic, payload): (String, String) = switch rng.next() % 12 {
+            let kind = rng.next() % (metricEvents ? 18 : 12)
+            let (topic, payload): (String, String) = switch kind {
+            case 12, 13: ("activity", #"{\#(head),"type":"login"}"#)
+            case 14: ("activity", #"{\#(head),"type":"checkout_started","properties":{"plan":"\#(rng.next() % 2 == 0 ? "pro" : "team")"}}"#)
+            case 15: ("activity", #"{\#(head),"type":"purchase"}"#)
+            case 16: ("activity", #"{\#(head),"type":"feature_used","properties":{"feature":\#(["\"export\"", "\"share\"", "1", "true"][Int(rng.next() % 4)])}}"#)
+            case 17: ("billing", #"{\#(head),"type":"charge","amount":\#(rng.next() % 60 + 1),"currency":"USD","properties":{"plan":"pro"}}"#)
             case 0, 1: ("activity", #"{\#(head),"type":"signup"}"#)
             case 2: ("activity", #"{\#(head),"type":"profile","attributes":{"plan":"\#(rng.next() % 2 == 0 ? "pro" : "free")"}}"#)
             case 3, 4, 5: ("billing", #"{\#(head),"type":"charge","amount":\#(rng.next() % 60 + 1),"currency":"USD"}"#)
@@ -88,7 +96,8 @@ import SegmenterTestKit
         return ends
     }
 
-    static func reference(_ records: [Record]) -> ReferenceConsumer {
+    static func reference(_ records: [Record], catalog: SegmentCatalog = catalog,
+                          crossings: [(base: ReferenceConsumer.Base, hours: Double)] = crossings) -> ReferenceConsumer {
         var reference = ReferenceConsumer(catalog: catalog, calendar: calendar, horizonSeconds: horizonDays * 86_400,
                                           crossings: crossings, ends: ends(records))
         for record in records {
@@ -100,7 +109,8 @@ import SegmenterTestKit
 
     /// The store fed `records` in batches of `size`, reopened (a restart) every `reopenEvery`
     /// batches; the membership changes its outbox holds, in order.
-    static func published(_ records: [Record], batchSize size: Int, reopenEvery: Int?) throws -> [ReferenceConsumer.Change] {
+    static func published(_ records: [Record], batchSize size: Int, reopenEvery: Int?,
+                          catalog: SegmentCatalog = catalog) throws -> [ReferenceConsumer.Change] {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("history-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
