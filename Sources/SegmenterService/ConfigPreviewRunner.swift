@@ -11,6 +11,9 @@ public enum ConfigPreviewRunner {
         public let kpis: [ConfigPreview.KPIChange]
         public let alerts: [ConfigPreview.AlertChange]
         public let seconds: Double
+        /// Metrics the state does not hold as defined (new or changed): they read as empty here
+        /// and after the change, until `segmenter rebuild` (SPEC §4b).
+        public var metricNotes: [String] = []
     }
 
     /// - Parameter current: the running config (KPI values now are computed with its definitions).
@@ -32,8 +35,10 @@ public enum ConfigPreviewRunner {
         let kpis = preview.kpis(now: try reader.kpiPartials(), current: current.catalog)
         let elapsed = ContinuousClock.now - started
         let baselines = ((try? AlertStateReader(directory: current.stateDirectory).read()) ?? [:]).compactMapValues(\.baseline)
-        return Result(preview: preview, kpis: kpis, alerts: preview.alerts(new.alerts, kpis: kpis, baselines: baselines),
-                      seconds: elapsed.seconds)
+        var result = Result(preview: preview, kpis: kpis, alerts: preview.alerts(new.alerts, kpis: kpis, baselines: baselines),
+                            seconds: elapsed.seconds)
+        result.metricNotes = try reader.metricDefinitionChanges(new.catalog.metrics).map(\.description)
+        return result
     }
 }
 
@@ -42,6 +47,7 @@ extension ConfigPreviewRunner.Result {
     public var json: String {
         JSONText.object([
             ("users", String(preview.users)), ("exits", String(preview.exits)),
+            ("metric_notes", "[" + metricNotes.map(JSONText.quote).joined(separator: ",") + "]"),
             ("segments", "[" + preview.segments.values.sorted { $0.segment < $1.segment }.map { change in
                 JSONText.object([("segment", JSONText.quote(change.segment)), ("enter", String(change.enter)), ("exit", String(change.exit)),
                                  ("entering", "[" + change.entering.map(JSONText.quote).joined(separator: ",") + "]"),
@@ -62,6 +68,11 @@ extension ConfigPreviewRunner.Result {
     /// then the alerts whose condition would flip.
     public func lines(current: SegmentCatalog) -> [String] {
         var out = ["preview over \(preview.users) users, each at their partition pair's watermark (\(String(format: "%.2f", seconds)) s, nothing written)"]
+        out += metricNotes.map { "note: \($0)" }
+        for metric in preview.catalog.metrics.metrics {
+            let before = current.metrics.metrics.first { $0.name == metric.name }
+            out.append("metric \(metric.name): \(metric.canonical)" + (before == nil ? " (new)" : before!.key == metric.key ? "" : " (changed)"))
+        }
         for name in preview.catalog.segmentNames {
             let rule = preview.catalog.segments.first { $0.name == name }?.ruleText
             let before = current.segments.first { $0.name == name }?.ruleText

@@ -7,11 +7,14 @@ public enum FeatureExport {
     public static let defaultWindows = [7, 30]
 
     /// One user's features (SPEC §3 names as keys), after `user_id` and `as_of`, in order.
-    public static func fields(_ user: StateReader.UserState, now: Instant, calendar: DayCalendar, windows: [Int]) -> OrderedFields<FeatureValue> {
+    /// Metrics (SPEC §4b) follow the built-in features: each over the windows and its lifetime,
+    /// and hours since its latest counted event.
+    public static func fields(_ user: StateReader.UserState, now: Instant, calendar: DayCalendar, windows: [Int],
+                              metrics: MetricCatalog = MetricCatalog()) -> OrderedFields<FeatureValue> {
         let evaluator = FeatureEvaluator(profile: user.profile, days: user.days, now: now, calendar: calendar)
         let attributeNames = user.profile.attributes.filter { $0.value.value != nil }.map(\.key)
         var fields: [(String, FeatureValue)] = [("user_id", .string(user.userID)), ("as_of", .string(now.description))]
-        for feature in Feature.standardSet(windows: windows, attributeNames: attributeNames) {
+        for feature in Feature.standardSet(windows: windows, attributeNames: attributeNames) + metricFeatures(metrics, windows: windows) {
             fields.append((feature.description, evaluator.value(of: feature)))
         }
         return OrderedFields(fields)
@@ -20,8 +23,15 @@ public enum FeatureExport {
     /// One user's features as a JSON object: a line of `export features`, keys in the order
     /// above (`user_id` first). Written as text: JSONEncoder orders keys only by sorting them,
     /// and a stream of lines reads best in one fixed order.
-    public static func json(_ user: StateReader.UserState, now: Instant, calendar: DayCalendar, windows: [Int]) -> String {
-        JSONText.object(fields(user, now: now, calendar: calendar, windows: windows).fields.map { ($0.0, $0.1.json) })
+    public static func json(_ user: StateReader.UserState, now: Instant, calendar: DayCalendar, windows: [Int],
+                            metrics: MetricCatalog = MetricCatalog()) -> String {
+        JSONText.object(fields(user, now: now, calendar: calendar, windows: windows, metrics: metrics).fields.map { ($0.0, $0.1.json) })
+    }
+
+    static func metricFeatures(_ metrics: MetricCatalog, windows: [Int]) -> [Feature] {
+        metrics.metrics.flatMap { metric in
+            windows.map { Feature.metric(metric.ref, .days($0)) } + [.metric(metric.ref, .lifetime), .hoursSinceLast(metric.ref)]
+        }
     }
 
     /// The first day any of `windows` can reach, so older day rows are not read.
@@ -33,12 +43,12 @@ public enum FeatureExport {
     /// - Parameter now: one instant for everyone; nil: each user as of their partition pair's clock.
     @discardableResult
     public static func export(from reader: StateReader, now: Instant?, calendar: DayCalendar, windows: [Int],
-                              to output: (String) -> Void) throws -> Int {
+                              metrics: MetricCatalog = MetricCatalog(), to output: (String) -> Void) throws -> Int {
         let clocks = try reader.pairClocks()
         guard let earliest = now ?? clocks.values.min() else { return 0 }
         var count = 0
         try reader.forEachUser(daysFrom: firstDay(now: earliest, calendar: calendar, windows: windows)) { user in
-            output(json(user, now: now ?? clocks[user.partition] ?? earliest, calendar: calendar, windows: windows))
+            output(json(user, now: now ?? clocks[user.partition] ?? earliest, calendar: calendar, windows: windows, metrics: metrics))
             count += 1
         }
         return count

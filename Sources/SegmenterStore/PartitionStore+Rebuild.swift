@@ -63,6 +63,7 @@ extension PartitionStore {
             }
             try write(effects)
             try putText("catalog", segments.catalog.fingerprint)
+            try recordMetricDefinitions(at: now, rebuilt: true)
             adoption.entered = try segmentCounts("""
                 SELECT segment, count(*) FROM memberships m WHERE NOT EXISTS
                 (SELECT 1 FROM published_before b WHERE b.user_id = m.user_id AND b.segment = m.segment) GROUP BY segment

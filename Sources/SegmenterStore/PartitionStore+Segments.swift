@@ -43,6 +43,7 @@ extension PartitionStore {
             recordResum(from: partials, into: &effects, at: now)
             try write(effects)
             try putText("catalog", segments.catalog.fingerprint)
+            try recordMetricDefinitions(at: now)
         }
         cache.removeAll()  // everyone changed: the next batches read what they need
         try remember(effects)

@@ -122,7 +122,10 @@ public final class PartitionStore: @unchecked Sendable {
         let fingerprint = segments.catalog.fingerprint
         guard try text("catalog") != fingerprint else { return 0 }
         guard let now = try clock() else {
-            try db.transaction { try putText("catalog", fingerprint) }
+            try db.transaction {
+                try putText("catalog", fingerprint)
+                try recordMetricDefinitions(at: nil)
+            }
             return 0
         }
         return try reevaluateEveryone(now: now)

@@ -105,6 +105,24 @@ public final class StateReader {
         }
     }
 
+    /// Metrics this state counts only from a later instant, or will once `run` starts (SPEC §4b):
+    /// over every partition, the earliest such instant per metric.
+    public func metricDefinitionChanges(_ metrics: MetricCatalog) throws -> [MetricDefinitionChange] {
+        guard !metrics.isEmpty else { return [] }
+        var byName: [String: MetricDefinitionChange] = [:]
+        for (_, db) in partitions {
+            let record = try db.prepare("SELECT value FROM meta_text WHERE key = ?")
+            record.bind(1, MetricDefinitions.key)
+            let text = try record.step() ? record.string(0) : nil
+            let clock = try db.prepare("SELECT value FROM meta WHERE key = 'clock_now'")
+            for change in MetricDefinitions.changes(metrics, stored: text, hasEvents: try clock.step()) {
+                if let known = byName[change.name], let since = known.since, change.since.map({ $0 >= since }) ?? false { continue }
+                byName[change.name] = change
+            }
+        }
+        return metrics.metrics.compactMap { byName[$0.name] }
+    }
+
     /// Each partition pair's clock (SPEC §3): what its users' rules and `as_of` use.
     public func pairClocks() throws -> [Int32: Instant] {
         var clocks: [Int32: Instant] = [:]

@@ -66,7 +66,7 @@ struct Inspect: ParsableCommand {
             for (day, aggregate) in user.days.sorted(by: { $0.key < $1.key }) {
                 say("  \(DayCalendar.isoDate(day)): spend \(Money.format(cents: aggregate.spendCents)), \(aggregate.activities) activities, \(Double(aggregate.activeMicros) / 60e6) active minutes")
             }
-            say("  features: \(FeatureExport.json(user, now: now, calendar: calendar, windows: windows))")
+            say("  features: \(FeatureExport.json(user, now: now, calendar: calendar, windows: windows, metrics: config.catalog.metrics))")
             say("  segments: \(try reader.segments(of: id).joined(separator: ", "))")
         }
     }
@@ -238,7 +238,7 @@ struct Export: ParsableCommand {
                 guard try reader.clock() != nil else { throw ValidationError("no events applied yet") }
             }
             var buffer = ""
-            try FeatureExport.export(from: reader, now: asOf, calendar: config.calendar, windows: windows) { line in
+            try FeatureExport.export(from: reader, now: asOf, calendar: config.calendar, windows: windows, metrics: config.catalog.metrics) { line in
                 buffer += line + "\n"
                 if buffer.utf8.count > 1 << 16 { FileHandle.standardOutput.write(Data(buffer.utf8)); buffer = "" }
             }
@@ -286,6 +286,11 @@ struct Validate: ParsableCommand {
         say("  fx: \(config.fx.keys.sorted().joined(separator: ", ")); dedupe horizon \(DedupeHorizon.describe(config.dedupeHorizon.seconds * Instant.nanosPerSecond))")
         for warning in config.warnings { say("  warning: \(warning)") }
         let dialects = dialect == "all" ? SQLRenderer.Dialect.allCases : [SQLRenderer.Dialect(rawValue: dialect)!]
+        for metric in config.catalog.metrics.metrics {
+            // As it parsed: every operation parenthesised, so precedence surprises show.
+            say("  metric \(metric.name): \(metric.canonical)")
+        }
+        for note in try MetricDefinitionCheck.notes(config) { say("  note: \(note)") }
         for segment in config.catalog.segments {
             say("  segment \(segment.name): \(segment.ruleText)")
             for d in dialects { say(sqlLine(SQLRenderer(dialect: d).render(segment.rule), dialect: d)) }

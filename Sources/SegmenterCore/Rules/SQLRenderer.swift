@@ -32,6 +32,11 @@ public struct SQLRenderer: Sendable {
         case let .avgDailyMinutes(n): name = "avg_daily_minutes_\(n)d"
         case let .activeDays(n): name = "active_days_\(n)d"
         case let .attribute(attribute): name = "attr_\(attribute)"
+        case let .metric(metric, .days(n)): name = "\(metric.name)_\(n)d"
+        case let .metric(metric, .lifetime): name = "\(metric.name)_lifetime"
+        case let .hoursSinceLast(metric): name = "hours_since_last_\(metric.name)"
+        case let .hoursSinceFirst(metric): name = "hours_since_first_\(metric.name)"
+        case let .event(field): name = field.description  // a metric filter over an events table: type, prop.plan
         default: name = feature.description
         }
         switch dialect {

@@ -76,7 +76,7 @@ extension UserExplanation.Segment: Encodable {
 extension UserExplanation: Encodable {
     enum CodingKeys: String, CodingKey {
         case userID = "user_id", asOf = "as_of", segments, nextChange = "next_change", nextMembershipChange = "next_membership_change"
-        case history, waiting
+        case history, waiting, metrics
     }
 
     /// One entry of `history`.
@@ -102,6 +102,7 @@ extension UserExplanation: Encodable {
         try container.encode(history.map { HistoryEntry(segment: $0.segment, change: $0.entered ? "enter" : "exit", asOf: $0.asOf.description,
                                                         cause: $0.cause.rawValue) }, forKey: .history)
         try container.encode(waiting.map(\.description), forKey: .waiting)
+        try container.encode(metrics, forKey: .metrics)
     }
 
     /// JSON for `explain --json` (the API encodes the same value), keys sorted.

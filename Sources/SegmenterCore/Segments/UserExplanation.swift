@@ -32,6 +32,8 @@ public struct UserExplanation: Sendable {
     public var history: [MembershipChange] = []
     /// Instants of their events that wait for the pair's clock to reach them (not counted yet).
     public var waiting: [Instant] = []
+    /// The metrics the explained rules read (SPEC §4b): definitions, values, open sequence instances.
+    public var metrics: [MetricExplanation] = []
 
     /// Human-readable lines; instants also in the calendar's time zone when it is not UTC.
     public func lines(calendar: DayCalendar) -> [String] {
@@ -40,6 +42,10 @@ public struct UserExplanation: Sendable {
             out.append("\(segment.member ? "in" : "not in") \(segment.name)" + (segment.rule == nil ? " (every user seen)" : ": \(segment.ruleText)"))
             if let rule = segment.rule { out += rule.lines(indent: 2) }
             for feature in segment.features { out.append("    \(feature.name) = \(feature.value.json)") }
+        }
+        if !metrics.isEmpty {
+            out.append("metrics (as their filters parsed):")
+            out += metrics.flatMap { $0.lines() }
         }
         if let next = nextChange {
             let local = calendar.utcOffsetSeconds(at: next.instant) == 0 ? "" : " (\(Self.local(next.instant, calendar)) \(calendar.timeZone.identifier))"
@@ -104,6 +110,8 @@ extension SegmentCatalog {
             at = instant
         }
         let later = steps.count > 1 && !steps.last!.changes.isEmpty ? steps.last : nil
-        return UserExplanation(userID: userID, now: now, segments: parts, nextChange: steps.first, nextMembershipChange: later)
+        var explanation = UserExplanation(userID: userID, now: now, segments: parts, nextChange: steps.first, nextMembershipChange: later)
+        explanation.metrics = explainMetrics(profile: profile, now: now, calendar: calendar, segment: only)
+        return explanation
     }
 }

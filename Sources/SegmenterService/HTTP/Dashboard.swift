@@ -230,6 +230,11 @@ enum Dashboard {
       for (const s of x.segments) {
         html += "<h3>" + (s.member ? "in " : "not in ") + esc(s.segment) + "</h3>" + (s.explanation ? tree(s.explanation, 0) : '<span class="muted">every user seen</span>');
       }
+      if (x.metrics && x.metrics.length) {
+        html += "<h3>metrics</h3>" + x.metrics.map((m) => '<div class="rule"><b>' + esc(m.name) + '</b> <span class="muted">' + esc(m.definition) + "</span></div>"
+          + m.values.map((v) => '<div class="rule" style="padding-left:16px">' + esc(v.feature) + " = <b>" + esc(JSON.stringify(v.value)) + "</b></div>").join("")
+          + m.instances.map((i) => '<div class="rule" style="padding-left:16px">open instance at ' + esc(i.first) + ": " + esc(i.status) + "</div>").join("")).join("");
+      }
       const n = x.next_change;
       html += "<p>next change by time: " + (n ? esc((n.changes.length ? n.changes.join(", ") : "no membership change") + " at " + n.at + ", when " + n.reason) : "none") + "</p>";
       if (x.waiting && x.waiting.length) html += '<p class="muted">' + x.waiting.length + " event(s) wait for the watermark, the first at " + esc(x.waiting[0]) + "</p>";

@@ -107,7 +107,7 @@ public enum HTTPAPI {
             let windows = request.uri.queryParameters.get("windows").map { $0.split(separator: ",").compactMap { Int($0) } } ?? FeatureExport.defaultWindows
             let now = request.uri.queryParameters.get("now").flatMap { try? RFC3339.parse($0).get() }
             var lines = ""
-            _ = try FeatureExport.export(from: reader, now: now, calendar: config.calendar, windows: windows) { lines += $0 + "\n" }
+            _ = try FeatureExport.export(from: reader, now: now, calendar: config.calendar, windows: windows, metrics: config.catalog.metrics) { lines += $0 + "\n" }
             return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: .init(byteBuffer: ByteBuffer(string: lines)))
         }
         router.get("api/users/:id") { request, context in
@@ -120,7 +120,7 @@ public enum HTTPAPI {
             guard let (user, now) = try reader.userAtPairClock(id, firstDay: { FeatureExport.firstDay(now: $0, calendar: config.calendar, windows: windows) }) else {
                 return try json(error("unknown user \(id)"), status: .notFound)
             }
-            return try json(APIBody.User(features: FeatureExport.fields(user, now: now, calendar: config.calendar, windows: windows),
+            return try json(APIBody.User(features: FeatureExport.fields(user, now: now, calendar: config.calendar, windows: windows, metrics: config.catalog.metrics),
                                          segments: try reader.segments(of: id), partition: user.partition, instance: config.instanceName))
         }
         router.get("api/alerts") { _, _ in

@@ -12,6 +12,8 @@ final class PartitionStores {
     private let config: SegmenterConfig
     private let calendar: DayCalendar
     private(set) var open: [Int32: PartitionStore] = [:]
+    /// Metrics already logged as counting only from a later instant (once per process, not per partition).
+    private var reportedMetricChanges: Set<String> = []
     private var assigned: Set<TopicPartition> = []
     private let log: (String) -> Void
     private let checkpointer = WALCheckpointer()
@@ -33,6 +35,7 @@ final class PartitionStores {
         let store = try config.openPartition(partition, partitionCount: partitionCount ?? max(assigned.count / 2, 1))
         let changes = try store.applyDefinitionChanges()
         if changes > 0 { log("partition \(partition): segment definitions changed; re-evaluated everyone, \(changes) membership changes (cause config)") }
+        for change in try store.metricDefinitionChanges() where reportedMetricChanges.insert(change.name).inserted { log(change.description) }
         open[partition] = store
         checkpointer.watch(store.path)
         return store
