@@ -38,7 +38,13 @@ public struct EventGenerator: Sendable {
 
     static let regions = ["eu", "us", "apac"]
     static let plans = ["free", "pro", "team"]
-    static let activityTypes = ["session", "page_view", "login"]
+    static let activityTypes = ["session", "page_view", "login", "feature_used"]
+    static let features = ["export", "share", "search", "dashboards", "alerts"]
+    /// Draft kinds: below 0 the generator's own (sign-up, purchase); 0..<100 drawn.
+    static let signupKind = -1, purchaseKind = -2
+    /// Drawn kinds that are activity (the incident withholds them): sessions and the like, then
+    /// checkouts (56..<62), 70 % of which are followed by a purchase within 20 h.
+    static let activityKinds = 0..<62, checkoutKinds = 56..<62
 
     /// All messages in event-time order.
     public func messages() -> [Message] {
@@ -49,13 +55,19 @@ public struct EventGenerator: Sendable {
         let signups = (0..<options.users).map { _ in start + Int64(rng.next() % UInt64(max(spanSeconds - 86_400, 1))) }
         var drafts: [(ts: Int64, user: Int, kind: Int, n: Int)] = []
         drafts.reserveCapacity(options.events)
-        for user in 0..<options.users where drafts.count < options.events { drafts.append((signups[user], user, -1, 0)) }
+        for user in 0..<options.users where drafts.count < options.events { drafts.append((signups[user], user, Self.signupKind, 0)) }
         var n = 0
         while drafts.count < options.events {
             let user = Int(rng.next() % UInt64(options.users))
             let ts = signups[user] + Int64(rng.next() % UInt64(max(start + spanSeconds - signups[user], 1)))
-            drafts.append((ts, user, Int(rng.next() % 100), n))
+            let kind = Int(rng.next() % 100)
+            drafts.append((ts, user, kind, n))
             n += 1
+            // A checkout is paid within 20 h 70 % of the time; the rest are abandoned.
+            if Self.checkoutKinds.contains(kind), rng.next() % 10 < 7, drafts.count < options.events {
+                drafts.append((ts + 60 + Int64(rng.next() % (20 * 3600)), user, Self.purchaseKind, n))
+                n += 1
+            }
         }
         drafts.sort { $0.ts != $1.ts ? $0.ts < $1.ts : $0.n < $1.n }
 
@@ -69,7 +81,8 @@ public struct EventGenerator: Sendable {
                 out.append(Message(topic: topic, key: userID, payload: payload, valid: false, duplicate: false, ts: ts))
                 continue
             }
-            if let incident = options.incidentSignupsFrom, signups[draft.user] >= incident.epochSeconds, (0..<62).contains(draft.kind),
+            if let incident = options.incidentSignupsFrom, signups[draft.user] >= incident.epochSeconds,
+               Self.activityKinds.contains(draft.kind) || draft.kind == Self.purchaseKind,
                options.incidentUntil.map({ draft.ts < $0.epochSeconds }) ?? true {
                 continue  // the incident: this cohort's activity never arrives
             }
@@ -86,15 +99,24 @@ public struct EventGenerator: Sendable {
     private func event(index: Int, userID: String, ts: Instant, kind: Int, rng: inout SplitMix64) -> (InputKind, String) {
         let head = "\"event_id\":\"e\(index)\",\"user_id\":\(JSONText.quote(userID)),\"ts\":\"\(ts)\""
         switch kind {
-        case -1:
+        case Self.signupKind:
             let region = Self.regions[Int(rng.next() % 3)]
             return (.activity, "{\(head),\"type\":\"signup\",\"attributes\":{\"region\":\"\(region)\",\"plan\":\"free\"}}")
-        case 0..<62:
-            let type = Self.activityTypes[Int(rng.next() % 3)]
+        case Self.purchaseKind:
+            let plan = Self.plans[1 + Int(rng.next() % 2)]
+            return (.activity, "{\(head),\"type\":\"purchase\",\"properties\":{\"plan\":\"\(plan)\"}}")
+        case Self.checkoutKinds:
+            let plan = Self.plans[1 + Int(rng.next() % 2)]
+            return (.activity, "{\(head),\"type\":\"checkout_started\",\"properties\":{\"plan\":\"\(plan)\"}}")
+        case Self.activityKinds:
+            let type = Self.activityTypes[Int(rng.next() % UInt64(Self.activityTypes.count))]
             let duration = Double(rng.next() % 3_600_000) / 1000
-            return (.activity, "{\(head),\"type\":\"\(type)\",\"duration_s\":\(duration)}")
+            let feature = Self.features[Int(rng.next() % UInt64(Self.features.count))]
+            let properties = type == "session" || type == "feature_used" ? ",\"properties\":{\"feature\":\"\(feature)\"}" : ""
+            return (.activity, "{\(head),\"type\":\"\(type)\",\"duration_s\":\(duration)\(properties)}")
         case 62..<80:
-            return (.billing, "{\(head),\"type\":\"charge\",\"amount\":\(Money.format(cents: Int64(rng.next() % 20_000) + 100)),\"currency\":\"USD\"}")
+            let plan = Self.plans[1 + Int(rng.next() % 2)]
+            return (.billing, "{\(head),\"type\":\"charge\",\"amount\":\(Money.format(cents: Int64(rng.next() % 20_000) + 100)),\"currency\":\"USD\",\"properties\":{\"plan\":\"\(plan)\"}}")
         case 80..<85:
             return (.billing, "{\(head),\"type\":\"charge\",\"amount\":\"\(Money.format(cents: Int64(rng.next() % 9_000) + 1))\",\"currency\":\"EUR\"}")
         case 85..<88:

@@ -101,6 +101,14 @@ public struct SegmenterConfig: Sendable {
                 + "window in use (\(catalog.longestWindow)d): an event older than the horizon is dead-lettered although that window still "
                 + "counts its day (the default, \(DedupeHorizon.describe(DedupeHorizon(longestWindowDays: catalog.longestWindow).seconds * Instant.nanosPerSecond)), covers it)")
         }
+        // An abandoned instance counts on its first event's day, `within` after it: a window
+        // that ends before then never holds it.
+        for (metric, windows) in catalog.timeTriggers.metricWindows {
+            guard case let .sequence(within, true) = metric.shape, let n = windows.first,
+                  Int64(n) * 86_400 * Instant.nanosPerSecond <= within else { continue }
+            warnings.append("\(metric.name)(\(n)d) can never count an abandoned instance: one counts on its first event's day, "
+                + "\(DedupeHorizon.describe(within)) later, when that day has left a \(n)-day window (use \(metric.name)(\(Int(within / (86_400 * Instant.nanosPerSecond)) + 1)d) or more)")
+        }
         return warnings
     }
 

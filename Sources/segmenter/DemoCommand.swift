@@ -54,6 +54,7 @@ struct Demo: AsyncParsableCommand {
         let warehousePath = stateDirectory.appendingPathComponent("warehouse.sqlite").path
         config.reconciliation?.target = .sqlite(path: warehousePath)
         say("== state in \(stateDirectory.path); incident: users signing up from \(incidentDate) have no activity until \(DayCalendar.isoDate(incidentDay + 6))")
+        for metric in config.catalog.metrics.metrics { say("   metric \(metric.name): \(metric.canonical)") }
         for segment in config.catalog.segments { say("   segment \(segment.name): \(segment.ruleText)") }
         for alert in config.alerts { say("   alert \(alert.name) on \(alert.segment)/\(alert.kpi)") }
 
@@ -119,7 +120,10 @@ struct Demo: AsyncParsableCommand {
         producer = nil  // clients go before the broker they talk to
 
         say("== a few membership changes and KPI deltas as published")
-        for line in try readTopic("segment-membership", bootstrap: broker.bootstrapServers, limit: 3) { say(line) }
+        let changes = try readTopic("segment-membership", bootstrap: broker.bootstrapServers, limit: 1_000_000)
+        for line in changes.prefix(3) { say(line) }
+        say("== abandoned checkouts entering by time: 24 h after checkout_started with no purchase (metric abandoned_checkouts)")
+        for line in changes.filter({ $0.contains("\"segment\":\"abandoned_checkout\"") && $0.contains("\"cause\":\"time\"") }).prefix(3) { say(line) }
         for line in try readTopic("segment-kpi-deltas", bootstrap: broker.bootstrapServers, limit: 4) { say(line) }
         say("== KPI deltas caused by the reconciliation (cause reconciliation)")
         for line in try readTopic("segment-kpi-deltas", bootstrap: broker.bootstrapServers, limit: 100_000).filter({ $0.contains("\"cause\":\"reconciliation\"") }).prefix(6) {
@@ -152,6 +156,14 @@ struct Demo: AsyncParsableCommand {
 
     static func configYAML(incidentDate: String) -> String {
         """
+        metrics:
+          - name: logins
+            count: type = 'login'
+          - name: features_used
+            count_distinct: prop.feature
+            where: type in ('session', 'feature_used')
+          - name: abandoned_checkouts
+            sequence: {first: type = 'checkout_started', then_not: type = 'purchase', within: 24h}
         segments:
           - name: signed_up_after_incident
             rule: signup_date >= date('\(incidentDate)')
@@ -161,6 +173,12 @@ struct Demo: AsyncParsableCommand {
             rule: accounts >= 2
           - name: inactive_new_users
             rule: hours_since_signup >= 24 and activities_since_signup = 0
+          - name: frequent_logins
+            rule: logins(7d) >= 3
+          - name: explorers
+            rule: features_used(7d) >= 4
+          - name: abandoned_checkout
+            rule: abandoned_checkouts(2d) >= 1
         kpis:
           - name: avg_daily_minutes
             avg: avg_daily_minutes(7d)

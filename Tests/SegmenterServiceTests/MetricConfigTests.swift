@@ -83,3 +83,14 @@ import SegmenterCore
         #expect(changed.catalog.metrics.metrics[0].key != metrics.metrics[1].key)
     }
 }
+
+extension MetricConfigTests {
+    @Test func aWindowThatCanNeverHoldAnAbandonedInstanceIsWarnedAbout() throws {
+        let metric = "metrics:\n  - {name: abandoned, sequence: {first: type = 'a', then_not: type = 'b', within: 24h}}\n"
+        let short = try parse(metric + "segments:\n  - {name: s, rule: abandoned(1d) >= 1}\n")
+        #expect(short.warnings.contains { $0.contains("abandoned(1d) can never count an abandoned instance") && $0.contains("use abandoned(2d)") },
+                "\(short.warnings)")
+        let fine = try parse(metric + "segments:\n  - {name: s, rule: abandoned(2d) >= 1}\n")
+        #expect(fine.warnings.isEmpty, "\(fine.warnings)")
+    }
+}

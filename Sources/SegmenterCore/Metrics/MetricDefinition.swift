@@ -91,6 +91,14 @@ public struct MetricDefinition: Sendable, Equatable {
 
     public static let namePattern = "^[a-z][a-z0-9_]{0,63}$"
 
+    /// `24h`, `90m`, `2d`, `45s`: the largest unit that divides it.
+    static func duration(_ nanos: Int64) -> String {
+        for (unit, size) in [("d", Int64(86_400)), ("h", 3600), ("m", 60), ("s", 1)] where nanos % (size * Instant.nanosPerSecond) == 0 {
+            return "\(nanos / (size * Instant.nanosPerSecond))\(unit)"
+        }
+        return "\(nanos)ns"
+    }
+
     public init(name: String, source: Source) throws(PartError) {
         self.name = name
         func filter(_ text: String, _ part: Part) throws(PartError) -> RuleExpression {
@@ -118,7 +126,7 @@ public struct MetricDefinition: Sendable, Equatable {
             let first = try filter(firstText, .first)
             let then = try filter(thenText, abandoned ? .thenNot : .then)
             kind = .sequence(first: first, then: then, withinNanos: within, abandoned: abandoned)
-            canonical = "sequence: first: \(first.canonicalText) \(abandoned ? "then_not" : "then"): \(then.canonicalText) within: \(within)ns"
+            canonical = "sequence: first: \(first.canonicalText) \(abandoned ? "then_not" : "then"): \(then.canonicalText) within: \(Self.duration(within))"
         }
     }
 }
