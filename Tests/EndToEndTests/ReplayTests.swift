@@ -9,9 +9,18 @@ import SegmenterStore
 /// a CDC connector re-running its snapshot), then again interleaved with new events.
 @Suite(.serialized) struct ReplayTests {
     static let yaml = """
+        metrics:
+          - name: logins
+            count: type = 'login'
+          - name: features_used
+            count_distinct: prop.feature
+          - name: paid_checkouts
+            sequence: {first: type = 'checkout_started', then: type = 'purchase', within: 24h}
         segments:
           - name: big_spenders
             rule: spend(30d) > 400
+          - name: regulars
+            rule: logins(30d) >= 8 and features_used(lifetime) >= 4
           - name: inactive_new_users
             rule: hours_since_signup >= 24 and activities_since_signup = 0
         kpis:
@@ -19,6 +28,8 @@ import SegmenterStore
             sum: spend(30d)
           - name: arpu_30d
             avg: spend(30d)
+          - name: paid_checkouts_30d
+            sum: paid_checkouts(30d)
         kpi_emit_interval: 200ms
         """
     /// The default horizon for these rules: the longest window plus a day.
@@ -47,13 +58,20 @@ import SegmenterStore
         #expect(try harness.readTopic("segment-membership").count == membershipOnce.count)
         #expect(try harness.readTopic("segment-kpi-deltas").count == kpisOnce.count)
         #expect(try features(harness, config) == featuresOnce)
-        // and exactly the replayed events older than their input partition's latest event minus
-        // the horizon are in the dead-letter topic, with that reason
+        // and exactly the replayed events older than their partition pair's watermark after the
+        // first pass (SPEC §3: both topics read to their end, the later of their latest events)
+        // minus the horizon are in the dead-letter topic, with that reason
         let letters = try deadLetters(harness)
         var tooOld = 0
+        var pairWatermarks: [Int32: Instant] = [:]
+        for (tp, once) in firstPass {
+            for ts in once.compactMap({ try? decode($0.payload, topic: tp.topic).ts }) where pairWatermarks[tp.partition].map({ ts > $0 }) ?? true {
+                pairWatermarks[tp.partition] = ts
+            }
+        }
         for (tp, messages) in try inputMessages(harness) {
             let once = firstPass[tp] ?? []
-            let watermark = try #require(once.compactMap { try? decode($0.payload, topic: tp.topic).ts }.max())
+            let watermark = try #require(pairWatermarks[tp.partition])
             for message in messages.dropFirst(once.count) {
                 guard let event = try? decode(message.payload, topic: tp.topic) else { continue }  // invalid: dead-lettered again
                 let letter = letters["\(tp.topic)/\(tp.partition)/\(message.offset)"]
@@ -106,7 +124,8 @@ import SegmenterStore
     /// Each exported line equals the features of the user's distinct events, as of the export's `as_of`.
     func expectFeatures(_ exported: [String: String], of lines: [ProducedLog.Line]) throws {
         let events = try lines.map { try decode($0.payload, topic: $0.topic) }
-        let truth = FromScratch(events, catalog: SegmentCatalog(), now: Instant(nanoseconds: 0), calendar: .utc)
+        let catalog = try SegmenterConfig.parse(yaml: Self.yaml, source: "test", environment: [:]).catalog
+        let truth = FromScratch(events, catalog: catalog, now: Instant(nanoseconds: 0), calendar: .utc)
         #expect(Set(exported.keys) == Set(truth.profiles.keys))
         var wrong: [String] = []
         for (user, line) in exported {
@@ -114,7 +133,7 @@ import SegmenterStore
             let now = try RFC3339.parse(object["as_of"] as! String).get()
             let state = StateReader.UserState(userID: user, partition: 0, profile: truth.profiles[user] ?? UserProfile(),
                                               days: truth.days[user] ?? [:])
-            let expected = FeatureExport.json(state, now: now, calendar: .utc, windows: [30, 3650])
+            let expected = FeatureExport.json(state, now: now, calendar: .utc, windows: [30, 3650], metrics: catalog.metrics)
             if expected != line { wrong.append("\(user): exported \(line), expected \(expected)") }
         }
         #expect(wrong.isEmpty, "\(wrong.count) users differ: \(wrong.prefix(2))")

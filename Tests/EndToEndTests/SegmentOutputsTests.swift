@@ -13,9 +13,25 @@ import SegmenterService
 @Suite(.serialized) struct SegmentOutputsTests {
     static func segmentsYAML(lateCohort: String) -> String {
         """
+        metrics:
+          - name: logins
+            count: type = 'login'
+          - name: features_used
+            count_distinct: prop.feature
+          - name: abandoned_checkouts
+            sequence: {first: type = 'checkout_started', then_not: type = 'purchase', within: 12h}
+          - name: pro_revenue
+            sum: amount
+            where: prop.plan = 'pro'
         segments:
           - name: recent_spenders
             rule: spend(3d) > 100
+          - name: loggers
+            rule: logins(2d) >= 3
+          - name: explorers
+            rule: features_used(3d) >= 4
+          - name: abandoners
+            rule: abandoned_checkouts(2d) >= 1
           - name: inactive_new_users
             rule: hours_since_signup >= 24 and activities_since_signup = 0
           - name: late_cohort
@@ -29,6 +45,8 @@ import SegmenterService
             avg: active_minutes(7d)
           - name: zero_share
             share: activities_since_signup = 0
+          - name: pro_revenue
+            sum: pro_revenue(7d)
         kpi_emit_interval: 200ms
         """
     }

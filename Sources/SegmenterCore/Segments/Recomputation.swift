@@ -19,6 +19,7 @@ public struct FromScratch: Sendable {
             if let change = profiles[event.userID, default: UserProfile()].apply(event, calendar: calendar) {
                 days[event.userID, default: [:]][change.day, default: DayAggregate()] += change.delta
             }
+            _ = catalog.metrics.apply(event, to: &profiles[event.userID]!.metrics, calendar: calendar)
         }
         for (user, profile) in profiles {
             let evaluation = catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now(user), calendar: calendar)
