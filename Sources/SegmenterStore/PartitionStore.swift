@@ -284,7 +284,9 @@ public final class PartitionStore: @unchecked Sendable {
     func remember(_ effects: BatchEffects) throws {
         if let next = effects.watermark { watermark = next }
         if cache.count + effects.slices.count > cacheCapacity { cache.removeAll(keepingCapacity: true) }
-        cache.merge(effects.slices) { $1 }
+        // A loop, not `merge`: specialised, it moves each slice inline (the generic merge copies
+        // through the type's value witness, a `memcpy` per slice).
+        for (userID, slice) in effects.slices { cache[userID] = slice }
         for (userID, events) in effects.pending {
             if events.isEmpty { usersWithPending.remove(userID) } else { usersWithPending.insert(userID) }
         }
