@@ -221,4 +221,41 @@ import Testing
             }
         }
     }
+
+    // MARK: The compiled filters mean what the typed tree means
+
+    @Test func compiledFiltersAgreeWithTheTreeOnEveryShape() throws {
+        let filters = [
+            "type = 'login'", "'login' = type", "type != 'login'", "type in ('login', 'purchase')", "type not in ('login', 'charge')",
+            "topic = 'billing'", "topic = 'other'", "topic != 'activity'", "prop.plan = 'pro'", "prop.plan != 'pro'", "prop.n = 1",
+            "prop.flag = true", "prop.flag != false", "not prop.plan = 'pro'", "type = 'charge' and prop.plan = 'pro'",
+            "type = 'login' or prop.plan = 'pro'", "not (type = 'login' or prop.flag = true)", "prop.plan = 'pro' and prop.n = 1",
+            "amount > 10", "duration_s / 60 >= 2 or prop.plan is null", "prop.n between 0 and 2", "type in ('login', prop.plan)",
+        ]
+        var random = SplitMix64(seed: 7)
+        let values: [AttributeValue?] = [.string("pro"), .string("team"), .number(1), .number(2), .bool(true), .bool(false), nil]
+        var events: [UserEvent] = []
+        for index in 0..<300 {
+            var properties: [String: AttributeValue] = [:]
+            for key in ["plan", "n", "flag"] { if let value = values[Int(random.next() % UInt64(values.count))] { properties[key] = value } }
+            let ts = Self.instant("2026-03-01T00:00:00Z")
+            let body: UserEvent.Body = switch random.next() % 4 {
+            case 0: .billing(cents: Int64(random.next() % 3000) - 1000)
+            case 1: .signup(attributes: [:])
+            default: .activity(type: ["login", "purchase", "session"][Int(random.next() % 3)], durationMicros: Int64(random.next() % 300_000_000))
+            }
+            events.append(UserEvent(eventID: "e\(index)", userID: "u", ts: ts, body: body, properties: body.countsInDay ? properties : [:]))
+        }
+        for text in filters {
+            let tree = try RuleParser.parseFilter(text)
+            let compiled = EventFilter(tree)
+            for event in events {
+                let want: Bool? = switch tree.evaluate({ if case let .event(f) = $0 { event.value(of: f) } else { .null } }) {
+                case let .bool(b): b
+                default: nil
+                }
+                #expect(compiled.evaluate(event) == want, "\(text) on \(event.type) \(event.properties)")
+            }
+        }
+    }
 }

@@ -5,36 +5,51 @@
 extension MetricCatalog {
     /// Applies one event (already deduplicated) to the user's metrics.
     /// - Returns: the rows to add to, per metric and day the event touched.
+    @discardableResult
     public func apply(_ event: UserEvent, to metrics: inout UserMetrics, calendar: DayCalendar) -> [MetricDayWrite] {
-        guard !self.metrics.isEmpty else { return [] }
         var writes: [MetricDayWrite] = []
-        let fields: (Feature) -> FeatureValue = { feature in
-            if case let .event(field) = feature { return event.value(of: field) }
-            return .null
-        }
+        apply(event, to: &metrics, calendar: calendar, writes: &writes)
+        return writes
+    }
+
+    /// Applies one event, adding what it changed to `writes` (one entry per user-day and metric:
+    /// a batch writes each row once, however many of its events touch it).
+    public func apply(_ event: UserEvent, to metrics: inout UserMetrics, calendar: DayCalendar, writes: inout [MetricDayWrite]) {
+        guard !self.metrics.isEmpty else { return }
         let day = calendar.day(of: event.ts)
-        for metric in self.metrics {
-            let key = metric.key
-            switch metric.kind {
-            case let .count(filter):
-                guard filter.isTrue(fields) else { continue }
+        // By index: each definition is read in place, not copied (measured: a copy per metric per
+        // event, retains and releases of its trees, cost more than the filters).
+        for index in self.metrics.indices {
+            let key = keys[index]
+            switch self.metrics[index].kind {
+            case .count:
+                guard self.metrics[index].filters[0].matches(event) else { continue }
                 add(1, key: key, day: day, at: event.ts, to: &metrics, writes: &writes, userID: event.userID)
-            case let .sum(value, filter):
-                guard filter?.isTrue(fields) ?? true, let number = value.evaluate(fields).number else { continue }
+            case let .sum(value, _):
+                guard self.metrics[index].filters.first?.matches(event) ?? true, let number = value.value(of: event).number else { continue }
                 add(Self.millionths(number), key: key, day: day, at: event.ts, to: &metrics, writes: &writes, userID: event.userID)
-            case let .countDistinct(value, filter):
-                guard filter?.isTrue(fields) ?? true, let distinct = DistinctValue(value.evaluate(fields)) else { continue }
+            case let .countDistinct(value, _):
+                guard self.metrics[index].filters.first?.matches(event) ?? true, let distinct = DistinctValue(value.value(of: event)) else { continue }
                 metrics.totals[key, default: MetricTotals()].distinct.insert(distinct)
                 metrics.totals[key]!.noteTime(event.ts)
                 if metrics.days[key, default: [:]][day, default: MetricDay()].values.insert(distinct).inserted {
-                    writes.append(MetricDayWrite(userID: event.userID, day: day, key: key, delta: 0, values: [distinct]))
+                    Self.note(MetricDayWrite(userID: event.userID, day: day, key: key, delta: 0, values: [distinct]), in: &writes)
                 }
-            case let .sequence(first, then, within, _):
-                if then.isTrue(fields) { noteThen(event.ts, key: key, withinNanos: within, in: &metrics) }
-                if first.isTrue(fields) { open(event.ts, key: key, withinNanos: within, in: &metrics) }
+            case let .sequence(_, _, within, _):
+                if self.metrics[index].filters[1].matches(event) { noteThen(event.ts, key: key, withinNanos: within, in: &metrics) }
+                if self.metrics[index].filters[0].matches(event) { open(event.ts, key: key, withinNanos: within, in: &metrics) }
             }
         }
-        return writes
+    }
+
+    /// Adds `write` to the entry for its user-day and metric, or appends it.
+    static func note(_ write: MetricDayWrite, in writes: inout [MetricDayWrite]) {
+        if let index = writes.lastIndex(where: { $0.day == write.day && $0.key == write.key && $0.userID == write.userID }) {
+            writes[index].delta = saturating(writes[index].delta, write.delta)
+            writes[index].values += write.values
+        } else {
+            writes.append(write)
+        }
     }
 
     /// Settles the instances of every sequence whose outcome no admissible event can change:
@@ -55,7 +70,7 @@ extension MetricCatalog {
                 totals.lifetime += 1
                 totals.noteTime(instance.first)
                 metrics.days[metric.key, default: [:]][day, default: MetricDay()].total += 1
-                writes.append(MetricDayWrite(userID: userID, day: day, key: metric.key, delta: 1))
+                Self.note(MetricDayWrite(userID: userID, day: day, key: metric.key, delta: 1), in: &writes)
             }
             totals.open.removeFirst(settled.count)
             // A late `first` must be after the cutoff, and a `then` pairs only with earlier ones.
@@ -82,7 +97,7 @@ extension MetricCatalog {
         metrics.totals[key] = totals
         let dayTotal = metrics.days[key]?[day]?.total ?? 0
         metrics.days[key, default: [:]][day, default: MetricDay()].total = Self.saturating(dayTotal, amount)
-        writes.append(MetricDayWrite(userID: userID, day: day, key: key, delta: amount))
+        Self.note(MetricDayWrite(userID: userID, day: day, key: key, delta: amount), in: &writes)
     }
 
     static func saturating(_ a: Int64, _ b: Int64) -> Int64 {

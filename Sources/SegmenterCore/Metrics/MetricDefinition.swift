@@ -54,12 +54,16 @@ public struct MetricDefinition: Sendable, Equatable {
 
     public let name: String
     public let kind: Kind
+    /// The filters compiled for the hot path (see `EventFilter`): the count's, the `where:`,
+    /// or the sequence's `first` and `then`.
+    let filters: [EventFilter]
     /// The definition as it parsed (`count: (type = 'login')`): what `validate` prints and the
     /// key is made from, so reformatting the YAML changes nothing.
     public let canonical: String
 
     public var ref: MetricRef { MetricRef(name: name, key: key, shape: shape) }
-    public var key: MetricKey { MetricKey(name: name, definition: canonical) }
+    /// Its state's key: a hash of the name and the definition as parsed.
+    public let key: MetricKey
 
     public var shape: MetricShape {
         switch kind {
@@ -128,16 +132,27 @@ public struct MetricDefinition: Sendable, Equatable {
             kind = .sequence(first: first, then: then, withinNanos: within, abandoned: abandoned)
             canonical = "sequence: first: \(first.canonicalText) \(abandoned ? "then_not" : "then"): \(then.canonicalText) within: \(Self.duration(within))"
         }
+        key = MetricKey(name: name, definition: canonical)
+        filters = switch kind {
+        case let .count(filter): [EventFilter(filter)]
+        case let .sum(_, filter), let .countDistinct(_, filter): filter.map { [EventFilter($0)] } ?? []
+        case let .sequence(first, then, _, _): [EventFilter(first), EventFilter(then)]
+        }
     }
+
+    public static func == (a: MetricDefinition, b: MetricDefinition) -> Bool { a.key == b.key && a.kind == b.kind }
 }
 
 /// The configured metrics, in configuration order.
 public struct MetricCatalog: Sendable, Equatable {
     public let metrics: [MetricDefinition]
     public let refs: [String: MetricRef]
+    /// Each metric's key, computed once (a hash of its definition's text).
+    let keys: [MetricKey]
 
     public init(_ metrics: [MetricDefinition] = []) {
         self.metrics = metrics
+        keys = metrics.map(\.key)
         refs = Dictionary(uniqueKeysWithValues: metrics.map { ($0.name, $0.ref) })
     }
 

@@ -235,10 +235,11 @@ public struct BatchProcessor: Sendable {
             if let settleFloor, users[index].slice.profile?.metrics.isEmpty == false {
                 let userID = users[index].userID
                 if let writes = catalog.metrics.settle(&users[index].slice.profile!.metrics, floor: settleFloor, userID: userID, calendar: calendar) {
-                    effects.metricDays += writes
+                    for write in writes { MetricCatalog.note(write, in: &users[index].metricWrites) }
                     users[index].processed = true  // the profile row holds the open instances
                 }
             }
+            effects.metricDays += users[index].metricWrites
             let user = users[index]
             if user.processed {
                 effects.profiles[user.userID] = BatchEffects.ProfileWrite(profile: user.slice.profile!, whole: user.rewrite)
@@ -330,7 +331,7 @@ public struct BatchProcessor: Sendable {
             effects.outcome.onReconciledDays += 1  // no day sums only for a reconciled day
         }
         if !catalog.metrics.isEmpty {
-            effects.metricDays += catalog.metrics.apply(event, to: &user.slice.profile!.metrics, calendar: calendar)
+            catalog.metrics.apply(event, to: &user.slice.profile!.metrics, calendar: calendar, writes: &user.metricWrites)
         }
         switch event.body {
         case .billing: break

@@ -23,6 +23,8 @@ struct BatchWorkingSet {
         var restate = false
         /// The batch's increments to the user's day sums, per day it touched (a handful).
         var touched: [(day: DayNumber, delta: DayAggregate)] = []
+        /// The batch's increments to the user's metric days (SPEC §4b), one per day and metric.
+        var metricWrites: [MetricDayWrite] = []
 
         mutating func add(_ delta: DayAggregate, on day: DayNumber) {
             if let index = touched.firstIndex(where: { $0.day == day }) { touched[index].delta += delta } else { touched.append((day, delta)) }
