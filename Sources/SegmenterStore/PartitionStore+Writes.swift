@@ -134,6 +134,10 @@ extension PartitionStore {
             if evidence, let blob = rows.blob(4), !blob.isEmpty { ids[day] = EventEvidence(encoded: blob) }
         }
         var profile = profile
+        if !profile.metrics.totals.isEmpty, profile.metrics.totals.keys.contains(where: { !segments.catalog.metrics.keys.contains($0) }) {
+            // A metric no longer defined, or defined differently: its state is dropped with the next write.
+            profile.metrics.totals = profile.metrics.totals.filter { segments.catalog.metrics.keys.contains($0.key) }
+        }
         if !segments.catalog.metrics.isEmpty, !profile.metrics.totals.isEmpty {
             profile.metrics.days = try StateReading.metricDays(of: userID, from: firstDay, totals: statements.selectMetricDays,
                                                                values: statements.selectMetricValues)

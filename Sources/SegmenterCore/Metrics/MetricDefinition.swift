@@ -147,8 +147,8 @@ public struct MetricDefinition: Sendable, Equatable {
 public struct MetricCatalog: Sendable, Equatable {
     public let metrics: [MetricDefinition]
     public let refs: [String: MetricRef]
-    /// Each metric's key, computed once (a hash of its definition's text).
-    let keys: [MetricKey]
+    /// Each metric's key, in configuration order.
+    public let keys: [MetricKey]
 
     public init(_ metrics: [MetricDefinition] = []) {
         self.metrics = metrics
