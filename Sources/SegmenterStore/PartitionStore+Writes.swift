@@ -27,12 +27,13 @@ final class StoreStatements {
     let upsertPending: Statement
     let deletePending: Statement
     let insertHistory: Statement
-    let selectMetricDays: Statement
-    let selectMetricValues: Statement
+    /// A user's days of the metrics some window reads (nil: no window reads a metric).
+    let selectMetricDays: Statement?
+    let windowedMetrics: [MetricKey]
     let addMetricDay: Statement
     let insertMetricValue: Statement
 
-    init(_ db: SQLiteConnection) throws {
+    init(_ db: SQLiteConnection, catalog: SegmentCatalog) throws {
         selectOffsets = try db.prepare("SELECT topic, next_offset FROM offsets WHERE partition = ?")
         selectMeta = try db.prepare("SELECT value FROM meta WHERE key = ?")
         setMeta = try db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)")
@@ -80,8 +81,9 @@ final class StoreStatements {
         upsertPending = try db.prepare("INSERT OR REPLACE INTO pending_events (user_id, events) VALUES (?, ?)")
         deletePending = try db.prepare("DELETE FROM pending_events WHERE user_id = ?")
         insertHistory = try db.prepare("INSERT INTO membership_history (user_id, segment, entered, as_of, cause) VALUES (?, ?, ?, ?, ?)")
-        selectMetricDays = try db.prepare(StateReading.metricDaysQuery)
-        selectMetricValues = try db.prepare(StateReading.metricValuesQuery)
+        // Only the metrics a window reads need their days (lifetime values and hours since are per user).
+        windowedMetrics = catalog.timeTriggers.metricWindows.keys.map(\.key).sorted()
+        selectMetricDays = windowedMetrics.isEmpty ? nil : try db.prepare(StateReading.metricDaysQuery(metrics: windowedMetrics.count))
         addMetricDay = try db.prepare("""
             INSERT INTO user_metric_days (user_id, day, metric, total) VALUES (?, ?, ?, ?)
             ON CONFLICT (user_id, day, metric) DO UPDATE SET total = total + excluded.total
@@ -138,9 +140,8 @@ extension PartitionStore {
             // A metric no longer defined, or defined differently: its state is dropped with the next write.
             profile.metrics.totals = profile.metrics.totals.filter { segments.catalog.metrics.keys.contains($0.key) }
         }
-        if !segments.catalog.metrics.isEmpty, !profile.metrics.totals.isEmpty {
-            profile.metrics.days = try StateReading.metricDays(of: userID, from: firstDay, totals: statements.selectMetricDays,
-                                                               values: statements.selectMetricValues)
+        if let select = statements.selectMetricDays, !profile.metrics.totals.isEmpty {
+            profile.metrics.days = try StateReading.metricDays(of: userID, from: firstDay, using: select, keys: statements.windowedMetrics)
         }
         return UserSlice(profile: profile, days: days, evidence: evidence ? RecentEvidence(days: ids) : nil,
                          memberships: try memberships(of: userID), pending: try pendingEvents(of: userID))

@@ -31,31 +31,35 @@ enum StateReading {
         return try statement.step() ? profile(from: statement) : nil
     }
 
-    /// A user's metric days from `firstDay` on (SPEC §4b).
-    /// - Parameter statements: `metricDaysQuery` and `metricValuesQuery`, prepared.
-    static func metricDays(of userID: String, from firstDay: DayNumber, totals: Statement, values: Statement) throws
+    /// A user's metric days from `firstDay` on (SPEC §4b): totals and distinct values in one pass.
+    /// - Parameter statement: `metricDaysQuery(metrics:)`, prepared; `keys` bound to its list.
+    static func metricDays(of userID: String, from firstDay: DayNumber, using statement: Statement, keys: [MetricKey] = []) throws
         -> [MetricKey: [DayNumber: MetricDay]] {
+        statement.reset()
+        statement.bind(1, userID)
+        statement.bind(2, Int64(firstDay))
+        for (index, key) in keys.enumerated() { statement.bind(Int32(index + 3), key.rawValue) }
+        defer { statement.reset() }
         var days: [MetricKey: [DayNumber: MetricDay]] = [:]
-        for statement in [totals, values] {
-            statement.reset()
-            statement.bind(1, userID)
-            statement.bind(2, Int64(firstDay))
-            defer { statement.reset() }
-            while try statement.step() {
-                let day = DayNumber(statement.int64(0))
-                let key = MetricKey(rawValue: statement.int64(1))
-                if statement === totals {
-                    days[key, default: [:]][day, default: MetricDay()].total = statement.int64(2)
-                } else {
-                    days[key, default: [:]][day, default: MetricDay()].values.insert(try MetricCodec.decodeValue(statement.blob(2) ?? []))
-                }
+        while try statement.step() {
+            let day = DayNumber(statement.int64(0))
+            let key = MetricKey(rawValue: statement.int64(1))
+            if let total = statement.optionalInt64(2) {
+                days[key, default: [:]][day, default: MetricDay()].total = total
+            } else {
+                days[key, default: [:]][day, default: MetricDay()].values.insert(try MetricCodec.decodeValue(statement.blob(3) ?? []))
             }
         }
         return days
     }
 
-    static let metricDaysQuery = "SELECT day, metric, total FROM user_metric_days WHERE user_id = ? AND day >= ?"
-    static let metricValuesQuery = "SELECT day, metric, value FROM user_metric_values WHERE user_id = ? AND day >= ?"
+    /// The rows of a user's metric days: `?1` the user, `?2` the first day, then (with `metrics`)
+    /// that many metric keys to read (the metrics some window reads; nil: every metric).
+    static func metricDaysQuery(metrics: Int? = nil) -> String {
+        let filter = metrics.map { count in " AND metric IN (" + (0..<count).map { "?\($0 + 3)" }.joined(separator: ", ") + ")" } ?? ""
+        return "SELECT day, metric, total, NULL FROM user_metric_days WHERE user_id = ?1 AND day >= ?2\(filter) "
+            + "UNION ALL SELECT day, metric, NULL, value FROM user_metric_values WHERE user_id = ?1 AND day >= ?2\(filter)"
+    }
 
     /// - Parameter statement: `SELECT day, spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day >= ?`.
     static func days(of userID: String, from firstDay: DayNumber, using statement: Statement) throws -> [DayNumber: DayAggregate] {
@@ -299,13 +303,13 @@ public final class StateReader {
     /// Reads metric days for users that have metrics (prepared on first use).
     private final class MetricDayReader {
         let db: SQLiteConnection
-        var statements: (Statement, Statement)?
+        var statement: Statement?
         init(_ db: SQLiteConnection) { self.db = db }
 
         func load(into profile: inout UserProfile, of userID: String, from firstDay: DayNumber) throws {
             guard !profile.metrics.totals.isEmpty else { return }
-            if statements == nil { statements = (try db.prepare(StateReading.metricDaysQuery), try db.prepare(StateReading.metricValuesQuery)) }
-            profile.metrics.days = try StateReading.metricDays(of: userID, from: firstDay, totals: statements!.0, values: statements!.1)
+            if statement == nil { statement = try db.prepare(StateReading.metricDaysQuery()) }
+            profile.metrics.days = try StateReading.metricDays(of: userID, from: firstDay, using: statement!)
         }
     }
 
