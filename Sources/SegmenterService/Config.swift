@@ -254,6 +254,9 @@ public struct SegmenterConfig: Sendable {
             } else {
                 config.kpiEmitIntervalMs = Int(try reader.duration(node)) * 1000
             }
+            guard (1...86_400_000).contains(config.kpiEmitIntervalMs) else {
+                throw reader.error(node, "kpi_emit_interval must be 1ms … 1d (e.g. 500ms, 1s), not \"\(text)\"")
+            }
         }
         if let node = top["kpi_step"] {
             let seconds = try reader.duration(node)

@@ -67,21 +67,27 @@ struct YAMLReader {
         return ConfigError(file: file, line: node.mark?.line, column: column, problem: "\(what): \(error.message)\n\(caret)")
     }
 
-    /// A scalar with `${VAR}` replaced from the environment.
+    /// A scalar with each `${VAR}` replaced from the environment, once, left to right: what a
+    /// variable holds is literal (a secret containing `${` stays as it is, a self-reference
+    /// cannot loop).
     func string(_ node: Node) throws -> String {
         guard let scalar = node.scalar else { throw error(node, "expected a single value") }
-        var text = scalar.string
-        while let start = text.range(of: "${") {
-            guard let end = text.range(of: "}", range: start.upperBound..<text.endIndex) else {
+        let text = scalar.string
+        var result = ""
+        var rest = text[...]
+        while let start = rest.range(of: "${") {
+            guard let end = rest.range(of: "}", range: start.upperBound..<rest.endIndex) else {
                 throw error(node, "unterminated ${ in value")
             }
-            let name = String(text[start.upperBound..<end.lowerBound])
+            let name = String(rest[start.upperBound..<end.lowerBound])
             guard let value = environment[name] else {
                 throw error(node, "environment variable \(name) is not set")
             }
-            text.replaceSubrange(start.lowerBound..<end.upperBound, with: value)
+            result += rest[..<start.lowerBound]
+            result += value
+            rest = rest[end.upperBound...]
         }
-        return text
+        return result + rest
     }
 
     func integer(_ node: Node, in range: ClosedRange<Int>) throws -> Int {
@@ -101,14 +107,18 @@ struct YAMLReader {
         }
     }
 
-    /// `30s`, `15m`, `24h`, `7d` in seconds.
+    /// `30s`, `15m`, `24h`, `7d` in seconds, at most `maximumDurationSeconds`.
     func duration(_ node: Node) throws -> Int64 {
         let text = try string(node)
         guard let seconds = Self.seconds(text) else {
-            throw error(node, "expected a duration like 30s, 15m, 24h or 7d, not \"\(text)\"")
+            throw error(node, "expected a duration like 30s, 15m, 24h or 7d (at most 36500d), not \"\(text)\"")
         }
         return seconds
     }
+
+    /// A hundred years: any duration in nanoseconds stays far inside Int64 (a configured
+    /// `9223372036854775807d` trapped on overflow).
+    static let maximumDurationSeconds: Int64 = 36_500 * 86_400
 
     static func seconds(_ text: String) -> Int64? {
         guard let unit = text.last, let count = Int64(text.dropLast()), count >= 0 else { return nil }
@@ -121,6 +131,6 @@ struct YAMLReader {
         default: return nil
         }
         let (seconds, overflow) = count.multipliedReportingOverflow(by: scale)
-        return overflow ? nil : seconds
+        return overflow || seconds > maximumDurationSeconds ? nil : seconds
     }
 }

@@ -26,6 +26,14 @@ import Warehouse
         ("alerts:\n  - {name: a, segment: all, kpi: revenue, threshold: '< 1'}\n", "alert a: segment all has no KPI revenue"),
         ("alerts:\n  - {name: a, segment: all, kpi: members, threshold: 'below 1'}\n", "threshold must look like"),
         ("alerts:\n  - {name: a, segment: all, kpi: members, drop: 10%, rise: 5%}\n", "exactly one of threshold:, drop:, rise:"),
+        // Durations are bounded where they are read: none can overflow later (issue 25, item 5).
+        ("dedupe_horizon: 9223372036854775807d\n", "test.yaml:1:17: expected a duration like 30s, 15m, 24h or 7d (at most 36500d)"),
+        ("dedupe_horizon: 9223372036854775807s\n", "at most 36500d"),
+        ("state_snapshot_interval: 9223372036854775807d\n", "at most 36500d"),
+        ("alerts:\n  - {name: a, segment: all, kpi: members, threshold: '< 1', for: 9223372036854775807d}\n", "at most 36500d"),
+        ("kpi_emit_interval: 9223372036854775807d\n", "at most 36500d"),
+        ("kpi_emit_interval: 2d\n", "kpi_emit_interval must be 1ms … 1d"),
+        ("kpi_emit_interval: 0s\n", "kpi_emit_interval must be 1ms … 1d"),
     ])
     func rejectsBadConfiguration(yaml: String, message: String) {
         do {
@@ -34,6 +42,15 @@ import Warehouse
         } catch {
             #expect("\(error)".contains(message), "got: \(error)")
         }
+    }
+
+    /// `${VAR}` is expanded once: what the environment holds is literal (issue 25, item 6).
+    @Test func environmentValuesAreExpandedOnceAndTakenLiterally() throws {
+        let config = try parse("kafka:\n  sasl.password: \"${SECRET}\"\n  sasl.username: \"a${LOOP}b\"\n  client.id: \"${A}-${B}\"\n",
+                               env: ["SECRET": "abc${HOME}def", "HOME": "/root", "LOOP": "${LOOP}", "A": "${B}", "B": "x"])
+        #expect(config.kafka["sasl.password"] == "abc${HOME}def")
+        #expect(config.kafka["sasl.username"] == "a${LOOP}b")
+        #expect(config.kafka["client.id"] == "${B}-x")
     }
 
     @Test func readsScaleOutSettings() throws {
