@@ -92,5 +92,11 @@ import Testing
         #expect(userStatus == 404 && body.contains("user_api"))
         let (exportStatus, _) = try await status(base + "/api/export/features?scope=owned", token: token)
         #expect(exportStatus == 404, "every user's features are per-user data too")
+        // However the path is spelled (issue 25, item 1: these answered 200 with user data)
+        for path in ["//api/users/u1", "/api//users/u1", "/./api/users/u1", "/api/./users/u1/explain", "/api/users/u1/",
+                     "/api%2Fusers/u1", "/api/users%2Fu1", "//api/export/features", "/API/users/u1"] {
+            let (status, body) = try await status(base + path, token: token)
+            #expect(status != 200 && !body.contains("\"user_id\""), "\(path): \(status) \(body.prefix(120))")
+        }
     }
 }

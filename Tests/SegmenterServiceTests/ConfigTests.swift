@@ -223,3 +223,17 @@ import Warehouse
         #expect(config.reconciliation != nil && !config.catalog.segments.isEmpty && config.httpPort == 8080)
     }
 }
+
+/// Per-user data is recognised however its path is spelled (issue 25, item 1).
+@Suite struct HTTPAccessPathTests {
+    @Test(arguments: ["/api/users/u1", "//api/users/u1", "/api//users/u1", "/./api/users/u1", "/api/./users/u1/explain",
+                      "/api/users/u1/", "/api%2Fusers/u1", "/api%2fusers/u1", "//api/export/features", "/API/Users/u1", "/api/export"])
+    func perUserPathsAreRecognised(path: String) {
+        #expect(HTTPAccess.readsUserData(path))
+    }
+
+    @Test(arguments: ["/api/segments", "/api/alerts", "/", "/healthz", "/apiusers/u1", "/api/user", "/metrics", "/api/history"])
+    func otherPathsAreNot(path: String) {
+        #expect(!HTTPAccess.readsUserData(path))
+    }
+}

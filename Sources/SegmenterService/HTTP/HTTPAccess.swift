@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 
 /// Who may use the HTTP API. With `http.auth_token` set, `/api/*` and every POST need
@@ -19,6 +20,19 @@ public struct HTTPAccess: Sendable {
         guard token == nil, !allowUnauthenticated, !["127.0.0.1", "::1", "localhost"].contains(host) else { return nil }
         return "the HTTP API would listen on \(host) without authentication: set http.auth_token: ${SEGMENTER_API_TOKEN} "
             + "(or http.allow_unauthenticated: true to do it on purpose)"
+    }
+
+    /// Whether `path` reaches per-user data (`/api/users/…`, `/api/export/…`), judged on the path
+    /// as the router matches it: empty and `.` segments dropped, each percent-decoded (and split
+    /// again on a decoded `/`), case ignored — so `//api/users/x`, `/api//users/x`,
+    /// `/./api/users/x` and `/api%2Fusers/x` are what they look like (issue 25: they were let
+    /// through while the router answered them).
+    static func readsUserData(_ path: String) -> Bool {
+        let segments = path.split(separator: "/")
+            .flatMap { ($0.removingPercentEncoding ?? String($0)).split(separator: "/") }
+            .filter { $0 != "." }
+            .map { $0.lowercased() }
+        return segments.count >= 2 && segments[0] == "api" && (segments[1] == "users" || segments[1] == "export")
     }
 
     /// Whether `path` (with `method`) needs the token.
@@ -50,7 +64,7 @@ struct HTTPAccessMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        if !access.userAPI && (path.hasPrefix("/api/users") || path.hasPrefix("/api/export")) {
+        if !access.userAPI && HTTPAccess.readsUserData(path) {
             return try HTTPAPI.json(HTTPAPI.error("per-user data is switched off (http.user_api: false)"), status: .notFound)
         }
         if access.token != nil && access.isProtected(path: path, method: request.method) && !access.accepts(request.headers[.authorization]) {
