@@ -6,6 +6,36 @@ import SegmenterStore
 public enum FeatureExport {
     public static let defaultWindows = [7, 30]
 
+    /// The windows one export may ask for: whole days in 1...3650, at most 16 of them (as rules'
+    /// windows; a request for `windows=9223372036854775807` trapped on overflow, issue 25).
+    public static let windowRange = 1...3650
+    public static let maximumWindows = 16
+
+    /// Why `windows` cannot be exported, or nil.
+    public static func problem(with windows: [Int]) -> String? {
+        if windows.isEmpty { return "give at least one window, in days (1...3650)" }
+        if windows.count > maximumWindows { return "at most \(maximumWindows) windows, not \(windows.count)" }
+        if let bad = windows.first(where: { !windowRange.contains($0) }) { return "a window must be 1...3650 days, not \(bad)" }
+        return nil
+    }
+
+    /// `windows=7,30` of a request, checked.
+    public static func windows(query text: String?) -> Result<[Int], ExportRequestError> {
+        guard let text else { return .success(defaultWindows) }
+        var windows: [Int] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let days = Int(part) else { return .failure(ExportRequestError("windows must be whole days like 7,30, not \"\(part.prefix(40))\"")) }
+            windows.append(days)
+        }
+        if let problem = problem(with: windows) { return .failure(ExportRequestError(problem)) }
+        return .success(windows)
+    }
+
+    public struct ExportRequestError: Error, CustomStringConvertible {
+        public let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     /// One user's features (SPEC §3 names as keys), after `user_id` and `as_of`, in order.
     /// Metrics (SPEC §4b) follow the built-in features: each over the windows and its lifetime,
     /// and hours since its latest counted event.

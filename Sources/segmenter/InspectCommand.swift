@@ -25,6 +25,10 @@ struct Inspect: ParsableCommand {
         @Option(name: .customLong("window"), help: "Feature windows in days (repeatable; local reads).") var windows: [Int] = FeatureExport.defaultWindows
         @Flag(help: "Read only this instance's state directory.") var local = false
 
+        func validate() throws {
+            if let problem = FeatureExport.problem(with: windows) { throw ValidationError("--window: \(problem)") }
+        }
+
         func run() async throws {
             let config = try options.load()
             if !local, let group = GroupView.open(config), !group.reachable.isEmpty {
@@ -216,9 +220,13 @@ struct Export: ParsableCommand {
             discussion: "Each instance exports the partitions it owns, asked over its API (found through the group's announcements); which instance answered for which partitions goes to stderr. --local, or no instance serving an API, exports this state directory.")
         @OptionGroup var options: ConfigOption
         @Option(help: "Evaluate everyone as of this RFC 3339 instant instead of their partition pair's clock.") var now: String?
-        @Option(name: .customLong("window"), help: "Feature windows in days (repeatable).") var windows: [Int] = FeatureExport.defaultWindows
+        @Option(name: .customLong("window"), help: "Feature windows in days (repeatable, 1...3650).") var windows: [Int] = FeatureExport.defaultWindows
 
         @Flag(help: "Only this instance's state directory (its partitions), not the whole group.") var local = false
+
+        func validate() throws {
+            if let problem = FeatureExport.problem(with: windows) { throw ValidationError("--window: \(problem)") }
+        }
 
         func run() async throws {
             let config = try options.load()

@@ -48,6 +48,10 @@ import Testing
         #expect((user?["segments"] as? [String])?.contains("all") == true)
         #expect(try await get("\(base)/api/users/nobody").0 == 404)
         #expect(try await get("\(base)/api/segments/nope").0 == 404)
+        // A number from a request is bounded: a 400 with the reason, and the service lives on (issue 25, item 3)
+        let (tooLong, refusal, _) = try await get("\(base)/api/export/features?windows=9223372036854775807")
+        #expect(tooLong == 400 && (refusal?["error"] as? String)?.contains("1...3650") == true, "\(String(describing: refusal))")
+        #expect(try await get("\(base)/healthz").0 == 200)
 
         // Prometheus text: the metric names are there and moved with the events.
         // (KPIs are published once per emit interval, 1 s: wait for the first, bounded)

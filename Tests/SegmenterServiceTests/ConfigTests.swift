@@ -237,3 +237,22 @@ import Warehouse
         #expect(!HTTPAccess.readsUserData(path))
     }
 }
+
+/// Numbers a request or a flag brings are bounded before any arithmetic (issue 25, item 3).
+@Suite struct ExportWindowTests {
+    @Test(arguments: ["9223372036854775807", "10000000000000", "0", "-1", "3651", "7,x", "", "7,,30",
+                      (1...17).map(String.init).joined(separator: ",")])
+    func badWindowsAreRefusedWithAReason(text: String) {
+        guard case let .failure(problem) = FeatureExport.windows(query: text) else {
+            Issue.record("accepted windows=\(text)")
+            return
+        }
+        #expect(!problem.description.isEmpty)
+    }
+
+    @Test func goodWindowsAreRead() throws {
+        #expect(try FeatureExport.windows(query: "1,7,3650").get() == [1, 7, 3650])
+        #expect(try FeatureExport.windows(query: nil).get() == FeatureExport.defaultWindows)
+        #expect(FeatureExport.problem(with: [10_000_000_000_000]) == "a window must be 1...3650 days, not 10000000000000")
+    }
+}

@@ -104,7 +104,11 @@ public enum HTTPAPI {
             guard let reader = stateReader(request, config: config, health: health) else {
                 return Response(status: .ok, headers: [.contentType: "application/x-ndjson"])
             }
-            let windows = request.uri.queryParameters.get("windows").map { $0.split(separator: ",").compactMap { Int($0) } } ?? FeatureExport.defaultWindows
+            let windows: [Int]
+            switch FeatureExport.windows(query: request.uri.queryParameters.get("windows")) {
+            case let .success(checked): windows = checked
+            case let .failure(problem): return try json(error(problem.description), status: .badRequest)
+            }
             let now = request.uri.queryParameters.get("now").flatMap { try? RFC3339.parse($0).get() }
             var lines = ""
             _ = try FeatureExport.export(from: reader, now: now, calendar: config.calendar, windows: windows, metrics: config.catalog.metrics) { lines += $0 + "\n" }
