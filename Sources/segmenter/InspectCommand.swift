@@ -32,7 +32,8 @@ struct Inspect: ParsableCommand {
         func run() async throws {
             let config = try options.load()
             if !local, let group = GroupView.open(config), !group.reachable.isEmpty {
-                let path = "/api/users/\(id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(["/"])) ?? id)?scope=owned"
+                // Every character but letters and digits encoded: `/`, `?`, `#`, `%` and `..` too (the API decodes it).
+                let path = "/api/users/\(id.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? id)?scope=owned"
                 if let answer = await group.firstAnswer(path),
                    let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any] {
                     say("user \(id) (partition \(object["partition"] ?? "?")), answered by instance \(answer.instance) at \(answer.api), which owns it")

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Testing
+import SegmenterCore
 
 /// The HTTP API of a running `segmenter run`: health, readiness and JSON over live state.
 @Suite(.serialized) struct HTTPAPITests {
@@ -10,6 +11,46 @@ import Testing
         let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
         let object = try? JSONSerialization.jsonObject(with: data)
         return ((response as! HTTPURLResponse).statusCode, object as? [String: Any], object)
+    }
+
+    /// Every legal user id (1...128 characters, any of them) round-trips through the API, `inspect
+    /// user` (asking the owner over the API) and `explain` (issue 25, item 2: ids with `@` were unknown).
+    @Test func everyLegalUserIDRoundTripsThroughTheAPIAndTheCLI() async throws {
+        let harness = try Harness()
+        let port = Processes.freePort()
+        let config = try harness.writeConfig(batch: 50, extra: """
+            segments:
+              - {name: spenders, rule: "spend(30d) > 5"}
+            http:
+              port: \(port)
+            """)
+        let ids = ["alice@example.com", "a b", "a/b", "q?x=1", "h#1", "p%20q", "100%", "ünï cødé 😀", "..", "a+b&c=d",
+                   String(repeating: "é", count: 128)]
+        let now = Instant.wallClock().adding(seconds: -3600)
+        let messages = ids.enumerated().map { index, id in
+            (key: id, payload: #"{"event_id":"s\#(index)","user_id":\#(JSONText.quote(id)),"type":"signup","ts":"\#(now)"}"#)
+        }
+        try harness.produce(topic: "activity", messages: messages)
+        // Each a charge a minute later on the other topic: both inputs have time, so the pairs' watermarks pass the sign-ups.
+        try harness.produce(topic: "billing", messages: ids.enumerated().map { index, id in
+            (key: id, payload: #"{"event_id":"c\#(index)","user_id":\#(JSONText.quote(id)),"type":"charge","amount":9,"currency":"USD","ts":"\#(now.adding(seconds: 60))"}"#)
+        })
+        let run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"))
+        defer { run.kill(SIGKILL) }
+        let base = "http://127.0.0.1:\(port)"
+        let deadline = Date().addingTimeInterval(60)
+        while harness.committedOffsets(config: config) < 2 * ids.count, Date() < deadline { try await Task.sleep(for: .milliseconds(200)) }
+        for id in ids {
+            let encoded = try #require(id.addingPercentEncoding(withAllowedCharacters: .alphanumerics))
+            let (status, user, _) = try await get("\(base)/api/users/\(encoded)")
+            #expect(status == 200 && (user?["features"] as? [String: Any])?["user_id"] as? String == id, "\(id): \(status)")
+            let (explained, explanation, _) = try await get("\(base)/api/users/\(encoded)/explain")
+            #expect(explained == 200 && explanation?["user_id"] as? String == id, "\(id): explain \(explained)")
+            let (inspected, text) = try Processes.run(harness.bin, ["inspect", "user", id, "--config", config])
+            #expect(inspected == 0 && text.contains("user \(id) (partition"), "inspect user \(id): \(text.prefix(200))")
+            let (cli, lines) = try Processes.run(harness.bin, ["explain", id, "--config", config])
+            #expect(cli == 0 && lines.contains("user \(id) as of"), "explain \(id): \(lines.prefix(200))")
+        }
     }
 
     @Test func endpointsAnswerWithLiveState() async throws {

@@ -80,7 +80,7 @@ public enum HTTPAPI {
             return try json(APIBody.Segment(name, config: config, partials: partials))
         }
         router.get("api/users/:id/explain") { _, context in
-            let id = context.parameters.get("id") ?? ""
+            let id = userID(context)
             guard let reader = try? StateReader(directory: config.stateDirectory) else { return try json(error("no state yet"), status: .notFound) }
             guard let explanation = try UserExplainer.explain(id, config: config, reader: reader) else {
                 return try json(error("unknown user \(id)"), status: .notFound)
@@ -115,7 +115,7 @@ public enum HTTPAPI {
             return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: .init(byteBuffer: ByteBuffer(string: lines)))
         }
         router.get("api/users/:id") { request, context in
-            let id = context.parameters.get("id") ?? ""
+            let id = userID(context)
             // With `scope=owned`, only the owner finds the user: how `inspect user` finds it.
             guard let reader = stateReader(request, config: config, health: health) else {
                 return try json(error("no state here (none yet, or with scope=owned: no partition owned)"), status: .notFound)
@@ -151,6 +151,14 @@ public enum HTTPAPI {
     }
 
     static func error(_ message: String) -> APIBody.Error { APIBody.Error(error: message) }
+
+    /// The `:id` of a user route, percent-decoded: an id may hold `@`, spaces, `/`, `?`, `#`, `%`
+    /// or any other character, which a client encodes (issue 25: `alice%40example.com` was
+    /// looked up as written). Not valid percent-encoding: taken as written.
+    static func userID(_ context: some RequestContext) -> String {
+        let raw = context.parameters.get("id") ?? ""
+        return raw.removingPercentEncoding ?? raw
+    }
 
     static func json(_ body: String, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
