@@ -43,7 +43,7 @@ public struct ReferenceConsumer {
     public private(set) var published: [Change] = []
 
     private struct User {
-        var events: [(at: Instant, seq: Int, event: UserEvent)] = []
+        var events: [(at: Instant, seq: Int, event: UserEvent, metrics: Bool)] = []
         var applied = 0
         var profile = UserProfile()
         var days: [DayNumber: DayAggregate] = [:]
@@ -68,10 +68,13 @@ public struct ReferenceConsumer {
         guard offset >= next[topic] ?? 0 else { return }
         next[topic] = offset + 1
         let clockBefore = clock
-        if let event, eventWatermark.map({ event.ts.nanoseconds >= $0.nanoseconds - horizonSeconds * 1_000_000_000 }) ?? true {
+        let inside = event.map { event in eventWatermark.map { event.ts.nanoseconds >= $0.nanoseconds - horizonSeconds * 1_000_000_000 } ?? true }
+        // Sign-up, profile and account events count at any age (SPEC §7), but not in metrics past the horizon.
+        if let event, let inside, inside || event.body.isIdempotent {
             if seen.insert(event.userID + "\u{0}" + event.eventID).inserted {
                 sequence += 1
-                users[event.userID, default: User()].events.append((at: clockBefore.map { max($0, event.ts) } ?? event.ts, seq: sequence, event: event))
+                users[event.userID, default: User()].events.append((at: clockBefore.map { max($0, event.ts) } ?? event.ts, seq: sequence,
+                                                                     event: event, metrics: inside))
             }
             if latest[topic].map({ event.ts > $0 }) ?? true { latest[topic] = event.ts }
         }
@@ -110,7 +113,7 @@ public struct ReferenceConsumer {
             user.events.swapAt(index, user.applied)
             user.applied += 1
             if let change = user.profile.apply(pending.event, calendar: calendar) { user.days[change.day, default: DayAggregate()] += change.delta }
-            _ = catalog.metrics.apply(pending.event, to: &user.profile.metrics, calendar: calendar)
+            if pending.metrics { _ = catalog.metrics.apply(pending.event, to: &user.profile.metrics, calendar: calendar) }
             evaluate(&user, name, at: pending.at, cause: .event)
         }
         users[name] = user

@@ -115,9 +115,13 @@ public struct MembershipChange: Hashable, Sendable, CustomStringConvertible {
 public struct TimedEvent: Equatable, Sendable {
     public var event: UserEvent
     public var at: Instant
+    /// false for an idempotent event beyond the dedupe horizon: it may have been applied before,
+    /// so it changes the profile (harmlessly again) but never counts in a metric.
+    public var countsInMetrics: Bool
 
-    public init(event: UserEvent, at: Instant) {
+    public init(event: UserEvent, at: Instant, countsInMetrics: Bool = true) {
         self.event = event
         self.at = at
+        self.countsInMetrics = countsInMetrics
     }
 }

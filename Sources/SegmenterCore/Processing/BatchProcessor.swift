@@ -109,8 +109,10 @@ public struct BatchProcessor: Sendable {
         /// A dead letter with this reason (invalid, or older than the dedupe horizon).
         case deadLetter(reason: String, tooOld: Bool)
         /// Admitted (a duplicate is found later, against the user's evidence); it takes effect at
-        /// this instant.
-        case admitted(at: Instant)
+        /// this instant. Not `provable`: a sign-up, profile or account event older than the dedupe
+        /// horizon, applied although it cannot be told apart from one already applied, because
+        /// applying it again changes nothing (SPEC §7); it changes the profile only, not metrics.
+        case admitted(at: Instant, provable: Bool)
     }
 
     /// One pass over the records (the store hands the plan back in `Input.plan`, so `process`
@@ -147,11 +149,12 @@ public struct BatchProcessor: Sendable {
             case let .failure(failure):
                 verdicts.append(.deadLetter(reason: failure.reason, tooOld: false))
             case let .success(event):
-                if let reason = horizon.rejection(of: event.ts, at: running.events, floor: input.evidenceFloor) {
+                let rejection = horizon.rejection(of: event.ts, at: running.events, floor: input.evidenceFloor)
+                if let reason = rejection, !event.body.isIdempotent {
                     verdicts.append(.deadLetter(reason: reason, tooOld: true))
                 } else {
                     // A late event takes effect when it arrived: at the pair's clock, never before it.
-                    verdicts.append(.admitted(at: running.clock.map { max($0, event.ts) } ?? event.ts))
+                    verdicts.append(.admitted(at: running.clock.map { max($0, event.ts) } ?? event.ts, provable: rejection == nil))
                     events.append(event)
                     admittedAt = event.ts
                     if times[name].map({ event.ts > $0 }) ?? true { times[name] = event.ts }
@@ -194,8 +197,18 @@ public struct BatchProcessor: Sendable {
                 deadLetter(record, reason: reason, input: input, into: &effects)
                 if tooOld { effects.outcome.tooOld += 1 }
                 continue
-            case let .admitted(at):
+            case let .admitted(at, provable):
                 instant = at
+                guard provable, case let .success(event) = record.decoded else {
+                    // Beyond the horizon and idempotent: no evidence to check or keep, no day row.
+                    if case let .success(event) = record.decoded {
+                        let user = users.index(of: event.userID, loaded: &loaded)
+                        users[user].arrived.append(TimedEvent(event: event, at: at, countsInMetrics: false))
+                        effects.outcome.applied += 1
+                        effects.outcome.idempotentBeyondHorizon += 1
+                    }
+                    continue
+                }
             }
             guard case let .success(event) = record.decoded else { continue }
             let topic = topics.index(of: record.topic, input)
@@ -296,7 +309,7 @@ public struct BatchProcessor: Sendable {
                     continue
                 }
                 guard let event else { break }
-                apply(event.event, to: &user, reconciledDays: reconciledDays, into: &effects)
+                apply(event.event, to: &user, reconciledDays: reconciledDays, metrics: event.countsInMetrics, into: &effects)
                 timer = step(&user, at: event.at, cause: .event, into: &effects)
                 evaluated = true
                 next += 1
@@ -322,7 +335,7 @@ public struct BatchProcessor: Sendable {
 
     /// One event takes effect: the user's profile and day sums (the day's row already holds its id).
     private func apply(_ event: UserEvent, to user: inout BatchWorkingSet.User, reconciledDays: ClosedRange<DayNumber>?,
-                       into effects: inout BatchEffects) {
+                       metrics: Bool, into effects: inout BatchEffects) {
         let beforeSignupCount = user.slice.profile!.activityBeforeSignup.count
         if let change = user.slice.profile!.apply(event, calendar: calendar, reconciledDays: reconciledDays) {
             user.add(change.delta, on: change.day)
@@ -330,7 +343,7 @@ public struct BatchProcessor: Sendable {
         } else if event.body.countsInDay {
             effects.outcome.onReconciledDays += 1  // no day sums only for a reconciled day
         }
-        if !catalog.metrics.isEmpty {
+        if metrics, !catalog.metrics.isEmpty {
             catalog.metrics.apply(event, to: &user.slice.profile!.metrics, calendar: calendar, writes: &user.metricWrites)
         }
         switch event.body {

@@ -34,6 +34,9 @@ public struct BatchOutcome: Sendable, Equatable {
     public var deadLettered = 0
     /// Valid events older than the dedupe horizon: dead-lettered, not applied (also in `deadLettered`).
     public var tooOld = 0
+    /// Sign-up, profile and account events older than the dedupe horizon: applied anyway (also
+    /// in `applied`; applying one again changes nothing, SPEC §7).
+    public var idempotentBeyondHorizon = 0
     /// Messages skipped because their offset was already committed (redelivered).
     public var alreadyApplied = 0
     /// Membership changes published (enter/exit, all causes).
@@ -58,6 +61,7 @@ public struct BatchOutcome: Sendable, Equatable {
         duplicates += other.duplicates
         deadLettered += other.deadLettered
         tooOld += other.tooOld
+        idempotentBeyondHorizon += other.idempotentBeyondHorizon
         alreadyApplied += other.alreadyApplied
         membershipChanges += other.membershipChanges
         membershipChangesByCause.merge(other.membershipChangesByCause, uniquingKeysWith: +)

@@ -79,6 +79,10 @@ extension UserEvent.Body {
         default: false
         }
     }
+
+    /// Applying it twice is applying it once (latest-wins values, the earliest sign-up), so it
+    /// may be applied at any age, past the dedupe horizon (SPEC §7).
+    public var isIdempotent: Bool { !countsInDay }
 }
 
 extension UserProfile {

@@ -42,6 +42,7 @@ import Testing
             var batch: [DecodedRecord] = []
             var expectTooOld = 0
             var expectDuplicates = 0
+            var expectIdempotent = 0
             switch rng.next() % 5 {
             case 0:
                 // A clock step with no events: only timers may move users.
@@ -50,7 +51,12 @@ import Testing
                 // A replay of earlier events (an offset reset, a re-published snapshot).
                 for _ in 0..<(1 + rng.next() % 10) {
                     let copy = sent[Int(rng.next() % UInt64(sent.count))]
-                    if let watermark = partition.watermark.events, !Self.horizon.admits(copy.ts, at: watermark) { expectTooOld += 1 } else { expectDuplicates += 1 }
+                    // Past the horizon: dead-lettered, or applied again (harmlessly) if idempotent (SPEC §7).
+                    if let watermark = partition.watermark.events, !Self.horizon.admits(copy.ts, at: watermark) {
+                        if copy.body.isIdempotent { expectIdempotent += 1 } else { expectTooOld += 1 }
+                    } else {
+                        expectDuplicates += 1
+                    }
                     batch.append(records.next(copy))
                 }
             default:
@@ -67,8 +73,9 @@ import Testing
             let before = (partition.profiles, partition.days, partition.partials)
             let outcome = partition.commit(batch, wallClock: clock).outcome
             let context = "seed \(seed) step \(step)"
-            if expectTooOld + expectDuplicates > 0 {
-                #expect(outcome.tooOld == expectTooOld && outcome.duplicates == expectDuplicates, "\(context): \(outcome)")
+            if expectTooOld + expectDuplicates + expectIdempotent > 0 {
+                #expect(outcome.tooOld == expectTooOld && outcome.duplicates == expectDuplicates && outcome.idempotentBeyondHorizon == expectIdempotent,
+                        "\(context): \(outcome)")
                 #expect(partition.profiles == before.0 && partition.days == before.1, "\(context): a replay changed state")
             }
             verify(partition, events: distinct, now: clock, calendar: calendar, context: context)
