@@ -126,7 +126,7 @@ public struct ReferenceConsumer {
         // An abandoned-sequence instance counts once its window has passed (strictly after it).
         for metric in catalog.metrics.metrics {
             guard case let .sequence(first, _, within, true) = metric.kind else { continue }
-            for event in applied where first.isTrue(Self.fields(of: event)) {
+            for event in applied where first.isTrue(event.field) {
                 instants.append(Instant(nanoseconds: event.ts.nanoseconds + within + 1))
             }
         }
@@ -134,17 +134,13 @@ public struct ReferenceConsumer {
             let at: Instant? = switch base {
             case .signup: user.profile.signupAt
             case .lastActivity: user.profile.lastActivityAt
-            case let .latestMatching(filter): applied.filter { filter.isTrue(Self.fields(of: $0)) }.map(\.ts).max()
+            case let .latestMatching(filter): applied.filter { filter.isTrue($0.field) }.map(\.ts).max()
             }
             guard let at else { continue }
             let crossing = at.nanoseconds + Int64((hours * 3.6e12).rounded(.up))
             instants += [Instant(nanoseconds: crossing), Instant(nanoseconds: crossing + 1)]
         }
         return instants.filter { $0 > start }.sorted()
-    }
-
-    static func fields(of event: UserEvent) -> (Feature) -> FeatureValue {
-        { if case let .event(field) = $0 { event.value(of: field) } else { .null } }
     }
 
     private mutating func evaluate(_ user: inout User, _ name: String, at now: Instant, cause: ChangeCause) {

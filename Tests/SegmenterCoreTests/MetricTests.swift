@@ -155,7 +155,7 @@ import Testing
             let day = calendar.day(of: ts)
             return day <= today && day > today - DayNumber(n)
         }
-        func fields(_ e: UserEvent) -> (Feature) -> FeatureValue { { if case let .event(f) = $0 { e.value(of: f) } else { .null } } }
+        func fields(_ e: UserEvent) -> (Feature) -> FeatureValue { e.field }
         switch metric.kind {
         case let .count(filter):
             return .number(Double(events.filter { inWindow($0.ts) && filter.isTrue(fields($0)) }.count))
@@ -250,7 +250,7 @@ import Testing
             let tree = try RuleParser.parseFilter(text)
             let compiled = EventFilter(tree)
             for event in events {
-                let want: Bool? = switch tree.evaluate({ if case let .event(f) = $0 { event.value(of: f) } else { .null } }) {
+                let want: Bool? = switch tree.evaluate(event.field) {
                 case let .bool(b): b
                 default: nil
                 }

@@ -34,6 +34,13 @@ public enum EventField: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension UserEvent {
+    /// What a metric's filter or expression reads of this event: its fields, and null for
+    /// anything else (a filter never reads a user's features). Pass as `expression.evaluate(event.field)`.
+    public func field(_ feature: Feature) -> FeatureValue {
+        if case let .event(field) = feature { return value(of: field) }
+        return .null
+    }
+
     /// The value of `field` in this event (SPEC §4b: on `signup`, `profile` and `account_*`
     /// events `amount`, `duration_s` and `prop.*` are null).
     public func value(of field: EventField) -> FeatureValue {

@@ -78,10 +78,7 @@ indirect enum EventFilter: Sendable {
             return left == nil || right == nil ? nil : false
         case let .not(inner): return inner.evaluate(event).map { !$0 }
         case let .general(expression):
-            switch expression.evaluate({ feature in
-                if case let .event(field) = feature { return event.value(of: field) }
-                return .null
-            }) {
+            switch expression.evaluate(event.field) {
             case let .bool(b): return b
             default: return nil
             }
@@ -105,9 +102,6 @@ extension RuleExpression {
     /// directly, anything else through the tree.
     func value(of event: UserEvent) -> RuleValue {
         if case let .feature(.event(field), _) = self { return RuleValue(event.value(of: field)) }
-        return evaluate { feature in
-            if case let .event(field) = feature { return event.value(of: field) }
-            return .null
-        }
+        return evaluate(event.field)
     }
 }
