@@ -76,7 +76,7 @@ extension PartitionStore {
         cache.removeAll()
         usersWithPending = try readUsersWithPending()
         progress = (try storedOffsets(), try eventTimes())
-        reconciledDays = try storedReconciledDays()
+        (reconciledDays, metricsReconciledDays) = (try storedReconciledDays(), try storedReconciledDays(of: .metrics))
         try remember(effects)
         nextTimer = try earliestTimer()
         adoption.membersAfter = try memberCounts()

@@ -79,13 +79,13 @@ extension PartitionStore {
     }
 
     /// Takes the warehouse's values, in one transaction with the outbox: per-day sums of
-    /// `days` (user → day → sums; all zeros removes the row), then sign-up times. Lifetime
+    /// `days` (user → day → sums; all zeros removes the row), metric day totals, then sign-up times. Lifetime
     /// totals move by the same difference; each changed user is re-evaluated at the pair's clock, or `now` before it has one (cause
     /// `reconciliation`), so memberships and KPI partials follow. Idempotent: setting values,
     /// not adding them, so a retried run cannot count twice.
     /// - Parameter bucketOf: the bucket hash, to keep cached bucket totals of the days valid.
-    public func takeWarehouseValues(days: [String: [DayNumber: DayAggregate]], signups: [String: Instant] = [:],
-                                    now: Instant, bucketOf: (String) -> String) throws -> BatchOutcome {
+    public func takeWarehouseValues(days: [String: [DayNumber: DayAggregate]], metrics: [String: [MetricDayCorrection]] = [:],
+                                    signups: [String: Instant] = [:], now: Instant, bucketOf: (String) -> String) throws -> BatchOutcome {
         var changes: [(user: String, day: DayNumber, before: DayAggregate, after: DayAggregate)] = []
         var effects = BatchEffects(partials: partials)
         let now = watermark.clock ?? now
@@ -122,6 +122,10 @@ extension PartitionStore {
                 }
             }
             try applyToBucketCache(changes, bucketOf: bucketOf)
+            for (userID, corrections) in metrics {
+                var profile = try profiles[userID] ?? self.profile(of: userID) ?? UserProfile()
+                if try takeMetricValues(corrections, of: userID, into: &profile.metrics) { profiles[userID] = profile }
+            }
             for (userID, signup) in signups {
                 var profile = try profiles[userID] ?? self.profile(of: userID) ?? UserProfile()
                 guard profile.signupAt != signup else { continue }
@@ -143,18 +147,61 @@ extension PartitionStore {
         return effects.outcome
     }
 
-    /// Records that the warehouse owns the sums of `days` from now on (widening what was owned).
-    public func markReconciled(_ days: ClosedRange<DayNumber>) throws {
-        let merged = reconciledDays.map { min($0.lowerBound, days.lowerBound)...max($0.upperBound, days.upperBound) } ?? days
-        try db.transaction {
-            try putMeta("reconciled_from_day", Int64(merged.lowerBound))
-            try putMeta("reconciled_through_day", Int64(merged.upperBound))
+    /// Sets a user's metric day totals (a zero removes the row); each lifetime total moves by
+    /// the same difference.
+    /// - Returns: whether anything changed.
+    private func takeMetricValues(_ corrections: [MetricDayCorrection], of userID: String, into metrics: inout UserMetrics) throws -> Bool {
+        let select = try db.prepare("SELECT total FROM user_metric_days WHERE user_id = ?1 AND day = ?2 AND metric = ?3")
+        let set = try db.prepare("""
+            INSERT INTO user_metric_days (user_id, day, metric, total) VALUES (?1, ?2, ?3, ?4)
+            ON CONFLICT (user_id, day, metric) DO UPDATE SET total = excluded.total
+            """)
+        let delete = try db.prepare("DELETE FROM user_metric_days WHERE user_id = ?1 AND day = ?2 AND metric = ?3")
+        var changed = false
+        for correction in corrections {
+            select.reset()
+            select.bind(1, userID)
+            select.bind(2, Int64(correction.day))
+            select.bind(3, correction.key.rawValue)
+            let current = try select.step() ? select.int64(0) : 0
+            select.reset()
+            guard current != correction.total else { continue }
+            let statement = correction.total == 0 ? delete : set
+            statement.reset()
+            statement.bind(1, userID)
+            statement.bind(2, Int64(correction.day))
+            statement.bind(3, correction.key.rawValue)
+            if correction.total != 0 { statement.bind(4, correction.total) }
+            try statement.run()
+            let lifetime = metrics.totals[correction.key]?.lifetime ?? 0
+            metrics.totals[correction.key, default: MetricTotals()].lifetime = MetricCatalog.saturating(lifetime, correction.total - current)
+            changed = true
         }
-        reconciledDays = merged
+        return changed
     }
 
-    func storedReconciledDays() throws -> ClosedRange<DayNumber>? {
-        guard let from = try meta("reconciled_from_day"), let through = try meta("reconciled_through_day") else { return nil }
+    /// What a run took from the warehouse: the built-in sums, or the metric counts and sums.
+    public enum ReconciledValues: String, Sendable {
+        case sums = "reconciled"
+        case metrics = "metrics_reconciled"
+    }
+
+    /// Records that the warehouse owns `values` of `days` from now on (widening what was owned).
+    public func markReconciled(_ days: ClosedRange<DayNumber>, _ values: ReconciledValues = .sums) throws {
+        let current = values == .sums ? reconciledDays : metricsReconciledDays
+        let merged = current.map { min($0.lowerBound, days.lowerBound)...max($0.upperBound, days.upperBound) } ?? days
+        try db.transaction {
+            try putMeta("\(values.rawValue)_from_day", Int64(merged.lowerBound))
+            try putMeta("\(values.rawValue)_through_day", Int64(merged.upperBound))
+        }
+        switch values {
+        case .sums: reconciledDays = merged
+        case .metrics: metricsReconciledDays = merged
+        }
+    }
+
+    func storedReconciledDays(of values: ReconciledValues = .sums) throws -> ClosedRange<DayNumber>? {
+        guard let from = try meta("\(values.rawValue)_from_day"), let through = try meta("\(values.rawValue)_through_day") else { return nil }
         return DayNumber(from)...DayNumber(through)
     }
 }

@@ -55,6 +55,8 @@ public final class PartitionStore: @unchecked Sendable {
     /// Days whose sums the warehouse owns since a reconciliation compared them: a stream event
     /// for such a day arriving later is recorded (dedupe, latest activity) but not added again.
     public internal(set) var reconciledDays: ClosedRange<DayNumber>?
+    /// The same for metric counts and sums, since a run compared them with `metrics_sql`.
+    public internal(set) var metricsReconciledDays: ClosedRange<DayNumber>?
 
     let statements: StoreStatements
     let outboxWriter: OutboxWriter
@@ -104,7 +106,7 @@ public final class PartitionStore: @unchecked Sendable {
         watermark = try storedWatermark()
         progress = (try storedOffsets(), try eventTimes())
         nextTimer = try earliestTimer()
-        reconciledDays = try storedReconciledDays()
+        (reconciledDays, metricsReconciledDays) = (try storedReconciledDays(), try storedReconciledDays(of: .metrics))
         usersWithPending = try readUsersWithPending()
         bucketLogFrom = watermark.clock.map { segments.kpiGrid.bucket(of: $0) + 1 } ?? Int64.min
     }
@@ -217,6 +219,7 @@ public final class PartitionStore: @unchecked Sendable {
             input.evidenceFloor = try evidenceFloor()
             input.restateUntil = restateUntil
             input.reconciledDays = reconciledDays
+            input.metricsReconciledDays = metricsReconciledDays
             let plan = processor.plan(input)
             let admitted = plan.admitted
             let batchClock = plan.watermark.clock

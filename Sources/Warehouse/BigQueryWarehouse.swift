@@ -73,6 +73,24 @@ public final class BigQueryWarehouse: Warehouse, WarehouseDialect {
             """, ["from_second": .int64(bucket * 86_400), "to_second": .int64((bucket + 1) * 86_400)])
     }
 
+    /// A metric's value in millionths, rounded per row (NUMERIC: exact).
+    private static let millionths = "ROUND(CAST(w.value AS NUMERIC) * 1000000)"
+
+    static func metricDayTotalsStatement(_ metrics: String, from: String, through: String) -> Statement {
+        ("per-day metric totals", "metric days", """
+            SELECT CAST(w.day AS DATE) AS day, CAST(w.metric AS STRING) AS metric, COUNTIF(\(millionths) <> 0), COALESCE(SUM(\(millionths)), 0)
+            FROM (\(metrics)) AS w WHERE CAST(w.day AS DATE) BETWEEN @from AND @through AND w.value IS NOT NULL
+            GROUP BY day, metric
+            """, ["from": .date(from), "through": .date(through)])
+    }
+
+    static func metricValuesStatement(_ metrics: String, day: String, names: [String]) -> Statement {
+        ("metric values of \(day)", "metric values", """
+            SELECT CAST(w.user_id AS STRING), CAST(w.metric AS STRING), \(millionths) FROM (\(metrics)) AS w
+            WHERE CAST(w.day AS DATE) = @day AND CAST(w.metric AS STRING) IN UNNEST(@metrics) AND \(millionths) <> 0
+            """, ["day": .date(day), "metrics": .strings(names)])
+    }
+
     public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
 
     /// The statements a run sends, with example values (no connection needed).
@@ -113,6 +131,20 @@ public final class BigQueryWarehouse: Warehouse, WarehouseDialect {
         return try await rows(Self.signupsStatement(signups, bucket: bucket)) { row, result in
             let micros = try BigQueryCell.timestampMicros(try row.text(1))
             result[try row.text(0)] = micros >= 0 ? micros / 1_000_000 : -((-micros + 999_999) / 1_000_000)
+        }
+    }
+
+    public func metricDayTotals(from: String, through: String) async throws -> [String: [String: MetricDayTotals]] {
+        guard let metrics = queries.metrics else { return [:] }
+        return try await rows(Self.metricDayTotalsStatement(metrics, from: from, through: through)) { row, result in
+            result[try BigQueryCell.date(try row.text(0)), default: [:]][try row.text(1)] = MetricDayTotals(users: try row.integer(2), millionths: try row.integer(3))
+        }
+    }
+
+    public func metricValues(on day: String, metrics names: [String]) async throws -> [String: [String: Int64]] {
+        guard let metrics = queries.metrics, !names.isEmpty else { return [:] }
+        return try await rows(Self.metricValuesStatement(metrics, day: day, names: names)) { row, result in
+            result[try row.text(0), default: [:]][try row.text(1)] = try row.integer(2)
         }
     }
 

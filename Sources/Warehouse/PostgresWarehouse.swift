@@ -103,6 +103,26 @@ public final class PostgresWarehouse: Warehouse, WarehouseDialect {
             """, [.integer(bucket * 86_400), .integer((bucket + 1) * 86_400)])
     }
 
+    /// A metric's value in millionths, rounded per row (NUMERIC: exact).
+    private static let millionths = "ROUND(CAST(w.value AS NUMERIC) * 1000000)"
+
+    static func metricDayTotalsStatement(_ metrics: String, from: String, through: String) -> Statement {
+        ("per-day metric totals", """
+            SELECT to_char(CAST(w.day AS DATE), 'YYYY-MM-DD'), CAST(w.metric AS TEXT),
+                   CAST(COALESCE(SUM(CASE WHEN \(millionths) <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(\(millionths)), 0) AS BIGINT)
+            FROM (\(metrics)) AS w WHERE CAST(w.day AS DATE) BETWEEN CAST($1 AS DATE) AND CAST($2 AS DATE) AND w.value IS NOT NULL
+            GROUP BY CAST(w.day AS DATE), CAST(w.metric AS TEXT)
+            """, [.text(from), .text(through)])
+    }
+
+    static func metricValuesStatement(_ metrics: String, day: String, names: [String]) -> Statement {
+        ("metric values of \(day)", """
+            SELECT CAST(w.user_id AS TEXT), CAST(w.metric AS TEXT), CAST(\(millionths) AS BIGINT) FROM (\(metrics)) AS w
+            WHERE CAST(w.day AS DATE) = CAST($1 AS DATE) AND CAST(w.metric AS TEXT) IN (\(names.indices.map { "$\($0 + 2)" }.joined(separator: ", ")))
+              AND \(millionths) <> 0
+            """, [.text(day)] + names.map(BoundValue.text))
+    }
+
     public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
 
     /// The statements a run sends, with example values (no connection needed).
@@ -147,6 +167,22 @@ public final class PostgresWarehouse: Warehouse, WarehouseDialect {
         return try await collect(Self.signupsStatement(signups, bucket: bucket)) { row, result in
             let (user, seconds) = try row.decode((String, Int64).self)
             result[user] = seconds
+        }
+    }
+
+    public func metricDayTotals(from: String, through: String) async throws -> [String: [String: MetricDayTotals]] {
+        guard let metrics = queries.metrics else { return [:] }
+        return try await collect(Self.metricDayTotalsStatement(metrics, from: from, through: through)) { row, result in
+            let (day, metric, users, millionths) = try row.decode((String, String, Int64, Int64).self)
+            result[day, default: [:]][metric] = MetricDayTotals(users: users, millionths: millionths)
+        }
+    }
+
+    public func metricValues(on day: String, metrics names: [String]) async throws -> [String: [String: Int64]] {
+        guard let metrics = queries.metrics, !names.isEmpty else { return [:] }
+        return try await collect(Self.metricValuesStatement(metrics, day: day, names: names)) { row, result in
+            let (user, metric, millionths) = try row.decode((String, String, Int64).self)
+            result[user, default: [:]][metric] = millionths
         }
     }
 

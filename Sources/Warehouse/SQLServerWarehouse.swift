@@ -98,6 +98,40 @@ public final class SQLServerWarehouse: Warehouse, WarehouseDialect, @unchecked S
             """, [("@bucket", .integer(bucket))])
     }
 
+    /// A metric's value in millionths, rounded per row.
+    private static let millionths = "ROUND(CAST(w.value AS DECIMAL(38, 6)) * 1000000, 0)"
+
+    static func metricDayTotalsStatement(_ metrics: String, from: String, through: String) -> Statement {
+        ("per-day metric totals", """
+            SELECT CONVERT(CHAR(10), CAST(w.day AS DATE), 23), CAST(w.metric AS NVARCHAR(64)),
+                   CAST(COALESCE(SUM(CASE WHEN \(millionths) <> 0 THEN 1 ELSE 0 END), 0) AS BIGINT), CAST(COALESCE(SUM(\(millionths)), 0) AS BIGINT)
+            FROM (\(metrics)) AS w WHERE CAST(w.day AS DATE) BETWEEN CAST(@from AS DATE) AND CAST(@through AS DATE) AND w.value IS NOT NULL
+            GROUP BY CAST(w.day AS DATE), CAST(w.metric AS NVARCHAR(64))
+            """, [("@from", .text(from)), ("@through", .text(through))])
+    }
+
+    /// `names` travel as one parameter, `,logins,revenue,` (names are `[a-z0-9_]`), matched with `CHARINDEX`.
+    static func metricValuesStatement(_ metrics: String, day: String, names: [String]) -> Statement {
+        ("metric values of \(day)", """
+            SELECT CAST(w.user_id AS NVARCHAR(4000)), CAST(w.metric AS NVARCHAR(64)), CAST(\(millionths) AS BIGINT) FROM (\(metrics)) AS w
+            WHERE CAST(w.day AS DATE) = CAST(@day AS DATE) AND CHARINDEX(',' + CAST(w.metric AS NVARCHAR(64)) + ',', @metrics) > 0 AND \(millionths) <> 0
+            """, [("@day", .text(day)), ("@metrics", .text("," + names.joined(separator: ",") + ","))])
+    }
+
+    public func metricDayTotals(from: String, through: String) async throws -> [String: [String: MetricDayTotals]] {
+        guard let metrics = queries.metrics else { return [:] }
+        return try await rows(Self.metricDayTotalsStatement(metrics, from: from, through: through)) { row, result in
+            result[try row.text(0), default: [:]][try row.text(1)] = MetricDayTotals(users: try row.integer(2), millionths: try row.integer(3))
+        }
+    }
+
+    public func metricValues(on day: String, metrics names: [String]) async throws -> [String: [String: Int64]] {
+        guard let metrics = queries.metrics, !names.isEmpty else { return [:] }
+        return try await rows(Self.metricValuesStatement(metrics, day: day, names: names)) { row, result in
+            result[try row.text(0), default: [:]][try row.text(1)] = try row.integer(2)
+        }
+    }
+
     public func dayTotals(from: String, through: String) async throws -> [String: DayTotals] {
         try await rows(Self.dayTotalsStatement(queries, from: from, through: through)) { row, result in
             result[try row.text(0)] = try row.dayTotals(from: 1)

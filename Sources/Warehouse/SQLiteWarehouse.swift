@@ -65,6 +65,23 @@ public final class SQLiteWarehouse: Warehouse, WarehouseDialect, @unchecked Send
             """, [.integer(bucket * 86_400), .integer((bucket + 1) * 86_400)])
     }
 
+    /// A metric's value in millionths, rounded per row.
+    private static let millionths = "CAST(round(w.value * 1000000) AS INTEGER)"
+
+    static func metricDayTotalsStatement(_ metrics: String, from: String, through: String) -> Query {
+        ("per-day metric totals", """
+            SELECT w.day, CAST(w.metric AS TEXT), sum(CASE WHEN \(millionths) <> 0 THEN 1 ELSE 0 END), sum(\(millionths))
+            FROM (\(metrics)) AS w WHERE w.day BETWEEN ?1 AND ?2 AND w.value IS NOT NULL GROUP BY w.day, w.metric
+            """, [.text(from), .text(through)])
+    }
+
+    static func metricValuesStatement(_ metrics: String, day: String, names: [String]) -> Query {
+        ("metric values of \(day)", """
+            SELECT CAST(w.user_id AS TEXT), CAST(w.metric AS TEXT), \(millionths) FROM (\(metrics)) AS w
+            WHERE w.day = ?1 AND w.metric IN (\(names.indices.map { "?\($0 + 2)" }.joined(separator: ", "))) AND \(millionths) <> 0
+            """, [.text(day)] + names.map(BoundValue.text))
+    }
+
     public var renderedStatements: [RenderedStatement] { Self.rendered(queries) }
 
     /// The statements a run sends, with example values (no connection needed).
@@ -104,6 +121,20 @@ public final class SQLiteWarehouse: Warehouse, WarehouseDialect, @unchecked Send
         guard let signups = queries.signups else { return [:] }
         return try rows(Self.signupsStatement(signups, bucket: bucket)) { row, result in
             result[row.string(0) ?? ""] = row.int64(1)
+        }
+    }
+
+    public func metricDayTotals(from: String, through: String) async throws -> [String: [String: MetricDayTotals]] {
+        guard let metrics = queries.metrics else { return [:] }
+        return try rows(Self.metricDayTotalsStatement(metrics, from: from, through: through)) { row, result in
+            result[row.string(0) ?? "", default: [:]][row.string(1) ?? ""] = MetricDayTotals(users: row.int64(2), millionths: row.int64(3))
+        }
+    }
+
+    public func metricValues(on day: String, metrics names: [String]) async throws -> [String: [String: Int64]] {
+        guard let metrics = queries.metrics, !names.isEmpty else { return [:] }
+        return try rows(Self.metricValuesStatement(metrics, day: day, names: names)) { row, result in
+            result[row.string(0) ?? "", default: [:]][row.string(1) ?? ""] = row.int64(2)
         }
     }
 

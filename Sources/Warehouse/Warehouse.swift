@@ -20,6 +20,11 @@ public protocol Warehouse: Sendable {
     func signupBuckets() async throws -> [Int64: SignupBucket]
     /// Sign-up second per user for the users who signed up in one UTC day bucket.
     func signups(inBucket bucket: Int64) async throws -> [String: Int64]
+    /// `metrics_sql`: per day, then metric name, the users with a non-zero value and the sum of
+    /// values in millionths (empty when no metrics query is configured).
+    func metricDayTotals(from: String, through: String) async throws -> [String: [String: MetricDayTotals]]
+    /// `metrics_sql`: one day's non-zero values of `metrics`, in millionths, per user and metric name.
+    func metricValues(on day: String, metrics: [String]) async throws -> [String: [String: Int64]]
     /// Closes connections.
     func shutdown() async
     /// The statements a run sends, rendered with example values (`validate` prints them).
@@ -53,7 +58,7 @@ enum BoundValue: Sendable, Equatable {
     }
 }
 
-/// The five statements a run sends, as one warehouse spells them (SQL plus its parameters), so
+/// The statements a run sends, as one warehouse spells them (SQL plus its parameters), so
 /// that what a run sends and what `validate` prints come from the same functions.
 protocol WarehouseDialect {
     associatedtype Built
@@ -62,6 +67,8 @@ protocol WarehouseDialect {
     static func userDaysStatement(_ queries: WarehouseQueries, day: String, buckets: [String]?) -> Built
     static func signupBucketsStatement(_ signups: String) -> Built
     static func signupsStatement(_ signups: String, bucket: Int64) -> Built
+    static func metricDayTotalsStatement(_ metrics: String, from: String, through: String) -> Built
+    static func metricValuesStatement(_ metrics: String, day: String, names: [String]) -> Built
     /// The statement with its parameters written out the way this warehouse names them.
     static func render(_ statement: Built) -> RenderedStatement
 }
@@ -73,6 +80,10 @@ extension WarehouseDialect {
         var statements = [dayTotalsStatement(queries, from: "2026-01-01", through: day), bucketTotalsStatement(queries, day: day),
                           userDaysStatement(queries, day: day, buckets: ["0a1", "f3c"])]
         if let signups = queries.signups { statements += [signupBucketsStatement(signups), signupsStatement(signups, bucket: 20_454)] }
+        if let metrics = queries.metrics {
+            statements += [metricDayTotalsStatement(metrics, from: "2026-01-01", through: day),
+                           metricValuesStatement(metrics, day: day, names: ["logins", "revenue"])]
+        }
         return statements.map(render)
     }
 }
@@ -84,10 +95,13 @@ public struct WarehouseQueries: Sendable {
     public var daily: String
     /// Returns `user_id, signup_at`; optional.
     public var signups: String?
+    /// Returns `user_id, day, metric, value`, one row per user, day and metric (SPEC §4b); optional.
+    public var metrics: String?
 
-    public init(daily: String, signups: String? = nil) {
+    public init(daily: String, signups: String? = nil, metrics: String? = nil) {
         self.daily = Self.trimmed(daily)
         self.signups = signups.map(Self.trimmed)
+        self.metrics = metrics.map(Self.trimmed)
     }
 
     /// Without trailing whitespace and semicolons, so the text can sit inside parentheses.

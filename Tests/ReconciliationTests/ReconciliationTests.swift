@@ -19,11 +19,11 @@ import Testing
         let access: DirectStoreAccess
         var offsets: [Int32: Int64] = [:]
 
-        init(events: [UserEvent]) throws {
+        init(events: [UserEvent], catalog: SegmentCatalog = DriftScenario.catalog) throws {
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("recon-\(UUID().uuidString)")
             var config = SegmenterConfig()
             config.stateDirectory = directory
-            config.catalog = DriftScenario.catalog
+            config.catalog = catalog
             self.config = config
             access = try DirectStoreAccess(config: config, partitionCount: DriftScenario.partitions)
             _ = try DriftScenario.apply(events, to: access.stores, offsets: &offsets)

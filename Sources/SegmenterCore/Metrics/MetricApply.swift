@@ -14,9 +14,13 @@ extension MetricCatalog {
 
     /// Applies one event, adding what it changed to `writes` (one entry per user-day and metric:
     /// a batch writes each row once, however many of its events touch it).
-    public func apply(_ event: UserEvent, to metrics: inout UserMetrics, calendar: DayCalendar, writes: inout [MetricDayWrite]) {
+    /// - Parameter frozenDays: days whose counts and sums reconciliation took from the warehouse
+    ///   (`metrics_sql`): an event on one of them already counts there, so it is not added again.
+    public func apply(_ event: UserEvent, to metrics: inout UserMetrics, calendar: DayCalendar, writes: inout [MetricDayWrite],
+                      frozenDays: ClosedRange<DayNumber>? = nil) {
         guard !self.metrics.isEmpty else { return }
         let day = calendar.day(of: event.ts)
+        let frozen = frozenDays?.contains(day) ?? false
         // By index: each definition is read in place, not copied (measured: a copy per metric per
         // event, retains and releases of its trees, cost more than the filters).
         for index in self.metrics.indices {
@@ -24,10 +28,10 @@ extension MetricCatalog {
             switch self.metrics[index].kind {
             case .count:
                 guard self.metrics[index].filters[0].matches(event) else { continue }
-                add(1, key: key, day: day, at: event.ts, to: &metrics, writes: &writes, userID: event.userID)
+                add(frozen ? nil : 1, key: key, day: day, at: event.ts, to: &metrics, writes: &writes, userID: event.userID)
             case let .sum(value, _):
                 guard self.metrics[index].filters.first?.matches(event) ?? true, let number = value.value(of: event).number else { continue }
-                add(Self.millionths(number), key: key, day: day, at: event.ts, to: &metrics, writes: &writes, userID: event.userID)
+                add(frozen ? nil : Self.millionths(number), key: key, day: day, at: event.ts, to: &metrics, writes: &writes, userID: event.userID)
             case let .countDistinct(value, _):
                 guard self.metrics[index].filters.first?.matches(event) ?? true, let distinct = DistinctValue(value.value(of: event)) else { continue }
                 metrics.totals[key, default: MetricTotals()].distinct.insert(distinct)
@@ -89,18 +93,23 @@ extension MetricCatalog {
         return Int64(scaled)
     }
 
-    private func add(_ amount: Int64, key: MetricKey, day: DayNumber, at ts: Instant, to metrics: inout UserMetrics,
+    /// Adds `amount` to the day and the lifetime; nil (a frozen day) only notes when it happened.
+    private func add(_ amount: Int64?, key: MetricKey, day: DayNumber, at ts: Instant, to metrics: inout UserMetrics,
                      writes: inout [MetricDayWrite], userID: String) {
         var totals = metrics.totals[key] ?? MetricTotals()
-        totals.lifetime = Self.saturating(totals.lifetime, amount)
         totals.noteTime(ts)
+        guard let amount else {
+            metrics.totals[key] = totals
+            return
+        }
+        totals.lifetime = Self.saturating(totals.lifetime, amount)
         metrics.totals[key] = totals
         let dayTotal = metrics.days[key]?[day]?.total ?? 0
         metrics.days[key, default: [:]][day, default: MetricDay()].total = Self.saturating(dayTotal, amount)
         Self.note(MetricDayWrite(userID: userID, day: day, key: key, delta: amount), in: &writes)
     }
 
-    static func saturating(_ a: Int64, _ b: Int64) -> Int64 {
+    public static func saturating(_ a: Int64, _ b: Int64) -> Int64 {
         let (sum, overflow) = a.addingReportingOverflow(b)
         return overflow ? (b > 0 ? .max : .min) : sum
     }

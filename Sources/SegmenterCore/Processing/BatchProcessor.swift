@@ -77,6 +77,8 @@ public struct BatchProcessor: Sendable {
         public var restateUntil: [String: Int64] = [:]
         /// Days whose sums the warehouse owns: events on them add nothing to the sums.
         public var reconciledDays: ClosedRange<DayNumber>?
+        /// Days whose metric counts and sums reconciliation took from `metrics_sql`.
+        public var metricsReconciledDays: ClosedRange<DayNumber>?
         /// The wall clock when the batch was received (dead letters carry it).
         public var receivedAt: Instant
 
@@ -244,7 +246,8 @@ public struct BatchProcessor: Sendable {
         }
         effects.slices.reserveCapacity(users.users.count)
         for index in users.users.indices {
-            advance(&users[index], to: watermark.clock, from: input.watermark.clock, reconciledDays: input.reconciledDays, into: &effects)
+            advance(&users[index], to: watermark.clock, from: input.watermark.clock,
+                    frozen: FrozenDays(sums: input.reconciledDays, metrics: input.metricsReconciledDays), into: &effects)
             if let settleFloor, users[index].slice.profile?.metrics.isEmpty == false {
                 let userID = users[index].userID
                 if let writes = catalog.metrics.settle(&users[index].slice.profile!.metrics, floor: settleFloor, userID: userID, calendar: calendar) {
@@ -282,7 +285,7 @@ public struct BatchProcessor: Sendable {
     /// for them with their first event.
     /// - Parameter from: the pair's clock before the batch (a user loaded without their timer
     ///   has it computed from there: everything up to it has fired).
-    func advance(_ user: inout BatchWorkingSet.User, to now: Instant?, from clockBefore: Instant?, reconciledDays: ClosedRange<DayNumber>?,
+    func advance(_ user: inout BatchWorkingSet.User, to now: Instant?, from clockBefore: Instant?, frozen: FrozenDays,
                  into effects: inout BatchEffects) {
         var queue = user.arrived
         if !user.slice.pending.isEmpty { queue = user.slice.pending.map { TimedEvent(event: $0, at: $0.ts) } + queue }
@@ -309,7 +312,7 @@ public struct BatchProcessor: Sendable {
                     continue
                 }
                 guard let event else { break }
-                apply(event.event, to: &user, reconciledDays: reconciledDays, metrics: event.countsInMetrics, into: &effects)
+                apply(event.event, to: &user, frozen: frozen, metrics: event.countsInMetrics, into: &effects)
                 timer = step(&user, at: event.at, cause: .event, into: &effects)
                 evaluated = true
                 next += 1
@@ -334,17 +337,18 @@ public struct BatchProcessor: Sendable {
     }
 
     /// One event takes effect: the user's profile and day sums (the day's row already holds its id).
-    private func apply(_ event: UserEvent, to user: inout BatchWorkingSet.User, reconciledDays: ClosedRange<DayNumber>?,
+    private func apply(_ event: UserEvent, to user: inout BatchWorkingSet.User, frozen: FrozenDays,
                        metrics: Bool, into effects: inout BatchEffects) {
         let beforeSignupCount = user.slice.profile!.activityBeforeSignup.count
-        if let change = user.slice.profile!.apply(event, calendar: calendar, reconciledDays: reconciledDays) {
+        if let change = user.slice.profile!.apply(event, calendar: calendar, reconciledDays: frozen.sums) {
             user.add(change.delta, on: change.day)
             user.slice.days[change.day, default: DayAggregate()] += change.delta
         } else if event.body.countsInDay {
             effects.outcome.onReconciledDays += 1  // no day sums only for a reconciled day
         }
         if metrics, !catalog.metrics.isEmpty {
-            catalog.metrics.apply(event, to: &user.slice.profile!.metrics, calendar: calendar, writes: &user.metricWrites)
+            catalog.metrics.apply(event, to: &user.slice.profile!.metrics, calendar: calendar, writes: &user.metricWrites,
+                                  frozenDays: frozen.metrics)
         }
         switch event.body {
         case .billing: break

@@ -200,3 +200,10 @@ public enum ContributionCodec {
         }
     }
 }
+
+/// Days reconciliation took from the warehouse: an event on one of them is already counted
+/// there, so it adds nothing to what was taken (the built-in sums, or the metric counts and sums).
+struct FrozenDays {
+    let sums: ClosedRange<DayNumber>?
+    let metrics: ClosedRange<DayNumber>?
+}

@@ -38,6 +38,8 @@ public struct ReconciliationReport: Equatable, Sendable, Codable {
     public var spendCents = Drift()
     public var activities = Drift()
     public var activeMicros = Drift()
+    /// `metrics_sql`'s levels; nil when none is configured.
+    public var metrics: MetricReconciliationSummary?
     public var attempt = 1
 
     public struct LevelFetch: Equatable, Sendable, Codable {

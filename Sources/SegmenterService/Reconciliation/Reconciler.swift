@@ -10,8 +10,10 @@ import Warehouse
 /// 2. For each day that differs: the warehouse's user rows of that day and the local ones;
 ///    users whose sums differ take the warehouse's values, one transaction per partition,
 ///    re-evaluated with cause `reconciliation` (membership changes and KPI partials follow).
-/// 3. Sign-ups: per UTC-day bucket (count, sum of seconds), then users in differing buckets.
-/// 4. The compared days are marked as the warehouse's: later stream events for them are not
+/// 3. Metrics (`metrics_sql`): per day and metric, then the users of differing ones (see
+///    `reconcileMetrics`).
+/// 4. Sign-ups: per UTC-day bucket (count, sum of seconds), then users in differing buckets.
+/// 5. The compared days are marked as the warehouse's: later stream events for them are not
 ///    added again (no double counting of what the warehouse already holds).
 ///
 /// Idempotent: values are set, not added, so a retried or repeated run changes nothing more.
@@ -63,6 +65,7 @@ public final class Reconciler: Sendable {
             }
             let readers = try await access.readers()
             try await reconcileDays(days, warehouse: warehouse, readers: readers, now: clock, report: &report)
+            try await reconcileMetrics(days, warehouse: warehouse, readers: readers, now: clock, report: &report)
             try await reconcileSignups(warehouse: warehouse, readers: readers, now: clock, report: &report)
             try await access.withStores { session in
                 for store in session.stores.values { try store.markReconciled(days) }
@@ -222,9 +225,10 @@ public final class Reconciler: Sendable {
         return output
     }
 
-    /// One user's values from the warehouse: some days' sums, or a sign-up time.
+    /// One user's values from the warehouse: some days' sums, metric day totals, or a sign-up time.
     struct WarehouseValues {
         var days: [DayNumber: DayAggregate] = [:]
+        var metrics: [MetricDayCorrection] = []
         var signup: Instant?
     }
 
@@ -251,7 +255,7 @@ public final class Reconciler: Sendable {
             for (partition, users) in byPartition {
                 let outcome = try session.stores[partition]!.takeWarehouseValues(
                     days: users.filter { !$0.value.days.isEmpty }.mapValues(\.days),
-                    signups: users.compactMapValues(\.signup), now: session.now ?? now, bucketOf: UserBucket.of(_:))
+                    metrics: users.filter { !$0.value.metrics.isEmpty }.mapValues(\.metrics), signups: users.compactMapValues(\.signup), now: session.now ?? now, bucketOf: UserBucket.of(_:))
                 session.note(outcome)
                 changes += outcome.membershipChanges
             }
@@ -314,6 +318,7 @@ extension ReconciliationReport {
                      "membership changes \(membershipChanges)",
                      "drift: spend \(Self.money(spendCents.absolute))\(Self.percent(spendCents)), activities \(activities.absolute)\(Self.percent(activities)), "
                          + "active time \(activeMicros.absolute / 1_000_000) s\(Self.percent(activeMicros))"]
+        if let metrics { parts.append(metrics.summary) }
         if let durationSeconds { parts.append(String(format: "%.2f s", durationSeconds)) }
         if let error { parts.append("error: \(error)") }
         return parts.joined(separator: "; ")

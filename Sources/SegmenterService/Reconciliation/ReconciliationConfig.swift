@@ -58,13 +58,14 @@ public struct ReconciliationConfig: Sendable {
     }
 
     static func parse(_ node: Node, reader: YAMLReader, configFile: String) throws -> ReconciliationConfig {
-        let entry = try reader.mapping(node, allowed: ["warehouse", "daily_sql", "signups_sql", "every", "cron", "lookback", "lag",
+        let entry = try reader.mapping(node, allowed: ["warehouse", "daily_sql", "signups_sql", "metrics_sql", "every", "cron", "lookback", "lag",
                                                         "partitioner", "retries", "retry_backoff"])
         guard let warehouseNode = entry["warehouse"] else { throw reader.error(node, "reconciliation needs a warehouse:") }
         guard let dailyNode = entry["daily_sql"] else {
             throw reader.error(node, "reconciliation needs daily_sql: a query returning user_id, day, spend, activities, active_seconds")
         }
-        let queries = WarehouseQueries(daily: try reader.string(dailyNode), signups: try entry["signups_sql"].map(reader.string))
+        let queries = WarehouseQueries(daily: try reader.string(dailyNode), signups: try entry["signups_sql"].map(reader.string),
+                                       metrics: try entry["metrics_sql"].map(reader.string))
         var config = ReconciliationConfig(target: try parseTarget(warehouseNode, reader: reader, configFile: configFile), queries: queries)
         if entry["every"] != nil && entry["cron"] != nil { throw reader.error(node, "give either every: or cron:, not both") }
         if let every = entry["every"] {
