@@ -242,7 +242,12 @@ public struct SegmenterConfig: Sendable {
             if config.httpPort != nil, let refusal = config.httpAccess.refusal(host: config.httpHost) { throw reader.error(node, refusal) }
         }
         if let node = top["alerts"] { config.alerts = try parseAlerts(node, catalog: config.catalog, reader: reader) }
-        if let node = top["reconciliation"] { config.reconciliation = try ReconciliationConfig.parse(node, reader: reader, configFile: source) }
+        if let node = top["reconciliation"] {
+            config.reconciliation = try ReconciliationConfig.parse(node, reader: reader, configFile: source)
+            if config.reconciliation?.queries.metrics != nil, config.catalog.metrics.isEmpty, let sql = try reader.mapping(node, allowed: nil)["metrics_sql"] {
+                throw reader.error(sql, "metrics_sql needs metrics: to compare (none is defined)")
+            }
+        }
         if let node = top["state_snapshot_interval"] {
             let text = try reader.string(node)
             config.stateSnapshotIntervalSeconds = text == "off" ? 0 : try reader.duration(node)

@@ -61,7 +61,8 @@ struct Demo: AsyncParsableCommand {
         let messages = EventGenerator(options: options).messages()
         let corrections = try DemoWarehouse.write(messages, config: config, path: warehousePath)
         say("== local SQLite warehouse \(warehousePath): the same events, plus \(corrections.refunds.count) refunds of $300 "
-            + "issued in the billing system on \(corrections.refunds.first.map { DayCalendar.isoDate($0.day) } ?? "-") that the billing topic never carried")
+            + "issued in the billing system on \(corrections.refunds.first.map { DayCalendar.isoDate($0.day) } ?? "-") that the billing topic never carried, "
+            + "and \(corrections.logins.count) users' logins on \(corrections.logins.first.map { DayCalendar.isoDate($0.day) } ?? "-") the activity topic never carried")
         say("== producing \(messages.count) events for \(users) users over \(options.days) days at \(Int(rate))/s "
             + "(\(messages.filter { !$0.valid }.count) invalid, \(messages.filter(\.duplicate).count) duplicates)\n")
         var producer: KafkaProducer? = try KafkaProducer(configuration: config.kafka)
@@ -208,6 +209,7 @@ struct Demo: AsyncParsableCommand {
           warehouse: {type: sqlite, path: warehouse.sqlite}
           daily_sql: \(DemoWarehouse.dailySQL)
           signups_sql: \(DemoWarehouse.signupsSQL)
+          metrics_sql: \(DemoWarehouse.metricsSQL)
           lookback: 35d
           lag: 1h
           partitioner: consistent_random

@@ -11,7 +11,7 @@ import SQLite
 /// `metrics_sql` (SPEC §4b) against real warehouses (a SQLite file; the PostgreSQL server
 /// scripts/test starts): the drift of the scenario's stream shows in its metrics too; counts and
 /// sums take the warehouse's values exactly (day rows, lifetime totals, memberships, KPIs),
-/// `count_distinct` is compared and reported only, a second run corrects nothing, and late
+/// `count_distinct` is compared and reported only, a metric the warehouse has no rows for is left alone, a second run corrects nothing, and late
 /// stream events for the reconciled days are not counted twice.
 @Suite(.serialized) struct MetricReconciliationTests {
     let scenario = DriftScenario(seed: 7)
@@ -20,6 +20,8 @@ import SQLite
         try! MetricDefinition(name: "sessions", source: .count(filter: "type = 'session'")),
         try! MetricDefinition(name: "paid", source: .sum(value: "amount", filter: nil)),
         try! MetricDefinition(name: "session_kinds", source: .countDistinct(value: "type", filter: "duration_s >= 0")),
+        // Not in the warehouse's table: not compared, and the report says so.
+        try! MetricDefinition(name: "long_sessions", source: .count(filter: "duration_s > 1200")),
     ])
 
     static let catalog = SegmentCatalog(
@@ -132,6 +134,7 @@ import SQLite
         #expect(summary.userValuesCorrected == expected.corrected)
         #expect(summary.differingNotCorrected["session_kinds"] ?? 0 == expected.distinctDiffering)
         #expect(summary.unknownMetrics == ["legacy_metric"])
+        #expect(summary.notInWarehouse == ["long_sessions"])
         #expect(expected.corrected > 20, "the scenario drifts: \(expected.corrected) user values")
 
         // Counts and sums now equal the warehouse's, per day and over the lifetime.

@@ -149,6 +149,7 @@ import Warehouse
         ("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n  daily_sql: x\n  cron: \"* * *\"\n", "a cron expression has 5 fields"),
         ("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n  daily_sql: x\n  every: 1h\n  cron: \"0 * * * *\"\n", "either every: or cron:"),
         ("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n", "needs daily_sql"),
+        ("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n  daily_sql: x\n  metrics_sql: y\n", "metrics_sql needs metrics:"),
     ])
     func badSettingsAreRejected(yaml: String, message: String) {
         #expect { try parse(yaml) } throws: { "\($0)".contains(message) }
@@ -184,15 +185,18 @@ import Warehouse
     @Test(arguments: ["{type: sqlite, path: w.db}", "{type: postgres, host: h, user: u}", "{type: redshift, host: h, user: u}",
                       "{type: bigquery, project: p, access_token: t}", "{type: sqlserver, host: h, user: u}"])
     func everyWarehouseRendersItsStatementsWithBoundValues(warehouse: String) throws {
-        let config = try parse("reconciliation:\n  warehouse: \(warehouse)\n  daily_sql: SELECT * FROM d\n  signups_sql: SELECT * FROM s\n")
+        let config = try parse("metrics:\n  - name: logins\n    count: type = 'login'\n"
+                               + "reconciliation:\n  warehouse: \(warehouse)\n  daily_sql: SELECT * FROM d\n  signups_sql: SELECT * FROM s\n"
+                               + "  metrics_sql: SELECT * FROM m\n")
         let statements = try #require(config.reconciliation).renderedStatements
         #expect(statements.map(\.step) == ["per-day totals", "bucket totals of 2026-01-31", "user rows of 2026-01-31", "sign-up buckets",
-                                            "sign-ups of bucket 20454"])
+                                            "sign-ups of bucket 20454", "per-day metric totals", "metric values of 2026-01-31"])
         for statement in statements {
             #expect(!statement.sql.contains("2026-01") && !statement.sql.contains("0a1") && !statement.sql.contains("1767225600")
-                    && !statement.sql.contains("20454"))
-            #expect(statement.sql.contains("FROM d") || statement.sql.contains("FROM s"))
+                    && !statement.sql.contains("20454") && !statement.sql.contains("logins"))
+            #expect(statement.sql.contains("FROM d") || statement.sql.contains("FROM s") || statement.sql.contains("FROM m"))
         }
+        #expect(statements[6].parameters.joined().contains("2026-01-31") && statements[6].parameters.joined().contains("logins"))
         #expect(statements[2].parameters.joined().contains("2026-01-31") && statements[2].parameters.joined().contains("0a1"))
         let signups = statements[4].parameters.joined()
         #expect(signups.contains("1767225600") || signups.contains("20454"))

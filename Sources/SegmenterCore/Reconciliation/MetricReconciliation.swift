@@ -78,6 +78,9 @@ public struct MetricReconciliationSummary: Equatable, Sendable, Codable {
     public var differingNotCorrected: [String: Int] = [:]
     /// Metric names the warehouse returned that no definition has (their rows are ignored).
     public var unknownMetrics: [String] = []
+    /// Defined metrics without a row in the compared days: not compared (metrics_sql does not
+    /// cover them).
+    public var notInWarehouse: [String] = []
     /// Absolute drift of the corrected values, in millionths, and the warehouse's total of the
     /// corrected metrics over the compared days.
     public var drift = Drift()
@@ -91,6 +94,7 @@ public struct MetricReconciliationSummary: Equatable, Sendable, Codable {
             text += ", differing but not corrected: " + differingNotCorrected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         }
         if !unknownMetrics.isEmpty { text += ", unknown metrics ignored: \(unknownMetrics.joined(separator: ", "))" }
+        if !notInWarehouse.isEmpty { text += ", not in metrics_sql: \(notInWarehouse.joined(separator: ", "))" }
         return text
     }
 }

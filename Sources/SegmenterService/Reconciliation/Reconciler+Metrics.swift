@@ -45,8 +45,11 @@ extension Reconciler {
             }
         }
         summary.unknownMetrics = unknown.sorted()
-        summary.dayMetricsCompared = days.count * catalog.metrics.count
-        let differing = MetricReconciliation.differing(local: local, warehouse: truth, in: days, metrics: byName.keys)
+        // A metric without a single row in the compared days is not one metrics_sql covers.
+        let covered = Set(truth.values.flatMap(\.keys))
+        summary.notInWarehouse = byName.keys.filter { !covered.contains($0) }.sorted()
+        summary.dayMetricsCompared = days.count * covered.count
+        let differing = MetricReconciliation.differing(local: local, warehouse: truth, in: days, metrics: covered)
         summary.dayMetricsDiffering = differing.sorted { $0.key < $1.key }.flatMap { day, names in names.map { "\(DayCalendar.isoDate(day)) \($0)" } }
 
         // Level 2: the differing day's users, for its differing metrics only.
