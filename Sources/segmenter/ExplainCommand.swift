@@ -28,6 +28,6 @@ struct Explain: ParsableCommand {
         guard let explanation = try UserExplainer.explain(user, segment: segment, config: config, reader: reader) else {
             throw ValidationError("user \(user) not found in \(config.stateDirectory.path)")
         }
-        say(json ? explanation.json : explanation.lines(calendar: config.calendar).joined(separator: "\n"))
+        say(json ? try explanation.json() : explanation.lines(calendar: config.calendar).joined(separator: "\n"))
     }
 }

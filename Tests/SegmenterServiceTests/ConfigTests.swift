@@ -213,6 +213,17 @@ import Warehouse
                 && !guarded.httpAccess.accepts("0123456789abcdef0123") && !guarded.httpAccess.accepts(nil))
     }
 
+    /// A rule past the limits (issue 25, item 4) is refused at start-up with its file, line and column.
+    @Test func anOversizedRuleIsRefusedWithItsPosition() {
+        let deep = String(repeating: "not ", count: 40) + "accounts = 1"
+        #expect { try parse("segments:\n  - name: deep\n    rule: \(deep)\n") } throws: { error in
+            let text = "\(error)"
+            return text.contains("test.yaml:3:") && text.contains("nest more than 32")
+        }
+        let wide = (0..<600).map { "accounts = \($0)" }.joined(separator: " or ")
+        #expect { try parse("kpis:\n  - name: wide\n    share: \(wide)\n") } throws: { "\($0)".contains("at most 1000 values and features") }
+    }
+
     @Test func sqlitePathIsRelativeToTheConfigFile() throws {
         let config = try parse("reconciliation:\n  warehouse: {type: sqlite, path: w.sqlite}\n  daily_sql: x\n")
         guard case let .sqlite(path) = config.reconciliation?.target else { Issue.record("not sqlite"); return }

@@ -24,6 +24,10 @@ public struct RuleParser {
     private var tokens: [RuleToken]
     private var position = 0
     private let scope: Scope
+    /// Parentheses, `not`s and unary minuses open around the current token, and values and
+    /// features read so far: both bounded by `RuleLimits`, so no input can exhaust the stack.
+    private var nesting = 0
+    private var terms = 0
 
     /// Parses and type-checks a rule, which must be boolean.
     public static func parseRule(_ text: String, metrics: [String: MetricRef] = [:]) throws(RuleError) -> RuleExpression {
@@ -60,9 +64,19 @@ public struct RuleParser {
     }
 
     private static func parse(_ text: String, scope: Scope) throws(RuleError) -> RuleExpression {
+        let length = text.unicodeScalars.count
+        guard length <= RuleLimits.maxLength else {
+            throw RuleError("this is \(length) characters long; a rule may have at most \(RuleLimits.maxLength)",
+                            at: SourceSpan(start: RuleLimits.maxLength, length: 1))
+        }
         var parser = RuleParser(tokens: try RuleLexer.tokens(text), scope: scope)
         let expression = try parser.parseOr()
         guard case .end = parser.current.kind else { throw RuleError("unexpected \(parser.describe(parser.current))", at: parser.current.span) }
+        let depth = expression.depth
+        guard depth <= RuleLimits.maxDepth else {
+            throw RuleError("this nests \(depth) levels deep; a rule may nest at most \(RuleLimits.maxDepth) "
+                            + "(a chain of + - * / counts one level per operator: use fewer terms or a metric)", at: expression.span)
+        }
         _ = try RuleTypeChecker.type(of: expression)
         return expression
     }
@@ -100,30 +114,59 @@ public struct RuleParser {
     }
 
     private mutating func parseOr() throws(RuleError) -> RuleExpression {
-        var left = try parseAnd()
+        var operands = [try parseAnd()]
         while isKeyword("or") {
             position += 1
-            let right = try parseAnd()
-            left = .binary(.or, left, right, .covering(left.span, right.span))
+            operands.append(try parseAnd())
         }
-        return left
+        return Self.chain(.or, operands[...])
     }
 
     private mutating func parseAnd() throws(RuleError) -> RuleExpression {
-        var left = try parseNot()
+        var operands = [try parseNot()]
         while isKeyword("and") {
             position += 1
-            let right = try parseNot()
-            left = .binary(.and, left, right, .covering(left.span, right.span))
+            operands.append(try parseNot())
         }
-        return left
+        return Self.chain(.and, operands[...])
+    }
+
+    /// `a or b or c …` as a tree: left-deep, as written, up to `RuleLimits.leftDeepChain`
+    /// operands (so a rule's text, canonical form and metric key stay what they always were);
+    /// a longer chain is split in halves first, so its depth grows with the logarithm of its
+    /// length. `and` and `or` are associative in three-valued logic: the value is the same.
+    static func chain(_ op: BinaryOperator, _ operands: ArraySlice<RuleExpression>) -> RuleExpression {
+        if operands.count > RuleLimits.leftDeepChain {
+            let middle = operands.startIndex + operands.count / 2
+            let left = chain(op, operands[..<middle]), right = chain(op, operands[middle...])
+            return .binary(op, left, right, .covering(left.span, right.span))
+        }
+        var result = operands.first!
+        for right in operands.dropFirst() { result = .binary(op, result, right, .covering(result.span, right.span)) }
+        return result
+    }
+
+    /// Enters one level of nesting at `span`, refused past `RuleLimits.maxNesting`.
+    private mutating func enter(_ span: SourceSpan) throws(RuleError) {
+        nesting += 1
+        guard nesting <= RuleLimits.maxNesting else {
+            throw RuleError("parentheses, not and unary minus nest more than \(RuleLimits.maxNesting) deep here", at: span)
+        }
+    }
+
+    /// Counts one value or feature, refused past `RuleLimits.maxTerms`.
+    private mutating func countTerm(_ span: SourceSpan) throws(RuleError) {
+        terms += 1
+        guard terms <= RuleLimits.maxTerms else { throw RuleError("a rule may read at most \(RuleLimits.maxTerms) values and features", at: span) }
     }
 
     private mutating func parseNot() throws(RuleError) -> RuleExpression {
         if isKeyword("not") {
             let start = current.span
+            try enter(start)
             position += 1
             let operand = try parseNot()
+            nesting -= 1
             return .not(operand, .covering(start, operand.span))
         }
         return try parsePredicate()
@@ -194,8 +237,10 @@ public struct RuleParser {
     private mutating func parseUnary() throws(RuleError) -> RuleExpression {
         if isSymbol("-") {
             let start = current.span
+            try enter(start)
             position += 1
             let operand = try parseUnary()
+            nesting -= 1
             return .negate(operand, .covering(start, operand.span))
         }
         return try parsePrimary()
@@ -203,6 +248,7 @@ public struct RuleParser {
 
     private mutating func parsePrimary() throws(RuleError) -> RuleExpression {
         let token = current
+        if case .symbol("(") = token.kind {} else { try countTerm(token.span) }
         switch token.kind {
         case let .number(value):
             position += 1
@@ -211,9 +257,11 @@ public struct RuleParser {
             position += 1
             return .literal(.string(value), token.span)
         case .symbol("("):
+            try enter(token.span)
             position += 1
             let inner = try parseOr()
             try expectSymbol(")")
+            nesting -= 1
             return inner
         case let .identifier(name):
             position += 1

@@ -32,6 +32,21 @@ public struct RuleError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 }
 
+/// What a rule, filter or KPI expression may be, refused at start-up with its position (the
+/// README's "Limits"): every walk of the tree is recursive, so its depth is bounded.
+public enum RuleLimits {
+    /// Unicode scalars of the text.
+    public static let maxLength = 16_384
+    /// Values and features (literals, features, list items).
+    public static let maxTerms = 1_000
+    /// Parentheses, `not` and unary minus inside one another.
+    public static let maxNesting = 32
+    /// Levels of the parsed tree (long `and`/`or` chains are balanced, see `RuleParser.chain`).
+    public static let maxDepth = 64
+    /// Operands of one `and`/`or` chain kept left-deep, as written.
+    public static let leftDeepChain = 16
+}
+
 /// Binary operators of the rule language, loosest binding first.
 public enum BinaryOperator: String, Sendable, CaseIterable {
     case or, and
@@ -71,6 +86,9 @@ public indirect enum RuleExpression: Equatable, Sendable {
             return s
         }
     }
+
+    /// Levels of the tree: 1 for a value or a feature.
+    public var depth: Int { 1 + (operands.map(\.depth).max() ?? 0) }
 
     /// Every feature the expression reads.
     public var features: Set<Feature> {

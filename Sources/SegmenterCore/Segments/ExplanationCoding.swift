@@ -105,10 +105,11 @@ extension UserExplanation: Encodable {
         try container.encode(metrics, forKey: .metrics)
     }
 
-    /// JSON for `explain --json` (the API encodes the same value), keys sorted.
-    public var json: String {
+    /// JSON for `explain --json` (the API encodes the same value), keys sorted. Throws rather
+    /// than print something that is not the explanation.
+    public func json() throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 }
