@@ -99,4 +99,59 @@ import Testing
             #expect(status != 200 && !body.contains("\"user_id\""), "\(path): \(status) \(body.prefix(120))")
         }
     }
+
+    /// Issue 25's HTTP weaknesses: the page is not frameable nor sniffed and runs only its own
+    /// script; per-user answers are never cached; HEAD answers as GET without the body; the
+    /// scheme is case-insensitive; a half-sent request does not hold its connection.
+    @Test func browserHeadersHeadRequestsAndHalfSentRequests() async throws {
+        let harness = try Harness()
+        let produced = try harness.generate(["--users", "20", "--events", "300", "--seed", "5"])
+        let port = Processes.freePort()
+        let token = "token-" + UUID().uuidString
+        let config = try harness.writeConfig(batch: 500, extra: """
+            segments:
+              - {name: big_spenders, rule: "spend(30d) > 500"}
+            http:
+              port: \(port)
+              auth_token: "\(token)"
+            """)
+        let run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"))
+        defer { run.kill(SIGKILL) }
+        let base = "http://127.0.0.1:\(port)"
+        let deadline = Date().addingTimeInterval(60)
+        while harness.committedOffsets(config: config) < produced.total, Date() < deadline { try await Task.sleep(for: .milliseconds(200)) }
+
+        func fetch(_ path: String, method: String = "GET", authorization: String? = nil) async throws -> (HTTPURLResponse, Data) {
+            var request = URLRequest(url: URL(string: base + path)!)
+            request.httpMethod = method
+            if let authorization { request.setValue(authorization, forHTTPHeaderField: "Authorization") }
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return (response as! HTTPURLResponse, data)
+        }
+        let (page, _) = try await fetch("/")
+        #expect(page.value(forHTTPHeaderField: "X-Frame-Options") == "DENY")
+        #expect(page.value(forHTTPHeaderField: "X-Content-Type-Options") == "nosniff")
+        #expect(page.value(forHTTPHeaderField: "Content-Security-Policy")?.contains("frame-ancestors 'none'") == true)
+        let (user, userBody) = try await fetch("/api/users/u1", authorization: "bearer \(token)")
+        #expect(user.statusCode == 200 && !userBody.isEmpty, "the scheme's name in lower case is accepted")
+        #expect(user.value(forHTTPHeaderField: "Cache-Control") == "no-store")
+        #expect(try await fetch("/api/users/u1", authorization: "BEARER \(token)").0.statusCode == 200)
+        let (segments, _) = try await fetch("/api/segments", authorization: "Bearer \(token)")
+        #expect(segments.value(forHTTPHeaderField: "Cache-Control") == nil)
+        for path in ["/healthz", "/", "/api/segments"] {
+            let (head, body) = try await fetch(path, method: "HEAD", authorization: "Bearer \(token)")
+            #expect(head.statusCode == 200 && body.isEmpty, "HEAD \(path): \(head.statusCode)")
+        }
+
+        // A request whose head never completes is closed by the server (30 s idle), not held.
+        let socket = try Processes.connect(port: port)
+        defer { close(socket) }
+        _ = "GET /api/segments HTTP/1.1\r\nHost: x".withCString { send(socket, $0, strlen($0), 0) }
+        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let opened = Date()
+        var byte: UInt8 = 0
+        let read = recv(socket, &byte, 1, 0)
+        #expect(read <= 0 && Date().timeIntervalSince(opened) < 50, "closed after \(Date().timeIntervalSince(opened)) s (read \(read))")
+    }
 }

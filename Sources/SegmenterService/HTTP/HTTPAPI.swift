@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import ServiceLifecycle
 import SegmenterCore
 import SegmenterStore
@@ -37,7 +38,8 @@ public enum HTTPAPI {
     public typealias Reconcile = @Sendable () async -> ReconciliationReport
 
     public static func router(config: SegmenterConfig, health: ServiceHealth, reconcile: Reconcile? = nil) -> Router<BasicRequestContext> {
-        let router = Router()
+        // HEAD answers every GET route, without the body.
+        let router = Router(options: .autoGenerateHeadEndpoints)
         router.add(middleware: HTTPAccessMiddleware(access: config.httpAccess))
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
@@ -167,6 +169,9 @@ public enum HTTPAPI {
     /// The HTTP server as a service of the lifecycle group.
     public static func application(config: SegmenterConfig, health: ServiceHealth, port: Int, reconcile: Reconcile? = nil) -> some Service {
         Application(router: router(config: config, health: health, reconcile: reconcile),
-                    configuration: .init(address: .hostname(config.httpHost, port: port), serverName: "segmenter"))
+                    // A connection idle (or a request half-sent) for 30 s is closed; at most 256 at a time.
+                    server: .http1(configuration: .init(idleTimeout: .seconds(30))),
+                    configuration: .init(address: .hostname(config.httpHost, port: port), serverName: "segmenter",
+                                         availableConnectionsDelegate: MaximumAvailableConnections(256)))
     }
 }

@@ -46,8 +46,9 @@ public struct HTTPAccess: Sendable {
     }
 
     /// The presented `Authorization` header carries the token (constant time in its length).
+    /// The scheme's name is case-insensitive (RFC 7235 §2.1).
     func accepts(_ header: String?) -> Bool {
-        guard let token, let header, header.hasPrefix("Bearer ") else { return false }
+        guard let token, let header, header.count > 7, header.prefix(7).lowercased() == "bearer " else { return false }
         let presented = Array(header.dropFirst("Bearer ".count).utf8), expected = Array(token.utf8)
         var difference = presented.count ^ expected.count
         for index in 0..<max(presented.count, expected.count) {
@@ -58,20 +59,34 @@ public struct HTTPAccess: Sendable {
 }
 
 /// Answers 401 (with a `WWW-Authenticate` challenge) to a protected request without the token,
-/// and 404 to per-user data when it is switched off.
+/// and 404 to per-user data when it is switched off; and puts the browser-hardening headers on every answer, `no-store` on
+/// per-user ones.
 struct HTTPAccessMiddleware<Context: RequestContext>: RouterMiddleware {
     let access: HTTPAccess
 
+    /// The page runs its own inline script and style and loads nothing from elsewhere; no site may frame it.
+    static var contentSecurityPolicy: String {
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        + "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    }
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
-        if !access.userAPI && HTTPAccess.readsUserData(path) {
-            return try HTTPAPI.json(HTTPAPI.error("per-user data is switched off (http.user_api: false)"), status: .notFound)
-        }
-        if access.token != nil && access.isProtected(path: path, method: request.method) && !access.accepts(request.headers[.authorization]) {
-            var response = try HTTPAPI.json(HTTPAPI.error("this needs Authorization: Bearer <http.auth_token>"), status: .unauthorized)
+        let userData = HTTPAccess.readsUserData(path)
+        var response: Response
+        if !access.userAPI && userData {
+            response = try HTTPAPI.json(HTTPAPI.error("per-user data is switched off (http.user_api: false)"), status: .notFound)
+        } else if access.token != nil && access.isProtected(path: path, method: request.method) && !access.accepts(request.headers[.authorization]) {
+            response = try HTTPAPI.json(HTTPAPI.error("this needs Authorization: Bearer <http.auth_token>"), status: .unauthorized)
             response.headers[.wwwAuthenticate] = "Bearer realm=\"segmenter\""
-            return response
+        } else {
+            response = try await next(request, context)
         }
-        return try await next(request, context)
+        response.headers[.xContentTypeOptions] = "nosniff"
+        response.headers[.init("X-Frame-Options")!] = "DENY"
+        response.headers[.contentSecurityPolicy] = Self.contentSecurityPolicy
+        response.headers[.init("Referrer-Policy")!] = "no-referrer"
+        if userData { response.headers[.cacheControl] = "no-store" }
+        return response
     }
 }
