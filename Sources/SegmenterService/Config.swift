@@ -109,6 +109,13 @@ public struct SegmenterConfig: Sendable {
             warnings.append("\(metric.name)(\(n)d) can never count an abandoned instance: one counts on its first event's day, "
                 + "\(DedupeHorizon.describe(within)) later, when that day has left a \(n)-day window (use \(metric.name)(\(Int(within / (86_400 * Instant.nanosPerSecond)) + 1)d) or more)")
         }
+        if httpPort != nil, httpAccess.allowUnauthenticated, httpAccess.token == nil, !["127.0.0.1", "::1", "localhost"].contains(httpHost) {
+            warnings.append("http.allow_unauthenticated: true: anyone who reaches \(httpHost):\(httpPort!) reads every segment, KPI and user "
+                + "(set http.auth_token: ${SEGMENTER_API_TOKEN} instead)")
+        }
+        if httpPort != nil, httpAccess.protectMetrics, httpAccess.token == nil {
+            warnings.append("http.protect_metrics: true has no effect without http.auth_token: /metrics stays open")
+        }
         return warnings
     }
 
@@ -135,13 +142,34 @@ public struct SegmenterConfig: Sendable {
 
     /// Loads and validates a configuration file.
     public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> SegmenterConfig {
-        guard FileManager.default.fileExists(atPath: path) else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ConfigError(file: path, line: nil, column: nil, problem: "file not found")
         }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard !isDirectory.boolValue else {
+            throw ConfigError(file: path, line: nil, column: nil, problem: "this is a directory; --config takes the YAML file (e.g. config/segmenter.yaml)")
+        }
+        guard FileManager.default.isReadableFile(atPath: path), let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(file: path, line: nil, column: nil, problem: "cannot be read (permission denied?)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError(file: path, line: nil, column: nil, problem: "cannot read the file as UTF-8 text")
         }
         return try parse(yaml: text, source: path, environment: environment)
+    }
+
+    /// The `${VAR}`s the file at `path` names that `environment` does not set (for `validate`,
+    /// which lints a config without its secrets by giving them placeholders).
+    public static func unsetVariables(inFileAt path: String, environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
+        guard let text = FileManager.default.contents(atPath: path).flatMap({ String(data: $0, encoding: .utf8) }) else { return [] }
+        var names: [String] = []
+        var rest = text[...]
+        while let start = rest.range(of: "${"), let end = rest.range(of: "}", range: start.upperBound..<rest.endIndex) {
+            let name = String(rest[start.upperBound..<end.lowerBound])
+            if environment[name] == nil, !names.contains(name) { names.append(name) }
+            rest = rest[end.upperBound...]
+        }
+        return names
     }
 
     public static func parse(yaml: String, source: String, environment: [String: String]) throws -> SegmenterConfig {

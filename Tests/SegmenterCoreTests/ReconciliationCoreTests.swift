@@ -24,6 +24,11 @@ import Testing
     @Test func cronErrorsSayWhatIsWrong() {
         #expect(throws: CronExpression.ParseError.self) { try CronExpression("* * * *") }
         #expect(throws: CronExpression.ParseError.self) { try CronExpression("61 * * * *") }
+        // A day no chosen month has never comes (issue 25): refused, with the reason.
+        #expect { try CronExpression("0 0 31 2 *") } throws: { "\($0)".contains("can never fire") }
+        #expect { try CronExpression("0 0 30,31 2 *") } throws: { "\($0)".contains("can never fire") }
+        #expect(throws: Never.self) { try CronExpression("0 0 29 2 *") }  // leap years
+        #expect(throws: Never.self) { try CronExpression("0 0 31 2 1") }  // any Monday in February
         #expect(throws: CronExpression.ParseError.self) { try CronExpression("*/0 * * * *") }
         #expect((try? CronExpression("0 25 * * *")) == nil)
     }

@@ -224,6 +224,31 @@ import Warehouse
         #expect { try parse("kpis:\n  - name: wide\n    share: \(wide)\n") } throws: { "\($0)".contains("at most 1000 values and features") }
     }
 
+    /// Config messages as a user meets them (issue 25): a directory is named as such; a config
+    /// is linted without its secrets; settings that are valid but unsafe or without effect warn.
+    @Test func configFileProblemsAndWarningsAreNamed() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        #expect { try SegmenterConfig.load(path: directory.path) } throws: { "\($0)".contains("this is a directory") }
+        let binary = directory.appendingPathComponent("binary.yaml")
+        try Data([0xff, 0xfe, 0x00, 0x41]).write(to: binary)
+        #expect { try SegmenterConfig.load(path: binary.path) } throws: { "\($0)".contains("UTF-8") }
+
+        let file = directory.appendingPathComponent("secrets.yaml")
+        try "http:\n  port: 8080\n  auth_token: ${NO_SUCH_TOKEN_VAR}\nkafka:\n  sasl.password: ${NO_SUCH_PASSWORD_VAR}\n".write(to: file, atomically: true, encoding: .utf8)
+        #expect { try SegmenterConfig.load(path: file.path, environment: [:]) } throws: { "\($0)".contains("_VAR is not set") }
+        #expect(SegmenterConfig.unsetVariables(inFileAt: file.path, environment: ["NO_SUCH_PASSWORD_VAR": "x"]) == ["NO_SUCH_TOKEN_VAR"])
+
+        let open = try parse("http:\n  port: 8080\n  host: 0.0.0.0\n  allow_unauthenticated: true\n  protect_metrics: true\n")
+        #expect(open.warnings.contains { $0.contains("allow_unauthenticated: true") })
+        #expect(open.warnings.contains { $0.contains("protect_metrics: true has no effect") })
+        let guarded = try parse("http:\n  port: 8080\n  auth_token: \"${T}\"\n  protect_metrics: true\n", env: ["T": "0123456789abcdef0123"])
+        #expect(guarded.warnings.isEmpty)
+        #expect { try parse("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n  daily_sql: x\n  cron: \"0 0 31 2 *\"\n") } throws: {
+            "\($0)".contains("test.yaml:4:") && "\($0)".contains("can never fire")
+        }
+    }
+
     @Test func sqlitePathIsRelativeToTheConfigFile() throws {
         let config = try parse("reconciliation:\n  warehouse: {type: sqlite, path: w.sqlite}\n  daily_sql: x\n")
         guard case let .sqlite(path) = config.reconciliation?.target else { Issue.record("not sqlite"); return }

@@ -40,7 +40,14 @@ public struct CronExpression: Equatable, Sendable, CustomStringConvertible {
         weekdays = Set(try Self.field(fields[4], name: "day-of-week", range: 0...7).map { $0 % 7 })
         daysRestricted = fields[2] != "*"
         weekdaysRestricted = fields[4] != "*"
+        // Only the day of the month restricts the day: some chosen month must have a chosen day.
+        if daysRestricted && !weekdaysRestricted && !months.contains(where: { month in days.contains { $0 <= Self.longestMonth[month - 1] } }) {
+            throw ParseError(description: "'\(text)' can never fire: no chosen month has day \(days.sorted().map(String.init).joined(separator: ","))")
+        }
     }
+
+    /// Days in each month at most (February: 29, in leap years).
+    private static let longestMonth = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
     private static func field(_ text: String, name: String, range: ClosedRange<Int>) throws -> Set<Int> {
         var values: Set<Int> = []
