@@ -218,17 +218,25 @@ public final class PostgresWarehouse: Warehouse, WarehouseDialect {
                 }
                 defer { group.cancelAll() }
                 guard let first = try await group.next(), let result = first else {
-                    throw WarehouseError(step: step, message: "no answer within \(timeout) s")
+                    throw WarehouseError(step: step, message: "no answer within \(timeout) s", retryable: true)
                 }
                 return result
             }
         } catch let error as PSQLError {
-            throw WarehouseError(step: step, message: Self.describe(error))
+            throw WarehouseError(step: step, message: Self.describe(error), retryable: Self.isRetryable(error))
         } catch let error as WarehouseError {
             throw error
         } catch {
-            throw WarehouseError(step: step, message: String(describing: error))
+            throw WarehouseError(step: step, message: String(describing: error), retryable: true)
         }
+    }
+
+    /// The server's answer is final unless its SQLSTATE class says the connection or the server's
+    /// resources failed (08, 40, 53, 57, 58); no answer at all (refused, reset, TLS) may succeed
+    /// later, except a certificate that does not verify.
+    static func isRetryable(_ error: PSQLError) -> Bool {
+        if let state = error.serverInfo?[.sqlState] { return ["08", "40", "53", "57", "58"].contains(String(state.prefix(2))) }
+        return !describe(error).contains("certificate")
     }
 
     static func describe(_ error: PSQLError) -> String {

@@ -14,6 +14,11 @@ public final class SQLServerWarehouse: Warehouse, WarehouseDialect, @unchecked S
     private let queue = DispatchQueue(label: "segmenter.warehouse.sqlserver")
     /// Opened on first use, kept for the run (guarded by `queue`).
     private var connection: TDSConnection?
+    /// Statements sent, by step name without its day (`bucket totals of`, …), guarded by `queue`.
+    private var sent: [String: Int] = [:]
+
+    /// How many statements of each kind were sent (`bucket totals of`, `user rows of`, …).
+    public var statementsSent: [String: Int] { queue.sync { sent } }
 
     public init(settings: TDSSettings, queries: WarehouseQueries) {
         self.settings = settings
@@ -190,6 +195,7 @@ public final class SQLServerWarehouse: Warehouse, WarehouseDialect, @unchecked S
     ) async throws -> Result {
         try await withCheckedThrowingContinuation { (done: CheckedContinuation<Result, Error>) in
             queue.async {
+                self.sent[statement.step.split(separator: " ").prefix(3).joined(separator: " "), default: 0] += 1
                 do {
                     let connection = try self.connection ?? TDSConnection(settings: self.settings)
                     self.connection = connection
@@ -199,9 +205,10 @@ public final class SQLServerWarehouse: Warehouse, WarehouseDialect, @unchecked S
                 } catch let error as TDSError {
                     // A broken session is not reused.
                     if error.cause != .query && error.cause != .unknownObject { self.connection = nil }
-                    done.resume(throwing: WarehouseError(step: statement.step, message: error.description))
+                    done.resume(throwing: WarehouseError(step: statement.step, message: error.description,
+                                                         retryable: [.unreachable, .timeout].contains(error.cause)))
                 } catch {
-                    done.resume(throwing: WarehouseError(step: statement.step, message: String(describing: error)))
+                    done.resume(throwing: WarehouseError(step: statement.step, message: String(describing: error), retryable: true))
                 }
             }
         }

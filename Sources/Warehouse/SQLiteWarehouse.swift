@@ -155,7 +155,8 @@ public final class SQLiteWarehouse: Warehouse, WarehouseDialect, @unchecked Send
             }
             while try statement.step() { read(statement, &result) }
         } catch let error as SQLiteError {
-            throw WarehouseError(step: step, message: "\(error.message) (SQLite code \(error.code))")
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6): a writer holds the file for now.
+            throw WarehouseError(step: step, message: "\(error.message) (SQLite code \(error.code))", retryable: [5, 6].contains(error.code & 0xff))
         }
         return result
     }

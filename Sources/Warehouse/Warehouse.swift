@@ -124,9 +124,14 @@ public struct BucketsUnavailable: Error, CustomStringConvertible, Sendable {
 public struct WarehouseError: Error, CustomStringConvertible, Sendable {
     public let step: String
     public let message: String
-    public init(step: String, message: String) {
+    /// Whether trying again later can succeed (a connection, a timeout, a busy server), as
+    /// opposed to an answer that will be the same (a missing table, bad SQL, refused credentials):
+    /// only these are retried.
+    public let retryable: Bool
+    public init(step: String, message: String, retryable: Bool = false) {
         self.step = step
         self.message = message
+        self.retryable = retryable
     }
     public var description: String { "warehouse \(step) failed: \(message)" }
 }

@@ -54,7 +54,9 @@ struct Reconcile: AsyncParsableCommand {
             guard let port = config.httpPort else {
                 throw ValidationError("`segmenter run` holds \(config.stateDirectory.path) and has no http.port to ask; it reconciles on its schedule")
             }
-            logger.info("`segmenter run` holds the state; asking it to reconcile now on port \(port)")
+            let policy = "it retries a connection or timeout failure up to \(settings.retries) times, waiting \(settings.retryBackoffSeconds) s, "
+                + "doubled each time; its log shows each attempt"
+            logger.info("`segmenter run` holds the state; asking it to reconcile now on port \(port) (\(policy))")
             report = try await askRunningService(host: config.httpHost == "0.0.0.0" ? "127.0.0.1" : config.httpHost, port: port,
                                                  token: config.httpAccess.token)
         }

@@ -10,8 +10,8 @@ import Warehouse
 /// attempt recorded.
 @Suite struct SchedulerTests {
     func scheduler(_ world: ReconciliationTests.World, path: String, queries: WarehouseQueries, clock: any ServiceClock = SystemClock(),
-                   configure: (inout ReconciliationConfig) -> Void) throws -> ReconcileScheduler {
-        var settings = ReconciliationConfig(target: .sqlite(path: path), queries: queries)
+                   target: ReconciliationConfig.Target? = nil, configure: (inout ReconciliationConfig) -> Void) throws -> ReconcileScheduler {
+        var settings = ReconciliationConfig(target: target ?? .sqlite(path: path), queries: queries)
         settings.lookbackDays = 30
         configure(&settings)
         let reconciler = Reconciler(config: settings, calendar: .utc, access: world.access, partitionCount: DriftScenario.partitions,
@@ -19,7 +19,9 @@ import Warehouse
         return ReconcileScheduler(reconciler: reconciler, logger: Logger(label: "test"), clock: clock)
     }
 
-    @Test func failedRunIsRetriedAndEveryAttemptRecorded() async throws {
+    /// A missing table answers the same every time: one attempt, said so (issue 25: the default
+    /// retries made `reconcile --once` wait 210 s in silence for it).
+    @Test func aFailureNoRetryCanFixIsNotRetried() async throws {
         let scenario = DriftScenario(seed: 3, users: 30)
         let world = try ReconciliationTests.World(events: scenario.stream)
         let path = try SQLiteWarehouseFixture.create(WarehouseRows(scenario.truth), in: FileManager.default.temporaryDirectory)
@@ -29,9 +31,28 @@ import Warehouse
             $0.retryBackoffSeconds = 0
         }
         let report = await scheduler.runNow(kind: .once)
-        #expect(report.status == .failed && report.attempt == 3)
+        #expect(report.status == .failed && report.attempt == 1 && report.retryable == false)
+        #expect(report.summary.contains("not retried"), "\(report.summary)")
         let history = try ReconciliationHistory(directory: world.directory, readOnly: true).recent()
-        #expect(history.map(\.attempt) == [3, 2, 1] && history.allSatisfy { $0.status == .failed && $0.error?.contains("missing_table") == true })
+        #expect(history.map(\.attempt) == [1] && history[0].error?.contains("missing_table") == true)
+    }
+
+    /// An unreachable server may answer later: retried, every attempt recorded, and the last
+    /// report says how long the whole run took.
+    @Test func anUnreachableWarehouseIsRetriedAndEveryAttemptRecorded() async throws {
+        let scenario = DriftScenario(seed: 3, users: 30)
+        let world = try ReconciliationTests.World(events: scenario.stream)
+        var settings = PostgresSettings(host: "127.0.0.1", port: 1, database: "postgres", user: "postgres", password: nil, tls: .disable)
+        settings.connectTimeoutSeconds = 2
+        let scheduler = try scheduler(world, path: "", queries: SQLiteWarehouseFixture.queries, target: .postgres(settings)) {
+            $0.retries = 2
+            $0.retryBackoffSeconds = 0
+        }
+        let report = await scheduler.runNow(kind: .once)
+        #expect(report.status == .failed && report.attempt == 3 && report.retryable == true, "\(report.summary)")
+        #expect(report.firstAttemptStartedAt != nil && report.summary.contains("attempt 3,"), "\(report.summary)")
+        let history = try ReconciliationHistory(directory: world.directory, readOnly: true).recent()
+        #expect(history.map(\.attempt) == [3, 2, 1] && history.allSatisfy { $0.status == .failed && $0.error?.contains("per-day totals") == true })
     }
 
     @Test func runsOnItsScheduleOneAtATime() async throws {

@@ -41,6 +41,10 @@ public struct ReconciliationReport: Equatable, Sendable, Codable {
     /// `metrics_sql`'s levels; nil when none is configured.
     public var metrics: MetricReconciliationSummary?
     public var attempt = 1
+    /// Whether a failed run can succeed if tried again (nil: not failed, or from an older release).
+    public var retryable: Bool?
+    /// When the first attempt of a retried run started (nil on the first attempt).
+    public var firstAttemptStartedAt: Instant?
 
     public struct LevelFetch: Equatable, Sendable, Codable {
         public var rows = 0

@@ -44,22 +44,25 @@ public actor ReconcileScheduler {
                                        logger: Logger, clock: any ServiceClock) async -> ReconciliationReport {
         var backoff = reconciler.config.retryBackoffSeconds
         var attempt = 1
+        let firstStarted = clock.wallNow
         while true {
-            let report: ReconciliationReport
+            var report: ReconciliationReport
             do {
                 let warehouse = try reconciler.config.makeWarehouse()
                 report = await reconciler.run(kind: kind, from: from, warehouse: warehouse, attempt: attempt)
                 await warehouse.shutdown()
             } catch {
                 let now = clock.wallNow
-                let failed = ReconciliationReport.failed(kind: kind, attempt: attempt, reason: String(describing: error), startedAt: now, finishedAt: now)
+                var failed = ReconciliationReport.failed(kind: kind, attempt: attempt, reason: String(describing: error), startedAt: now, finishedAt: now)
+                failed.retryable = (error as? WarehouseError)?.retryable ?? false  // the warehouse could not even be set up
                 _ = try? reconciler.history.insert(failed)
                 report = failed
                 logger.error("reconciliation failed: \(error)")
             }
+            if attempt > 1 { report.firstAttemptStartedAt = firstStarted }
             ReconciliationMetrics.record(report)
-            guard report.status == .failed, attempt <= reconciler.config.retries, !Task.isCancelled else { return report }
-            logger.warning("reconciliation attempt \(attempt) failed; retrying in \(backoff) s")
+            guard report.status == .failed, report.retryable != false, attempt <= reconciler.config.retries, !Task.isCancelled else { return report }
+            logger.warning("reconciliation attempt \(attempt) of \(reconciler.config.retries + 1) failed (\(report.error ?? "?")); retrying in \(backoff) s")
             do { try await clock.sleep(until: clock.wallNow.adding(seconds: Int64(backoff))) } catch { return report }
             backoff *= 2
             attempt += 1

@@ -45,9 +45,9 @@ public final class Reconciler: Sendable {
         report.attempt = attempt
         report.now = clock
         // Without partitions every warehouse day would look missing here, and nothing could be written.
-        guard owned > 0 else { return refused(report, "this instance owns no partitions yet (still joining the consumer group?)") }
+        guard owned > 0 else { return refused(report, "this instance owns no partitions yet (still joining the consumer group?)", retryable: true) }
         guard let days = config.closedDays(now: clock, calendar: calendar, from: from) else {
-            return refused(report, "no closed day to compare yet (now \(clock), lag \(config.lagSeconds) s)")
+            return refused(report, "no closed day to compare yet (now \(clock), lag \(config.lagSeconds) s)", retryable: false)
         }
         report.fromDay = DayCalendar.isoDate(days.lowerBound)
         report.throughDay = DayCalendar.isoDate(days.upperBound)
@@ -74,6 +74,9 @@ public final class Reconciler: Sendable {
         } catch {
             report.status = .failed
             report.error = String(describing: error)
+            // A warehouse says whether its answer can change; anything else (the local state
+            // busy, a connection dropped mid-run) may well succeed next time.
+            report.retryable = (error as? WarehouseError)?.retryable ?? true
         }
         for (level, bytes) in warehouse.bytesFetchedByLevel where bytes > (bytesBefore[level] ?? 0) {
             report.fetchedByLevel?[level]?.bytes = bytes - (bytesBefore[level] ?? 0)
@@ -85,10 +88,11 @@ public final class Reconciler: Sendable {
     }
 
     /// A run that could not start: recorded and logged like any other failure.
-    private func refused(_ started: ReconciliationReport, _ reason: String) -> ReconciliationReport {
+    private func refused(_ started: ReconciliationReport, _ reason: String, retryable: Bool) -> ReconciliationReport {
         var report = ReconciliationReport.failed(kind: started.kind, attempt: started.attempt, reason: reason,
                                                  startedAt: started.startedAt, finishedAt: Instant.wallClock())
         report.now = started.now
+        report.retryable = retryable
         _ = try? history.insert(report)
         log(report)
         return report
@@ -110,8 +114,11 @@ public final class Reconciler: Sendable {
         let differing = ReconciliationDiff.differingDays(in: days, local: local, warehouse: truth)
         report.daysDiffering = differing.map(DayCalendar.isoDate)
         // The warehouse works on the next day's bucket totals while this one is compared here.
+        // Once it said it cannot compute buckets, it is not asked again in this run.
+        var bucketsUnavailable: BucketsUnavailable?
         func bucketTotals(_ day: DayNumber) -> Task<[String: DayTotals], Error> {
-            Task { try await warehouse.bucketTotals(on: DayCalendar.isoDate(day)) }
+            if let bucketsUnavailable { return Task { throw bucketsUnavailable } }
+            return Task { try await warehouse.bucketTotals(on: DayCalendar.isoDate(day)) }
         }
         var next = differing.first.map(bucketTotals)
         defer { next?.cancel() }
@@ -119,6 +126,11 @@ public final class Reconciler: Sendable {
             let buckets = next!
             next = index + 1 < differing.count ? bucketTotals(differing[index + 1]) : nil
             let step = try await reconcile(day: day, warehouseBuckets: buckets, warehouse: warehouse, readers: readers, now: now)
+            if let reason = step.bucketLevelSkipped, bucketsUnavailable == nil {
+                bucketsUnavailable = BucketsUnavailable(reason: reason)
+                next?.cancel()
+                next = index + 1 < differing.count ? bucketTotals(differing[index + 1]) : nil
+            }
             report.bucketsCompared += step.bucketsCompared
             report.bucketsDiffering += step.bucketsDiffering
             if let reason = step.bucketLevelSkipped { report.bucketLevelSkipped = reason }
@@ -320,6 +332,10 @@ extension ReconciliationReport {
                          + "active time \(activeMicros.absolute / 1_000_000) s\(Self.percent(activeMicros))"]
         if let metrics { parts.append(metrics.summary) }
         if let durationSeconds { parts.append(String(format: "%.2f s", durationSeconds)) }
+        if attempt > 1, let first = firstAttemptStartedAt, let finishedAt {
+            parts.append(String(format: "attempt %d, %.1f s since the first", attempt, Double(finishedAt.nanoseconds - first.nanoseconds) / 1e9))
+        }
+        if retryable == false { parts.append("not retried: trying again cannot change this answer") }
         if let error { parts.append("error: \(error)") }
         return parts.joined(separator: "; ")
     }

@@ -61,7 +61,7 @@ final class BigQueryClient: Sendable {
         var page = try await call(step: step, method: .POST, path: "queries", query: [], body: body, into: &result)
         // Not finished within `timeoutMs`: ask again (no rows yet) until it is, or the deadline.
         while page.jobComplete != true {
-            guard Date() < deadline else { throw WarehouseError(step: step, message: "the job did not finish within \(settings.queryTimeoutSeconds) s") }
+            guard Date() < deadline else { throw WarehouseError(step: step, message: "the job did not finish within \(settings.queryTimeoutSeconds) s", retryable: true) }
             page = try await results(of: page, pageToken: nil, step: step, into: &result)
         }
         result.types = page.schema?.fields.map(\.type) ?? []
@@ -105,16 +105,19 @@ final class BigQueryClient: Sendable {
             response = try await http.execute(request, timeout: .seconds(max(settings.queryTimeoutSeconds, 30)))
             bytes = try await response.body.collect(upTo: 512 << 20)
         } catch {
-            throw WarehouseError(step: step, message: "\(settings.endpoint) did not answer: \(error)")
+            throw WarehouseError(step: step, message: "\(settings.endpoint) did not answer: \(error)", retryable: true)
         }
         result.bytes += bytes.readableBytes
         let page = try? JSONDecoder().decode(QueryPage.self, from: bytes)
         // Job errors arrive as an `error` object (HTTP 4xx/5xx) or as `errors` of a finished job.
+        // 429 and 5xx are the service's state at the moment; other answers are final.
+        let retryable = response.status.code == 429 || response.status.code >= 500
         if let message = page?.error?.message ?? page?.errors?.first?.message {
-            throw WarehouseError(step: step, message: message + (page?.error.map { " (HTTP \($0.code ?? Int(response.status.code)))" } ?? ""))
+            throw WarehouseError(step: step, message: message + (page?.error.map { " (HTTP \($0.code ?? Int(response.status.code)))" } ?? ""),
+                                 retryable: retryable)
         }
         guard response.status == .ok, let page else {
-            throw WarehouseError(step: step, message: "HTTP \(response.status.code) from \(settings.endpoint)")
+            throw WarehouseError(step: step, message: "HTTP \(response.status.code) from \(settings.endpoint)", retryable: retryable)
         }
         return page
     }
