@@ -146,6 +146,7 @@ import Testing
         #expect(first.membershipChanges > 0)
         #expect(try world.outboxMemberships(cause: "reconciliation") == first.membershipChanges)
         #expect(Set(world.access.kpiCauses.values) == [.reconciliation])
+        #expect(world.access.writingSteps == 1, "the run's corrections land in one step: \(world.access.writingSteps)")
 
         let second = await reconciler.run(kind: .once, warehouse: try warehouse())
         #expect(second.status == .succeeded)

@@ -8,9 +8,9 @@ import Warehouse
 /// compared and reported (see `MetricReconciliation`).
 extension Reconciler {
     func reconcileMetrics(_ days: ClosedRange<DayNumber>, warehouse: any Warehouse, readers: [Int32: PartitionReads],
-                          now: Instant, report: inout ReconciliationReport) async throws {
+                          report: inout ReconciliationReport, into pending: inout PendingCorrections) async throws {
         guard config.queries.metrics != nil else { return }
-        let catalog = try await access.withStores { $0.stores.values.first?.segments.catalog.metrics } ?? MetricCatalog()
+        let catalog = try await metricCatalog()
         var summary = MetricReconciliationSummary()
         defer { report.metrics = summary }
         let byName = Dictionary(uniqueKeysWithValues: catalog.metrics.map { ($0.name, $0) })
@@ -73,6 +73,7 @@ extension Reconciler {
             report.rowsFetched += rowCount
             report.noteFetched("metric values", rows: rowCount)
             var corrections: [String: [MetricDayCorrection]] = [:]
+            var drift: [String: Int64] = [:]
             for metric in metrics {
                 let mine = localValues.compactMapValues { $0[metric.name] }
                 let theirs = warehouseValues.compactMapValues { $0[metric.name] }
@@ -85,24 +86,21 @@ extension Reconciler {
                 for (user, value) in users {
                     corrections[user, default: []].append(MetricDayCorrection(
                         day: day, key: metric.key, total: MetricReconciliation.storedTotal(millionths: value, shape: metric.shape)))
-                    summary.drift.absolute += abs(value - (mine[user] ?? 0))
+                    drift[user, default: 0] += abs(value - (mine[user] ?? 0))
                 }
             }
-            guard !corrections.isEmpty else { continue }
-            let placement = Placement(partitioner: config.partitioner, count: partitionCount, now: now)
-            let (homes, wanted) = (home, corrections)
-            let (corrected, changes) = try await access.withStores { session in
-                try placement.take(session: session, home: homes, values: wanted) { WarehouseValues(metrics: $0) }
-            }
-            summary.userValuesCorrected += corrected.values.reduce(0) { $0 + $1.count }
-            report.membershipChanges += changes
-            logger.info("reconciliation: metrics of \(DayCalendar.isoDate(day)) (\(names.joined(separator: ", "))): \(corrected.count) users corrected")
+            pending.addMetrics(corrections, drift: drift, home: home)
+            logger.info("reconciliation: metrics of \(DayCalendar.isoDate(day)) (\(names.joined(separator: ", "))): \(corrections.count) users differ")
         }
-        let corrects = catalog.metrics.contains { MetricReconciliation.isCorrected($0.shape) }
-        if corrects {
-            try await access.withStores { session in
-                for store in session.stores.values { try store.markReconciled(days, .metrics) }
-            }
-        }
+    }
+
+    /// The metrics the stores were opened with.
+    func metricCatalog() async throws -> MetricCatalog {
+        try await access.withStores { $0.stores.values.first?.segments.catalog.metrics } ?? MetricCatalog()
+    }
+
+    /// Whether some metric takes the warehouse's values (its days are then frozen once compared).
+    func catalogCorrectsMetrics(_ catalog: MetricCatalog) -> Bool {
+        catalog.metrics.contains { MetricReconciliation.isCorrected($0.shape) }
     }
 }

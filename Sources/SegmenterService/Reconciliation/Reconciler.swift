@@ -64,9 +64,16 @@ public final class Reconciler: Sendable {
                 }
             }
             let readers = try await access.readers()
-            try await reconcileDays(days, warehouse: warehouse, readers: readers, now: clock, report: &report)
-            try await reconcileMetrics(days, warehouse: warehouse, readers: readers, now: clock, report: &report)
-            try await reconcileSignups(warehouse: warehouse, readers: readers, now: clock, report: &report)
+            var pending = PendingCorrections()
+            try await reconcileDays(days, warehouse: warehouse, readers: readers, report: &report, into: &pending)
+            try await reconcileMetrics(days, warehouse: warehouse, readers: readers, report: &report, into: &pending)
+            try await reconcileSignups(warehouse: warehouse, readers: readers, report: &report, into: &pending)
+            try await apply(pending, now: clock, report: &report)
+            if report.metrics != nil, catalogCorrectsMetrics(try await metricCatalog()) {
+                try await access.withStores { session in
+                    for store in session.stores.values { try store.markReconciled(days, .metrics) }
+                }
+            }
             try await access.withStores { session in
                 for store in session.stores.values { try store.markReconciled(days) }
             }
@@ -99,7 +106,7 @@ public final class Reconciler: Sendable {
     }
 
     private func reconcileDays(_ days: ClosedRange<DayNumber>, warehouse: any Warehouse, readers: [Int32: PartitionReads],
-                               now: Instant, report: inout ReconciliationReport) async throws {
+                               report: inout ReconciliationReport, into pending: inout PendingCorrections) async throws {
         let local = try Self.perPartition(readers) { _, reader in try reader.dayTotals(in: days) }.values
             .reduce(into: [DayNumber: DayTotals]()) { $0.merge($1) { $0 + $1 } }
         var truth: [DayNumber: DayTotals] = [:]
@@ -125,7 +132,7 @@ public final class Reconciler: Sendable {
         for (index, day) in differing.enumerated() {
             let buckets = next!
             next = index + 1 < differing.count ? bucketTotals(differing[index + 1]) : nil
-            let step = try await reconcile(day: day, warehouseBuckets: buckets, warehouse: warehouse, readers: readers, now: now)
+            let step = try await reconcile(day: day, warehouseBuckets: buckets, warehouse: warehouse, readers: readers)
             if let reason = step.bucketLevelSkipped, bucketsUnavailable == nil {
                 bucketsUnavailable = BucketsUnavailable(reason: reason)
                 next?.cancel()
@@ -139,10 +146,8 @@ public final class Reconciler: Sendable {
             report.noteFetched("users", rows: step.userRowsFetched)
             report.userRowsFetched += step.userRowsFetched
             report.userDaysCompared += step.compared
-            report.userDaysCorrected += step.corrected.count
-            report.membershipChanges += step.membershipChanges
-            for (user, truth) in step.corrected { report.noteCorrection(local: step.local[user] ?? DayAggregate(), warehouse: truth) }
-            logger.info("reconciliation: day \(DayCalendar.isoDate(day)) (\(index + 1)/\(differing.count)): \(step.bucketsDiffering) of \(step.bucketsCompared) user buckets differ, \(step.rowsFetched) rows fetched, \(step.corrected.count) users corrected")
+            pending.addSums(on: day, step.corrections, local: step.local, home: step.home)
+            logger.info("reconciliation: day \(DayCalendar.isoDate(day)) (\(index + 1)/\(differing.count)): \(step.bucketsDiffering) of \(step.bucketsCompared) user buckets differ, \(step.rowsFetched) rows fetched, \(step.corrections.count) users differ")
         }
     }
 
@@ -154,14 +159,15 @@ public final class Reconciler: Sendable {
         var userRowsFetched = 0
         var compared = 0
         var local: [String: DayAggregate] = [:]
-        var corrected: [String: DayAggregate] = [:]
-        var membershipChanges = 0
+        var home: [String: Int32] = [:]
+        /// Users whose sums differ, with the warehouse's.
+        var corrections: [String: DayAggregate] = [:]
     }
 
     /// One differing day: bucket totals, then the user rows of the differing buckets (all of
     /// the day's when most differ, as in a backfill), then the corrections.
     private func reconcile(day: DayNumber, warehouseBuckets: Task<[String: DayTotals], Error>, warehouse: any Warehouse,
-                           readers: [Int32: PartitionReads], now: Instant) async throws -> DayStep {
+                           readers: [Int32: PartitionReads]) async throws -> DayStep {
         var step = DayStep()
         var localBuckets: [String: DayTotals] = [:]
         var computed: [Int32: (totals: [String: DayTotals], version: Int64)] = [:]
@@ -197,28 +203,19 @@ public final class Reconciler: Sendable {
         let wanted = differing
         let sortedBuckets = wanted?.sorted()
         async let fetched = warehouse.userDays(on: iso, buckets: sortedBuckets)
-        var home: [String: Int32] = [:]
         for (partition, rows) in try Self.perPartition(readers, { _, reader in
             try wanted.map { try reader.userDays(on: day, inBuckets: $0, bucketOf: UserBucket.of(utf8:)) } ?? reader.userDays(on: day)
         }) {
             for (user, sums) in rows {
                 step.local[user] = sums
-                home[user] = partition
+                step.home[user] = partition
             }
         }
         let rows = try await fetched
         step.rowsFetched += rows.count
         step.userRowsFetched = rows.count
         step.compared = Set(step.local.keys).union(rows.keys).count
-        let corrections = ReconciliationDiff.corrections(local: step.local, warehouse: rows)
-        guard !corrections.isEmpty else { return step }
-        let placement = Placement(partitioner: config.partitioner, count: partitionCount, now: now)
-        let homes = home
-        let (corrected, changes) = try await access.withStores { session in
-            try placement.take(session: session, home: homes, values: corrections) { truth in WarehouseValues(days: [day: truth]) }
-        }
-        step.corrected = corrected
-        step.membershipChanges = changes
+        step.corrections = ReconciliationDiff.corrections(local: step.local, warehouse: rows)
         return step
     }
 
@@ -286,8 +283,8 @@ public final class Reconciler: Sendable {
         }
     }
 
-    private func reconcileSignups(warehouse: any Warehouse, readers: [Int32: PartitionReads], now: Instant,
-                                  report: inout ReconciliationReport) async throws {
+    private func reconcileSignups(warehouse: any Warehouse, readers: [Int32: PartitionReads], report: inout ReconciliationReport,
+                                  into pending: inout PendingCorrections) async throws {
         guard config.queries.signups != nil else { return }
         let local = try readers.values.reduce(into: [String: Int64]()) { $0.merge(try $1.signupSeconds()) { min($0, $1) } }
         let warehouseBuckets = try await warehouse.signupBuckets()
@@ -301,14 +298,7 @@ public final class Reconciler: Sendable {
             report.noteFetched("sign-ups", rows: rows.count)
             corrections.merge(ReconciliationDiff.signupCorrections(local: local, warehouse: rows)) { $1 }
         }
-        guard !corrections.isEmpty else { return }
-        let wanted = corrections
-        let placement = Placement(partitioner: config.partitioner, count: partitionCount, now: now)
-        let (corrected, changes) = try await access.withStores { session in
-            try placement.take(session: session, home: [:], values: wanted) { seconds in WarehouseValues(signup: Instant(seconds: seconds)) }
-        }
-        report.signupsCorrected = corrected.count
-        report.membershipChanges += changes
+        pending.addSignups(corrections)
     }
 
     private func log(_ report: ReconciliationReport) {

@@ -11,6 +11,8 @@ public final class StoreSession {
     public let now: Instant?
     private(set) var kpiCauses: [String: ChangeCause] = [:]
     private(set) var membershipChanges: [ChangeCause: Int] = [:]
+    /// Whether the step wrote corrections (`note` was called).
+    private(set) var wrote = false
 
     init(stores: [Int32: PartitionStore], now: Instant?) {
         self.stores = stores
@@ -19,6 +21,7 @@ public final class StoreSession {
 
     /// Remembers which segments' KPIs a step moved, so the next KPI emit names the cause.
     public func note(_ outcome: BatchOutcome) {
+        wrote = true
         kpiCauses.merge(outcome.kpiCauses) { $1 }
         membershipChanges.merge(outcome.membershipChangesByCause, uniquingKeysWith: +)
     }
@@ -70,11 +73,15 @@ public final class DirectStoreAccess: StoreAccess, @unchecked Sendable {
     /// events holds nothing back).
     public func now() throws -> Instant? { stores.values.compactMap(\.watermark.clock).min() }
 
+    /// Steps that wrote corrections: one per run (tests check the run's corrections land together).
+    public private(set) var writingSteps = 0
+
     public func withStores<T: Sendable>(_ body: @escaping @Sendable (StoreSession) throws -> T) async throws -> T {
         try lock.withLock {
             let session = StoreSession(stores: stores, now: try now())
             let result = try body(session)
             kpiCauses.merge(session.kpiCauses) { $1 }
+            if session.wrote { writingSteps += 1 }
             return result
         }
     }
