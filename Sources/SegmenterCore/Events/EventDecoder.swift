@@ -129,6 +129,9 @@ public struct EventDecoder: Sendable {
         guard case let .object(members) = value else {
             throw DecodeFailure("field \"attributes\" is \(value.kindDescription), expected an object")
         }
+        guard members.count <= Self.maximumAttributesPerEvent else {
+            throw DecodeFailure("\(members.count) attributes; an event may set at most \(Self.maximumAttributesPerEvent)")
+        }
         var result: [String: AttributeValue?] = [:]
         for (name, member) in members {
             guard (1...128).contains(name.unicodeScalars.count) else {
@@ -137,7 +140,11 @@ public struct EventDecoder: Sendable {
             switch member {
             case .null: result[name] = .some(nil)
             case let .bool(b): result[name] = .bool(b)
-            case let .string(s): result[name] = .string(s)
+            case let .string(s):
+                guard s.unicodeScalars.count <= Self.maximumAttributeScalars else {
+                    throw DecodeFailure("attribute \"\(name)\" is longer than \(Self.maximumAttributeScalars) characters")
+                }
+                result[name] = .string(s)
             case let .number(text):
                 guard let number = Double(text), number.isFinite else {
                     throw DecodeFailure("attribute \"\(name)\" is not a finite number")
@@ -149,6 +156,11 @@ public struct EventDecoder: Sendable {
         }
         return result
     }
+
+    /// Attributes one event may set, and the longest string value (SPEC §2's bounds on
+    /// properties, applied to attributes too: one user held 240,000 before there were any).
+    public static let maximumAttributesPerEvent = 256
+    public static let maximumAttributeScalars = 4096
 
     public static let maximumProperties = 64
     public static let maximumPropertyScalars = 1024

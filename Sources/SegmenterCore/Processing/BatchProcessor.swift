@@ -340,6 +340,11 @@ public struct BatchProcessor: Sendable {
     private func apply(_ event: UserEvent, to user: inout BatchWorkingSet.User, frozen: FrozenDays,
                        metrics: Bool, into effects: inout BatchEffects) {
         let beforeSignupCount = user.slice.profile!.activityBeforeSignup.count
+        switch event.body {
+        case let .signup(attributes), let .profile(attributes):
+            effects.outcome.attributesDropped += user.slice.profile!.attributesOverCap(attributes)
+        default: break
+        }
         if let change = user.slice.profile!.apply(event, calendar: calendar, reconciledDays: frozen.sums) {
             user.add(change.delta, on: change.day)
             user.slice.days[change.day, default: DayAggregate()] += change.delta

@@ -46,6 +46,8 @@ public struct BatchOutcome: Sendable, Equatable {
     /// Valid new events for days a reconciliation already took from the warehouse: recorded,
     /// not added to the day's sums (the warehouse's value stands).
     public var onReconciledDays = 0
+    /// New attribute names not stored: their user already held `UserProfile.maximumAttributes`.
+    public var attributesDropped = 0
     /// Evaluations at an instant where time alone could change something (a timer's step).
     public var timersFired = 0
     /// Segments whose KPI partials moved, with the cause of the latest move.
@@ -66,6 +68,7 @@ public struct BatchOutcome: Sendable, Equatable {
         membershipChanges += other.membershipChanges
         membershipChangesByCause.merge(other.membershipChangesByCause, uniquingKeysWith: +)
         onReconciledDays += other.onReconciledDays
+        attributesDropped += other.attributesDropped
         timersFired += other.timersFired
     }
 }

@@ -58,9 +58,24 @@ extension UserProfile {
         }
     }
 
+    /// Attribute names one user may hold (removed ones included, which keep their version):
+    /// past it, a new name is not stored (counted in `BatchOutcome.attributesDropped`), so no
+    /// producer can grow one user's row without bound.
+    public static let maximumAttributes = 1_000
+
+    /// How many of `changes`' names are new and would not fit under `maximumAttributes`.
+    public func attributesOverCap(_ changes: [String: AttributeValue?]) -> Int {
+        let new = changes.keys.reduce(0) { $0 + (attributes[$1] == nil ? 1 : 0) }
+        return max(0, new - max(0, Self.maximumAttributes - attributes.count))
+    }
+
     private mutating func merge(_ changes: [String: AttributeValue?], version: Version) {
         for (name, value) in changes {
-            if let current = attributes[name], current.version >= version { continue }
+            if let current = attributes[name] {
+                if current.version >= version { continue }
+            } else if attributes.count >= Self.maximumAttributes {
+                continue
+            }
             attributes[name] = AttributeEntry(value: value, version: version)
         }
     }

@@ -27,6 +27,8 @@ public enum ServiceMetrics {
     /// Valid events older than the dedupe horizon: dead-lettered (also in `deadLettered`), not applied.
     static let tooOld = Counter(label: "segmenter_events_too_old_total")
     static let keyMismatches = Counter(label: "segmenter_key_mismatch_total")
+    /// New attribute names not stored: the user already held the most a user may (1,000).
+    static let attributesDropped = Counter(label: "segmenter_attributes_dropped_total")
     static let batches = Counter(label: "segmenter_batches_total")
     static let batchSize = Recorder(label: "segmenter_batch_size")
     static let commitSeconds = Metrics.Timer(label: "segmenter_commit_duration_seconds")
@@ -52,6 +54,7 @@ public enum ServiceMetrics {
         duplicates.increment(by: outcome.duplicates)
         deadLettered.increment(by: outcome.deadLettered)
         tooOld.increment(by: outcome.tooOld)
+        attributesDropped.increment(by: outcome.attributesDropped)
         Self.keyMismatches.increment(by: keyMismatches)
         recordMembershipChanges(outcome.membershipChangesByCause)
         timersFired.increment(by: outcome.timersFired)
