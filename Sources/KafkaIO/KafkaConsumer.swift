@@ -23,20 +23,25 @@ public protocol RebalanceListener: AnyObject, Sendable {
 /// Not thread-safe; poll from one dedicated thread (`rd_kafka_consumer_poll` blocks, and the
 /// rebalance callback runs inside it).
 public final class KafkaConsumer: @unchecked Sendable {
-    private let handle: OpaquePointer
-    private let context: Unmanaged<ConsumerContext>
+    let handle: OpaquePointer
+    let context: Unmanaged<ConsumerContext>
     private var topicNames: [OpaquePointer: String] = [:]
     private var closed = false
 
     /// - Parameters:
     ///   - configuration: passed through; `group.id` and `bootstrap.servers` are required.
     ///   - listener: told of group rebalances; nil for a reader that only uses `assign`.
-    public init(configuration: KafkaConfiguration, listener: RebalanceListener?) throws {
+    ///   - offsetReset: where a partition without a start offset begins, and, when set, what
+    ///     to do when a partition's next offset is no longer in Kafka is left to the owner:
+    ///     `poll` reports it (`KafkaError.outOfRange`) instead of librdkafka resetting silently.
+    public init(configuration: KafkaConfiguration, listener: RebalanceListener?, offsetReset: OffsetReset? = nil) throws {
         var properties = configuration.without(KafkaConfiguration.producerOnly)
         properties["enable.auto.commit"] = "false"
         properties["enable.auto.offset.store"] = "false"
         if properties["session.timeout.ms"] == nil { properties["session.timeout.ms"] = "6000" }
         if properties["auto.offset.reset"] == nil { properties["auto.offset.reset"] = "earliest" }
+        let resetToEnd = offsetReset.map { $0 == .latest } ?? (properties["auto.offset.reset"] == "latest")
+        if offsetReset != nil { properties["auto.offset.reset"] = "error" }
         // librdkafka 2.0 stops fetching a partition while the consumer queue holds more than
         // `queued.min.messages` (default 100k) and looks again only at its broker thread's next
         // 1 s wakeup. One fetch of a backlog brings more than that, so a consumer that does any
@@ -48,8 +53,7 @@ public final class KafkaConsumer: @unchecked Sendable {
         if properties["queued.max.messages.kbytes"] == nil { properties["queued.max.messages.kbytes"] = "16384" }
         guard properties["group.id"] != nil else { throw KafkaError(operation: "create consumer", message: "group.id is not set") }
         let conf = try properties.makeConf(operation: "create consumer")
-        let context = Unmanaged.passRetained(ConsumerContext(listener: listener,
-                                                             resetToEnd: properties["auto.offset.reset"] == "latest"))
+        let context = Unmanaged.passRetained(ConsumerContext(listener: listener, resetToEnd: resetToEnd))
         rd_kafka_conf_set_opaque(conf, context.toOpaque())
         rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
             guard let rk, let partitions, let opaque else { return }
@@ -101,10 +105,14 @@ public final class KafkaConsumer: @unchecked Sendable {
             let m = message.pointee
             if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { continue }
-                let error = KafkaError(operation: "consume", code: m.err, message: m.payload.map {
+                var error = KafkaError(operation: "consume", code: m.err, message: m.payload.map {
                     String(decoding: UnsafeRawBufferPointer(start: $0, count: m.len), as: UTF8.self)
                 })
                 if m.err == RD_KAFKA_RESP_ERR__FATAL { throw error }
+                if m.err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET, let rkt = m.rkt {
+                    error.outOfRange = OffsetOutOfRange(partition: TopicPartition(topic: topicName(rkt), partition: m.partition),
+                                                        offset: m.offset, reason: error.message)
+                }
                 errors.append(error)
                 continue
             }
@@ -203,6 +211,8 @@ func queryWatermarks(_ handle: OpaquePointer, _ tp: TopicPartition, timeoutMs: I
 final class ConsumerContext: @unchecked Sendable {
     let listener: RebalanceListener?
     let resetToEnd: Bool
+    /// Where the last assignment started each partition (raw offsets), for `restart`.
+    var starts: [TopicPartition: Int64] = [:]
 
     init(listener: RebalanceListener?, resetToEnd: Bool) {
         self.listener = listener
@@ -215,7 +225,12 @@ final class ConsumerContext: @unchecked Sendable {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
             let starts = listener?.partitionsAssigned(assigned) ?? [:]
             let list = PartitionList(capacity: assigned.count)
-            for tp in assigned { list.add(tp, offset: (starts[tp] ?? (resetToEnd ? .end : .beginning)).raw) }
+            self.starts = [:]
+            for tp in assigned {
+                let offset = (starts[tp] ?? (resetToEnd ? .end : .beginning)).raw
+                self.starts[tp] = offset
+                list.add(tp, offset: offset)
+            }
             rd_kafka_assign(rk, list.handle)
         default:
             listener?.partitionsRevoked(assigned)

@@ -7,6 +7,8 @@ public struct KafkaError: Error, CustomStringConvertible, Sendable {
     public let codeName: String
     public let message: String
     public let isRetriable: Bool
+    /// Set when a partition's next offset is no longer in Kafka (the owner decides what to do).
+    public internal(set) var outOfRange: OffsetOutOfRange?
 
     init(operation: String, code: rd_kafka_resp_err_t, message: String? = nil) {
         self.operation = operation

@@ -147,6 +147,12 @@ struct Inspect: ParsableCommand {
             let counts = try reader.counts()
             say("users: \(counts.users), user-days: \(counts.userDays), remembered event ids: \(counts.seenEvents), outbox rows: \(counts.outbox)")
             for row in offsets { say("offset \(row.topic)[\(row.partition)] next=\(row.next)") }
+            // Input Kafka no longer held when it was due (SPEC §7): never silent.
+            let skipped = try reader.skippedOffsets()
+            for row in skipped {
+                say("skipped \(row.topic)[\(row.partition)]: \(row.total) offsets no longer in Kafka when due" + (row.last.map { "; last \($0)" } ?? ""))
+            }
+            if skipped.isEmpty { say("skipped offsets: none (no input was deleted before it was consumed)") }
             // Time per partition pair (SPEC §3), and what decides whether a late or replayed event
             // is still applied (SPEC §7).
             let pairs = try reader.horizons()

@@ -1,4 +1,5 @@
 import Foundation
+import KafkaIO
 import Testing
 import SegmenterCore
 @testable import SegmenterService
@@ -247,6 +248,22 @@ import Warehouse
         #expect { try parse("reconciliation:\n  warehouse: {type: sqlite, path: w.db}\n  daily_sql: x\n  cron: \"0 0 31 2 *\"\n") } throws: {
             "\($0)".contains("test.yaml:4:") && "\($0)".contains("can never fire")
         }
+    }
+
+    /// `ingest.offset_reset` (or librdkafka's own `auto.offset.reset`) decides what happens to
+    /// input Kafka no longer holds (issue 25, item 7), and what it skips is exactly the gap.
+    @Test func offsetResetIsExplicitAndItsSkippedRangeExact() throws {
+        #expect(try parse("").offsetReset == .earliest)
+        #expect(try parse("ingest:\n  offset_reset: none\n").offsetReset == OffsetReset.none)
+        #expect(try parse("kafka:\n  auto.offset.reset: largest\n").offsetReset == .latest)
+        #expect { try parse("ingest:\n  offset_reset: oldest\n") } throws: { "\($0)".contains("earliest, latest or none") }
+        #expect { try parse("kafka:\n  auto.offset.reset: latest\ningest:\n  offset_reset: none\n") } throws: { "\($0)".contains("contradicts") }
+        // Retention deleted 100..<250 before it was read: earliest skips exactly that; latest all up to the end.
+        #expect(OffsetReset.earliest.resume(requested: 100, low: 250, high: 900)! == (250, 100..<250))
+        #expect(OffsetReset.latest.resume(requested: 100, low: 250, high: 900)! == (900, 100..<900))
+        #expect(OffsetReset.none.resume(requested: 100, low: 250, high: 900) == nil)
+        // A topic recreated shorter: back to its start, nothing skipped (re-read input is deduplicated).
+        #expect(OffsetReset.earliest.resume(requested: 5000, low: 0, high: 40)! == (0, 5000..<5000))
     }
 
     @Test func sqlitePathIsRelativeToTheConfigFile() throws {

@@ -57,13 +57,22 @@ enum APIBody {
         /// The partition pair holding the group's clock back.
         @Null var heldBackBy: Int32?
         let pairs: [String: Pair]
+        /// Per "topic/partition" of this state directory: input offsets no longer in Kafka when
+        /// they were due (SPEC §7), and the last range skipped.
+        var skippedOffsets: [String: Int64] = [:]
+        var lastSkipped: [String: String] = [:]
 
         enum CodingKeys: String, CodingKey {
             case now, consumed, applied, duplicates, deadLettered = "dead_lettered", rate, lag, outboxDepth = "outbox_depth", timers
             case stateBytes = "state_bytes", kpiLeader = "kpi_leader", heldBackBy = "held_back_by", pairs
+            case skippedOffsets = "skipped_offsets", lastSkipped = "last_skipped"
         }
 
-        init(_ i: OperationalState.Ingest) {
+        init(_ i: OperationalState.Ingest, skipped: [SkippedOffsets] = []) {
+            for row in skipped {
+                skippedOffsets["\(row.topic)/\(row.partition)"] = row.total
+                if let last = row.last { lastSkipped["\(row.topic)/\(row.partition)"] = last }
+            }
             now = i.now?.description
             consumed = i.consumed; applied = i.applied; duplicates = i.duplicates; deadLettered = i.deadLettered
             rate = i.rate

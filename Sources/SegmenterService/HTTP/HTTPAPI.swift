@@ -44,7 +44,11 @@ public enum HTTPAPI {
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
         }
-        router.get("api/ingest") { _, _ in try json(APIBody.Ingest(health.operations.snapshot)) }
+        router.get("api/ingest") { _, _ in
+            // Skipped input offsets are kept with each partition's state (they outlive a restart).
+            let skipped = try? StateReader(directory: config.stateDirectory).skippedOffsets()
+            return try json(APIBody.Ingest(health.operations.snapshot, skipped: skipped ?? []))
+        }
         router.get("api/history") { request, _ in
             // With ?segment=NAME: that segment's KPIs over time and its alerts' firing periods,
             // from the KPI chain's database; without: the recent samples of every sparkline.

@@ -1,3 +1,4 @@
+import KafkaIO
 import Metrics
 import Prometheus
 import SegmenterCore
@@ -67,6 +68,12 @@ public enum ServiceMetrics {
 
 extension ServiceMetrics {
     /// `segmenter_membership_changes_total{cause}`.
+    /// Input offsets no longer in Kafka when due to be consumed (SPEC §7), per partition.
+    static func recordSkippedOffsets(_ count: Int, of tp: TopicPartition) {
+        Counter(label: "segmenter_input_offsets_skipped_total", dimensions: [("topic", tp.topic), ("partition", String(tp.partition))])
+            .increment(by: count)
+    }
+
     static func recordMembershipChanges(_ byCause: [ChangeCause: Int]) {
         for (cause, count) in byCause where count > 0 {
             Counter(label: "segmenter_membership_changes_total", dimensions: [("cause", cause.rawValue)]).increment(by: count)

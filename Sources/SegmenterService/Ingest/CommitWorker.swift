@@ -105,7 +105,13 @@ final class CommitWorker: @unchecked Sendable {
             leader.note(outcome.kpiCauses)
         case let .assign(partitions, reply):
             committer.forget(partitions)  // what was known of them before is stale
-            let starts = try stores.assign(partitions, snapshots: snapshots, history: inputHistory)
+            let starts: [TopicPartition: StartOffset]
+            do {
+                starts = try stores.assign(partitions, snapshots: snapshots, history: inputHistory)
+            } catch {
+                reply.abandon()  // the poll thread waits on it; the loop's failure stops the service
+                throw error
+            }
             for store in stores.open.values {
                 eventTimes.seed(partition: store.partition, eventTimes: try store.eventTimes(), floor: try store.evidenceFloor())
             }
@@ -147,7 +153,7 @@ final class CommitWorker: @unchecked Sendable {
 
     /// What the broker and the group know of the input partitions, for `PartitionStores.assign`.
     private var inputHistory: PartitionStores.InputHistory {
-        PartitionStores.InputHistory(earliest: { [consumer] in try? consumer.watermarks(of: $0).low }, groupProgress: { [consumer, log] in
+        PartitionStores.InputHistory(watermarks: { [consumer] in try? consumer.watermarks(of: $0) }, groupProgress: { [consumer, log] in
             do { return try consumer.committed($0) } catch {
                 log("cannot read how far the group got (\(error)); memberships are not published again after a move")
                 return [:]

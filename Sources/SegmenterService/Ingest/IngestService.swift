@@ -99,7 +99,7 @@ public final class IngestService: Service, @unchecked Sendable {
         let producer = try KafkaProducer(configuration: config.kafka)
         let partitionCount = try checkInputTopics(producer)
         let bridge = RebalanceBridge(health: health)
-        let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge)
+        let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge, offsetReset: config.offsetReset)
         let eventTimes = EventTimeBoard(horizon: config.dedupeHorizon)
         let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, partitionCount: partitionCount,
                                       operations: health.operations, eventTimes: eventTimes, clock: clock,
@@ -140,7 +140,13 @@ public final class IngestService: Service, @unchecked Sendable {
         while !stop.isStopped && !worker.queue.isClosed {
             let (messages, errors) = try consumer.poll(maxMessages: config.batchMaxEvents, timeoutMs: config.batchMaxWaitMs)
             if errors.isEmpty { health.polled() }
-            for error in errors { logger.warning("\(error)") }
+            for error in errors {
+                if let outOfRange = error.outOfRange {
+                    try resume(outOfRange, consumer: consumer, worker: worker)
+                } else {
+                    logger.warning("\(error)")
+                }
+            }
             if !messages.isEmpty {
                 if firstPolled == nil { counterLock.lock(); firstPolled = Date(); counterLock.unlock() }
                 worker.queue.put(.batch(decode(messages, kinds: kinds, eventTimes: eventTimes)), mergingInto: IngestCommand.merge(limit: config.batchMaxEvents))
@@ -151,6 +157,26 @@ public final class IngestService: Service, @unchecked Sendable {
         worker.finish()
         counterLock.lock(); totals.published = worker.published; counterLock.unlock()
         if let failure = worker.failure { throw failure }
+    }
+
+    /// A partition's next offset went out of Kafka while it was consumed (retention overtook
+    /// a lagging consumer): continue where `offset_reset` says (see `SkippedInput`), recording
+    /// what that skips in the partition's state on the commit thread.
+    private func resume(_ outOfRange: OffsetOutOfRange, consumer: KafkaConsumer, worker: CommitWorker) throws {
+        let tp = outOfRange.partition
+        let (low, high) = try consumer.watermarks(of: tp)
+        let policy = config.offsetReset
+        guard let (next, skipped) = policy.resume(requested: outOfRange.offset, low: low, high: high) else {
+            _ = try SkippedInput.resume(tp, requested: outOfRange.offset, low: low, high: high, policy: policy, store: nil, log: { _ in })
+            return
+        }
+        try consumer.restart(tp, at: next)
+        let requested = outOfRange.offset
+        worker.queue.put(.exclusive { [logger] session in
+            _ = try? SkippedInput.resume(tp, requested: requested, low: low, high: high, policy: policy,
+                                         store: session?.stores[tp.partition], log: { logger.error("\($0)") })
+        })
+        _ = skipped
     }
 
     /// Decodes a polled batch and groups it by partition number (one database each).

@@ -43,8 +43,10 @@ final class PartitionStores {
 
     /// What Kafka knows of an input partition beyond this instance's state.
     struct InputHistory {
+        /// The offsets the broker still holds (nil: it did not answer).
+        var watermarks: (TopicPartition) -> (low: Int64, high: Int64)?
         /// The earliest offset the broker still holds.
-        var earliest: (TopicPartition) -> Int64?
+        var earliest: (TopicPartition) -> Int64? { { watermarks($0)?.low } }
         /// How far the consumer group got (committed next offsets), e.g. another instance before
         /// the partition moved here.
         var groupProgress: ([TopicPartition]) -> [TopicPartition: Int64]
@@ -63,7 +65,13 @@ final class PartitionStores {
         for tp in partitions {
             assigned.insert(tp)
             let store = try store(for: tp.partition)
-            let next = try store.storedOffsets()[tp.topic]
+            var next = try store.storedOffsets()[tp.topic]
+            // Input deleted before it was consumed (retention ran ahead of a stopped service):
+            // where to continue is `offset_reset`'s, and what is skipped is never silent.
+            if let requested = next, let held = history.watermarks(tp), requested < held.low || requested > held.high {
+                next = try SkippedInput.resume(tp, requested: requested, low: held.low, high: held.high, policy: config.offsetReset,
+                                               store: store, log: log)
+            }
             if let next { starts[tp] = .offset(next) }
             if let reached = progress[tp], reached > next ?? 0 {
                 store.restateUntil[tp.topic] = reached
