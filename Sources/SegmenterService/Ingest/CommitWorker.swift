@@ -171,9 +171,12 @@ final class CommitWorker: @unchecked Sendable {
         for store in stores.open.values {
             try? store.drillDown(segment: alert.segment, kpi: alert.kpi, into: &accumulator, dimensions: dimensions)
         }
+        let local = accumulator.memberCount
         let others = leader.exchange.view.announced.filter { stores.open[$0.key] == nil }
         let remote = GroupDrillDown.gather(from: others.values, config: config, segment: alert.segment, kpi: alert.kpi)
         for partial in remote.accumulators { accumulator.merge(partial) }
+        log("drill-down of \(alert.name): \(local) members in this instance's \(stores.open.count) partitions, "
+            + "\(accumulator.memberCount - local) in \(others.count) partitions of other instances")
         if !remote.missing.isEmpty {
             log("drill-down of \(alert.name): partitions \(remote.missing.sorted()) could not be asked (their instance serves no API or did not answer); it covers the others")
         }
