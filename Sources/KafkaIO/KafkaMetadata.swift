@@ -23,11 +23,15 @@ enum KafkaMetadata {
 /// librdkafka's mock broker does not answer CreateTopics; use `MockCluster.createTopic` there.
 public enum KafkaAdmin {
     /// Creates the topics that do not exist yet; existing ones are left alone.
+    /// - Parameter configs: topic settings, e.g. `cleanup.policy: compact`.
     public static func createTopics(using producer: KafkaProducer, names: [String], partitions: Int32,
-                                    replicationFactor: Int32 = -1, timeoutMs: Int32 = 10_000) throws {
+                                    replicationFactor: Int32 = -1, configs: [String: String] = [:], timeoutMs: Int32 = 10_000) throws {
         guard !names.isEmpty else { return }
         var errorText = [CChar](repeating: 0, count: 256)
         var specs: [OpaquePointer?] = names.map { rd_kafka_NewTopic_new($0, partitions, replicationFactor, &errorText, errorText.count) }
+        for spec in specs {
+            for (name, value) in configs { _ = rd_kafka_NewTopic_set_config(spec, name, value) }
+        }
         defer { for spec in specs { rd_kafka_NewTopic_destroy(spec) } }
         let queue = rd_kafka_queue_new(producer.handle)
         defer { rd_kafka_queue_destroy(queue) }

@@ -50,22 +50,25 @@ public final class KafkaProducer: @unchecked Sendable {
 
     /// Enqueues one message. `messageID` (non-zero) comes back in a `DeliveryReport`;
     /// 0 means no report is wanted. Throws `_QUEUE_FULL` (retriable) when the local queue is full.
-    public func produce(topic: String, key: [UInt8]?, value: [UInt8], messageID: Int64 = 0, partition: Int32? = nil) throws {
+    /// - Parameter value: nil produces a null value (a tombstone on a compacted topic).
+    public func produce(topic: String, key: [UInt8]?, value: [UInt8]?, messageID: Int64 = 0, partition: Int32? = nil) throws {
         let opaque = UnsafeMutableRawPointer(bitPattern: Int(messageID))
-        let err: rd_kafka_resp_err_t = value.withUnsafeBytes { valueBytes in
+        func send(_ valuePointer: UnsafeRawPointer?, _ valueCount: Int) -> rd_kafka_resp_err_t {
             if let key {
                 return key.withUnsafeBytes { keyBytes in
                     segmenter_produce(handle, topic, partition ?? segmenter_partition_ua(), keyBytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1),
-                                      keyBytes.count, valueBytes.baseAddress, valueBytes.count, opaque)
+                                      keyBytes.count, valuePointer, valueCount, opaque)
                 }
             }
-            return segmenter_produce(handle, topic, partition ?? segmenter_partition_ua(), nil, 0, valueBytes.baseAddress, valueBytes.count, opaque)
+            return segmenter_produce(handle, topic, partition ?? segmenter_partition_ua(), nil, 0, valuePointer, valueCount, opaque)
         }
+        // An empty value is sent as empty, not null: only `nil` is a tombstone.
+        let err = value.map { bytes in bytes.withUnsafeBytes { send($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), $0.count) } } ?? send(nil, 0)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(operation: "produce to \(topic)", code: err) }
     }
 
     /// Like `produce`, but waits (serving delivery reports) while the local queue is full.
-    public func produceWaiting(topic: String, key: [UInt8]?, value: [UInt8], messageID: Int64 = 0, partition: Int32? = nil) throws {
+    public func produceWaiting(topic: String, key: [UInt8]?, value: [UInt8]?, messageID: Int64 = 0, partition: Int32? = nil) throws {
         while true {
             do {
                 try produce(topic: topic, key: key, value: value, messageID: messageID, partition: partition)

@@ -13,6 +13,9 @@ public struct SegmenterConfig: Sendable {
         public var membership = "segment-membership"
         public var kpiDeltas = "segment-kpi-deltas"
         public var alerts = "segment-alerts"
+        /// The current membership as a compacted table (key `SEGMENT|USER`, the record on enter,
+        /// a tombstone on exit); nil: not written.
+        public var members: String?
         /// Internal: each instance's partition KPI partials, read by the KPI leader (compacted).
         /// Named after the consumer group unless set (`<group.id>-kpi-partials`), as Kafka Streams
         /// names its internal topics after the application: another deployment's must never mix in.
@@ -127,7 +130,7 @@ public struct SegmenterConfig: Sendable {
     public func openPartition(_ partition: Int32, partitionCount: Int = 1) throws -> PartitionStore {
         try PartitionStore(directory: stateDirectory, partition: partition, calendar: calendar,
                            dedupeHorizonSeconds: dedupeHorizon.seconds,
-                           segments: SegmentSetup(catalog: catalog, membershipTopic: topics.membership, kpiGrid: kpiGrid),
+                           segments: SegmentSetup(catalog: catalog, membershipTopic: topics.membership, membersTopic: topics.members, kpiGrid: kpiGrid),
                            deadLetterTopic: topics.deadLetters, inputTopics: [topics.activity, topics.billing],
                            profileCacheCapacity: cacheUsers / max(partitionCount, 1))
     }
@@ -196,8 +199,8 @@ public struct SegmenterConfig: Sendable {
         }
         var namedTopics: Set<String> = []
         if let topics = top["topics"] {
-            let entries = try reader.mapping(topics, allowed: ["activity", "billing", "dead_letters", "membership", "kpi_deltas", "alerts",
-                                                               "kpi_partials", "state_snapshots"])
+            let entries = try reader.mapping(topics, allowed: ["activity", "billing", "dead_letters", "membership", "members", "kpi_deltas",
+                                                               "alerts", "kpi_partials", "state_snapshots"])
             for (key, node) in entries {
                 let name = try reader.string(node)
                 guard !name.isEmpty else { throw reader.error(node, "topic name must not be empty") }
@@ -207,6 +210,7 @@ public struct SegmenterConfig: Sendable {
                 case "billing": config.topics.billing = name
                 case "dead_letters": config.topics.deadLetters = name
                 case "membership": config.topics.membership = name
+                case "members": config.topics.members = name
                 case "kpi_deltas": config.topics.kpiDeltas = name
                 case "kpi_partials": config.topics.kpiPartials = name
                 case "state_snapshots": config.topics.stateSnapshots = name

@@ -32,7 +32,8 @@ final class OutboxWriter {
     }
 
     /// `created_at` is the wall clock (the outbox age metric), whatever event time the message speaks of.
-    func append(topic: String, key: [UInt8]?, value: [UInt8]) throws {
+    /// - Parameter value: nil: a tombstone (a NULL value, what compaction deletes a key by).
+    func append(topic: String, key: [UInt8]?, value: [UInt8]?) throws {
         insert.reset()
         insert.bind(1, topic)
         insert.bind(2, blob: key)
@@ -51,8 +52,9 @@ extension OutboxSource {
         statement.bind(2, Int64(limit))
         var rows: [OutboxMessage] = []
         while try statement.step() {
+            let value = statement.blob(3)
             rows.append(OutboxMessage(id: statement.int64(0), topic: statement.string(1)!, key: statement.blob(2),
-                                      value: statement.blob(3) ?? []))
+                                      value: value ?? [], tombstone: value == nil))
         }
         return rows
     }

@@ -6,11 +6,15 @@ import SQLite
 public struct SegmentSetup: Sendable {
     public var catalog: SegmentCatalog
     public var membershipTopic: String
+    /// The compacted table of current memberships (`topics.members`); nil: not written.
+    public var membersTopic: String?
     /// The KPI leader's grid of event time (`kpi_step`).
     public var kpiGrid: KPIGrid
-    public init(catalog: SegmentCatalog = SegmentCatalog(), membershipTopic: String = "segment-membership", kpiGrid: KPIGrid = .default) {
+    public init(catalog: SegmentCatalog = SegmentCatalog(), membershipTopic: String = "segment-membership", membersTopic: String? = nil,
+                kpiGrid: KPIGrid = .default) {
         self.catalog = catalog
         self.membershipTopic = membershipTopic
+        self.membersTopic = membersTopic
         self.kpiGrid = kpiGrid
     }
 }

@@ -254,7 +254,9 @@ extension PartitionStore {
             insert.bind(5, change.cause.rawValue)
             try insert.run()
         }
-        for message in effects.messages { try outboxWriter.append(topic: message.topic, key: message.key, value: message.value) }
+        for message in effects.messages {
+            try outboxWriter.append(topic: message.topic, key: message.key, value: message.tombstone ? nil : message.value)
+        }
         for (topic, next) in effects.outcome.nextOffsets {
             st.upsertOffset.reset()
             st.upsertOffset.bind(1, topic)

@@ -8,6 +8,8 @@ public struct OutboxMessage: Sendable {
     public let topic: String
     public let key: [UInt8]?
     public let value: [UInt8]
+    /// A NULL value: a compacted topic's delete marker (`value` is then empty).
+    public var tombstone = false
 }
 
 
@@ -87,7 +89,7 @@ public final class PartitionStore: @unchecked Sendable {
         self.calendar = calendar
         horizon = dedupeHorizonSeconds.map(DedupeHorizon.init(seconds:)) ?? DedupeHorizon(longestWindowDays: segments.catalog.longestWindow)
         processor = BatchProcessor(catalog: segments.catalog, calendar: calendar, horizon: horizon,
-                                   membershipTopic: segments.membershipTopic, deadLetterTopic: deadLetterTopic, inputTopics: inputTopics,
+                                   membershipTopic: segments.membershipTopic, membersTopic: segments.membersTopic, deadLetterTopic: deadLetterTopic, inputTopics: inputTopics,
                                    kpiGrid: segments.kpiGrid)
         cacheCapacity = profileCacheCapacity
         db = try SQLiteConnection(path: directory.appendingPathComponent(Self.fileName(partition: partition)).path)

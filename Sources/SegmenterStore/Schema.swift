@@ -70,6 +70,20 @@ enum Schema {
                 PRIMARY KEY (user_id, day, metric, value)
             ) WITHOUT ROWID;
             """),
+        // 8: an outbox value may be NULL: a tombstone of the compacted members table
+        // (`topics.members`). SQLite cannot drop NOT NULL in place: the table is copied.
+        Step(sql: """
+            CREATE TABLE outbox_v8 (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                topic TEXT NOT NULL,
+                key BLOB,
+                value BLOB,
+                created_at INTEGER NOT NULL
+            );
+            INSERT INTO outbox_v8 (id, topic, key, value, created_at) SELECT id, topic, key, value, created_at FROM outbox;
+            DROP TABLE outbox;
+            ALTER TABLE outbox_v8 RENAME TO outbox;
+            """),
     ]
 
     static let sqlMigrations: [String] = [

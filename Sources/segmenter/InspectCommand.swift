@@ -299,7 +299,7 @@ struct Validate: ParsableCommand {
         for name in unset { say("  warning: environment variable \(name) is not set (checked with a placeholder; run refuses until it is set)") }
         say("  kafka: \(config.kafka.redacted.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))")
         say("  inputs: \(config.topics.activity), \(config.topics.billing); dead letters: \(config.topics.deadLetters)")
-        say("  outputs: \(config.topics.membership), \(config.topics.kpiDeltas), \(config.topics.alerts); "
+        say("  outputs: \(config.topics.membership)\(config.topics.members.map { " (table: \($0), compacted)" } ?? ""), \(config.topics.kpiDeltas), \(config.topics.alerts); "
             + "internal: \(config.topics.kpiPartials), \(config.topics.stateSnapshots)")
         say("  state: \(config.stateDirectory.path); snapshots to Kafka "
             + (config.stateSnapshotIntervalSeconds > 0 ? "every \(config.stateSnapshotIntervalSeconds) s" : "off")

@@ -32,7 +32,7 @@ extension BatchProcessor {
             if arm { effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: new)) }
             if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment, publish {
                 let change = MembershipChange(userID: userID, segment: segment, entered: new != nil, asOf: now, cause: cause)
-                effects.messages.append(membershipMessage(change, asOf: effects.asOfText(now)))
+                appendMembership(change, asOf: effects.asOfText(now), to: &effects.messages)
                 effects.history.append(change)
                 published += 1
             }
@@ -55,7 +55,7 @@ extension BatchProcessor {
     func restate(_ userID: String, _ slice: UserSlice, at now: Instant, into effects: inout BatchEffects) {
         for segment in catalog.segmentNames where segment != SegmentCatalog.allSegment {
             let change = MembershipChange(userID: userID, segment: segment, entered: slice.memberships[segment] != nil, asOf: now, cause: .event)
-            effects.messages.append(membershipMessage(change, asOf: effects.asOfText(now)))
+            appendMembership(change, asOf: effects.asOfText(now), to: &effects.messages)
             effects.outcome.membershipChanges += 1
         }
     }
@@ -69,7 +69,7 @@ extension BatchProcessor {
             effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: nil))
             guard segment != SegmentCatalog.allSegment else { continue }
             let change = MembershipChange(userID: userID, segment: segment, entered: false, asOf: now, cause: cause)
-            effects.messages.append(membershipMessage(change, asOf: effects.asOfText(now)))
+            appendMembership(change, asOf: effects.asOfText(now), to: &effects.messages)
             effects.history.append(change)
             published += 1
         }
@@ -83,11 +83,17 @@ extension BatchProcessor {
         effects.outcome.deadLettered += 1
     }
 
-    /// A SPEC §5 membership message, built directly (this runs for every change).
-    private func membershipMessage(_ change: MembershipChange, asOf: String) -> BatchEffects.Message {
+    /// A SPEC §5 membership message, built directly (this runs for every change), and with
+    /// `topics.members` its row of the current-membership table: the same record keyed
+    /// `SEGMENT|USER` on enter, a tombstone on exit, so a compacted topic holds exactly the members.
+    private func appendMembership(_ change: MembershipChange, asOf: String, to messages: inout [BatchEffects.Message]) {
         let text = "{\"user_id\":\(JSONText.quote(change.userID)),\"segment\":\(JSONText.quote(change.segment)),\"change\":\""
             + (change.entered ? "enter" : "exit") + "\",\"as_of\":\"" + asOf + "\",\"cause\":\"" + change.cause.rawValue + "\"}"
-        return BatchEffects.Message(topic: membershipTopic, key: Array(change.userID.utf8), value: Array(text.utf8))
+        let value = Array(text.utf8)
+        messages.append(BatchEffects.Message(topic: membershipTopic, key: Array(change.userID.utf8), value: value))
+        guard let membersTopic else { return }
+        let key = Array((change.segment + "|" + change.userID).utf8)
+        messages.append(BatchEffects.Message(topic: membersTopic, key: key, value: change.entered ? value : [], tombstone: !change.entered))
     }
 }
 

@@ -20,6 +20,9 @@ public struct BatchProcessor: Sendable {
     public let calendar: DayCalendar
     public let horizon: DedupeHorizon
     public let membershipTopic: String
+    /// The compacted table of current memberships (`topics.members`), written beside each
+    /// change: key `SEGMENT|USER`, the record on enter, a tombstone on exit; nil: not written.
+    public let membersTopic: String?
     public let deadLetterTopic: String
     /// The pair's input topics (co-partitioned): each holds the pair's watermark back while it
     /// has a backlog.
@@ -28,9 +31,10 @@ public struct BatchProcessor: Sendable {
     public let kpiGrid: KPIGrid
 
     public init(catalog: SegmentCatalog, calendar: DayCalendar, horizon: DedupeHorizon,
-                membershipTopic: String = "segment-membership", deadLetterTopic: String = "segmenter-dlq",
+                membershipTopic: String = "segment-membership", membersTopic: String? = nil, deadLetterTopic: String = "segmenter-dlq",
                 inputTopics: [String] = ["activity", "billing"], kpiGrid: KPIGrid = .default) {
         self.kpiGrid = kpiGrid
+        self.membersTopic = membersTopic
         self.catalog = catalog
         self.calendar = calendar
         self.horizon = horizon

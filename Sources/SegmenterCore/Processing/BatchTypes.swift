@@ -143,6 +143,15 @@ public struct BatchEffects: Sendable {
         public let topic: String
         public let key: [UInt8]?
         public let value: [UInt8]
+        /// A null value (a compacted topic's delete marker); `value` is then empty.
+        public var tombstone = false
+
+        public init(topic: String, key: [UInt8]?, value: [UInt8], tombstone: Bool = false) {
+            self.topic = topic
+            self.key = key
+            self.value = value
+            self.tombstone = tombstone
+        }
     }
 
     public var outcome = BatchOutcome()

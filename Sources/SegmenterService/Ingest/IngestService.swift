@@ -98,6 +98,7 @@ public final class IngestService: Service, @unchecked Sendable {
         defer { lock.release() }
         let producer = try KafkaProducer(configuration: config.kafka)
         let partitionCount = try checkInputTopics(producer)
+        if let members = config.topics.members { createMembersTopic(members, partitions: partitionCount, producer: producer) }
         let bridge = RebalanceBridge(health: health)
         let consumer = try KafkaConsumer(configuration: config.kafka, listener: bridge, offsetReset: config.offsetReset)
         let eventTimes = EventTimeBoard(horizon: config.dedupeHorizon)
@@ -177,6 +178,20 @@ public final class IngestService: Service, @unchecked Sendable {
                                          store: session?.stores[tp.partition], log: { logger.error("\($0)") })
         })
         _ = skipped
+    }
+
+    /// Creates `topics.members` compacted (a table: the latest value per key, tombstones delete)
+    /// where the broker answers CreateTopics; an existing topic is left as it is. Where it does
+    /// not (librdkafka's mock cluster), the topic appears on first produce with the broker's
+    /// defaults: the README says to create it with `cleanup.policy=compact` there.
+    private func createMembersTopic(_ name: String, partitions: Int?, producer: KafkaProducer) {
+        do {
+            try KafkaAdmin.createTopics(using: producer, names: [name], partitions: Int32(partitions ?? 1),
+                                        configs: ["cleanup.policy": "compact"], timeoutMs: 5000)
+            logger.info("members table topic \(name): present, created cleanup.policy=compact if it was new")
+        } catch {
+            logger.warning("could not create \(name) (\(error)); create it with cleanup.policy=compact, or it is created on first use with the broker's defaults")
+        }
     }
 
     /// Decodes a polled batch and groups it by partition number (one database each).

@@ -39,7 +39,7 @@ final class OutboxRelay {
         for (partition, store) in stores where inFlight < 50_000 && store.outboxHighWater > produced[partition] ?? 0 {
             let rows = try store.outbox(after: produced[partition] ?? 0, limit: 10_000)
             for row in rows {
-                try producer.produceWaiting(topic: row.topic, key: row.key, value: row.value,
+                try producer.produceWaiting(topic: row.topic, key: row.key, value: row.tombstone ? nil : row.value,
                                             messageID: Self.messageID(partition: partition, row: row.id))
                 produced[partition] = row.id
                 inFlight += 1
