@@ -112,6 +112,8 @@ final class CommitWorker: @unchecked Sendable {
                 reply.abandon()  // the poll thread waits on it; the loop's failure stops the service
                 throw error
             }
+            // Exported at 0 from the start, so an alert on it has a series before anything is skipped.
+            for tp in partitions { ServiceMetrics.recordSkippedOffsets(0, of: tp) }
             for store in stores.open.values {
                 eventTimes.seed(partition: store.partition, eventTimes: try store.eventTimes(), floor: try store.evidenceFloor())
             }

@@ -1,0 +1,117 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+import SegmenterCore
+import SQLite
+
+/// Prometheus for real (issue 26, item 4): Debian's `prometheus` scrapes a running `run`; every
+/// PromQL expression of the Grafana dashboard returns data, every alert rule of
+/// `config/prometheus/alerts.yml` evaluates healthy with each metric it reads exported, and
+/// `promtool check rules` accepts the file.
+@Suite(.serialized) struct PrometheusTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    @Test func theDashboardsQueriesAndTheAlertRulesWorkAgainstARealPrometheus() async throws {
+        let prometheus = "/usr/bin/prometheus", promtool = "/usr/bin/promtool"
+        try #require(FileManager.default.isExecutableFile(atPath: prometheus), "Debian's prometheus is missing: scripts/install-deps --test installs it")
+        let rules = Self.root.appendingPathComponent("config/prometheus/alerts.yml").path
+        let (checked, checkOutput) = try Processes.run(promtool, ["check", "rules", rules])
+        #expect(checked == 0, "\(checkOutput)")
+
+        // Given a running segmenter with segments, KPIs, an alert and reconciliation, fed some input
+        let harness = try Harness()
+        let warehouse = harness.work.appendingPathComponent("warehouse.sqlite").path
+        try SQLiteConnection(path: warehouse).execute("CREATE TABLE daily (user_id TEXT, day TEXT, spend REAL, activities INTEGER, active_seconds REAL)")
+        let port = Processes.freePort()
+        let config = try harness.writeConfig(batch: 200, extra: """
+            segments:
+              - {name: spenders, rule: "spend(30d) > 50"}
+            kpis:
+              - {name: spend, sum: "spend(30d)"}
+            alerts:
+              - {name: spend_drop, segment: all, kpi: spend, drop: 50%, baseline_days: 3}
+            reconciliation:
+              warehouse: {type: sqlite, path: \(warehouse)}
+              daily_sql: SELECT user_id, day, spend, activities, active_seconds FROM daily
+              retries: 0
+            http:
+              port: \(port)
+            """)
+        let produced = try harness.generate(Harness.recent(days: 10) + ["--users", "60", "--events", "1500", "--seed", "81"])
+        let run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"))
+        defer { run.kill(SIGKILL) }
+        let consumed = Date().addingTimeInterval(90)
+        while harness.committedOffsets(config: config) < produced.total, Date() < consumed { try await Task.sleep(for: .milliseconds(200)) }
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/reconciliation/run")!)
+        request.httpMethod = "POST"
+        _ = try await URLSession.shared.data(for: request)
+
+        // And Prometheus scraping it every second, with the rules loaded
+        let promPort = Processes.freePort()
+        let promConfig = harness.work.appendingPathComponent("prometheus.yml")
+        try """
+            global: {scrape_interval: 1s, evaluation_interval: 1s}
+            rule_files: [\(rules)]
+            scrape_configs:
+              - job_name: segmenter
+                static_configs: [{targets: ['127.0.0.1:\(port)']}]
+            """.write(to: promConfig, atomically: true, encoding: .utf8)
+        let server = try Processes.Running(prometheus, ["--config.file=\(promConfig.path)", "--storage.tsdb.path=\(harness.work.appendingPathComponent("tsdb").path)",
+                                                        "--web.listen-address=127.0.0.1:\(promPort)"],
+                                           log: harness.work.appendingPathComponent("prometheus.log"))
+        defer { server.kill(SIGTERM); _ = server.wait(seconds: 10) }
+
+        func query(_ expression: String) async -> [[String: Any]]? {
+            var components = URLComponents(string: "http://127.0.0.1:\(promPort)/api/v1/query")!
+            components.queryItems = [URLQueryItem(name: "query", value: expression)]
+            guard let (data, _) = try? await URLSession.shared.data(from: components.url!),
+                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                  object["status"] as? String == "success" else { return nil }
+            return ((object["data"] as? [String: Any])?["result"] as? [[String: Any]])
+        }
+
+        // Then every expression of the dashboard returns data (rates need two scrapes: waited for)
+        let dashboard = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.root.appendingPathComponent("config/grafana/dashboards/segmenter.json")))
+        var expressions: [String] = []
+        func collect(_ node: Any) {
+            if let object = node as? [String: Any] {
+                if let expr = object["expr"] as? String { expressions.append(expr.replacingOccurrences(of: "$segment", with: ".*")) }
+                object.values.forEach(collect)
+            } else if let array = node as? [Any] {
+                array.forEach(collect)
+            }
+        }
+        collect(dashboard)
+        #expect(expressions.count >= 10)
+        var empty = Set(expressions)
+        let deadline = Date().addingTimeInterval(60)
+        while !empty.isEmpty, Date() < deadline {
+            for expression in empty where !(await query(expression) ?? []).isEmpty { empty.remove(expression) }
+            if !empty.isEmpty { try await Task.sleep(for: .seconds(1)) }
+        }
+        #expect(empty.isEmpty, "no data for: \(empty.sorted())")
+
+        // And every alert rule is healthy, and each metric it reads is exported
+        let rulesText = try String(contentsOfFile: rules, encoding: .utf8)
+        let metricNames = Set(rulesText.split(whereSeparator: { !($0.isLetter || $0 == "_") }).map(String.init).filter { $0.hasPrefix("segmenter_") })
+        #expect(metricNames.count >= 6, "\(metricNames)")
+        for name in metricNames.sorted() {
+            #expect(!(await query("count(\(name)) > 0") ?? []).isEmpty, "\(name) is not exported")
+        }
+        var healthy: [String: String] = [:]
+        let ruleDeadline = Date().addingTimeInterval(30)
+        while healthy.count < 6 || healthy.values.contains(where: { $0 != "ok" }), Date() < ruleDeadline {
+            if let (data, _) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(promPort)/api/v1/rules")!),
+               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+               let groups = (object["data"] as? [String: Any])?["groups"] as? [[String: Any]] {
+                for rule in groups.flatMap({ $0["rules"] as? [[String: Any]] ?? [] }) {
+                    healthy[rule["name"] as? String ?? "?"] = rule["health"] as? String
+                }
+            }
+            try await Task.sleep(for: .seconds(1))
+        }
+        #expect(healthy.count == 6 && healthy.values.allSatisfy { $0 == "ok" }, "\(healthy)")
+    }
+}
