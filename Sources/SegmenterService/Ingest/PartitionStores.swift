@@ -84,7 +84,7 @@ final class PartitionStores {
         }
         let stored = starts.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")
         log("assigned \(partitions.map(\.description).sorted().joined(separator: ", ")); "
-            + (stored.isEmpty ? "no stored offsets: starting where auto.offset.reset says (default: the beginning)" : "resuming at stored offsets \(stored)"))
+            + (stored.isEmpty ? "no stored offsets: starting where ingest.offset_reset says (default: earliest, the beginning)" : "resuming at stored offsets \(stored)"))
         return starts
     }
 
