@@ -15,14 +15,9 @@ final class BatchCommitter {
     private(set) var nextOffsets: [TopicPartition: Int64] = [:]
     /// Since when each input partition has been read to its end, as far as the consumer knows.
     private var caughtUpSince: [TopicPartition: ContinuousClock.Instant] = [:]
-    /// Input partitions whose end the broker confirmed since they were last seen behind it. The
-    /// cached end is from the consumer's last fetch of that partition: after a reassignment it is
-    /// the one from before, and on a loaded machine a fetch can come later than `idleAfter`, so
-    /// the end is asked once per idle spell before a partition stops holding its pair back.
-    /// (Asked only the first time after an assignment, a loaded test run flagged users inactive
-    /// by time although active: the likely path is a pair following billing's new events while
-    /// activity's, already in Kafka, were not fetched yet and its stale end said "read to the end".)
-    private var endConfirmed: Set<TopicPartition> = []
+    /// Input partitions whose end was asked of the broker since they were assigned: the cached
+    /// end of a partition assigned again is the one from before, until its first fetch.
+    private var endAskedSinceAssigned: Set<TopicPartition> = []
     /// How long an input must stay read to its end before it stops holding its pair back
     /// (Flink's idleness, in effect). The end offset the consumer knows is from its last fetch
     /// of that partition: right after new input arrives, one topic's fresh messages can be in
@@ -78,7 +73,7 @@ final class BatchCommitter {
         for tp in partitions {
             nextOffsets[tp] = nil
             caughtUpSince[tp] = nil
-            endConfirmed.remove(tp)
+            endAskedSinceAssigned.remove(tp)
         }
     }
 
@@ -101,20 +96,19 @@ final class BatchCommitter {
             let tp = TopicPartition(topic: topic, partition: store.partition)
             guard !reading.contains(topic), let end = consumer.cachedHighWatermark(of: tp), store.nextOffset(of: topic) >= end else {
                 caughtUpSince[tp] = nil
-                endConfirmed.remove(tp)
                 continue
             }
             let since = caughtUpSince[tp] ?? now
             caughtUpSince[tp] = since
             guard now - since >= Self.idleAfter else { continue }
-            // Once per idle spell, the broker confirms the end (one round trip).
-            if !endConfirmed.contains(tp) {
+            // The first time after an assignment, the broker confirms the end (one round trip).
+            if !endAskedSinceAssigned.contains(tp) {
                 guard let fresh = try? consumer.watermarks(of: tp, timeoutMs: 2_000).high else { continue }
+                endAskedSinceAssigned.insert(tp)
                 guard store.nextOffset(of: topic) >= fresh else {
                     caughtUpSince[tp] = nil
                     continue
                 }
-                endConfirmed.insert(tp)
             }
             ends[topic] = end
         }
