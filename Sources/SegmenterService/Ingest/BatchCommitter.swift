@@ -18,6 +18,9 @@ final class BatchCommitter {
     /// Input partitions whose end was asked of the broker since they were assigned: the cached
     /// end of a partition assigned again is the one from before, until its first fetch.
     private var endAskedSinceAssigned: Set<TopicPartition> = []
+    /// When each input partition last had records in a batch: a topic that wakes up after a
+    /// quiet spell restarts its pair's other topic's idleness (see `inputEnds`).
+    private var recordsLastSeen: [TopicPartition: ContinuousClock.Instant] = [:]
     /// How long an input must stay read to its end before it stops holding its pair back
     /// (Flink's idleness, in effect). The end offset the consumer knows is from its last fetch
     /// of that partition: right after new input arrives, one topic's fresh messages can be in
@@ -73,6 +76,7 @@ final class BatchCommitter {
         for tp in partitions {
             nextOffsets[tp] = nil
             caughtUpSince[tp] = nil
+            recordsLastSeen[tp] = nil
             endAskedSinceAssigned.remove(tp)
         }
     }
@@ -89,10 +93,26 @@ final class BatchCommitter {
     /// The end offsets of a partition's input topics as the consumer last saw them (no round
     /// trip), for those read to their end for at least `idleAfter` and with nothing in this
     /// batch: the others are left out, so they hold the pair back.
+    ///
+    /// A topic whose records arrive after a quiet spell of `idleAfter` or more restarts the other
+    /// topic's idleness: the other topic's cached end is from a fetch that may predate what its
+    /// producer wrote alongside the fresh records (a burst after an outage lands on both topics,
+    /// one fetch apart), so it is trusted again only after a fetch that follows the wake-up.
     private func inputEnds(of store: PartitionStore, reading: Set<String>) -> BatchProcessor.InputEnds {
         var ends: [String: Int64] = [:]
         let now = clock.monotonicNow
-        for topic in [config.topics.activity, config.topics.billing] {
+        let pair = [config.topics.activity, config.topics.billing]
+        for topic in reading where pair.contains(topic) {
+            let tp = TopicPartition(topic: topic, partition: store.partition)
+            let wokeUp = recordsLastSeen[tp].map { now - $0 >= Self.idleAfter } ?? true
+            recordsLastSeen[tp] = now
+            guard wokeUp else { continue }
+            for other in pair where other != topic {
+                let otherTP = TopicPartition(topic: other, partition: store.partition)
+                if caughtUpSince[otherTP] != nil { caughtUpSince[otherTP] = now }
+            }
+        }
+        for topic in pair {
             let tp = TopicPartition(topic: topic, partition: store.partition)
             guard !reading.contains(topic), let end = consumer.cachedHighWatermark(of: tp), store.nextOffset(of: topic) >= end else {
                 caughtUpSince[tp] = nil
