@@ -46,7 +46,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        // Config, ingest loop, outbox relay, HTTP, reconciliation, rebuild: where Kafka meets the store.
+        // Config, ingest loop, outbox relay, HTTP, reconciliation, rebuild, alert delivery: where Kafka meets the store.
         .target(name: "SegmenterService", dependencies: [
             "KafkaIO", "SegmenterCore", "SegmenterStore", "Warehouse",
             .product(name: "Logging", package: "swift-log"),
@@ -56,6 +56,8 @@ let package = Package(
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // For trying and measuring, not for running: the dev broker (librdkafka's mock cluster
         // on a fixed port), the event generator and its producer.
@@ -84,7 +86,7 @@ let package = Package(
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
         .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "DevTools", "Warehouse", "SQLite",
-                                                          "SegmenterTestKit"]),
+                                                          "SegmenterTestKit", .product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -7,6 +7,9 @@ public struct ConsumedMessage: Sendable {
     public let offset: Int64
     public let key: [UInt8]?
     public let payload: [UInt8]
+    /// The message's timestamp (milliseconds since the Unix epoch; the producer's create time
+    /// unless the topic keeps the broker's), nil when the broker gave none.
+    public var timestampMs: Int64? = nil
 }
 
 /// What the consumer tells its owner when the group moves partitions.
@@ -116,12 +119,15 @@ public final class KafkaConsumer: @unchecked Sendable {
                 errors.append(error)
                 continue
             }
+            var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+            let timestamp = rd_kafka_message_timestamp(message, &timestampType)
             messages.append(ConsumedMessage(
                 topic: topicName(m.rkt),
                 partition: m.partition,
                 offset: m.offset,
                 key: m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) },
-                payload: m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? []
+                payload: m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) } ?? [],
+                timestampMs: timestamp >= 0 ? timestamp : nil
             ))
         }
         return (messages, errors)

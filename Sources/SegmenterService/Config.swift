@@ -65,6 +65,8 @@ public struct SegmenterConfig: Sendable {
     public var stateSnapshotIntervalSeconds: Int64 = 600
     /// Alerts on KPIs, evaluated at every emit interval.
     public var alerts: [AlertDefinition] = []
+    /// Where alert state changes are sent besides `topics.alerts` (`alerts.deliver`); nil: nowhere.
+    public var alertDelivery: AlertDeliveryConfig?
     /// Port of the HTTP API (health, readiness, metrics, JSON); nil: no HTTP server.
     public var httpPort: Int?
     /// Warehouse reconciliation (SPEC §6); nil: not configured.
@@ -251,7 +253,7 @@ public struct SegmenterConfig: Sendable {
             if let flag = http["user_api"] { config.httpAccess.userAPI = try reader.boolean(flag) }
             if config.httpPort != nil, let refusal = config.httpAccess.refusal(host: config.httpHost) { throw reader.error(node, refusal) }
         }
-        if let node = top["alerts"] { config.alerts = try parseAlerts(node, catalog: config.catalog, reader: reader) }
+        if let node = top["alerts"] { (config.alerts, config.alertDelivery) = try parseAlertsSection(node, catalog: config.catalog, reader: reader) }
         if let node = top["reconciliation"] {
             config.reconciliation = try ReconciliationConfig.parse(node, reader: reader, configFile: source)
             if config.reconciliation?.queries.metrics != nil, config.catalog.metrics.isEmpty, let sql = try reader.mapping(node, allowed: nil)["metrics_sql"] {
@@ -330,67 +332,6 @@ public struct SegmenterConfig: Sendable {
             })
         }
         return SegmentCatalog(segments: definitions, kpis: kpiDefinitions, metrics: metrics)
-    }
-}
-
-extension SegmenterConfig {
-    /// `alerts:` entries; an unknown segment or KPI is an error naming both.
-    static func parseAlerts(_ node: Node, catalog: SegmentCatalog, reader: YAMLReader) throws -> [AlertDefinition] {
-        var alerts: [AlertDefinition] = []
-        for item in try reader.sequence(node) {
-            let entry = try reader.mapping(item, allowed: ["name", "segment", "kpi", "threshold", "drop", "rise", "for",
-                                                           "min_members", "resolve_at", "baseline_days", "same_weekday", "description"])
-            guard let nameNode = entry["name"], let segmentNode = entry["segment"], let kpiNode = entry["kpi"] else {
-                throw reader.error(item, "an alert needs name, segment and kpi")
-            }
-            let name = try reader.string(nameNode)
-            guard !alerts.contains(where: { $0.name == name }) else { throw reader.error(nameNode, "duplicate alert \(name)") }
-            let segment = try reader.string(segmentNode)
-            guard catalog.segmentNames.contains(segment) else {
-                throw reader.error(segmentNode, "alert \(name): unknown segment \(segment) (known: \(catalog.segmentNames.joined(separator: ", ")))")
-            }
-            let kpi = try reader.string(kpiNode)
-            let kpis = [SegmentCatalog.membersKPI] + catalog.kpis(for: segment).map(\.name)
-            guard kpis.contains(kpi) else {
-                throw reader.error(kpiNode, "alert \(name): segment \(segment) has no KPI \(kpi) (it has: \(kpis.joined(separator: ", ")))")
-            }
-            let kinds = ["threshold", "drop", "rise"].filter { entry[$0] != nil }
-            guard kinds.count == 1, let kindNode = entry[kinds[0]] else {
-                throw reader.error(item, "alert \(name) needs exactly one of threshold:, drop:, rise:")
-            }
-            let text = try reader.string(kindNode).trimmingCharacters(in: .whitespaces)
-            let condition: AlertDefinition.Condition
-            if kinds[0] == "threshold" {
-                let ops: [(String, BinaryOperator)] = [("<=", .lessOrEqual), (">=", .greaterOrEqual), ("!=", .notEqual),
-                                                       ("<", .less), (">", .greater), ("=", .equal)]
-                guard let (symbol, op) = ops.first(where: { text.hasPrefix($0.0) }),
-                      let limit = Double(text.dropFirst(symbol.count).trimmingCharacters(in: .whitespaces)) else {
-                    throw reader.error(kindNode, "threshold must look like \"< 1.5\" or \"> 0.9\", not \"\(text)\"")
-                }
-                condition = .threshold(op, limit)
-            } else {
-                guard let percent = Double(text.hasSuffix("%") ? String(text.dropLast()) : text), percent > 0, percent < 1000 else {
-                    throw reader.error(kindNode, "\(kinds[0]) must be a percentage like 30%, not \"\(text)\"")
-                }
-                condition = kinds[0] == "drop" ? .drop(percent: percent) : .rise(percent: percent)
-            }
-            var resolveAt: Double?
-            if let node = entry["resolve_at"] {
-                let value = try reader.string(node)
-                guard let number = Double(value.hasSuffix("%") ? String(value.dropLast()) : value) else {
-                    throw reader.error(node, "resolve_at must be a number (a percentage for drop/rise)")
-                }
-                resolveAt = number
-            }
-            alerts.append(AlertDefinition(
-                name: name, segment: segment, kpi: kpi, condition: condition,
-                baseline: AlertDefinition.Baseline(count: try entry["baseline_days"].map { try reader.integer($0, in: 1...365) } ?? 7,
-                                                   sameWeekday: try entry["same_weekday"].map { try reader.string($0) == "true" } ?? false),
-                forSeconds: try entry["for"].map(reader.duration) ?? 0,
-                minMembers: Int64(try entry["min_members"].map { try reader.integer($0, in: 0...1_000_000_000) } ?? 0),
-                resolveAt: resolveAt))
-        }
-        return alerts
     }
 }
 

@@ -3,10 +3,10 @@ import Hummingbird
 import Logging
 import ServiceLifecycle
 
-/// The service as one swift-service-lifecycle group: HTTP, reconciliation and ingest start in
-/// that order and stop in reverse, so a graceful stop (1) stops ingest after its current batch,
-/// commits it and drains the outbox (the producer flushes), (2) stops reconciliation, (3) stops
-/// HTTP last, so health and metrics answer until the end.
+/// The service as one swift-service-lifecycle group: HTTP, reconciliation, alert delivery and
+/// ingest start in that order and stop in reverse, so a graceful stop (1) stops ingest after its
+/// current batch, commits it and drains the outbox (the producer flushes), (2) stops alert
+/// delivery and reconciliation, (3) stops HTTP last, so health and metrics answer until the end.
 public struct SegmenterServices: Sendable {
     public let ingest: IngestService
     /// The scheduled reconciliation, if the config has one (`demo` runs it on demand).
@@ -28,6 +28,10 @@ public struct SegmenterServices: Sendable {
                                   serviceName: "http"))
         }
         if let reconciliation { services.append(.init(service: ReconciliationService(runner: reconciliation), serviceName: "reconciliation")) }
+        if let delivery = config.alertDelivery {
+            services.append(.init(service: AlertDeliveryService(deliverer: AlertDeliverer(config: config, delivery: delivery, logger: logger), logger: logger),
+                                  serviceName: "alert-delivery"))
+        }
         // Ingest ending (a failure, or `--stop-after-events`) stops the whole group gracefully.
         services.append(.init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup,
                               failureTerminationBehavior: .gracefullyShutdownGroup, serviceName: "ingest"))

@@ -131,6 +131,12 @@ struct Inspect: ParsableCommand {
                     + (state?.pendingSince.map { ", condition holding since \($0)" } ?? ""))
                 if state?.state == "firing", let drill = state?.drillDown { say("  drill-down: \(drill)") }
             }
+            if let delivery = config.alertDelivery {
+                // Written by whichever instance delivers from this state directory (see AlertDeliverer).
+                let status = AlertDeliveryStatus.read(directory: config.stateDirectory)
+                say("delivery to \(delivery.targetNames.joined(separator: " and ")):" + (status == nil ? " nothing delivered from this state directory yet" : ""))
+                for line in status?.summary ?? [] { say("  \(line)") }
+            }
         }
     }
 

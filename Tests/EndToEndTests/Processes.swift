@@ -44,10 +44,12 @@ enum Processes {
     }
 
     /// Runs to completion and returns (status, stdout), or stdout and stderr together with `stderr`.
-    static func run(_ executable: String, _ arguments: [String], timeout: Double = 120, stderr: Bool = false) throws -> (Int32, String) {
+    static func run(_ executable: String, _ arguments: [String], timeout: Double = 120, stderr: Bool = false,
+                    environment: [String: String] = [:]) throws -> (Int32, String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("out-\(UUID().uuidString)")
         FileManager.default.createFile(atPath: out.path, contents: nil)
         let handle = try FileHandle(forWritingTo: out)

@@ -102,6 +102,40 @@ import Warehouse
         #expect(config.alerts[1].baseline == .init(count: 4, sameWeekday: true))
     }
 
+    @Test func readsAlertDeliveryAndRefusesWhatCannotBeDelivered() throws {
+        let config = try parse("""
+            alerts:
+              rules:
+                - {name: fewer, segment: all, kpi: members, drop: 30%, severity: critical}
+              deliver:
+                alertmanager: {url: "http://alertmanager:9093/"}
+                webhook: {url: "https://hooks.example.com/segmenter", secret: "${HOOK_SECRET}"}
+                max_attempts: 3
+                resend_interval: 2m
+            """, env: ["HOOK_SECRET": "0123456789abcdef0123"])
+        #expect(config.alerts.map(\.severity) == ["critical"])
+        let delivery = try #require(config.alertDelivery)
+        #expect(delivery.alertmanager?.absoluteString == "http://alertmanager:9093")
+        #expect(delivery.webhook?.secret == "0123456789abcdef0123")
+        #expect(delivery.maxAttempts == 3 && delivery.resendIntervalSeconds == 120 && delivery.retryBackoffSeconds == 1)
+        // The list form stays valid, with the default severity
+        #expect(try parse("alerts:\n  - {name: a, segment: all, kpi: members, threshold: \"> 1\"}").alerts.map(\.severity) == ["warning"])
+        let refused: [(String, String)] = [
+            ("deliver:\n    webhook: {url: \"ftp://x\"}", "expected an http(s) URL"),
+            ("deliver:\n    webhook: {url: \"http://x\", secret: short}", "at least 16 characters"),
+            ("deliver: {}", "deliver needs alertmanager: or webhook:"),
+            ("deliver:\n    alertmanager: {url: \"http://x\"}\n    max_attempts: 0", "1...1000"),
+        ]
+        for (deliver, problem) in refused {
+            let yaml = "alerts:\n  rules:\n    - {name: a, segment: all, kpi: members, threshold: \"> 1\", severity: page}\n  " + deliver
+            #expect(throws: ConfigError.self) { try parse(yaml) }
+            do { _ = try parse(yaml) } catch { #expect("\(error)".contains(problem), "\(error)") }
+        }
+        do { _ = try parse("alerts:\n  rules:\n    - {name: a, segment: all, kpi: members, threshold: \"> 1\", severity: \"two words\"}") } catch {
+            #expect("\(error)".contains("severity must be one word"))
+        }
+    }
+
     @Test func readsSecretsFromTheEnvironmentAndKeepsThemOutOfPrintouts() throws {
         let config = try parse("kafka:\n  bootstrap.servers: broker:9093\n  sasl.password: ${KAFKA_PASSWORD}\nfx:\n  EUR: 1.08\n",
                                env: ["KAFKA_PASSWORD": "hunter2"])

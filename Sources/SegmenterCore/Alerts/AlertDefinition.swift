@@ -33,9 +33,11 @@ public struct AlertDefinition: Sendable, Equatable {
     /// Hysteresis: the level the value must get back to before a firing alert resolves. For a
     /// threshold, a value; for drop/rise, a percentage off the baseline. Nil: the firing level.
     public let resolveAt: Double?
+    /// How urgent a firing is, for whoever routes it (Alertmanager's `severity` label).
+    public let severity: String
 
     public init(name: String, segment: String, kpi: String, condition: Condition, baseline: Baseline = Baseline(),
-                forSeconds: Int64 = 0, minMembers: Int64 = 0, resolveAt: Double? = nil) {
+                forSeconds: Int64 = 0, minMembers: Int64 = 0, resolveAt: Double? = nil, severity: String = "warning") {
         self.name = name
         self.segment = segment
         self.kpi = kpi
@@ -44,6 +46,7 @@ public struct AlertDefinition: Sendable, Equatable {
         self.forSeconds = forSeconds
         self.minMembers = minMembers
         self.resolveAt = resolveAt
+        self.severity = severity
     }
 
     /// `> 0.9`, `drop 30% vs the mean of 7 days`: for `validate` and `inspect alerts`.
