@@ -39,7 +39,7 @@ extension SegmenterConfig {
                 throw reader.error(segmentNode, "alert \(name): unknown segment \(segment) (known: \(catalog.segmentNames.joined(separator: ", ")))")
             }
             let kpi = try reader.string(kpiNode)
-            let kpis = [SegmentCatalog.membersKPI] + catalog.kpis(for: segment).map(\.name)
+            let kpis = catalog.builtInKPIs + catalog.kpis(for: segment).map(\.name)
             guard kpis.contains(kpi) else {
                 throw reader.error(kpiNode, "alert \(name): segment \(segment) has no KPI \(kpi) (it has: \(kpis.joined(separator: ", ")))")
             }

@@ -145,7 +145,7 @@ public struct SegmenterConfig: Sendable {
         config.source = source
         guard let root = reader.root else { return config }
         let top = try reader.mapping(root, allowed: ["kafka", "topics", "state_dir", "time_zone", "clock", "currency", "fx",
-                                                     "dedupe_horizon", "ingest", "metrics", "segments", "kpis", "kpi_emit_interval", "kpi_step", "alerts", "http", "reconciliation",
+                                                     "dedupe_horizon", "ingest", "metrics", "segments", "kpis", "segment_volatility", "kpi_emit_interval", "kpi_step", "alerts", "http", "reconciliation",
                                                      "state_snapshot_interval"])
         if let kafka = top["kafka"] {
             for (key, value) in try reader.mapping(kafka, allowed: nil) {
@@ -230,6 +230,7 @@ public struct SegmenterConfig: Sendable {
         }
         let metrics = try top["metrics"].map { try parseMetrics($0, reader: reader) } ?? MetricCatalog()
         config.catalog = try parseCatalog(segments: top["segments"], kpis: top["kpis"], metrics: metrics, reader: reader)
+        if let flag = top["segment_volatility"] { config.catalog.volatility = try reader.boolean(flag) }
         if let node = top["http"] {
             let http = try reader.mapping(node, allowed: ["port", "host", "ready_max_lag", "auth_token", "allow_unauthenticated",
                                                           "protect_metrics", "user_api", "advertised_url"])
@@ -312,6 +313,9 @@ public struct SegmenterConfig: Sendable {
             guard let nameNode = entry["name"] else { throw reader.error(item, "a KPI needs a name") }
             let name = try reader.string(nameNode)
             guard name != SegmentCatalog.membersKPI else { throw reader.error(nameNode, "'members' always exists; pick another name") }
+            guard !SegmentVolatility.kpis.contains(name), !name.contains("@") else {
+                throw reader.error(nameNode, "\(name) is reserved for the built-in volatility KPIs (segment_volatility: true); pick another name")
+            }
             guard !kpiDefinitions.contains(where: { $0.name == name }) else { throw reader.error(nameNode, "duplicate KPI \(name)") }
             let kinds = KPIDefinition.Kind.allCases.filter { entry[$0.rawValue] != nil }
             guard kinds.count == 1, let kind = kinds.first, let expressionNode = entry[kind.rawValue] else {

@@ -131,7 +131,7 @@ public final class KPIPublisher: @unchecked Sendable {
         var updates: [(KPIKey, Published, String)] = []
         var current: [KPIKey: Double?] = [:]
         for key in catalog.kpiKeys {
-            let value = Self.rounded(catalog.value(of: key, in: partials))
+            let value = Self.rounded(catalog.value(of: key, in: partials, day: calendar.day(of: now)))
             current[key] = value
             let last = published[key]
             // A step charts and alerts; the deltas topic stays coalesced to one message per pair

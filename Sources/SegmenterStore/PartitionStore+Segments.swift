@@ -44,6 +44,7 @@ extension PartitionStore {
         var effects = BatchEffects(partials: KPIPartials())
         try db.transaction {
             try evaluateEveryone(now: now, cause: .config, into: &effects)
+            if segments.catalog.volatility { effects.partials.carryDayCounts(from: partials) }
             recordResum(from: partials, into: &effects, at: now)
             try write(effects)
             try putText("catalog", segments.catalog.fingerprint)

@@ -309,6 +309,14 @@ extension PartitionStore {
     /// Writes the partials changed in this transaction. Totals are stored bit for bit.
     func writeChangedPartials(_ partials: inout KPIPartials) throws {
         for key in partials.takeChanged() {
+            if partials.values[key] == nil, SegmentVolatility.day(of: key) != nil {
+                // A day's membership counts, two days on: gone, not kept as zero.
+                let delete = try db.prepare("DELETE FROM kpi_partials WHERE segment = ? AND kpi = ?")
+                delete.bind(1, key.segment)
+                delete.bind(2, key.kpi)
+                try delete.run()
+                continue
+            }
             let value = partials.values[key] ?? KPIPartial()
             let statement = statements.upsertPartial.reset()
             statement.bind(1, key.segment)

@@ -136,6 +136,23 @@ import Warehouse
         }
     }
 
+    @Test func volatilityKPIsAreBuiltInWhenAskedFor() throws {
+        let yaml = """
+            segments:
+              - {name: trial, rule: "days_since_signup <= 14"}
+            alerts:
+              - {name: flapping, segment: trial, kpi: volatility, threshold: "> 0.2"}
+            """
+        #expect(throws: ConfigError.self) { try parse(yaml) }  // no such KPI without the setting
+        let config = try parse("segment_volatility: true\n" + yaml)
+        #expect(config.catalog.kpiKeys.filter { $0.segment == "trial" }.map(\.kpi) == ["members", "entered_today", "exited_today", "volatility"])
+        #expect(config.alerts.map(\.kpi) == ["volatility"])
+        do {
+            _ = try parse("kpis:\n  - {name: volatility, sum: \"spend(7d)\"}")
+            Issue.record("a KPI named like a built-in one must be refused")
+        } catch { #expect("\(error)".contains("reserved for the built-in volatility KPIs")) }
+    }
+
     @Test func readsSecretsFromTheEnvironmentAndKeepsThemOutOfPrintouts() throws {
         let config = try parse("kafka:\n  bootstrap.servers: broker:9093\n  sasl.password: ${KAFKA_PASSWORD}\nfx:\n  EUR: 1.08\n",
                                env: ["KAFKA_PASSWORD": "hunter2"])

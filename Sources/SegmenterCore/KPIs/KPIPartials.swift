@@ -29,10 +29,12 @@ public struct KPIPartial: Equatable, Sendable {
 public struct KPIPartials: Equatable, Sendable {
     public var values: [KPIKey: KPIPartial] = [:]
     /// Keys changed since the last `takeChanged()`, for writing back.
-    public private(set) var changed: Set<KPIKey> = []
+    public internal(set) var changed: Set<KPIKey> = []
     /// The event-time bucket (`KPIGrid`) the changes being made happened in; nil: not recorded
     /// by bucket (a re-summing from nothing).
     public var bucket: Int64?
+    /// The local day of the changes being made (for `SegmentVolatility`); nil: not counted.
+    public var day: DayNumber?
     /// Since the last `takeBucketDeltas()`: per bucket, what its changes added to each key. The
     /// KPI leader reads a partition's partials at any recent bucket from them (SPEC §7: the KPI
     /// series follow the history, whatever the batching).
@@ -57,7 +59,7 @@ public struct KPIPartials: Equatable, Sendable {
         }
     }
 
-    private mutating func add(_ key: KPIKey, _ change: KPIPartial) {
+    mutating func add(_ key: KPIKey, _ change: KPIPartial) {
         values[key, default: KPIPartial()] += change
         changed.insert(key)
         if let bucket { bucketDeltas[bucket, default: [:]][key, default: KPIPartial()] += change }
@@ -94,18 +96,27 @@ extension KPIPartials {
 }
 
 extension SegmentCatalog {
-    /// Every (segment, kpi) pair the catalog defines, `members` first per segment.
+    /// Every (segment, kpi) pair the catalog defines, `members` first per segment (then the
+    /// volatility KPIs when on).
     public var kpiKeys: [KPIKey] {
         segmentNames.flatMap { segment in
-            [KPIKey(segment: segment, kpi: Self.membersKPI)] + kpis(for: segment).map { KPIKey(segment: segment, kpi: $0.name) }
+            builtInKPIs.map { KPIKey(segment: segment, kpi: $0) } + kpis(for: segment).map { KPIKey(segment: segment, kpi: $0.name) }
         }
     }
 
+    /// The KPIs every segment has without configuring them.
+    public var builtInKPIs: [String] { [Self.membersKPI] + (volatility ? SegmentVolatility.kpis : []) }
+
     /// A KPI's value from its (global) partials (SPEC §8): `members` of an empty segment is 0;
     /// `sum`/`avg` over no non-null values and `share` of an empty segment are null.
-    public func value(of key: KPIKey, in partials: [KPIKey: KPIPartial]) -> Double? {
+    /// - Parameter day: the local day of `now`, for the volatility KPIs (nil: the latest day
+    ///   any change was counted on).
+    public func value(of key: KPIKey, in partials: [KPIKey: KPIPartial], day: DayNumber? = nil) -> Double? {
         let members = partials[KPIKey(segment: key.segment, kpi: Self.membersKPI)]?.counted ?? 0
         if key.kpi == Self.membersKPI { return Double(members) }
+        if volatility, SegmentVolatility.kpis.contains(key.kpi) {
+            return SegmentVolatility.value(key.kpi, segment: key.segment, members: members, partials: partials, day: day)
+        }
         guard let kpi = kpis.first(where: { $0.name == key.kpi }) else { return nil }
         let partial = partials[key] ?? KPIPartial()
         switch kpi.kind {

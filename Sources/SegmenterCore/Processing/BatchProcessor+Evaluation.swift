@@ -27,7 +27,12 @@ extension BatchProcessor {
             let new = evaluation.contributions[segment]
             if rebuilding { effects.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: new) }
             guard old != new else { continue }
-            if !rebuilding { effects.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: old, new: new) }
+            if !rebuilding {
+                effects.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: old, new: new)
+                if catalog.volatility, (old == nil) != (new == nil) {
+                    effects.partials.countMembershipChange(segment: segment, entered: new != nil, day: calendar.day(of: now))
+                }
+            }
             effects.outcome.kpiCauses[segment] = cause
             if arm { effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: new)) }
             if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment, publish {

@@ -37,6 +37,9 @@ public struct SegmentCatalog: Sendable, Equatable {
     public let features: Set<Feature>
     /// The longest window any rule or KPI reads, in days (at least 1).
     public let longestWindow: Int
+    /// `segment_volatility`: every segment also has the built-in KPIs `entered_today`,
+    /// `exited_today` and `volatility` (see `SegmentVolatility`).
+    public var volatility = false
 
     public init(segments: [SegmentDefinition] = [], kpis: [KPIDefinition] = [], metrics: MetricCatalog = MetricCatalog()) {
         self.segments = segments

@@ -31,7 +31,7 @@ struct SegmentHistory: Encodable {
         let path = config.stateDirectory.appendingPathComponent(PartitionStore.fileName(partition: 0)).path
         let (series, periods) = try KPISeries.read(databasePath: path, segment: segment, alerts: alerts.map(\.name))
         let kpiOf = Dictionary(alerts.map { ($0.name, $0.kpi) }, uniquingKeysWith: { first, _ in first })
-        let names = config.catalog.kpis(for: segment).map(\.name) + [SegmentCatalog.membersKPI]
+        let names = config.catalog.kpis(for: segment).map(\.name) + config.catalog.builtInKPIs
         return SegmentHistory(
             segment: segment, resolutionSeconds: KPISeries.resolutionSeconds,
             kpis: Dictionary(uniqueKeysWithValues: names.map { name in
