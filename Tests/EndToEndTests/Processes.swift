@@ -89,21 +89,30 @@ enum Processes {
         return fd
     }
 
-    /// A loopback port nobody listens on right now.
+    /// Ports handed out so far in this process: each test gets its own.
+    nonisolated(unsafe) private static var nextPort = UInt16(20_000 + Int(getpid()) % 6_000)
+    private static let portLock = NSLock()
+
+    /// A loopback port nobody listens on right now, below the kernel's ephemeral range
+    /// (32768–60999): a port from that range (what binding port 0 returns) can be taken by any
+    /// outgoing connection before the server that was meant to get it binds it — seen under load
+    /// as Prometheus scraping another test's instance.
     static func freePort() -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(fd, pointer, length)
-                return getsockname(fd, pointer, &length)
+        portLock.lock()
+        defer { portLock.unlock() }
+        while true {
+            let port = nextPort
+            nextPort = nextPort >= 32_000 ? 20_000 : nextPort + 1
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
             }
+            close(fd)
+            if bound == 0 { return port }
         }
-        return UInt16(bigEndian: address.sin_port)
     }
 }

@@ -93,6 +93,8 @@ final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
                 if !isHistory { guard deliver(notice, message: message, producer: producer, stop: stop) else { return } }
                 deliverFrom[tp] = message.offset + 1
                 consumer.commitAsync([tp: message.offset + 1])
+                status.nextOffsets = (status.nextOffsets ?? [:]).merging(["\(tp.topic)/\(tp.partition)": message.offset + 1]) { $1 }
+                saveStatus()
             }
             if clock.monotonicNow - lastResend >= .seconds(delivery.resendIntervalSeconds) { resendFiring() }
             _ = producer.poll(timeoutMs: 0)
@@ -106,7 +108,7 @@ final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
         let partitions = newlyAssigned
         newlyAssigned = []
         let committed = try consumer.committed(partitions)
-        for tp in partitions { deliverFrom[tp] = committed[tp] ?? 0 }
+        for tp in partitions { deliverFrom[tp] = committed[tp] ?? status.nextOffsets?["\(tp.topic)/\(tp.partition)"] ?? 0 }
     }
 
     private func remember(_ notice: AlertNotice, partition: Int32) {
@@ -162,8 +164,7 @@ final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
                 break
             }
         }
-        status.retrying = nil
-        saveStatus()
+        status.retrying = nil  // saved with the change's next offset by the caller
         return true
     }
 

@@ -22,6 +22,10 @@ public struct AlertDeliveryStatus: Codable, Sendable, Equatable {
     /// When this state directory first delivered (ms since the epoch): with nothing committed,
     /// changes older than that are history, not news.
     public var deliveringSinceMs: Int64?
+    /// Per "topic/partition", the next offset to deliver as this directory last saw it: where
+    /// delivery resumes if the group's committed offset is gone (Kafka expires the offsets of a
+    /// group left empty for `offsets.retention.minutes`, 7 days by default).
+    public var nextOffsets: [String: Int64]?
 
     static let fileName = "alert-delivery.json"
 
