@@ -80,6 +80,46 @@ import Testing
         _ = third
     }
 
+    /// The same while the service runs: retention overtakes a consumer that fell behind (here
+    /// frozen with SIGSTOP while more input arrives and its oldest part is deleted), so its next
+    /// fetch is out of range mid-stream. The service resumes from the oldest input Kafka holds and
+    /// counts what it skipped, as at start-up.
+    @Test(.enabled(if: Harness.noidaDB != nil, "the mock cluster has no DeleteRecords"))
+    func inputDeletedUnderARunningConsumerIsCountedAndTheRestConsumed() async throws {
+        let harness = try Harness()
+        let config = try harness.writeConfig(batch: 200, extra: "segments:\n  - {name: spenders, rule: \"spend(30d) > 50\"}")
+        // A long session, so the frozen member keeps its partitions: the fetch, not a new
+        // assignment, finds its offset gone.
+        try harness.appendKafkaProperty(config: config, "session.timeout.ms: \"45000\"")
+        let run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"))
+        defer { run.kill(SIGKILL) }
+        let first = try harness.generate(Harness.recent(days: 5) + ["--users", "40", "--events", "600", "--seed", "71"], log: "first.jsonl")
+        let consumed = Date().addingTimeInterval(90)
+        while harness.committedOffsets(config: config) < first.total, Date() < consumed { try await Task.sleep(for: .milliseconds(200)) }
+        try #require(harness.committedOffsets(config: config) == first.total, "\(run.output.suffix(1500))")
+        let tp = TopicPartition(topic: "activity", partition: 0)
+        let stored = try #require(try Self.storedNext(harness, config, tp))
+
+        // When the running consumer is frozen while input arrives and 20 unconsumed messages of activity[0] are deleted
+        run.kill(SIGSTOP)
+        let second = try harness.generate(Harness.recent(days: 5) + ["--users", "40", "--events", "600", "--seed", "72"], log: "second.jsonl")
+        let producer = try KafkaProducer(configuration: KafkaConfiguration(["bootstrap.servers": harness.bootstrap]))
+        let high = try producer.watermarks(of: tp).high
+        try #require(high - stored > 20, "activity[0] got new input: \(stored)..<\(high)")
+        _ = try producer.deleteRecords(before: [tp: stored + 20])
+        run.kill(SIGCONT)
+
+        // Then it skips exactly those, says so, and consumes the rest without a restart
+        let total = first.total + second.total
+        let deadline = Date().addingTimeInterval(120)
+        while harness.committedOffsets(config: config) < total, Date() < deadline, run.process.isRunning { try await Task.sleep(for: .milliseconds(200)) }
+        #expect(harness.committedOffsets(config: config) == total, "the skipped 20 count as consumed: \(run.output.suffix(1500))")
+        #expect(run.output.contains("activity[0]: offsets \(stored)..<\(stored + 20) (20 messages) were no longer in Kafka"), "\(run.output.suffix(1500))")
+        #expect(run.process.isRunning, "it keeps running")
+        let (_, state) = try Processes.run(harness.bin, ["inspect", "state", "--no-lag", "--config", config])
+        #expect(state.contains("skipped activity[0]: 20 offsets no longer in Kafka when due"), "\(state)")
+    }
+
     /// The stored next offset of `tp` (from `inspect state`).
     static func storedNext(_ harness: Harness, _ config: String, _ tp: TopicPartition) throws -> Int64? {
         let (_, text) = try Processes.run(harness.bin, ["inspect", "state", "--no-lag", "--config", config])
