@@ -66,7 +66,7 @@ import Testing
                                        log: harness.work.appendingPathComponent("alertmanager.log"))
         defer { am.kill(SIGKILL) }
         let httpPort = Processes.freePort()
-        let config = try harness.writeConfig(batch: 50, extra: Self.config(deliver: "alertmanager: {url: \"http://127.0.0.1:\(amPort)\"}")
+        let config = try harness.writeConfig(batch: 50, extra: Self.config(deliver: "alertmanager: {url: \"http://127.0.0.1:\(amPort)\"}\nresend_interval: 1s")
                                              + "\nhttp: {port: \(httpPort)}")
         let run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"))
         defer { run.kill(SIGKILL) }
@@ -89,6 +89,17 @@ import Testing
         #expect(annotations["dashboard"] == "http://127.0.0.1:\(httpPort)/#chart=active_today")
         #expect((alert["startsAt"] as? String)?.hasPrefix("2026-11-02") == true, "starts when it fired in event time: \(alert)")
         try receiver.waitFor(path: "/am", timeout: 30) { Self.amNotification($0) == "firing" }
+        // While it fires it is sent again (Alertmanager moves its end past each send)
+        let firstEnd = alert["endsAt"] as? String ?? ""
+        var resent = false
+        let resendDeadline = Date().addingTimeInterval(30)
+        while !resent, Date() < resendDeadline {
+            Thread.sleep(forTimeInterval: 0.5)
+            resent = Self.alertmanagerAlerts(port: amPort).contains {
+                ($0["labels"] as? [String: String])?["alertname"] == "busy_day" && ($0["endsAt"] as? String ?? "") > firstEnd
+            }
+        }
+        #expect(resent, "a firing alert is re-sent every resend_interval")
 
         // Then, once they left the segment, Alertmanager resolves it and tells its receivers so
         try Self.resolve(harness)
@@ -124,7 +135,6 @@ import Testing
         run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run2.log"),
                                     environment: ["SEGMENTER_WEBHOOK_SECRET": Self.secret])
         try receiver.waitFor(path: "/hook", timeout: 60) { requests in requests.filter { $0.status == 200 }.count >= 2 }
-        Thread.sleep(forTimeInterval: 1)  // nothing more should come
 
         // Then each change was taken once, in order, each try signed over its exact body
         let requests = receiver.requests(path: "/hook")
