@@ -94,8 +94,10 @@ import Testing
             }
             try await Task.sleep(for: .milliseconds(200))
         }
+        let runState = run.process.isRunning ? "running"
+            : "gone (status \(run.process.terminationStatus), reason \(run.process.terminationReason.rawValue))"
         #expect(((after["kpis"] as? [String: [[String: Any]]])?["members"]?.count ?? 0) >= members.count,
-                "series lost in a restart; last answer \(lastAnswer); \(run.output.suffix(1500))")
+                "series lost in a restart; last answer \(lastAnswer); the restarted run is \(runState); its log: \(run.output.suffix(1500))")
         #expect(((after["firing"] as? [[String: Any]])?.count ?? 0) >= firing.count, "firing periods lost in a restart")
     }
 
