@@ -104,7 +104,17 @@ import SQLite
         if !empty.isEmpty {
             // What Prometheus made of the target: up, its last error and scrape duration.
             let targets = (try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(promPort)/api/v1/targets")!)).map { String(decoding: $0.0, as: UTF8.self) } ?? "?"
-            Issue.record("no data for: \(empty.sorted()); targets: \(targets.prefix(1500)); run log: \(run.output.suffix(1500)); prometheus: \(server.output.suffix(1500))")
+            // And what the service itself exports and knows of its KPIs right now.
+            let (_, exported) = (try? Processes.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/metrics"])) ?? (0, "")
+            let (_, ingest) = (try? Processes.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/api/ingest"])) ?? (0, "")
+            let (_, segments) = (try? Processes.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/api/segments"])) ?? (0, "")
+            Issue.record("""
+                no data for: \(empty.sorted()); targets: \(targets.prefix(1500)); \
+                exported now: \(exported.split(separator: "\n").filter { line in !line.hasPrefix("#") && empty.contains { $0.contains(line.prefix { $0 != "{" && $0 != " " }) } }.prefix(20)); \
+                /api/ingest: \(ingest.prefix(1500)); /api/segments: \(segments.prefix(800)); \
+                run log: \(run.output.split(separator: "\n").filter { !$0.contains("reconciliation: day") }.suffix(30).joined(separator: "\n")); \
+                prometheus: \(server.output.suffix(1000))
+                """)
         }
 
         // And every alert rule is healthy, and each metric it reads is exported
