@@ -77,22 +77,21 @@ import Testing
         run.kill(SIGTERM)
         #expect(run.wait(seconds: 30) == 0)
         run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run2.log"))
-        let up = Date().addingTimeInterval(90)
         var after: [String: Any] = [:]
         var lastAnswer = "none"
-        while Date() < up {
+        _ = await eventually(timeout: 90) {
             do {
                 let (status, body) = try await fetchStatus("\(base)/api/history?segment=recent_spenders")
                 lastAnswer = "\(status): \(body.prefix(300))"
                 if status == 200, let answer = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any],
                    (answer["kpis"] as? [String: [[String: Any]]])?["members"]?.count ?? 0 >= members.count {
                     after = answer
-                    break
+                    return true
                 }
             } catch {
                 lastAnswer = "\(error)"
             }
-            try await Task.sleep(for: .milliseconds(200))
+            return false
         }
         let runState = run.process.isRunning ? "running"
             : "gone (status \(run.process.terminationStatus), reason \(run.process.terminationReason.rawValue))"

@@ -47,8 +47,7 @@ import SQLite
         let produced = try harness.generate(Harness.recent(days: 10) + ["--users", "60", "--events", "1500", "--seed", "81"])
         let run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"))
         defer { run.kill(SIGKILL) }
-        let consumed = Date().addingTimeInterval(90)
-        while harness.committedOffsets(config: config) < produced.total, Date() < consumed { try await Task.sleep(for: .milliseconds(200)) }
+        _ = await eventually(timeout: 90) { harness.committedOffsets(config: config) >= produced.total }
         try #require(harness.committedOffsets(config: config) >= produced.total, "run consumed its input; log: \(run.output.suffix(1500))")
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/reconciliation/run")!)
         request.httpMethod = "POST"
@@ -94,12 +93,11 @@ import SQLite
         collect(dashboard)
         #expect(expressions.count >= 10)
         var empty = Set(expressions)
-        let deadline = Date().addingTimeInterval(180)
-        while !empty.isEmpty, Date() < deadline {
+        _ = await eventually(timeout: 180, interval: .seconds(1)) {
             // Evaluated over the last minutes (a subquery), so a failed scrape's staleness at
             // one instant does not hide an expression that returns data.
             for expression in empty where !(await query("last_over_time((\(expression))[5m:2s])") ?? []).isEmpty { empty.remove(expression) }
-            if !empty.isEmpty { try await Task.sleep(for: .seconds(1)) }
+            return empty.isEmpty
         }
         if !empty.isEmpty {
             // What Prometheus made of the target: up, its last error and scrape duration.
@@ -126,8 +124,7 @@ import SQLite
             #expect(!(await query("count(last_over_time(\(name)[5m])) > 0") ?? []).isEmpty, "\(name) is not exported")
         }
         var healthy: [String: String] = [:]
-        let ruleDeadline = Date().addingTimeInterval(90)
-        while healthy.count < 6 || healthy.values.contains(where: { $0 != "ok" }), Date() < ruleDeadline {
+        _ = await eventually(timeout: 90, interval: .seconds(1)) {
             if let (data, _) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(promPort)/api/v1/rules")!),
                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                let groups = (object["data"] as? [String: Any])?["groups"] as? [[String: Any]] {
@@ -135,7 +132,7 @@ import SQLite
                     healthy[rule["name"] as? String ?? "?"] = rule["health"] as? String
                 }
             }
-            try await Task.sleep(for: .seconds(1))
+            return healthy.count >= 6 && healthy.values.allSatisfy { $0 == "ok" }
         }
         #expect(healthy.count == 6 && healthy.values.allSatisfy { $0 == "ok" }, "\(healthy)")
     }
