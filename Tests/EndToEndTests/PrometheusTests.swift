@@ -70,12 +70,20 @@ import SQLite
                                            log: harness.work.appendingPathComponent("prometheus.log"))
         defer { server.kill(SIGTERM); _ = server.wait(seconds: 10) }
 
+        /// Failed queries (no answer, an error), per expression: a failure is "not yet", never "no data".
+        var failures: [String: String] = [:]
+        /// Asked with curl, each on its own connection with its own time limit: through the test
+        /// process's shared URLSession a query could wait behind other tests' long requests and
+        /// fail, and that read as "no data" (seen: a series Prometheus held throughout, "empty").
         func query(_ expression: String) async -> [[String: Any]]? {
-            var components = URLComponents(string: "http://127.0.0.1:\(promPort)/api/v1/query")!
-            components.queryItems = [URLQueryItem(name: "query", value: expression)]
-            guard let (data, _) = try? await URLSession.shared.data(from: components.url!),
-                  let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  object["status"] as? String == "success" else { return nil }
+            guard let (status, text) = try? Processes.run("/usr/bin/curl", ["-sS", "-m", "20", "--get", "--data-urlencode", "query=\(expression)",
+                                                                              "http://127.0.0.1:\(promPort)/api/v1/query"], stderr: true),
+                  status == 0, let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+                  object["status"] as? String == "success" else {
+                failures[expression] = "query failed"
+                return nil
+            }
+            failures[expression] = nil
             return ((object["data"] as? [String: Any])?["result"] as? [[String: Any]])
         }
 
@@ -107,7 +115,7 @@ import SQLite
             let (_, ingest) = (try? Processes.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/api/ingest"])) ?? (0, "")
             let (_, segments) = (try? Processes.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/api/segments"])) ?? (0, "")
             Issue.record("""
-                no data for: \(empty.sorted()); targets: \(targets.prefix(1500)); \
+                no data for: \(empty.sorted()); failed queries: \(failures); targets: \(targets.prefix(1500)); \
                 exported now: \(exported.split(separator: "\n").filter { line in !line.hasPrefix("#") && empty.contains { $0.contains(line.prefix { $0 != "{" && $0 != " " }) } }.prefix(20)); \
                 /api/ingest: \(ingest.prefix(1500)); /api/segments: \(segments.prefix(800)); \
                 run log: \(run.output.split(separator: "\n").filter { !$0.contains("reconciliation: day") }.suffix(30).joined(separator: "\n")); \
@@ -121,12 +129,13 @@ import SQLite
         #expect(metricNames.count >= 6, "\(metricNames)")
         for name in metricNames.sorted() {
             // Over the last minutes, so one failed scrape's staleness cannot hide a series.
-            #expect(!(await query("count(last_over_time(\(name)[5m])) > 0") ?? []).isEmpty, "\(name) is not exported")
+            let exported = await eventually(timeout: 30, interval: .seconds(1)) { !(await query("count(last_over_time(\(name)[5m])) > 0") ?? []).isEmpty }
+            #expect(exported, "\(name) is not exported (\(failures))")
         }
         var healthy: [String: String] = [:]
         _ = await eventually(timeout: 90, interval: .seconds(1)) {
-            if let (data, _) = try? await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(promPort)/api/v1/rules")!),
-               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            if let (status, text) = try? Processes.run("/usr/bin/curl", ["-sS", "-m", "20", "http://127.0.0.1:\(promPort)/api/v1/rules"]), status == 0,
+               let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
                let groups = (object["data"] as? [String: Any])?["groups"] as? [[String: Any]] {
                 for rule in groups.flatMap({ $0["rules"] as? [[String: Any]] ?? [] }) {
                     healthy[rule["name"] as? String ?? "?"] = rule["health"] as? String
