@@ -38,7 +38,8 @@ import Testing
 
         // The API: the segment's KPIs over time, oldest first, and the alert's firing periods
         func history() async throws -> [String: Any] {
-            let (data, _) = try await URLSession.shared.data(from: URL(string: "\(base)/api/history?segment=recent_spenders")!)
+            let (_, body) = Curl.get("\(base)/api/history?segment=recent_spenders")
+            let data = Data(body.utf8)
             return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         }
         let before = try await history()
@@ -101,7 +102,8 @@ import Testing
     }
 
     func fetchStatus(_ url: String) async throws -> (Int, String) {
-        let (data, response) = try await URLSession.shared.data(from: URL(string: url)!)
-        return ((response as! HTTPURLResponse).statusCode, String(decoding: data, as: UTF8.self))
+        let (status, body) = Curl.get(url)
+        guard status != 0 else { throw URLError(.cannotConnectToHost) }
+        return (status, body)
     }
 }
