@@ -30,6 +30,8 @@ public final class KafkaConsumer: @unchecked Sendable {
     let context: Unmanaged<ConsumerContext>
     private var topicNames: [OpaquePointer: String] = [:]
     private var closed = false
+    /// Whether `poll` reads each message's timestamp (only readers that need it pay for it).
+    private let readsTimestamps: Bool
 
     /// - Parameters:
     ///   - configuration: passed through; `group.id` and `bootstrap.servers` are required.
@@ -37,7 +39,10 @@ public final class KafkaConsumer: @unchecked Sendable {
     ///   - offsetReset: where a partition without a start offset begins, and, when set, what
     ///     to do when a partition's next offset is no longer in Kafka is left to the owner:
     ///     `poll` reports it (`KafkaError.outOfRange`) instead of librdkafka resetting silently.
-    public init(configuration: KafkaConfiguration, listener: RebalanceListener?, offsetReset: OffsetReset? = nil) throws {
+    ///   - timestamps: fill `ConsumedMessage.timestampMs` (off for ingest, which never reads it).
+    public init(configuration: KafkaConfiguration, listener: RebalanceListener?, offsetReset: OffsetReset? = nil,
+                timestamps: Bool = false) throws {
+        readsTimestamps = timestamps
         var properties = configuration.without(KafkaConfiguration.producerOnly)
         properties["enable.auto.commit"] = "false"
         properties["enable.auto.offset.store"] = "false"
@@ -120,7 +125,7 @@ public final class KafkaConsumer: @unchecked Sendable {
                 continue
             }
             var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-            let timestamp = rd_kafka_message_timestamp(message, &timestampType)
+            let timestamp = readsTimestamps ? rd_kafka_message_timestamp(message, &timestampType) : -1
             messages.append(ConsumedMessage(
                 topic: topicName(m.rkt),
                 partition: m.partition,

@@ -118,8 +118,7 @@ import Testing
         let config = try harness.writeConfig(batch: 50, extra: Self.webhookConfig(port: receiver.port, maxAttempts: 100))
         // Given a webhook that fails every try for now
         receiver.answer(503)
-        var run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"),
-                                        environment: ["SEGMENTER_WEBHOOK_SECRET": Self.secret])
+        var run = try Self.start(harness, config: config, log: "run.log")
         defer { run.kill(SIGKILL) }
         try Self.fire(harness)
         try receiver.waitFor(path: "/hook", timeout: 60) { $0.count >= 2 }
@@ -132,8 +131,7 @@ import Testing
         run.kill(SIGKILL)
         run.wait(seconds: 10)
         receiver.answer(200)
-        run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run2.log"),
-                                    environment: ["SEGMENTER_WEBHOOK_SECRET": Self.secret])
+        run = try Self.start(harness, config: config, log: "run2.log")
         try receiver.waitFor(path: "/hook", timeout: 60) { requests in requests.filter { $0.status == 200 }.count >= 2 }
 
         // Then each change was taken once, in order, each try signed over its exact body
@@ -162,8 +160,7 @@ import Testing
         let config = try harness.writeConfig(batch: 50, extra: Self.webhookConfig(port: receiver.port, maxAttempts: 2) + "\nhttp: {port: \(port)}")
         // Given a webhook that always fails, then one that refuses the body outright
         receiver.answer(500)
-        let run = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run.log"),
-                                        environment: ["SEGMENTER_WEBHOOK_SECRET": Self.secret])
+        let run = try Self.start(harness, config: config, log: "run.log")
         defer { run.kill(SIGKILL) }
         try Self.fire(harness)
         try receiver.waitFor(path: "/hook", timeout: 60) { $0.count >= 2 }
@@ -191,6 +188,12 @@ import Testing
                                             environment: ["SEGMENTER_WEBHOOK_SECRET": Self.secret])
         #expect(inspect.contains("webhook: 0 delivered, 3 failed tries, 2 dead-lettered"), "\(inspect)")
         #expect(inspect.contains("HTTP 410"), "\(inspect)")
+    }
+
+    /// `run` with the webhook's secret in its environment.
+    static func start(_ harness: Harness, config: String, log: String) throws -> Processes.Running {
+        try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent(log),
+                              environment: ["SEGMENTER_WEBHOOK_SECRET": secret])
     }
 
     static func webhookConfig(port: UInt16, maxAttempts: Int) -> String {

@@ -75,18 +75,23 @@ enum Processes {
     /// A TCP connection to a loopback port, as a raw descriptor (to send a request byte by byte).
     static func connect(port: UInt16) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let status = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let status = withLoopback(port: port) { Glibc.connect(fd, $0, $1) }
         guard status == 0 else {
             close(fd)
             throw POSIXError(.ECONNREFUSED)
         }
         return fd
+    }
+
+    /// Calls `body` with 127.0.0.1:`port` as a socket address and its length.
+    private static func withLoopback(port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
     }
 
     /// Ports handed out so far in this process: each test gets its own.
@@ -104,13 +109,7 @@ enum Processes {
             let port = nextPort
             nextPort = nextPort >= 32_000 ? 20_000 : nextPort + 1
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = port.bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
+            let bound = withLoopback(port: port) { bind(fd, $0, $1) }
             close(fd)
             if bound == 0 { return port }
         }

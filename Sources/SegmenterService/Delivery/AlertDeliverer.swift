@@ -75,7 +75,7 @@ final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
         try? KafkaAdmin.createTopics(using: producer, names: [config.topics.alerts], partitions: 1, timeoutMs: 5000)
         var kafka = config.readerKafka("alert-delivery")
         kafka.properties["topic.metadata.refresh.interval.ms"] = "5000"
-        let consumer = try KafkaConsumer(configuration: kafka, listener: self)
+        let consumer = try KafkaConsumer(configuration: kafka, listener: self, timestamps: true)
         defer { consumer.close() }
         try consumer.subscribe(to: [config.topics.alerts])
         saveStatus()
@@ -132,7 +132,7 @@ final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
         }
         if let webhook = delivery.webhook {
             let body = notice.webhookBody(severity: severity, dashboard: dashboard)
-            var headers = [("X-Segmenter-Delivery", source), ("X-Segmenter-Event", notice.firing ? "firing" : "resolved")]
+            var headers = [("X-Segmenter-Delivery", source), ("X-Segmenter-Event", notice.state)]
             if let secret = webhook.secret { headers.append(("X-Segmenter-Signature", AlertNotice.signature(of: body, secret: secret))) }
             sends.append(("webhook", webhook.url, body, headers))
         }
@@ -141,19 +141,14 @@ final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
             for attempt in 1...delivery.maxAttempts {
                 let outcome = http.post(send.url, body: send.body, headers: send.headers + [("X-Segmenter-Attempt", String(attempt))])
                 let now = clock.wallNow.description
-                if outcome == .delivered {
+                guard let (reason, retryable) = outcome.failure else {
                     status.record(.delivered, target: send.name, at: now)
                     break
                 }
-                let reason: String
-                switch outcome {
-                case let .retry(text), let .rejected(text): reason = text
-                case .delivered: reason = ""
-                }
                 status.record(.failed, target: send.name, at: now, error: reason)
-                logger.warning("alert \(notice.alert) (\(notice.firing ? "firing" : "resolved")) to \(send.name): try \(attempt) of \(delivery.maxAttempts) failed: \(reason)")
-                if case .rejected = outcome {} else if attempt < delivery.maxAttempts {
-                    status.retrying = "\(source) \(notice.alert) \(notice.firing ? "firing" : "resolved") to \(send.name)"
+                logger.warning("alert \(notice.alert) (\(notice.state)) to \(send.name): try \(attempt) of \(delivery.maxAttempts) failed: \(reason)")
+                if retryable, attempt < delivery.maxAttempts {
+                    status.retrying = "\(source) \(notice.alert) \(notice.state) to \(send.name)"
                     saveStatus()
                     guard sleep(wait, unless: stop) else { return false }
                     wait = min(wait * 2, .seconds(delivery.maxBackoffSeconds))

@@ -5,7 +5,7 @@ import SegmenterCore
 /// One alert state change as the alerts topic carries it (SPEC §5), and what each delivery
 /// target is sent for it. Pure: the bodies depend on the message, the alert's config and the
 /// dashboard's address only.
-struct AlertNotice: Sendable, Equatable {
+struct AlertNotice: Decodable, Sendable, Equatable {
     struct Contributor: Decodable, Sendable, Equatable {
         var dimension: String
         var group: String
@@ -13,47 +13,34 @@ struct AlertNotice: Sendable, Equatable {
         var contribution: Double
     }
 
-    private struct Message: Decodable {
-        var alert: String
-        var segment: String
-        var kpi: String
-        var state: String
-        var value: Double?
-        var baseline: Double?
-        var threshold: Double?
-        var members: Int64?
-        var as_of: String
-        var drill_down: [Contributor]?
-    }
-
     var alert: String
     var segment: String
     var kpi: String
-    var firing: Bool
+    /// `firing` or `resolved`.
+    var state: String
     var value: Double?
     var baseline: Double?
     var threshold: Double?
     var members: Int64?
-    /// The group's watermark when the state changed (event time).
-    var asOf: Instant
-    var drillDown: [Contributor]
+    var asOfText: String
+    var drillDown: [Contributor]?
+    /// The group's watermark when the state changed (event time), parsed from `asOfText`.
+    var asOf = Instant(nanoseconds: 0)
     /// The message exactly as published: the webhook's body starts from it.
-    var published: [UInt8]
+    var published: [UInt8] = []
+
+    var firing: Bool { state == "firing" }
+
+    private enum CodingKeys: String, CodingKey {
+        case alert, segment, kpi, state, value, baseline, threshold, members, asOfText = "as_of", drillDown = "drill_down"
+    }
 
     /// Nil for a message that is not an alert state change (nothing to deliver).
     init?(payload: [UInt8]) {
-        guard let message = try? JSONDecoder().decode(Message.self, from: Data(payload)), ["firing", "resolved"].contains(message.state),
-              case let .success(asOf) = RFC3339.parse(message.as_of) else { return nil }
-        alert = message.alert
-        segment = message.segment
-        kpi = message.kpi
-        firing = message.state == "firing"
-        value = message.value
-        baseline = message.baseline
-        threshold = message.threshold
-        members = message.members
+        guard let decoded = try? JSONDecoder().decode(AlertNotice.self, from: Data(payload)), ["firing", "resolved"].contains(decoded.state),
+              case let .success(asOf) = RFC3339.parse(decoded.asOfText) else { return nil }
+        self = decoded
         self.asOf = asOf
-        drillDown = message.drill_down ?? []
         published = payload
     }
 
@@ -89,7 +76,7 @@ struct AlertNotice: Sendable, Equatable {
         if let baseline { annotations["baseline"] = JSONText.number(baseline) }
         if let threshold { annotations["threshold"] = JSONText.number(threshold) }
         if let members { annotations["members"] = String(members) }
-        if !drillDown.isEmpty {
+        if let drillDown, !drillDown.isEmpty {
             annotations["drill_down"] = drillDown.prefix(3).map {
                 "\($0.dimension)=\($0.group) (\($0.members) members, \(JSONText.number(($0.contribution * 1000).rounded() / 10))% of the change)"
             }.joined(separator: "; ")

@@ -12,6 +12,15 @@ final class DeliveryHTTP: @unchecked Sendable {
         case retry(String)
         /// Any other 4xx or 3xx: the receiver refuses this body; trying again sends the same.
         case rejected(String)
+
+        /// Why it failed and whether another try can help; nil when delivered.
+        var failure: (reason: String, retryable: Bool)? {
+            switch self {
+            case .delivered: nil
+            case let .retry(reason): (reason, true)
+            case let .rejected(reason): (reason, false)
+            }
+        }
     }
 
     private let client = HTTPClient(eventLoopGroupProvider: .singleton,
