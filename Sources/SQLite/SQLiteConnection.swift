@@ -49,7 +49,13 @@ public final class SQLiteConnection: @unchecked Sendable {
         sqlite3_extended_result_codes(db, 1)
     }
 
-    deinit { sqlite3_close_v2(handle) }
+    /// Statements prepared once per connection (`cached`), by their SQL.
+    private var statementCache: [String: Statement] = [:]
+
+    deinit {
+        statementCache = [:]  // finalized before the close
+        sqlite3_close_v2(handle)
+    }
 
     /// Defines a deterministic SQL function of one text argument, e.g. a hash SQLite lacks.
     /// The connection owns `body` until it closes.
@@ -77,6 +83,18 @@ public final class SQLiteConnection: @unchecked Sendable {
     }
 
     public func prepare(_ sql: String) throws -> Statement { try Statement(connection: self, sql: sql) }
+
+    /// The statement for `sql`, prepared on first use and kept for the connection's life, reset
+    /// and with no bindings: paths that run a statement a few times per call, thousands of times
+    /// (the KPI leader's steps in a catch-up), skip SQLite's parser. For statements run to
+    /// completion before the next use of the same SQL (writes, single-row reads); a loop over
+    /// rows that calls back into code using the same SQL must `prepare` its own.
+    public func cached(_ sql: String) throws -> Statement {
+        if let statement = statementCache[sql] { return statement.reset() }
+        let statement = try Statement(connection: self, sql: sql, retainingConnection: false)
+        statementCache[sql] = statement
+        return statement
+    }
 
     /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`; rolls back if it throws.
     public func transaction<T>(_ body: () throws -> T) throws -> T { try inTransaction("BEGIN IMMEDIATE", body) }
@@ -106,8 +124,10 @@ public final class SQLiteConnection: @unchecked Sendable {
     /// The rowid of the latest successful INSERT on this connection.
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 
-    func error(_ rc: Int32, sql: String?) -> SQLiteError {
-        SQLiteError(code: rc, message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+    func error(_ rc: Int32, sql: String?) -> SQLiteError { Self.error(rc, handle: handle, sql: sql) }
+
+    static func error(_ rc: Int32, handle: OpaquePointer?, sql: String?) -> SQLiteError {
+        SQLiteError(code: rc, message: handle.map { String(cString: sqlite3_errmsg($0)) } ?? "no connection", sql: sql)
     }
 
     /// `PRAGMA user_version`, which numbers the applied migrations.

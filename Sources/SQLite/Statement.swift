@@ -6,15 +6,17 @@ import CSQLite
 /// more than the insert itself.
 public final class Statement {
     let handle: OpaquePointer
-    let connection: SQLiteConnection
+    /// Keeps the connection open while the statement lives; nil for a statement the connection
+    /// caches itself (`SQLiteConnection.cached`), which must not keep its owner alive.
+    let connection: SQLiteConnection?
     public let sql: String
 
-    init(connection: SQLiteConnection, sql: String) throws {
+    init(connection: SQLiteConnection, sql: String, retainingConnection: Bool = true) throws {
         var stmt: OpaquePointer?
         let rc = sqlite3_prepare_v3(connection.handle, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
         guard rc == SQLITE_OK, let stmt else { throw connection.error(rc, sql: sql) }
         handle = stmt
-        self.connection = connection
+        self.connection = retainingConnection ? connection : nil
         self.sql = sql
     }
 
@@ -62,7 +64,7 @@ public final class Statement {
         case SQLITE_ROW: return true
         case SQLITE_DONE: return false
         default:
-            let error = connection.error(rc, sql: sql)
+            let error = SQLiteConnection.error(rc, handle: sqlite3_db_handle(handle), sql: sql)
             sqlite3_reset(handle)
             throw error
         }

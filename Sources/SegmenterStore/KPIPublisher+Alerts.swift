@@ -54,7 +54,7 @@ extension KPIPublisher {
     }
 
     func saveHistory(_ days: [(DayNumber, [KPIKey: Double])]) throws {
-        let statement = try db.prepare("INSERT OR REPLACE INTO kpi_history (segment, kpi, day, value_bits) VALUES (?, ?, ?, ?)")
+        let statement = try db.cached("INSERT OR REPLACE INTO kpi_history (segment, kpi, day, value_bits) VALUES (?, ?, ?, ?)")
         for (day, values) in days {
             for (key, value) in values {
                 statement.reset()
@@ -68,7 +68,7 @@ extension KPIPublisher {
     }
 
     func saveAlerts(_ statuses: [String: AlertStatus], readings: [String: (value: Double?, baseline: Double?)]) throws {
-        let statement = try db.prepare("""
+        let statement = try db.cached("""
             INSERT OR REPLACE INTO alert_states (name, state, pending_since, value_bits, baseline_bits, drill_down)
             VALUES (?, ?, ?, ?, ?, ?)
             """)
@@ -85,7 +85,7 @@ extension KPIPublisher {
     }
 
     func setMeta(_ key: String, _ value: Int64) throws {
-        let statement = try db.prepare("INSERT OR REPLACE INTO publisher_meta (key, value) VALUES (?, ?)")
+        let statement = try db.cached("INSERT OR REPLACE INTO publisher_meta (key, value) VALUES (?, ?)")
         statement.bind(1, key)
         statement.bind(2, value)
         try statement.run()

@@ -206,7 +206,7 @@ public final class KPIPublisher: @unchecked Sendable {
 
     /// Records each pair's last published value and `seq`; call inside a transaction.
     func savePublished(_ states: [(KPIKey, Published)]) throws {
-        let save = try db.prepare("INSERT OR REPLACE INTO kpi_published (segment, kpi, value_bits, seq) VALUES (?, ?, ?, ?)")
+        let save = try db.cached("INSERT OR REPLACE INTO kpi_published (segment, kpi, value_bits, seq) VALUES (?, ?, ?, ?)")
         for (key, state) in states {
             save.reset()
             save.bind(1, key.segment)

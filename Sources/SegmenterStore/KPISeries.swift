@@ -23,7 +23,7 @@ public enum KPISeries {
 
     /// Records `values` at `now`; call inside the publish transaction.
     static func record(_ values: [(KPIKey, Double?)], at now: Instant, in db: SQLiteConnection) throws {
-        let upsert = try db.prepare("INSERT OR REPLACE INTO kpi_series (segment, kpi, bucket, at, value_bits) VALUES (?, ?, ?, ?, ?)")
+        let upsert = try db.cached("INSERT OR REPLACE INTO kpi_series (segment, kpi, bucket, at, value_bits) VALUES (?, ?, ?, ?, ?)")
         let bucket = now.nanoseconds / (resolutionSeconds * Instant.nanosPerSecond)
         for (key, value) in values {
             upsert.reset()
@@ -41,12 +41,12 @@ public enum KPISeries {
                                   in db: SQLiteConnection) throws {
         for (name, status) in new where (old[name]?.state ?? .resolved) != status.state {
             if status.state == .firing {
-                let open = try db.prepare("INSERT OR IGNORE INTO alert_periods (name, started, ended) VALUES (?, ?, NULL)")
+                let open = try db.cached("INSERT OR IGNORE INTO alert_periods (name, started, ended) VALUES (?, ?, NULL)")
                 open.bind(1, name)
                 open.bind(2, now.nanoseconds)
                 try open.run()
             } else {
-                let close = try db.prepare("UPDATE alert_periods SET ended = ? WHERE name = ? AND ended IS NULL")
+                let close = try db.cached("UPDATE alert_periods SET ended = ? WHERE name = ? AND ended IS NULL")
                 close.bind(1, now.nanoseconds)
                 close.bind(2, name)
                 try close.run()
@@ -57,10 +57,10 @@ public enum KPISeries {
     /// Forgets what is older than `retention` before `now` (once a day is enough).
     static func prune(before now: Instant, in db: SQLiteConnection) throws {
         let cutoff = now.nanoseconds - retentionSeconds * Instant.nanosPerSecond
-        let series = try db.prepare("DELETE FROM kpi_series WHERE at < ?")
+        let series = try db.cached("DELETE FROM kpi_series WHERE at < ?")
         series.bind(1, cutoff)
         try series.run()
-        let periods = try db.prepare("DELETE FROM alert_periods WHERE ended IS NOT NULL AND ended < ?")
+        let periods = try db.cached("DELETE FROM alert_periods WHERE ended IS NOT NULL AND ended < ?")
         periods.bind(1, cutoff)
         try periods.run()
     }

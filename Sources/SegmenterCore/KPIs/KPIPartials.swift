@@ -1,11 +1,22 @@
 /// Identifies one KPI of one segment.
+///
+/// Hashes once, when made: partials live in dictionaries keyed by it that a catch-up touches
+/// millions of times (a key per contribution change, per bucket step), and hashing two strings
+/// each time was a tenth of the CPU. Hot paths reuse the catalog's keys (`SegmentCatalog.partialKeys`).
 public struct KPIKey: Hashable, Sendable, Comparable, CustomStringConvertible {
     public let segment: String
     public let kpi: String
+    private let hash: Int
     public init(segment: String, kpi: String) {
         self.segment = segment
         self.kpi = kpi
+        var hasher = Hasher()
+        hasher.combine(segment)
+        hasher.combine(kpi)
+        hash = hasher.finalize()
     }
+    public static func == (a: KPIKey, b: KPIKey) -> Bool { a.hash == b.hash && a.segment == b.segment && a.kpi == b.kpi }
+    public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
     public static func < (a: KPIKey, b: KPIKey) -> Bool { (a.segment, a.kpi) < (b.segment, b.kpi) }
     public var description: String { "\(segment)/\(kpi)" }
 }
@@ -43,19 +54,19 @@ public struct KPIPartials: Equatable, Sendable {
     public init(values: [KPIKey: KPIPartial] = [:]) { self.values = values }
 
     /// Replaces a user's contribution to `segment`: nil means "not a member".
-    public mutating func replace(segment: String, kpis: [KPIDefinition], old: [Double?]?, new: [Double?]?) {
+    /// - Parameter keys: the segment's keys (`SegmentCatalog.partialKeys(of:)`).
+    public mutating func replace(_ keys: SegmentCatalog.PartialKeys, old: [Double?]?, new: [Double?]?) {
         guard old != new else { return }
-        let membersKey = KPIKey(segment: segment, kpi: SegmentCatalog.membersKPI)
         let delta = (new == nil ? 0 : 1) - (old == nil ? 0 : 1)
-        if delta != 0 { add(membersKey, KPIPartial(counted: Int64(delta), total: Double(delta))) }
-        for (index, kpi) in kpis.enumerated() {
+        if delta != 0 { add(keys.members, KPIPartial(counted: Int64(delta), total: Double(delta))) }
+        for (index, key) in keys.kpis.enumerated() {
             let before = old.flatMap { index < $0.count ? $0[index] : nil }
             let after = new.flatMap { index < $0.count ? $0[index] : nil }
             guard before != after else { continue }
             var change = KPIPartial()
             if let before { change.counted -= 1; change.total -= before }
             if let after { change.counted += 1; change.total += after }
-            add(KPIKey(segment: segment, kpi: kpi.name), change)
+            add(key, change)
         }
     }
 
@@ -98,10 +109,35 @@ extension KPIPartials {
 extension SegmentCatalog {
     /// Every (segment, kpi) pair the catalog defines, `members` first per segment (then the
     /// volatility KPIs when on).
-    public var kpiKeys: [KPIKey] {
-        segmentNames.flatMap { segment in
-            builtInKPIs.map { KPIKey(segment: segment, kpi: $0) } + kpis(for: segment).map { KPIKey(segment: segment, kpi: $0.name) }
+    public var kpiKeys: [KPIKey] { volatility ? keyLists.withVolatility : keyLists.plain }
+
+    /// `kpiKeys` for both settings of `volatility`, made once (the KPI leader reads them every step).
+    struct KPIKeyLists: Sendable, Equatable {
+        let plain: [KPIKey]
+        let withVolatility: [KPIKey]
+
+        init(segmentNames: [String], kpis: [KPIDefinition]) {
+            func keys(_ builtIn: [String]) -> [KPIKey] {
+                segmentNames.flatMap { segment in
+                    builtIn.map { KPIKey(segment: segment, kpi: $0) }
+                        + kpis.filter { $0.segments == nil || $0.segments!.contains(segment) }.map { KPIKey(segment: segment, kpi: $0.name) }
+                }
+            }
+            plain = keys([SegmentCatalog.membersKPI])
+            withVolatility = keys([SegmentCatalog.membersKPI] + SegmentVolatility.kpis)
         }
+    }
+
+    /// A segment's partial keys: `members` and its KPIs in catalog order.
+    public struct PartialKeys: Sendable, Equatable {
+        public let members: KPIKey
+        public let kpis: [KPIKey]
+    }
+
+    /// The keys of `segment`'s partials, made once per catalog (an unknown segment: made now).
+    public func partialKeys(of segment: String) -> PartialKeys {
+        partialKeysBySegment[segment] ?? PartialKeys(members: KPIKey(segment: segment, kpi: Self.membersKPI),
+                                                      kpis: kpis(for: segment).map { KPIKey(segment: segment, kpi: $0.name) })
     }
 
     /// The KPIs every segment has without configuring them.
@@ -112,7 +148,7 @@ extension SegmentCatalog {
     /// - Parameter day: the local day of `now`, for the volatility KPIs (nil: the latest day
     ///   any change was counted on).
     public func value(of key: KPIKey, in partials: [KPIKey: KPIPartial], day: DayNumber? = nil) -> Double? {
-        let members = partials[KPIKey(segment: key.segment, kpi: Self.membersKPI)]?.counted ?? 0
+        let members = partials[partialKeys(of: key.segment).members]?.counted ?? 0
         if key.kpi == Self.membersKPI { return Double(members) }
         if volatility, SegmentVolatility.kpis.contains(key.kpi) {
             return SegmentVolatility.value(key.kpi, segment: key.segment, members: members, partials: partials, day: day)

@@ -22,13 +22,13 @@ extension BatchProcessor {
         var published = 0
         effects.partials.bucket = rebuilding ? nil : kpiGrid.bucket(of: now)
         // The segments the user is in now, then those they were in and left.
-        for segment in Array(evaluation.segments) + stored.keys.filter({ !evaluation.segments.contains($0) }) {
+        for segment in Array(evaluation.contributions.keys) + stored.keys.filter({ evaluation.contributions[$0] == nil }) {
             let old = stored[segment]
             let new = evaluation.contributions[segment]
-            if rebuilding { effects.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: new) }
+            if rebuilding { effects.partials.replace(catalog.partialKeys(of: segment), old: nil, new: new) }
             guard old != new else { continue }
             if !rebuilding {
-                effects.partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: old, new: new)
+                effects.partials.replace(catalog.partialKeys(of: segment), old: old, new: new)
                 if catalog.volatility, (old == nil) != (new == nil) {
                     effects.partials.countMembershipChange(segment: segment, entered: new != nil, day: calendar.day(of: now))
                 }

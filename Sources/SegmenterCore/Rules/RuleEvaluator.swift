@@ -17,6 +17,16 @@ public enum RuleValue: Equatable, Sendable {
         }
     }
 
+    init(_ literal: RuleLiteral) {
+        switch literal {
+        case .null: self = .null
+        case let .number(n): self = .number(n)
+        case let .string(s): self = .string(s)
+        case let .bool(b): self = .bool(b)
+        case let .date(d): self = .date(d)
+        }
+    }
+
     /// The number, if this is one.
     public var number: Double? { if case let .number(n) = self { return n } else { return nil } }
 }
@@ -28,60 +38,75 @@ extension RuleExpression {
     public func evaluate(_ features: (Feature) -> FeatureValue) -> RuleValue {
         switch self {
         case let .literal(literal, _):
-            switch literal {
-            case .null: return .null
-            case let .number(n): return .number(n)
-            case let .string(s): return .string(s)
-            case let .bool(b): return .bool(b)
-            case let .date(d): return .date(d)
-            }
+            return RuleValue(literal)
         case let .feature(feature, _):
             return RuleValue(features(feature))
         case let .not(operand, _):
-            guard case let .bool(b) = operand.evaluate(features) else { return .null }
-            return .bool(!b)
+            return RuleOperations.not(operand.evaluate(features))
         case let .negate(operand, _):
-            guard case let .number(n) = operand.evaluate(features) else { return .null }
-            return .number(-n)
+            return RuleOperations.negate(operand.evaluate(features))
         case let .binary(op, left, right, _):
-            if op == .and || op == .or { return logical(op, left.evaluate(features), right.evaluate(features)) }
-            let l = left.evaluate(features)
-            let r = right.evaluate(features)
-            if op.isArithmetic { return arithmetic(op, l, r) }
-            guard let order = compare(l, r) else { return .null }
-            switch op {
-            case .equal: return .bool(order == 0)
-            case .notEqual: return .bool(order != 0)
-            case .less: return .bool(order < 0)
-            case .lessOrEqual: return .bool(order <= 0)
-            case .greater: return .bool(order > 0)
-            default: return .bool(order >= 0)
-            }
+            return RuleOperations.binary(op, left.evaluate(features), right.evaluate(features))
         case let .isNull(operand, negated, _):
-            return .bool((operand.evaluate(features) == .null) != negated)
+            return RuleOperations.isNull(operand.evaluate(features), negated: negated)
         case let .inList(value, items, negated, _):
-            // SQL: true if any item equals; else null if the value or any item is null; else false.
-            let v = value.evaluate(features)
-            var sawNull = v == .null
-            for item in items {
-                switch compare(v, item.evaluate(features)) {
-                case 0?: return .bool(!negated)
-                case nil: sawNull = true
-                default: break
-                }
-            }
-            return sawNull ? .null : .bool(negated)
+            return RuleOperations.inList(value.evaluate(features), items.map { $0.evaluate(features) }, negated: negated)
         case let .between(value, low, high, negated, _):
-            let v = value.evaluate(features)
-            let inside = logical(.and, comparison(compare(v, low.evaluate(features)).map { $0 >= 0 }),
-                                 comparison(compare(v, high.evaluate(features)).map { $0 <= 0 }))
-            guard case let .bool(b) = inside else { return .null }
-            return .bool(b != negated)
+            return RuleOperations.between(value.evaluate(features), low.evaluate(features), high.evaluate(features), negated: negated)
         }
     }
 
     /// True only when the rule evaluates to true (null and false are "not a member").
     public func isTrue(_ features: (Feature) -> FeatureValue) -> Bool { evaluate(features) == .bool(true) }
+}
+
+/// What each operator does to its operands' values (SPEC §8), shared by the tree walk above and
+/// the compiled form (`CompiledExpression`), so both give the same answer by construction.
+enum RuleOperations {
+    static func not(_ operand: RuleValue) -> RuleValue {
+        guard case let .bool(b) = operand else { return .null }
+        return .bool(!b)
+    }
+
+    static func negate(_ operand: RuleValue) -> RuleValue {
+        guard case let .number(n) = operand else { return .null }
+        return .number(-n)
+    }
+
+    static func binary(_ op: BinaryOperator, _ l: RuleValue, _ r: RuleValue) -> RuleValue {
+        if op == .and || op == .or { return logical(op, l, r) }
+        if op.isArithmetic { return arithmetic(op, l, r) }
+        guard let order = compare(l, r) else { return .null }
+        switch op {
+        case .equal: return .bool(order == 0)
+        case .notEqual: return .bool(order != 0)
+        case .less: return .bool(order < 0)
+        case .lessOrEqual: return .bool(order <= 0)
+        case .greater: return .bool(order > 0)
+        default: return .bool(order >= 0)
+        }
+    }
+
+    static func isNull(_ operand: RuleValue, negated: Bool) -> RuleValue { .bool((operand == .null) != negated) }
+
+    /// SQL: true if any item equals; else null if the value or any item is null; else false.
+    static func inList(_ v: RuleValue, _ items: some Sequence<RuleValue>, negated: Bool) -> RuleValue {
+        var sawNull = v == .null
+        for item in items {
+            switch compare(v, item) {
+            case 0?: return .bool(!negated)
+            case nil: sawNull = true
+            default: break
+            }
+        }
+        return sawNull ? .null : .bool(negated)
+    }
+
+    static func between(_ v: RuleValue, _ low: RuleValue, _ high: RuleValue, negated: Bool) -> RuleValue {
+        let inside = logical(.and, comparison(compare(v, low).map { $0 >= 0 }), comparison(compare(v, high).map { $0 <= 0 }))
+        guard case let .bool(b) = inside else { return .null }
+        return .bool(b != negated)
+    }
 }
 
 private func comparison(_ result: Bool?) -> RuleValue { result.map(RuleValue.bool) ?? .null }

@@ -47,7 +47,7 @@ public struct ConfigPreview: Sendable {
     public mutating func add(_ userID: String, published: Set<String>, evaluation: UserEvaluation) {
         users += 1
         for (segment, contributions) in evaluation.contributions {
-            after.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: contributions)
+            after.replace(catalog.partialKeys(of: segment), old: nil, new: contributions)
         }
         for name in published.symmetricDifference(evaluation.segments) where name != SegmentCatalog.allSegment {
             let entering = evaluation.segments.contains(name)

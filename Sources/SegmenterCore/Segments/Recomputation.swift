@@ -25,7 +25,7 @@ public struct FromScratch: Sendable {
             let evaluation = catalog.evaluate(profile: profile, days: days[user] ?? [:], now: now(user), calendar: calendar)
             members[user] = evaluation.segments
             for (segment, contributions) in evaluation.contributions {
-                partials.replace(segment: segment, kpis: catalog.kpis(for: segment), old: nil, new: contributions)
+                partials.replace(catalog.partialKeys(of: segment), old: nil, new: contributions)
             }
         }
     }

@@ -30,6 +30,18 @@ public struct SegmentCatalog: Sendable, Equatable {
         let name: String
         let rule: RuleExpression
     }
+    /// The rules (in `rules` order) and KPI expressions compiled, over `featureSlots`.
+    let compiledRules: [CompiledExpression]
+    let compiledKPIs: [CompiledExpression]
+    let featureSlots: FeatureSlots
+    /// Distinct lists of KPI positions (`kpiIndicesBySegment`'s values), and per rule and for
+    /// `all` which list is theirs: segments with the same KPIs share one contributions array.
+    let kpiGroups: [[Int]]
+    let kpiGroupOfRule: [Int]
+    let kpiGroupOfAll: Int
+    /// Per segment (`all` included), the keys of its partials; and `kpiKeys` both ways.
+    let partialKeysBySegment: [String: PartialKeys]
+    let keyLists: KPIKeyLists
     /// What in the catalog can change with the clock alone.
     public let timeTriggers: TimeTriggers
     /// Every feature any rule or KPI reads; decides which windows of days must be loaded and
@@ -53,6 +65,26 @@ public struct SegmentCatalog: Sendable, Equatable {
             (name, kpis.indices.filter { kpis[$0].segments == nil || kpis[$0].segments!.contains(name) })
         })
         rules = segments.map { NamedRule(name: $0.name, rule: $0.rule) }
+        let slots = FeatureSlots(segments.map(\.rule) + kpis.map(\.expression))
+        featureSlots = slots
+        compiledRules = segments.map { CompiledExpression($0.rule, slots: slots) }
+        compiledKPIs = kpis.map { CompiledExpression($0.expression, slots: slots) }
+        let indices = kpiIndicesBySegment
+        var groups: [[Int]] = []
+        func group(_ segment: String) -> Int {
+            let list = indices[segment] ?? []
+            if let known = groups.firstIndex(of: list) { return known }
+            groups.append(list)
+            return groups.count - 1
+        }
+        kpiGroupOfAll = group(Self.allSegment)
+        kpiGroupOfRule = segments.map { group($0.name) }
+        kpiGroups = groups
+        partialKeysBySegment = Dictionary(uniqueKeysWithValues: names.map { name in
+            (name, PartialKeys(members: KPIKey(segment: name, kpi: Self.membersKPI),
+                               kpis: kpis.filter { $0.segments == nil || $0.segments!.contains(name) }.map { KPIKey(segment: name, kpi: $0.name) }))
+        })
+        keyLists = KPIKeyLists(segmentNames: names, kpis: kpis)
         timeTriggers = TimeTriggers(segments: segments, kpis: kpis)
         features = segments.reduce(into: Set<Feature>()) { $0.formUnion($1.rule.features) }
             .union(kpis.reduce(into: Set<Feature>()) { $0.formUnion($1.expression.features) })

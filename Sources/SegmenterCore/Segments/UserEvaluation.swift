@@ -1,39 +1,46 @@
 /// A user's segments and KPI contributions at one `now`, and when that could next change
 /// without a new event of theirs. Pure.
 public struct UserEvaluation: Equatable, Sendable {
-    /// Segments the user is in, `all` included.
-    public var segments: Set<String>
-    /// Per segment the user is in: per KPI of that segment (catalog order), the contribution.
+    /// Per segment the user is in (`all` included): per KPI of that segment (catalog order), the contribution.
     public var contributions: [String: [Double?]]
     /// The earliest instant after `now` at which a rule or KPI value could change by time alone.
     public var nextChange: Instant?
 
-    public init(segments: Set<String>, contributions: [String: [Double?]], nextChange: Instant?) {
-        self.segments = segments
+    public init(contributions: [String: [Double?]], nextChange: Instant?) {
         self.contributions = contributions
         self.nextChange = nextChange
     }
+
+    /// Segments the user is in, `all` included.
+    public var segments: Set<String> { Set(contributions.keys) }
 }
 
 extension SegmentCatalog {
+    /// Each feature once, each rule and KPI by its compiled form (this runs at every event and
+    /// timer of every user); segments with the same KPIs share one contributions array.
     public func evaluate(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, calendar: DayCalendar) -> UserEvaluation {
         let evaluator = FeatureEvaluator(profile: profile, days: days, now: now, calendar: calendar)
-        let lookup = evaluator.value(of:)
-        var segments: Set<String> = [Self.allSegment]
-        for index in rules.indices where rules[index].rule.isTrue(lookup) { segments.insert(rules[index].name) }
+        let features = featureSlots.values(evaluator)
+        var stack: [RuleValue] = []
+        stack.reserveCapacity(8)
         // Each KPI once, only if a segment the user is in keeps it.
-        var values = [Double??](repeating: nil, count: kpis.count)
-        var contributions: [String: [Double?]] = [:]
-        contributions.reserveCapacity(segments.count)
-        for segment in segments {
-            contributions[segment] = (kpiIndicesBySegment[segment] ?? []).map { index in
-                if let known = values[index] { return known }
-                let value = kpis[index].contribution(lookup)
-                values[index] = .some(value)
-                return value
+        var groups = [[Double?]?](repeating: nil, count: kpiGroups.count)
+        func contributions(ofGroup group: Int) -> [Double?] {
+            if let known = groups[group] { return known }
+            let values: [Double?] = kpiGroups[group].map { index in
+                let value = compiledKPIs[index].evaluate(features: features, stack: &stack)
+                return kpis[index].kind == .share ? (value == .bool(true) ? 1 : 0) : value.number
             }
+            groups[group] = values
+            return values
         }
-        return UserEvaluation(segments: segments, contributions: contributions,
+        var result: [String: [Double?]] = [:]
+        result.reserveCapacity(rules.count + 1)
+        result[Self.allSegment] = contributions(ofGroup: kpiGroupOfAll)
+        for index in rules.indices where compiledRules[index].evaluate(features: features, stack: &stack) == .bool(true) {
+            result[rules[index].name] = contributions(ofGroup: kpiGroupOfRule[index])
+        }
+        return UserEvaluation(contributions: result,
                               nextChange: timeTriggers.nextChange(profile: profile, days: days, now: now, today: evaluator.today, calendar: calendar))
     }
 }
