@@ -11,16 +11,20 @@ extension KPIPublisher {
     ///   - current: the group's partials at `now` (each pair at its own clock).
     /// - Returns: the messages written.
     @discardableResult
-    public func publish(_ fold: [PartialsFold.Step], through last: Int64, current: [KPIKey: KPIPartial], now: Instant, grid: KPIGrid,
+    public func publish(_ fold: some Sequence<PartialsFold.Step>, through last: Int64, current: [KPIKey: KPIPartial], now: Instant, grid: KPIGrid,
                         catalog: SegmentCatalog, causes: [String: ChangeCause], alerts: [AlertDefinition] = [],
                         alertTopic: String = "segment-alerts", calendar: DayCalendar = .utc, drillDown: DrillDownProvider? = nil) throws -> Int {
         do {
             // One transaction for every step: a catch-up makes thousands.
             return try db.transaction {
-                try publishSteps(fold, through: last, current: current, now: now, grid: grid, catalog: catalog, causes: causes, alerts: alerts,
-                                 alertTopic: alertTopic, calendar: calendar, drillDown: drillDown)
+                deferred = DeferredWrites()
+                let emitted = try publishSteps(fold, through: last, current: current, now: now, grid: grid, catalog: catalog, causes: causes,
+                                               alerts: alerts, alertTopic: alertTopic, calendar: calendar, drillDown: drillDown)
+                try flushDeferred()
+                return emitted
             }
         } catch {
+            deferred = nil
             // Rolled back: what this publisher believes it published goes back to what is stored.
             try? loadPublished()
             try? loadAlertState()
@@ -29,7 +33,7 @@ extension KPIPublisher {
         }
     }
 
-    private func publishSteps(_ fold: [PartialsFold.Step], through last: Int64, current: [KPIKey: KPIPartial], now: Instant, grid: KPIGrid,
+    private func publishSteps(_ fold: some Sequence<PartialsFold.Step>, through last: Int64, current: [KPIKey: KPIPartial], now: Instant, grid: KPIGrid,
                               catalog: SegmentCatalog, causes: [String: ChangeCause], alerts: [AlertDefinition], alertTopic: String,
                               calendar: DayCalendar, drillDown: DrillDownProvider?) throws -> Int {
         var emitted = 0

@@ -35,6 +35,14 @@ public final class KPIPublisher: @unchecked Sendable {
     public internal(set) var deliveredOffsets: [Int32: Int64] = [:]
     /// `deliveredOffsets` as last written to the database (a publish writes only what moved).
     var savedOffsets: [Int32: Int64] = [:]
+    /// While a run of steps publishes (one transaction), the writes only its last step's value
+    /// matters for: each pair's latest chart point per resolution bucket and the publisher's
+    /// meta rows. A catch-up steps every minute of event time; the chart keeps one value per five.
+    var deferred: DeferredWrites?
+    struct DeferredWrites {
+        var points: [KPIKey: KPISeries.PendingPoint] = [:]
+        var meta: [String: Int64] = [:]
+    }
 
     /// Where the publisher kept its state before it moved into partition 0's database.
     public static let legacyFileName = "kpis.sqlite"
@@ -184,13 +192,16 @@ public final class KPIPublisher: @unchecked Sendable {
             try savePublished(updates.map { ($0.0, $0.1) })
             for (key, _, message) in updates { try enqueue(topic: topic, key: key.segment, message: message, now: now) }
             try saveHistory(endOfDay)
-            try KPISeries.record(charted, at: now, in: db)
+            try chart(charted, at: now)
             try KPISeries.recordTransitions(from: alertStatus, to: statuses, at: now, in: db)
-            if !endOfDay.isEmpty { try KPISeries.prune(before: now, in: db) }
+            if !endOfDay.isEmpty {
+                try flushDeferredPoints()
+                try KPISeries.prune(before: now, in: db)
+            }
             try saveAlerts(statuses, readings: readings)
             for (name, message) in alertMessages { try enqueue(topic: alertTopic, key: name, message: message, now: now) }
-            try setMeta("current_day", Int64(calendar.day(of: now)))
-            if let bucket { try setMeta("folded_bucket", bucket) }
+            try writeMeta("current_day", Int64(calendar.day(of: now)))
+            if let bucket { try writeMeta("folded_bucket", bucket) }
             try saveDeliveredOffsets()
         }
         for (key, state, _) in updates { published[key] = state }
@@ -202,6 +213,35 @@ public final class KPIPublisher: @unchecked Sendable {
         alertStatus.merge(statuses) { $1 }
         alertReadings = readings
         return updates.count + alertMessages.count
+    }
+
+    /// Charts `values` at `now`: written now, or with `deferred`, kept until the pair's next value
+    /// falls in another resolution bucket (which replaces it otherwise) or the run ends.
+    func chart(_ values: [(KPIKey, Double?)], at now: Instant) throws {
+        guard deferred != nil else { return try KPISeries.record(values, at: now, in: db) }
+        var replaced: [KPISeries.PendingPoint] = []
+        for (key, value) in values {
+            let point = KPISeries.PendingPoint(key: key, value: value, at: now)
+            if let earlier = deferred!.points.updateValue(point, forKey: key), earlier.bucket != point.bucket { replaced.append(earlier) }
+        }
+        try KPISeries.record(replaced, in: db)
+    }
+
+    func flushDeferredPoints() throws {
+        guard let points = deferred?.points.values, !points.isEmpty else { return }
+        try KPISeries.record(Array(points), in: db)
+        deferred!.points = [:]
+    }
+
+    func writeMeta(_ key: String, _ value: Int64) throws {
+        if deferred != nil { deferred!.meta[key] = value } else { try setMeta(key, value) }
+    }
+
+    /// Writes what `deferred` holds; call at the end of the run's transaction.
+    func flushDeferred() throws {
+        try flushDeferredPoints()
+        for (key, value) in deferred?.meta ?? [:] { try setMeta(key, value) }
+        deferred = nil
     }
 
     /// Records each pair's last published value and `seq`; call inside a transaction.

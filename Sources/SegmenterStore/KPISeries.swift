@@ -23,15 +23,28 @@ public enum KPISeries {
 
     /// Records `values` at `now`; call inside the publish transaction.
     static func record(_ values: [(KPIKey, Double?)], at now: Instant, in db: SQLiteConnection) throws {
+        try record(values.map { PendingPoint(key: $0.0, value: $0.1, at: now) }, in: db)
+    }
+
+    /// A value of a pair at an instant, not yet written.
+    struct PendingPoint {
+        let key: KPIKey
+        let value: Double?
+        let at: Instant
+        var bucket: Int64 { KPISeries.bucket(of: at) }
+    }
+
+    static func bucket(of instant: Instant) -> Int64 { instant.nanoseconds / (resolutionSeconds * Instant.nanosPerSecond) }
+
+    static func record(_ points: [PendingPoint], in db: SQLiteConnection) throws {
         let upsert = try db.cached("INSERT OR REPLACE INTO kpi_series (segment, kpi, bucket, at, value_bits) VALUES (?, ?, ?, ?, ?)")
-        let bucket = now.nanoseconds / (resolutionSeconds * Instant.nanosPerSecond)
-        for (key, value) in values {
+        for point in points {
             upsert.reset()
-            upsert.bind(1, key.segment)
-            upsert.bind(2, key.kpi)
-            upsert.bind(3, bucket)
-            upsert.bind(4, now.nanoseconds)
-            upsert.bind(5, value.map { Int64(bitPattern: $0.bitPattern) })
+            upsert.bind(1, point.key.segment)
+            upsert.bind(2, point.key.kpi)
+            upsert.bind(3, point.bucket)
+            upsert.bind(4, point.at.nanoseconds)
+            upsert.bind(5, point.value.map { Int64(bitPattern: $0.bitPattern) })
             try upsert.run()
         }
     }

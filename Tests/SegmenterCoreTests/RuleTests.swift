@@ -63,6 +63,24 @@ import Testing
     func evaluates(rule: String, expected: RuleValue) throws {
         let expression = try RuleParser.parseRule(rule)
         #expect(expression.evaluate(Self.features) == expected, "\(rule)")
+        // The compiled form ingest evaluates (each feature once, into slots) answers the same.
+        let slots = FeatureSlots([expression])
+        let values = slots.features.map { RuleValue(Self.features($0)) }
+        #expect(values.withUnsafeBufferPointer { CompiledExpression(expression, slots: slots).evaluate(features: $0) } == expected, "\(rule) compiled")
+    }
+
+    /// Timestamps print as RFC 3339 with the shortest exact fraction, and read back to the instant.
+    @Test(arguments: [
+        (Int64(0), "1970-01-01T00:00:00Z"),
+        (1_790_000_000_123_000_000, "2026-09-21T14:13:20.123Z"),
+        (1_790_000_000_000_123_000, "2026-09-21T14:13:20.000123Z"),
+        (1_790_000_000_000_000_007, "2026-09-21T14:13:20.000000007Z"),
+        (-1, "1969-12-31T23:59:59.999999999Z"),
+        (4_102_444_800_000_000_000, "2100-01-01T00:00:00Z"),
+    ])
+    func formatsInstants(nanoseconds: Int64, text: String) throws {
+        #expect(RFC3339.format(Instant(nanoseconds: nanoseconds)) == text)
+        #expect(try RFC3339.parse(text).get() == Instant(nanoseconds: nanoseconds))
     }
 
     @Test(arguments: [

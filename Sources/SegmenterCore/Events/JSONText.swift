@@ -25,6 +25,17 @@ public enum JSONText {
         return out + "\""
     }
 
+    /// Appends `s` as a JSON string to UTF-8 bytes (the hot paths build messages as bytes).
+    public static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C }) {
+            out.append(0x22)
+            out.append(contentsOf: s.utf8)
+            out.append(0x22)
+        } else {
+            out.append(contentsOf: quote(s).utf8)
+        }
+    }
+
     /// A JSON number; integral values print without a fraction, non-finite values as null.
     public static func number(_ value: Double) -> String {
         guard value.isFinite else { return "null" }

@@ -17,6 +17,14 @@ public struct KPIKey: Hashable, Sendable, Comparable, CustomStringConvertible {
     }
     public static func == (a: KPIKey, b: KPIKey) -> Bool { a.hash == b.hash && a.segment == b.segment && a.kpi == b.kpi }
     public func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+    /// What dictionaries ask for: the hash made once, mixed with the table's seed by a
+    /// multiply-xorshift (the hash is already SipHash's, so no second SipHash round is needed).
+    public func _rawHashValue(seed: Int) -> Int {
+        var x = UInt64(bitPattern: Int64(hash ^ seed))
+        x = (x ^ (x >> 33)) &* 0xff51afd7ed558ccd
+        x = (x ^ (x >> 33)) &* 0xc4ceb9fe1a85ec53
+        return Int(Int64(bitPattern: x ^ (x >> 33)))
+    }
     public static func < (a: KPIKey, b: KPIKey) -> Bool { (a.segment, a.kpi) < (b.segment, b.kpi) }
     public var description: String { "\(segment)/\(kpi)" }
 }

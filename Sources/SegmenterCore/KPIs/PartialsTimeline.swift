@@ -73,28 +73,54 @@ public enum PartialsFold {
     /// the earliest first, and returned as `skipped`.
     /// - Parameter folded: the last bucket already published (nil: none; from the earliest change known).
     public static func steps(after folded: Int64?, through last: Int64, partitions: [PartialsTimeline])
-        -> (steps: [Step], skipped: ClosedRange<Int64>?) {
+        -> (steps: Steps, skipped: ClosedRange<Int64>?) {
         let start = folded.map { $0 + 1 } ?? min(partitions.compactMap { $0.deltas.keys.min() }.min() ?? last, last)
-        guard start <= last else { return ([], nil) }
+        guard start <= last else { return (.none, nil) }
         // The first bucket every partition can tell: coverage only grows towards the present.
         let first = partitions.reduce(start) { first, partition in
             guard let clockBucket = partition.clockBucket, first < clockBucket else { return first }
             guard let covered = partition.coveredFrom else { return max(first, clockBucket) }
             return max(first, min(covered == Int64.min ? covered : covered - 1, clockBucket))
         }
-        guard first <= last else { return ([], start...last) }
+        guard first <= last else { return (.none, start...last) }
         var global: [KPIKey: KPIPartial] = [:]
         for partition in partitions {
             for (key, value) in partition.partials(atEndOf: first) ?? partition.current { global[key, default: KPIPartial()] += value }
         }
-        var steps = [Step(bucket: first, partials: global)]
         let changed = Set(partitions.flatMap { $0.deltas.keys.filter { $0 > first && $0 <= last } }).sorted()
-        for bucket in changed {
-            for partition in partitions {
-                for (key, change) in partition.deltas[bucket] ?? [:] { global[key, default: KPIPartial()] += change }
+        return (Steps(first: Step(bucket: first, partials: global), later: changed, partitions: partitions), first > start ? start...(first - 1) : nil)
+    }
+
+    /// The steps of one fold, made as they are read: a catch-up folds tens of thousands of
+    /// buckets, and holding every step's partials at once cost hundreds of megabytes.
+    public struct Steps: Sequence, Sendable {
+        let first: Step?
+        let later: [Int64]
+        let partitions: [PartialsTimeline]
+
+        public static let none = Steps(first: nil, later: [], partitions: [])
+
+        public var isEmpty: Bool { first == nil }
+        public var underestimatedCount: Int { first == nil ? 0 : 1 + later.count }
+
+        public func makeIterator() -> Iterator { Iterator(steps: self, global: first?.partials ?? [:]) }
+
+        public struct Iterator: IteratorProtocol {
+            let steps: Steps
+            var global: [KPIKey: KPIPartial]
+            var position = -1
+
+            public mutating func next() -> Step? {
+                defer { position += 1 }
+                guard let first = steps.first else { return nil }
+                if position < 0 { return first }
+                guard position < steps.later.count else { return nil }
+                let bucket = steps.later[position]
+                for partition in steps.partitions {
+                    for (key, change) in partition.deltas[bucket] ?? [:] { global[key, default: KPIPartial()] += change }
+                }
+                return Step(bucket: bucket, partials: global)
             }
-            steps.append(Step(bucket: bucket, partials: global))
         }
-        return (steps, first > start ? start...(first - 1) : nil)
     }
 }

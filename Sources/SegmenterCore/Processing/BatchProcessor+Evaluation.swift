@@ -92,9 +92,17 @@ extension BatchProcessor {
     /// `topics.members` its row of the current-membership table: the same record keyed
     /// `SEGMENT|USER` on enter, a tombstone on exit, so a compacted topic holds exactly the members.
     private func appendMembership(_ change: MembershipChange, asOf: String, to messages: inout [BatchEffects.Message]) {
-        let text = "{\"user_id\":\(JSONText.quote(change.userID)),\"segment\":\(JSONText.quote(change.segment)),\"change\":\""
-            + (change.entered ? "enter" : "exit") + "\",\"as_of\":\"" + asOf + "\",\"cause\":\"" + change.cause.rawValue + "\"}"
-        let value = Array(text.utf8)
+        var value: [UInt8] = []
+        value.reserveCapacity(120 + change.userID.utf8.count + change.segment.utf8.count)
+        value.append(contentsOf: #"{"user_id":"#.utf8)
+        JSONText.appendQuoted(change.userID, to: &value)
+        value.append(contentsOf: #","segment":"#.utf8)
+        JSONText.appendQuoted(change.segment, to: &value)
+        value.append(contentsOf: (change.entered ? #","change":"enter","as_of":""# : #","change":"exit","as_of":""#).utf8)
+        value.append(contentsOf: asOf.utf8)
+        value.append(contentsOf: #"","cause":""#.utf8)
+        value.append(contentsOf: change.cause.rawValue.utf8)
+        value.append(contentsOf: #""}"#.utf8)
         messages.append(BatchEffects.Message(topic: membershipTopic, key: Array(change.userID.utf8), value: value))
         guard let membersTopic else { return }
         let key = Array((change.segment + "|" + change.userID).utf8)

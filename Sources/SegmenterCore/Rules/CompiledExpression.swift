@@ -1,5 +1,5 @@
-/// A rule or KPI expression flattened for the hot path: postfix instructions over a value stack,
-/// features read from slots the caller fills once per evaluation.
+/// A rule or KPI expression flattened for the hot path: instructions in prefix order (an
+/// operator, then its operands), features read from slots the caller fills once per evaluation.
 ///
 /// Every user is evaluated at every event and timer; walking the `indirect` tree retained and
 /// released each node it passed and called a closure per feature reference (a tenth of ingest's
@@ -13,7 +13,7 @@ struct CompiledExpression: Sendable, Equatable {
         case not, negate
         case binary(BinaryOperator)
         case isNull(negated: Bool)
-        /// Pops `count` items, then the value.
+        /// The value, then `count` items.
         case inList(count: Int, negated: Bool)
         case between(negated: Bool)
     }
@@ -30,43 +30,52 @@ struct CompiledExpression: Sendable, Equatable {
         switch e {
         case let .literal(literal, _): program.append(.literal(RuleValue(literal)))
         case let .feature(feature, _): program.append(.feature(slots.index[feature]!))
-        case let .not(x, _): emit(x, slots: slots, into: &program); program.append(.not)
-        case let .negate(x, _): emit(x, slots: slots, into: &program); program.append(.negate)
+        case let .not(x, _): program.append(.not); emit(x, slots: slots, into: &program)
+        case let .negate(x, _): program.append(.negate); emit(x, slots: slots, into: &program)
         case let .binary(op, l, r, _):
-            emit(l, slots: slots, into: &program); emit(r, slots: slots, into: &program); program.append(.binary(op))
-        case let .isNull(x, negated, _): emit(x, slots: slots, into: &program); program.append(.isNull(negated: negated))
+            program.append(.binary(op)); emit(l, slots: slots, into: &program); emit(r, slots: slots, into: &program)
+        case let .isNull(x, negated, _): program.append(.isNull(negated: negated)); emit(x, slots: slots, into: &program)
         case let .inList(v, items, negated, _):
-            emit(v, slots: slots, into: &program)
-            for item in items { emit(item, slots: slots, into: &program) }
             program.append(.inList(count: items.count, negated: negated))
+            for x in [v] + items { emit(x, slots: slots, into: &program) }
         case let .between(v, lo, hi, negated, _):
-            for x in [v, lo, hi] { emit(x, slots: slots, into: &program) }
             program.append(.between(negated: negated))
+            for x in [v, lo, hi] { emit(x, slots: slots, into: &program) }
         }
     }
 
-    /// - Parameter stack: scratch space, left empty (kept by the caller across expressions).
-    func evaluate(features: [RuleValue], stack: inout [RuleValue]) -> RuleValue {
-        for instruction in program {
-            switch instruction {
-            case let .literal(value): stack.append(value)
-            case let .feature(slot): stack.append(features[slot])
-            case .not: stack.append(RuleOperations.not(stack.removeLast()))
-            case .negate: stack.append(RuleOperations.negate(stack.removeLast()))
-            case let .binary(op):
-                let right = stack.removeLast()
-                stack.append(RuleOperations.binary(op, stack.removeLast(), right))
-            case let .isNull(negated): stack.append(RuleOperations.isNull(stack.removeLast(), negated: negated))
-            case let .inList(count, negated):
-                let value = RuleOperations.inList(stack[stack.count - count - 1], stack[(stack.count - count)...], negated: negated)
-                stack.removeLast(count + 1)
-                stack.append(value)
-            case let .between(negated):
-                let high = stack.removeLast(), low = stack.removeLast()
-                stack.append(RuleOperations.between(stack.removeLast(), low, high, negated: negated))
-            }
+    func evaluate(features: UnsafeBufferPointer<RuleValue>) -> RuleValue {
+        program.withUnsafeBufferPointer { program in
+            var next = 0
+            return Self.evaluate(program, &next, features)
         }
-        return stack.removeLast()
+    }
+
+    /// Evaluates the expression starting at `next`, leaving `next` after it.
+    private static func evaluate(_ program: UnsafeBufferPointer<Instruction>, _ next: inout Int,
+                                 _ features: UnsafeBufferPointer<RuleValue>) -> RuleValue {
+        let instruction = program[next]
+        next += 1
+        switch instruction {
+        case let .literal(value): return value
+        case let .feature(slot): return features[slot]
+        case .not: return RuleOperations.not(evaluate(program, &next, features))
+        case .negate: return RuleOperations.negate(evaluate(program, &next, features))
+        case let .binary(op):
+            let left = evaluate(program, &next, features)
+            return RuleOperations.binary(op, left, evaluate(program, &next, features))
+        case let .isNull(negated): return RuleOperations.isNull(evaluate(program, &next, features), negated: negated)
+        case let .inList(count, negated):
+            let value = evaluate(program, &next, features)
+            var items: [RuleValue] = []
+            items.reserveCapacity(count)
+            for _ in 0..<count { items.append(evaluate(program, &next, features)) }
+            return RuleOperations.inList(value, items, negated: negated)
+        case let .between(negated):
+            let value = evaluate(program, &next, features)
+            let low = evaluate(program, &next, features)
+            return RuleOperations.between(value, low, evaluate(program, &next, features), negated: negated)
+        }
     }
 }
 

@@ -20,15 +20,20 @@ extension SegmentCatalog {
     /// timer of every user); segments with the same KPIs share one contributions array.
     public func evaluate(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, calendar: DayCalendar) -> UserEvaluation {
         let evaluator = FeatureEvaluator(profile: profile, days: days, now: now, calendar: calendar)
-        let features = featureSlots.values(evaluator)
-        var stack: [RuleValue] = []
-        stack.reserveCapacity(8)
+        let values = featureSlots.values(evaluator)
+        return values.withUnsafeBufferPointer { features in
+            evaluate(features: features, nextChange: timeTriggers.nextChange(profile: profile, days: days, now: now, today: evaluator.today,
+                                                                               calendar: calendar))
+        }
+    }
+
+    private func evaluate(features: UnsafeBufferPointer<RuleValue>, nextChange: Instant?) -> UserEvaluation {
         // Each KPI once, only if a segment the user is in keeps it.
         var groups = [[Double?]?](repeating: nil, count: kpiGroups.count)
         func contributions(ofGroup group: Int) -> [Double?] {
             if let known = groups[group] { return known }
             let values: [Double?] = kpiGroups[group].map { index in
-                let value = compiledKPIs[index].evaluate(features: features, stack: &stack)
+                let value = compiledKPIs[index].evaluate(features: features)
                 return kpis[index].kind == .share ? (value == .bool(true) ? 1 : 0) : value.number
             }
             groups[group] = values
@@ -37,11 +42,10 @@ extension SegmentCatalog {
         var result: [String: [Double?]] = [:]
         result.reserveCapacity(rules.count + 1)
         result[Self.allSegment] = contributions(ofGroup: kpiGroupOfAll)
-        for index in rules.indices where compiledRules[index].evaluate(features: features, stack: &stack) == .bool(true) {
+        for index in rules.indices where compiledRules[index].evaluate(features: features) == .bool(true) {
             result[rules[index].name] = contributions(ofGroup: kpiGroupOfRule[index])
         }
-        return UserEvaluation(contributions: result,
-                              nextChange: timeTriggers.nextChange(profile: profile, days: days, now: now, today: evaluator.today, calendar: calendar))
+        return UserEvaluation(contributions: result, nextChange: nextChange)
     }
 }
 

@@ -85,13 +85,38 @@ public enum RFC3339 {
         let days = floorDiv(seconds, 86_400)
         let secondOfDay = seconds - days * 86_400
         let (y, m, d) = civilFromDays(days)
-        var out = "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
-        if nanos != 0 {
-            if nanos % 1_000_000 == 0 { out += "." + pad(nanos / 1_000_000, 3) }
-            else if nanos % 1000 == 0 { out += "." + pad(nanos / 1000, 6) }
-            else { out += "." + pad(nanos, 9) }
+        guard (0...9999).contains(y) else {
+            // Outside four digits (never in event data): the general path.
+            return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2))"
+                + fraction(nanos) + "Z"
         }
-        return out + "Z"
+        // Every membership change and KPI delta carries one: digits written in place, no
+        // intermediate strings (measured at ~8,000 instructions a call before).
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(31)
+        func digits(_ value: Int64, _ width: Int) {
+            var divisor: Int64 = 1
+            for _ in 1..<width { divisor *= 10 }
+            while divisor > 0 {
+                bytes.append(UInt8(truncatingIfNeeded: 0x30 + value / divisor % 10))
+                divisor /= 10
+            }
+        }
+        digits(y, 4); bytes.append(0x2D); digits(m, 2); bytes.append(0x2D); digits(d, 2); bytes.append(0x54)
+        digits(secondOfDay / 3600, 2); bytes.append(0x3A); digits(secondOfDay / 60 % 60, 2); bytes.append(0x3A); digits(secondOfDay % 60, 2)
+        if nanos != 0 {
+            bytes.append(0x2E)
+            if nanos % 1_000_000 == 0 { digits(nanos / 1_000_000, 3) } else if nanos % 1000 == 0 { digits(nanos / 1000, 6) } else { digits(nanos, 9) }
+        }
+        bytes.append(0x5A)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    private static func fraction(_ nanos: Int64) -> String {
+        if nanos == 0 { return "" }
+        if nanos % 1_000_000 == 0 { return "." + pad(nanos / 1_000_000, 3) }
+        if nanos % 1000 == 0 { return "." + pad(nanos / 1000, 6) }
+        return "." + pad(nanos, 9)
     }
 
     static func pad(_ value: Int64, _ width: Int) -> String {
