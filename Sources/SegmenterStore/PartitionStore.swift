@@ -298,7 +298,9 @@ public final class PartitionStore: @unchecked Sendable {
         partials = effects.partials
         _ = partials.takeChanged()
         for (bucket, changes) in partials.takeBucketDeltas() {
-            for (key, change) in changes { bucketLog[bucket, default: [:]][key, default: KPIPartial()] += change }
+            // A bucket new to the log (most of a batch's) moves in whole, unhashed.
+            guard bucketLog[bucket] != nil else { bucketLog[bucket] = changes; continue }
+            for (key, change) in changes { bucketLog[bucket]![key, default: KPIPartial()] += change }
         }
         if bucketLog.count > Self.bucketLogCapacity, let oldest = bucketLog.keys.sorted().dropLast(Self.bucketLogCapacity).last {
             forgetBuckets(through: oldest)  // nobody folds them (the KPI leader is elsewhere, or waits): bounded memory

@@ -22,11 +22,9 @@ extension BatchProcessor {
         var published = 0
         effects.partials.bucket = rebuilding ? nil : kpiGrid.bucket(of: now)
         // The segments the user is in now, then those they were in and left.
-        for segment in Array(evaluation.contributions.keys) + stored.keys.filter({ evaluation.contributions[$0] == nil }) {
-            let old = stored[segment]
-            let new = evaluation.contributions[segment]
+        func visit(_ segment: String, old: [Double?]?, new: [Double?]?) {
             if rebuilding { effects.partials.replace(catalog.partialKeys(of: segment), old: nil, new: new) }
-            guard old != new else { continue }
+            guard old != new else { return }
             if !rebuilding {
                 effects.partials.replace(catalog.partialKeys(of: segment), old: old, new: new)
                 if catalog.volatility, (old == nil) != (new == nil) {
@@ -42,6 +40,8 @@ extension BatchProcessor {
                 published += 1
             }
         }
+        for (segment, new) in evaluation.contributions { visit(segment, old: stored[segment], new: new) }
+        for (segment, old) in stored where evaluation.contributions[segment] == nil { visit(segment, old: old, new: nil) }
         slice.memberships = evaluation.contributions
         var due = evaluation.nextChange
         if arm {

@@ -12,6 +12,8 @@ struct CompiledExpression: Sendable, Equatable {
         case feature(Int)
         case not, negate
         case binary(BinaryOperator)
+        /// `feature op constant`, the commonest comparison, in one step.
+        case compareFeature(slot: Int, BinaryOperator, RuleValue)
         case isNull(negated: Bool)
         /// The value, then `count` items.
         case inList(count: Int, negated: Bool)
@@ -32,6 +34,8 @@ struct CompiledExpression: Sendable, Equatable {
         case let .feature(feature, _): program.append(.feature(slots.index[feature]!))
         case let .not(x, _): program.append(.not); emit(x, slots: slots, into: &program)
         case let .negate(x, _): program.append(.negate); emit(x, slots: slots, into: &program)
+        case let .binary(op, .feature(feature, _), .literal(literal, _), _) where op.isComparison:
+            program.append(.compareFeature(slot: slots.index[feature]!, op, RuleValue(literal)))
         case let .binary(op, l, r, _):
             program.append(.binary(op)); emit(l, slots: slots, into: &program); emit(r, slots: slots, into: &program)
         case let .isNull(x, negated, _): program.append(.isNull(negated: negated)); emit(x, slots: slots, into: &program)
@@ -61,6 +65,7 @@ struct CompiledExpression: Sendable, Equatable {
         case let .feature(slot): return features[slot]
         case .not: return RuleOperations.not(evaluate(program, &next, features))
         case .negate: return RuleOperations.negate(evaluate(program, &next, features))
+        case let .compareFeature(slot, op, constant): return RuleOperations.binary(op, features[slot], constant)
         case let .binary(op):
             let left = evaluate(program, &next, features)
             return RuleOperations.binary(op, left, evaluate(program, &next, features))
@@ -89,5 +94,10 @@ struct FeatureSlots: Sendable, Equatable {
         index = Dictionary(uniqueKeysWithValues: features.enumerated().map { ($0.element, $0.offset) })
     }
 
-    func values(_ evaluator: FeatureEvaluator) -> [RuleValue] { features.map { RuleValue(evaluator.value(of: $0)) } }
+    func values(_ evaluator: FeatureEvaluator) -> [RuleValue] {
+        var values: [RuleValue] = []
+        values.reserveCapacity(features.count)
+        for index in features.indices { values.append(RuleValue(evaluator.value(of: features[index]))) }
+        return values
+    }
 }

@@ -53,8 +53,18 @@ public enum BinaryOperator: String, Sendable, CaseIterable {
     case equal = "=", notEqual = "!=", less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
     case plus = "+", minus = "-", times = "*", divide = "/"
 
-    var isComparison: Bool { [.equal, .notEqual, .less, .lessOrEqual, .greater, .greaterOrEqual].contains(self) }
-    var isArithmetic: Bool { [.plus, .minus, .times, .divide].contains(self) }
+    var isComparison: Bool {
+        switch self {
+        case .equal, .notEqual, .less, .lessOrEqual, .greater, .greaterOrEqual: true
+        default: false
+        }
+    }
+    var isArithmetic: Bool {
+        switch self {
+        case .plus, .minus, .times, .divide: true
+        default: false
+        }
+    }
     var isLogical: Bool { self == .and || self == .or }
 }
 
