@@ -38,22 +38,23 @@ extension KPIPublisher {
                               calendar: DayCalendar, drillDown: DrillDownProvider?) throws -> Int {
         var emitted = 0
         var previous: (bucket: Int64, partials: [KPIKey: KPIPartial])?
-        func step(_ bucket: Int64, _ partials: [KPIKey: KPIPartial]) throws {
+        func step(_ bucket: Int64, _ partials: [KPIKey: KPIPartial], changed: Set<String>?) throws {
             emitted += try publish(catalog: catalog, partials: partials, now: grid.end(of: bucket), causes: causes, alerts: alerts,
-                                   alertTopic: alertTopic, calendar: calendar, drillDown: drillDown, step: bucket)
+                                   alertTopic: alertTopic, calendar: calendar, drillDown: drillDown, step: bucket, changedSegments: changed)
             previous = (bucket, partials)
         }
+        // Between steps nothing moved: ticks and the closing step change no segment's partials.
         func ticks(before limit: Int64) throws {
             while let (bucket, partials) = previous, let tick = nextTick(after: bucket, grid: grid, alerts: alerts, calendar: calendar), tick < limit {
-                try step(tick, partials)
+                try step(tick, partials, changed: [])
             }
         }
         for next in fold {
             try ticks(before: next.bucket)
-            try step(next.bucket, next.partials)
+            try step(next.bucket, next.partials, changed: next.changedSegments)
         }
         try ticks(before: last + 1)
-        if let (bucket, partials) = previous, bucket < last { try step(last, partials) }  // folded through `last`
+        if let (bucket, partials) = previous, bucket < last { try step(last, partials, changed: []) }  // folded through `last`
         // The latest values (each pair at its own clock), provisionally: the next steps restate them exactly.
         emitted += try publish(catalog: catalog, partials: current, now: now, causes: causes, alertTopic: alertTopic, calendar: calendar,
                                provisional: true)

@@ -131,14 +131,25 @@ public final class KPIPublisher: @unchecked Sendable {
     ///   per emit). nil: every part, at `now`.
     /// - Parameter provisional: only the KPI deltas of changed values (the current partials at
     ///   the group's watermark, after the steps).
+    /// - Parameter changedSegments: for a step, the segments whose partials moved since the
+    ///   previous step (nil: not known). The others keep that step's values, uncomputed: a
+    ///   catch-up steps every minute of event time, and most minutes move a few segments.
     @discardableResult
     public func publish(catalog: SegmentCatalog, partials: [KPIKey: KPIPartial], now: Instant,
                         causes: [String: ChangeCause], alerts: [AlertDefinition] = [], alertTopic: String = "segment-alerts",
                         calendar: DayCalendar = .utc, drillDown: DrillDownProvider? = nil, step bucket: Int64? = nil,
-                        provisional: Bool = false) throws -> Int {
+                        changedSegments: Set<String>? = nil, provisional: Bool = false) throws -> Int {
         var updates: [(KPIKey, Published, String)] = []
         var current: [KPIKey: Double?] = [:]
-        for key in catalog.kpiKeys {
+        // The segments to compute: all, or only those that moved (the day's volatility KPIs move
+        // with the day itself; the first step of a day computes everything).
+        var segmentsToCompute: Set<String>?
+        if bucket != nil, let changedSegments, !catalog.volatility, currentDay == calendar.day(of: now),
+           steppedValues.count == catalog.kpiKeys.count {
+            segmentsToCompute = changedSegments
+            current = steppedValues
+        }
+        for key in catalog.kpiKeys where segmentsToCompute?.contains(key.segment) ?? true {
             let value = Self.rounded(catalog.value(of: key, in: partials, day: calendar.day(of: now)))
             current[key] = value
             let last = published[key]
@@ -179,6 +190,7 @@ public final class KPIPublisher: @unchecked Sendable {
         // The series records a step's values that differ from the last step's (a provisional
         // publish in between may already have sent them).
         let charted: [(KPIKey, Double?)] = catalog.kpiKeys.compactMap { key in
+            if let segmentsToCompute, !segmentsToCompute.contains(key.segment) { return nil }  // its last step's value
             let value = current[key] ?? nil
             if let before = steppedValues[key], before == value { return nil }
             return (key, value)

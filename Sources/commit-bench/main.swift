@@ -4,8 +4,9 @@
 // (scripts/bench-binaries defines STATE_V1 there), so both count the same work.
 //   commit-bench EVENTS USERS BATCH DIRECTORY [segments]
 // With `segments` (this build only), every user signs up first (a region and a plan) and the
-// store evaluates the acceptance-like catalog (6 segments, 4 KPIs) at every event and timer:
-// the batch step's share of the `run` bench's segments stage, in instructions.
+// store evaluates the acceptance-like catalog (6 segments, 4 KPIs) at every event and timer;
+// after each batch the KPI leader folds and publishes this partition's steps up to its clock,
+// as the service's emit does (KPIPublisher.publish, counted apart by scripts/bench).
 import Foundation
 import SegmenterCore
 import SegmenterStore
@@ -50,6 +51,7 @@ let catalog = withSegments ? SegmentCatalog(
                ("zero_activity_share", .share, "activities_since_signup = 0"), ("avg_accounts", .avg, "accounts")]
         .map { try KPIDefinition(name: $0.0, kind: $0.1, expressionText: $0.2, segments: nil) }) : SegmentCatalog()
 let store = try PartitionStore(directory: directory, partition: 0, calendar: .utc, segments: SegmentSetup(catalog: catalog))
+let publisher = withSegments ? try KPIPublisher(store: store, topic: "segment-kpi-deltas") : nil
 #endif
 let began = Date()
 var applied = 0
@@ -59,6 +61,12 @@ for first in stride(from: 0, to: records.count, by: batch) {
     applied += try store.commit(slice, deadLetterTopic: "dlq", receivedAt: Instant(seconds: 0)).applied
     #else
     applied += try store.commit(slice, receivedAt: Instant(seconds: 0)).applied
+    if let publisher, let now = store.watermark.clock {
+        let last = KPIGrid.default.lastComplete(at: now)
+        let (steps, _) = PartialsFold.steps(after: publisher.foldedBucket, through: last, partitions: [store.partialsTimeline(after: publisher.foldedBucket)])
+        try publisher.publish(steps, through: last, current: store.partials.values, now: now, grid: .default, catalog: catalog, causes: [:])
+        if let folded = publisher.foldedBucket { store.forgetBuckets(through: folded) }
+    }
     #endif
 }
 let seconds = Date().timeIntervalSince(began)

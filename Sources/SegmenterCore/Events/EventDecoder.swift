@@ -211,7 +211,9 @@ public struct EventDecoder: Sendable {
         guard case let .string(text) = value else {
             throw DecodeFailure("field \"\(name)\" is \(value.kindDescription), expected a string")
         }
-        let count = text.unicodeScalars.count
+        // ASCII ids (nearly all) have as many scalars as bytes, and the byte count is free.
+        let bytes = text.utf8.count
+        let count = bytes <= length.upperBound && bytes >= 4 * length.lowerBound ? bytes : text.unicodeScalars.count
         guard length.contains(count) else {
             throw DecodeFailure("field \"\(name)\" has \(count) characters, expected \(length.lowerBound)...\(length.upperBound)")
         }

@@ -60,10 +60,13 @@ public enum PartialsFold {
     public struct Step: Equatable, Sendable {
         public let bucket: Int64
         public let partials: [KPIKey: KPIPartial]
+        /// The segments whose partials moved since the fold's previous step (nil: the first, or not known).
+        public let changedSegments: Set<String>?
 
-        public init(bucket: Int64, partials: [KPIKey: KPIPartial]) {
+        public init(bucket: Int64, partials: [KPIKey: KPIPartial], changedSegments: Set<String>? = nil) {
             self.bucket = bucket
             self.partials = partials
+            self.changedSegments = changedSegments
         }
     }
 
@@ -87,18 +90,24 @@ public enum PartialsFold {
         for partition in partitions {
             for (key, value) in partition.partials(atEndOf: first) ?? partition.current { global[key, default: KPIPartial()] += value }
         }
-        let changed = Set(partitions.flatMap { $0.deltas.keys.filter { $0 > first && $0 <= last } }).sorted()
-        return (Steps(first: Step(bucket: first, partials: global), later: changed, partitions: partitions), first > start ? start...(first - 1) : nil)
+        // Each later bucket with its partitions' changes, gathered in one pass over what changed
+        // (asking every partition about every bucket was a lookup per partition per minute).
+        var changes: [Int64: [[KPIKey: KPIPartial]]] = [:]
+        for partition in partitions {
+            for (bucket, delta) in partition.deltas where bucket > first && bucket <= last { changes[bucket, default: []].append(delta) }
+        }
+        let later = changes.sorted { $0.key < $1.key }.map { (bucket: $0.key, changes: $0.value) }
+        return (Steps(first: Step(bucket: first, partials: global), later: later), first > start ? start...(first - 1) : nil)
     }
 
     /// The steps of one fold, made as they are read: a catch-up folds tens of thousands of
     /// buckets, and holding every step's partials at once cost hundreds of megabytes.
     public struct Steps: Sequence, Sendable {
         let first: Step?
-        let later: [Int64]
-        let partitions: [PartialsTimeline]
+        /// The later buckets in order, each with the changes of the partitions that moved in it.
+        let later: [(bucket: Int64, changes: [[KPIKey: KPIPartial]])]
 
-        public static let none = Steps(first: nil, later: [], partitions: [])
+        public static let none = Steps(first: nil, later: [])
 
         public var isEmpty: Bool { first == nil }
         public var underestimatedCount: Int { first == nil ? 0 : 1 + later.count }
@@ -115,11 +124,15 @@ public enum PartialsFold {
                 guard let first = steps.first else { return nil }
                 if position < 0 { return first }
                 guard position < steps.later.count else { return nil }
-                let bucket = steps.later[position]
-                for partition in steps.partitions {
-                    for (key, change) in partition.deltas[bucket] ?? [:] { global[key, default: KPIPartial()] += change }
+                let (bucket, changes) = steps.later[position]
+                var changed: Set<String> = []
+                for partitionChanges in changes {
+                    for (key, change) in partitionChanges {
+                        global[key, default: KPIPartial()] += change
+                        changed.insert(key.segment)
+                    }
                 }
-                return Step(bucket: bucket, partials: global)
+                return Step(bucket: bucket, partials: global, changedSegments: changed)
             }
         }
     }
