@@ -39,6 +39,8 @@ public final class KPIPublisher: @unchecked Sendable {
     /// matters for: each pair's latest chart point per resolution bucket and the publisher's
     /// meta rows. A catch-up steps every minute of event time; the chart keeps one value per five.
     var deferred: DeferredWrites?
+    /// Every pair the chart series holds rows of, for pruning pair by pair.
+    var chartedPairs: Set<KPIKey> = []
     struct DeferredWrites {
         var points: [KPIKey: KPISeries.PendingPoint] = [:]
         var meta: [String: Int64] = [:]
@@ -83,6 +85,7 @@ public final class KPIPublisher: @unchecked Sendable {
             if let partition = Int32(offsets.string(0)!.dropFirst("delivered_offset:".count)) { deliveredOffsets[partition] = offsets.int64(1) }
         }
         savedOffsets = deliveredOffsets
+        chartedPairs = try KPISeries.pairs(in: db)
     }
 
     /// State directories written before the publisher moved into partition 0 kept it in its own
@@ -143,13 +146,13 @@ public final class KPIPublisher: @unchecked Sendable {
         var current: [KPIKey: Double?] = [:]
         // The segments to compute: all, or only those that moved (the day's volatility KPIs move
         // with the day itself; the first step of a day computes everything).
-        var segmentsToCompute: Set<String>?
+        var keys = catalog.kpiKeys
         if bucket != nil, let changedSegments, !catalog.volatility, currentDay == calendar.day(of: now),
-           steppedValues.count == catalog.kpiKeys.count {
-            segmentsToCompute = changedSegments
+           steppedValues.count == keys.count {
+            keys = changedSegments.flatMap { segment in catalog.definedPartialKeys(of: segment).map { [$0.members] + $0.kpis } ?? [] }
             current = steppedValues
         }
-        for key in catalog.kpiKeys where segmentsToCompute?.contains(key.segment) ?? true {
+        for key in keys {
             let value = Self.rounded(catalog.value(of: key, in: partials, day: calendar.day(of: now)))
             current[key] = value
             let last = published[key]
@@ -189,8 +192,7 @@ public final class KPIPublisher: @unchecked Sendable {
         let statusChanged = statuses != alertStatus.filter { statuses[$0.key] != nil }
         // The series records a step's values that differ from the last step's (a provisional
         // publish in between may already have sent them).
-        let charted: [(KPIKey, Double?)] = catalog.kpiKeys.compactMap { key in
-            if let segmentsToCompute, !segmentsToCompute.contains(key.segment) { return nil }  // its last step's value
+        let charted: [(KPIKey, Double?)] = keys.compactMap { key in  // the others keep their last step's value
             let value = current[key] ?? nil
             if let before = steppedValues[key], before == value { return nil }
             return (key, value)
@@ -208,7 +210,7 @@ public final class KPIPublisher: @unchecked Sendable {
             try KPISeries.recordTransitions(from: alertStatus, to: statuses, at: now, in: db)
             if !endOfDay.isEmpty {
                 try flushDeferredPoints()
-                try KPISeries.prune(before: now, in: db)
+                try KPISeries.prune(before: now, pairs: chartedPairs, in: db)
             }
             try saveAlerts(statuses, readings: readings)
             for (name, message) in alertMessages { try enqueue(topic: alertTopic, key: name, message: message, now: now) }
@@ -230,6 +232,7 @@ public final class KPIPublisher: @unchecked Sendable {
     /// Charts `values` at `now`: written now, or with `deferred`, kept until the pair's next value
     /// falls in another resolution bucket (which replaces it otherwise) or the run ends.
     func chart(_ values: [(KPIKey, Double?)], at now: Instant) throws {
+        for (key, _) in values where !chartedPairs.contains(key) { chartedPairs.insert(key) }
         guard deferred != nil else { return try KPISeries.record(values, at: now, in: db) }
         var replaced: [KPISeries.PendingPoint] = []
         for (key, value) in values {

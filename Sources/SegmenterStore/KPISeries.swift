@@ -67,15 +67,32 @@ public enum KPISeries {
         }
     }
 
-    /// Forgets what is older than `retention` before `now` (once a day is enough).
-    static func prune(before now: Instant, in db: SQLiteConnection) throws {
+    /// Forgets what is older than `retention` before `now` (once a day is enough), pair by pair
+    /// along the primary key (a scan of the whole series each day was most of a catch-up's day
+    /// ends). `pairs`: every pair the series may hold.
+    static func prune(before now: Instant, pairs: some Sequence<KPIKey>, in db: SQLiteConnection) throws {
         let cutoff = now.nanoseconds - retentionSeconds * Instant.nanosPerSecond
-        let series = try db.cached("DELETE FROM kpi_series WHERE at < ?")
-        series.bind(1, cutoff)
-        try series.run()
+        // `at < cutoff` implies `bucket <= bucket(cutoff)`: the range bounds the delete exactly.
+        let series = try db.cached("DELETE FROM kpi_series WHERE segment = ? AND kpi = ? AND bucket <= ? AND at < ?")
+        for pair in pairs {
+            series.reset()
+            series.bind(1, pair.segment)
+            series.bind(2, pair.kpi)
+            series.bind(3, bucket(of: Instant(nanoseconds: cutoff)))
+            series.bind(4, cutoff)
+            try series.run()
+        }
         let periods = try db.cached("DELETE FROM alert_periods WHERE ended IS NOT NULL AND ended < ?")
         periods.bind(1, cutoff)
         try periods.run()
+    }
+
+    /// The pairs the series holds rows of (one scan, when the publisher opens).
+    static func pairs(in db: SQLiteConnection) throws -> Set<KPIKey> {
+        var pairs: Set<KPIKey> = []
+        let rows = try db.prepare("SELECT DISTINCT segment, kpi FROM kpi_series")
+        while try rows.step() { pairs.insert(KPIKey(segment: rows.string(0)!, kpi: rows.string(1)!)) }
+        return pairs
     }
 
     public struct Point: Sendable, Equatable {

@@ -49,6 +49,33 @@ import Testing
         #expect(periods == [KPISeries.Period(alert: "few_new", started: start.adding(seconds: 2400), ended: start.adding(seconds: 15 * 86_400))])
     }
 
+    /// Pruning goes pair by pair along the key: pairs charted before a restart (and by a config
+    /// since changed) are pruned too, and exactly at the retention, not at a bucket's edge.
+    @Test func aReopenedPublisherPrunesEveryPairItFindsExactlyAtTheRetention() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("series-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let start = Instant(seconds: 1_780_000_000 / 86_400 * 86_400)
+        var store: PartitionStore? = try PartitionStore(directory: directory, partition: 0, calendar: .utc)
+        var publisher: KPIPublisher? = try KPIPublisher(store: store!, topic: "kpis")
+        let older = SegmentCatalog(segments: [try SegmentDefinition(name: "gone", ruleText: "accounts >= 2")])
+        try publisher!.publish(catalog: older, partials: [KPIKey(segment: "gone", kpi: "members"): KPIPartial(counted: 3, total: 3)],
+                               now: start.adding(seconds: 120), causes: [:])
+        try publisher!.publish(catalog: catalog, partials: partials(new: 5), now: start.adding(seconds: 240), causes: [:])
+        try publisher!.publish(catalog: catalog, partials: partials(new: 6), now: start.adding(seconds: 86_400 + 60), causes: [:])
+        let path = store!.path
+        (publisher, store) = (nil, nil)
+
+        store = try PartitionStore(directory: directory, partition: 0, calendar: .utc)
+        publisher = try KPIPublisher(store: store!, topic: "kpis")
+        // A day's end 14 days after 00:03 (a reopened publisher charts every pair again): the cutoff,
+        // 00:03 of the first day, takes the points of 00:02 (the old config's pair among them) and
+        // keeps those of 00:04, in the same 5-minute bucket.
+        try publisher!.publish(catalog: catalog, partials: partials(new: 7), now: start.adding(seconds: 14 * 86_400 + 180), causes: [:])
+        #expect(try KPISeries.read(databasePath: path, segment: "gone", alerts: []).series["members"] == nil)
+        #expect(try KPISeries.read(databasePath: path, segment: "new", alerts: []).series["members"]?.map(\.value) == [5, 6, 7])
+        #expect(try KPISeries.read(databasePath: path, segment: "all", alerts: []).series["members"]?.map(\.value) == [10, 10])
+    }
+
     @Test func aStateWithoutSeriesReadsEmpty() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("series-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

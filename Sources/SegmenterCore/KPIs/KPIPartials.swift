@@ -142,6 +142,9 @@ extension SegmentCatalog {
         public let kpis: [KPIKey]
     }
 
+    /// The keys of a configured segment's partials (nil: not one of the catalog's segments).
+    public func definedPartialKeys(of segment: String) -> PartialKeys? { partialKeysBySegment[segment] }
+
     /// The keys of `segment`'s partials, made once per catalog (an unknown segment: made now).
     public func partialKeys(of segment: String) -> PartialKeys {
         partialKeysBySegment[segment] ?? PartialKeys(members: KPIKey(segment: segment, kpi: Self.membersKPI),
