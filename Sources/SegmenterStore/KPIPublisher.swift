@@ -39,12 +39,12 @@ public final class KPIPublisher: @unchecked Sendable {
     /// matters for: each pair's latest chart point per resolution bucket and the publisher's
     /// meta rows. A catch-up steps every minute of event time; the chart keeps one value per five.
     var deferred: DeferredWrites?
-    /// Every pair the chart series holds rows of, for pruning pair by pair.
-    var chartedPairs: Set<KPIKey> = []
     struct DeferredWrites {
         var points: [KPIKey: KPISeries.PendingPoint] = [:]
         var meta: [String: Int64] = [:]
     }
+    /// Every pair the chart series holds rows of, for pruning pair by pair.
+    var chartedPairs: Set<KPIKey> = []
 
     /// Where the publisher kept its state before it moved into partition 0's database.
     public static let legacyFileName = "kpis.sqlite"
@@ -232,7 +232,7 @@ public final class KPIPublisher: @unchecked Sendable {
     /// Charts `values` at `now`: written now, or with `deferred`, kept until the pair's next value
     /// falls in another resolution bucket (which replaces it otherwise) or the run ends.
     func chart(_ values: [(KPIKey, Double?)], at now: Instant) throws {
-        for (key, _) in values where !chartedPairs.contains(key) { chartedPairs.insert(key) }
+        for (key, _) in values { chartedPairs.insert(key) }
         guard deferred != nil else { return try KPISeries.record(values, at: now, in: db) }
         var replaced: [KPISeries.PendingPoint] = []
         for (key, value) in values {

@@ -7,8 +7,9 @@ import SegmenterCore
 /// crossing the test's rules name — and right after each of their events.
 ///
 /// It shares with the service only the state maths (`UserProfile.apply`, `MetricCatalog.apply`,
-/// each checked against a recomputation in the core tests) and the rule
-/// evaluation of one user at one instant (`SegmentCatalog.evaluate`), each tested on their own:
+/// each checked against a recomputation in the core tests) and the features of one user at one
+/// instant (`FeatureEvaluator`); rules are evaluated by their tree walk, not the compiled form
+/// the service uses. Each is tested on its own:
 /// the ordering, the watermarks, waiting events, late events and the timers are its own, so a
 /// change the service misses, stamps late or gives the wrong cause shows up as a difference.
 public struct ReferenceConsumer {
@@ -144,7 +145,10 @@ public struct ReferenceConsumer {
     }
 
     private mutating func evaluate(_ user: inout User, _ name: String, at now: Instant, cause: ChangeCause) {
-        let segments = catalog.evaluate(profile: user.profile, days: user.days, now: now, calendar: calendar).segments
+        // The rules' tree walk, not the compiled form the service evaluates (`SegmentCatalog.evaluate`):
+        // the history tests then check the compiler too.
+        let features = FeatureEvaluator(profile: user.profile, days: user.days, now: now, calendar: calendar)
+        let segments = Set(catalog.segments.filter { $0.rule.isTrue(features.value(of:)) }.map(\.name) + [SegmentCatalog.allSegment])
         let before = user.segments ?? []
         for segment in catalog.segmentNames where segment != SegmentCatalog.allSegment && segments.contains(segment) != before.contains(segment) {
             published.append(Change(userID: name, segment: segment, entered: segments.contains(segment), asOf: now, cause: cause))

@@ -37,10 +37,13 @@ public struct KPIDefinition: Sendable, Equatable {
     }
 
     /// What one member contributes: (counted, value). For `share`, value is 1 or 0.
-    public func contribution(_ features: (Feature) -> FeatureValue) -> Double? {
+    public func contribution(_ features: (Feature) -> FeatureValue) -> Double? { contribution(of: expression.evaluate(features)) }
+
+    /// A member's contribution given the expression's value: `share` counts a true rule as 1.
+    func contribution(of value: RuleValue) -> Double? {
         switch kind {
-        case .share: return expression.isTrue(features) ? 1 : 0
-        case .sum, .avg: return expression.evaluate(features).number
+        case .share: value == .bool(true) ? 1 : 0
+        case .sum, .avg: value.number
         }
     }
 }

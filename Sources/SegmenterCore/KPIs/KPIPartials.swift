@@ -124,15 +124,12 @@ extension SegmentCatalog {
         let plain: [KPIKey]
         let withVolatility: [KPIKey]
 
-        init(segmentNames: [String], kpis: [KPIDefinition]) {
-            func keys(_ builtIn: [String]) -> [KPIKey] {
-                segmentNames.flatMap { segment in
-                    builtIn.map { KPIKey(segment: segment, kpi: $0) }
-                        + kpis.filter { $0.segments == nil || $0.segments!.contains(segment) }.map { KPIKey(segment: segment, kpi: $0.name) }
-                }
+        /// - Parameter segments: each segment's keys, `all` first.
+        init(_ segments: [PartialKeys]) {
+            plain = segments.flatMap { [$0.members] + $0.kpis }
+            withVolatility = segments.flatMap { keys in
+                [keys.members] + SegmentVolatility.kpis.map { KPIKey(segment: keys.members.segment, kpi: $0) } + keys.kpis
             }
-            plain = keys([SegmentCatalog.membersKPI])
-            withVolatility = keys([SegmentCatalog.membersKPI] + SegmentVolatility.kpis)
         }
     }
 

@@ -109,6 +109,9 @@ public enum PartialsFold {
 
         public static let none = Steps(first: nil, later: [])
 
+        /// A fold of one step (the leader's, when every bucket before `last` was skipped).
+        public static func only(_ step: Step) -> Steps { Steps(first: step, later: []) }
+
         public var isEmpty: Bool { first == nil }
         public var underestimatedCount: Int { first == nil ? 0 : 1 + later.count }
 

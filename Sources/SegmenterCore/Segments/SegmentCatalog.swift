@@ -21,9 +21,6 @@ public struct SegmentCatalog: Sendable, Equatable {
     /// User-defined metrics over any event (SPEC §4b), which rules and KPIs may read.
     public let metrics: MetricCatalog
     private let kpisBySegment: [String: [KPIDefinition]]
-    /// Per segment, the positions in `kpis` of its KPIs: a KPI's value does not depend on the
-    /// segment, so evaluation computes each once per user and hands out copies.
-    let kpiIndicesBySegment: [String: [Int]]
     /// The rules and KPI definitions as flat arrays, so evaluating a user copies no definitions.
     let rules: [NamedRule]
     struct NamedRule: Sendable, Equatable {
@@ -34,7 +31,7 @@ public struct SegmentCatalog: Sendable, Equatable {
     let compiledRules: [CompiledExpression]
     let compiledKPIs: [CompiledExpression]
     let featureSlots: FeatureSlots
-    /// Distinct lists of KPI positions (`kpiIndicesBySegment`'s values), and per rule and for
+    /// Distinct lists of positions in `kpis` (a segment's KPIs), and per rule and for
     /// `all` which list is theirs: segments with the same KPIs share one contributions array.
     let kpiGroups: [[Int]]
     let kpiGroupOfRule: [Int]
@@ -58,21 +55,24 @@ public struct SegmentCatalog: Sendable, Equatable {
         self.kpis = kpis
         self.metrics = metrics
         let names = [Self.allSegment] + segments.map(\.name)
-        kpisBySegment = Dictionary(uniqueKeysWithValues: names.map { name in
-            (name, kpis.filter { $0.segments == nil || $0.segments!.contains(name) })
-        })
-        kpiIndicesBySegment = Dictionary(uniqueKeysWithValues: names.map { name in
+        // Which KPIs each segment keeps, decided once; the lists below are views of it.
+        let kpiIndices = Dictionary(uniqueKeysWithValues: names.map { name in
             (name, kpis.indices.filter { kpis[$0].segments == nil || kpis[$0].segments!.contains(name) })
         })
+        kpisBySegment = kpiIndices.mapValues { $0.map { kpis[$0] } }
+        let partialKeys = Dictionary(uniqueKeysWithValues: names.map { name in
+            (name, PartialKeys(members: KPIKey(segment: name, kpi: Self.membersKPI), kpis: kpiIndices[name]!.map { KPIKey(segment: name, kpi: kpis[$0].name) }))
+        })
+        partialKeysBySegment = partialKeys
+        keyLists = KPIKeyLists(names.map { partialKeys[$0]! })
         rules = segments.map { NamedRule(name: $0.name, rule: $0.rule) }
         let slots = FeatureSlots(segments.map(\.rule) + kpis.map(\.expression))
         featureSlots = slots
         compiledRules = segments.map { CompiledExpression($0.rule, slots: slots) }
         compiledKPIs = kpis.map { CompiledExpression($0.expression, slots: slots) }
-        let indices = kpiIndicesBySegment
         var groups: [[Int]] = []
         func group(_ segment: String) -> Int {
-            let list = indices[segment] ?? []
+            let list = kpiIndices[segment]!
             if let known = groups.firstIndex(of: list) { return known }
             groups.append(list)
             return groups.count - 1
@@ -80,14 +80,8 @@ public struct SegmentCatalog: Sendable, Equatable {
         kpiGroupOfAll = group(Self.allSegment)
         kpiGroupOfRule = segments.map { group($0.name) }
         kpiGroups = groups
-        partialKeysBySegment = Dictionary(uniqueKeysWithValues: names.map { name in
-            (name, PartialKeys(members: KPIKey(segment: name, kpi: Self.membersKPI),
-                               kpis: kpis.filter { $0.segments == nil || $0.segments!.contains(name) }.map { KPIKey(segment: name, kpi: $0.name) }))
-        })
-        keyLists = KPIKeyLists(segmentNames: names, kpis: kpis)
         timeTriggers = TimeTriggers(segments: segments, kpis: kpis)
-        features = segments.reduce(into: Set<Feature>()) { $0.formUnion($1.rule.features) }
-            .union(kpis.reduce(into: Set<Feature>()) { $0.formUnion($1.expression.features) })
+        features = Set(slots.features)
         longestWindow = features.compactMap(\.windowDays).max() ?? 1
     }
 

@@ -32,10 +32,7 @@ extension SegmentCatalog {
         var groups = [[Double?]?](repeating: nil, count: kpiGroups.count)
         func contributions(ofGroup group: Int) -> [Double?] {
             if let known = groups[group] { return known }
-            let values: [Double?] = kpiGroups[group].map { index in
-                let value = compiledKPIs[index].evaluate(features: features)
-                return kpis[index].kind == .share ? (value == .bool(true) ? 1 : 0) : value.number
-            }
+            let values: [Double?] = kpiGroups[group].map { kpis[$0].contribution(of: compiledKPIs[$0].evaluate(features: features)) }
             groups[group] = values
             return values
         }

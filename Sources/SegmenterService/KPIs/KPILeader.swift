@@ -67,7 +67,7 @@ final class KPILeader {
             log("KPI steps from \(grid.end(of: skipped.lowerBound)) to \(grid.end(of: skipped.upperBound)) skipped: a partition's changes then are no "
                 + "longer known (it ran ahead of the group's watermark further than it keeps, or restarted); the next step includes them")
         }
-        let fold = steps.isEmpty && skipped != nil ? AnySequence([PartialsFold.Step(bucket: last, partials: global)]) : AnySequence(steps)
+        let fold = steps.isEmpty && skipped != nil ? .only(PartialsFold.Step(bucket: last, partials: global)) : steps
         let emitted = try publisher.publish(fold, through: last, current: global, now: now, grid: grid, catalog: config.catalog, causes: causes,
                                             alerts: config.alerts, alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
         if let folded = publisher.foldedBucket {
