@@ -77,7 +77,8 @@ let package = Package(
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
         .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite", "SegmenterTestKit", "DevTools"]),
         // FuzzCorpus/ is read from the source tree by FuzzTests.
-        .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService", "Warehouse", .product(name: "Yams", package: "Yams")],
+        .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService", "Warehouse", .product(name: "Yams", package: "Yams"),
+                                                          .product(name: "HummingbirdTesting", package: "hummingbird")],
                     exclude: ["FuzzCorpus"]),
         .testTarget(name: "ReconciliationTests", dependencies: [
             "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse", "SQLite",

@@ -97,15 +97,31 @@ public final class StateReader {
     let partitions: [(Int32, SQLiteConnection)]
 
     /// - Parameter only: read just these partitions' databases (nil: every one in the directory).
-    public init(directory: URL, only: Set<Int32>? = nil) throws {
+    /// - Throws: `SQLiteError` with code 14 (`SQLITE_CANTOPEN`) when there is no state yet.
+    public convenience init(directory: URL, only: Set<Int32>? = nil) throws {
+        let partitions = try Self.openPartitions(directory: directory, only: only)
+        guard !partitions.isEmpty else {
+            throw SQLiteError(code: 14, message: "no state in \(directory.path) (no partition-*.sqlite files); has `segmenter run` consumed anything yet?", sql: nil)
+        }
+        self.init(partitions: partitions)
+    }
+
+    private init(partitions: [(Int32, SQLiteConnection)]) { self.partitions = partitions }
+
+    /// The state directory's databases, or nil when there are none yet (nothing consumed, or
+    /// none of `only`). A database that is there and cannot be opened throws: the HTTP API
+    /// answers that as a failure with its cause, not as an empty list.
+    public static func ifAny(directory: URL, only: Set<Int32>? = nil) throws -> StateReader? {
+        let partitions = try openPartitions(directory: directory, only: only)
+        return partitions.isEmpty ? nil : StateReader(partitions: partitions)
+    }
+
+    private static func openPartitions(directory: URL, only: Set<Int32>?) throws -> [(Int32, SQLiteConnection)] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        partitions = try names.filter { $0.hasPrefix("partition-") && $0.hasSuffix(".sqlite") }.sorted().compactMap { name in
+        return try names.filter { $0.hasPrefix("partition-") && $0.hasSuffix(".sqlite") }.sorted().compactMap { name in
             let number = Int32(name.dropFirst("partition-".count).dropLast(".sqlite".count)) ?? -1
             guard only?.contains(number) ?? true else { return nil }
             return (number, try SQLiteConnection(path: directory.appendingPathComponent(name).path, readOnly: true))
-        }
-        guard !partitions.isEmpty else {
-            throw SQLiteError(code: 14, message: "no state in \(directory.path) (no partition-*.sqlite files); has `segmenter run` consumed anything yet?", sql: nil)
         }
     }
 
@@ -337,8 +353,10 @@ public struct AlertStateReader {
     public func read() throws -> [String: Row] {
         guard FileManager.default.fileExists(atPath: path) else { return [:] }
         let db = try SQLiteConnection(path: path, readOnly: true)
-        // No table: this instance never led the KPIs.
-        guard let statement = try? db.prepare("SELECT name, state, pending_since, value_bits, baseline_bits, drill_down FROM alert_states") else { return [:] }
+        // No table: this instance never led the KPIs. Any other failure is thrown.
+        let table = try db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alert_states'")
+        guard try table.step() else { return [:] }
+        let statement = try db.prepare("SELECT name, state, pending_since, value_bits, baseline_bits, drill_down FROM alert_states")
         var rows: [String: Row] = [:]
         func double(_ column: Int32) -> Double? { statement.optionalInt64(column).map { Double(bitPattern: UInt64(bitPattern: $0)) } }
         while try statement.step() {

@@ -41,12 +41,13 @@ public enum HTTPAPI {
         // HEAD answers every GET route, without the body.
         let router = Router(options: .autoGenerateHeadEndpoints)
         router.add(middleware: HTTPAccessMiddleware(access: config.httpAccess))
+        router.add(middleware: FailuresAnsweredWithTheirCause())
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: Dashboard.html)))
         }
         router.get("api/ingest") { _, _ in
             // Skipped input offsets are kept with each partition's state (they outlive a restart).
-            let skipped = try? StateReader(directory: config.stateDirectory).skippedOffsets()
+            let skipped = try StateReader.ifAny(directory: config.stateDirectory)?.skippedOffsets()
             return try json(APIBody.Ingest(health.operations.snapshot, skipped: skipped ?? []))
         }
         router.get("api/history") { request, _ in
@@ -57,8 +58,11 @@ public enum HTTPAPI {
             return try json(SegmentHistory.read(config: config, segment: segment))
         }
         router.get("api/reconciliation") { _, _ in
-            let reports = (try? ReconciliationHistory(directory: config.stateDirectory, readOnly: true).recent()) ?? []
-            return json("[" + reports.compactMap { try? ReconciliationHistory.encode($0) }.joined(separator: ",") + "]")
+            // No history file yet: no run has started.
+            let file = config.stateDirectory.appendingPathComponent(ReconciliationHistory.fileName).path
+            guard FileManager.default.fileExists(atPath: file) else { return json("[]") }
+            let reports = try ReconciliationHistory(directory: config.stateDirectory, readOnly: true).recent()
+            return json("[" + (try reports.map { try ReconciliationHistory.encode($0) }).joined(separator: ",") + "]")
         }
         router.post("api/reconciliation/run") { _, _ in
             guard let reconcile else { return try json(error("reconciliation is not configured (no reconciliation: in the config)"), status: .notFound) }
@@ -75,19 +79,18 @@ public enum HTTPAPI {
             return try json(APIBody.Readiness(ready: ready, reason: reason), status: ready ? .ok : .serviceUnavailable)
         }
         router.get("api/segments") { _, _ in
-            guard let reader = try? StateReader(directory: config.stateDirectory) else { return json("[]") }
-            let partials = try reader.kpiPartials()
+            let partials = try StateReader.ifAny(directory: config.stateDirectory)?.kpiPartials() ?? [:]
             return try json(config.catalog.segmentNames.map { APIBody.Segment($0, config: config, partials: partials) })
         }
         router.get("api/segments/:name") { _, context in
             let name = context.parameters.get("name") ?? ""
             guard config.catalog.segmentNames.contains(name) else { return try json(error("unknown segment \(name)"), status: .notFound) }
-            let partials = (try? StateReader(directory: config.stateDirectory).kpiPartials()) ?? [:]
+            let partials = try StateReader.ifAny(directory: config.stateDirectory)?.kpiPartials() ?? [:]
             return try json(APIBody.Segment(name, config: config, partials: partials))
         }
         router.get("api/users/:id/explain") { _, context in
             let id = userID(context)
-            guard let reader = try? StateReader(directory: config.stateDirectory) else { return try json(error("no state yet"), status: .notFound) }
+            guard let reader = try StateReader.ifAny(directory: config.stateDirectory) else { return try json(error("no state yet"), status: .notFound) }
             guard let explanation = try UserExplainer.explain(id, config: config, reader: reader) else {
                 return try json(error("unknown user \(id)"), status: .notFound)
             }
@@ -100,22 +103,28 @@ public enum HTTPAPI {
                   config.catalog.kpiKeys.contains(KPIKey(segment: segment, kpi: kpi)) else {
                 return try json(error("give segment= and kpi= of a configured KPI"), status: .badRequest)
             }
-            guard let reader = stateReader(request, config: config, health: health) else {
+            guard let reader = try stateReader(request, config: config, health: health) else {
                 return try json(DrillDownAccumulator(kind: config.catalog.kpis.first { $0.name == kpi }?.kind ?? .sum))
             }
             return try json(reader.drillDown(catalog: config.catalog, calendar: config.calendar, segment: segment, kpi: kpi))
         }
         router.get("api/export/features") { request, _ in
             // `export features` asks every instance with `scope=owned`.
-            guard let reader = stateReader(request, config: config, health: health) else {
-                return Response(status: .ok, headers: [.contentType: "application/x-ndjson"])
-            }
             let windows: [Int]
             switch FeatureExport.windows(query: request.uri.queryParameters.get("windows")) {
             case let .success(checked): windows = checked
             case let .failure(problem): return try json(error(problem.description), status: .badRequest)
             }
-            let now = request.uri.queryParameters.get("now").flatMap { try? RFC3339.parse($0).get() }
+            var now: Instant?
+            if let text = request.uri.queryParameters.get("now") {
+                guard case let .success(instant) = RFC3339.parse(text) else {
+                    return try json(error("now=\(text) is not an RFC 3339 instant (e.g. 2026-12-06T12:00:00Z)"), status: .badRequest)
+                }
+                now = instant
+            }
+            guard let reader = try stateReader(request, config: config, health: health) else {
+                return Response(status: .ok, headers: [.contentType: "application/x-ndjson"])
+            }
             var lines = ""
             _ = try FeatureExport.export(from: reader, now: now, calendar: config.calendar, windows: windows, metrics: config.catalog.metrics) { lines += $0 + "\n" }
             return Response(status: .ok, headers: [.contentType: "application/x-ndjson"], body: .init(byteBuffer: ByteBuffer(string: lines)))
@@ -123,7 +132,7 @@ public enum HTTPAPI {
         router.get("api/users/:id") { request, context in
             let id = userID(context)
             // With `scope=owned`, only the owner finds the user: how `inspect user` finds it.
-            guard let reader = stateReader(request, config: config, health: health) else {
+            guard let reader = try stateReader(request, config: config, health: health) else {
                 return try json(error("no state here (none yet, or with scope=owned: no partition owned)"), status: .notFound)
             }
             let windows = FeatureExport.defaultWindows
@@ -134,7 +143,7 @@ public enum HTTPAPI {
                                          segments: try reader.segments(of: id), partition: user.partition, instance: config.instanceName))
         }
         router.get("api/alerts") { _, _ in
-            let states = (try? AlertStateReader(directory: config.stateDirectory).read()) ?? [:]
+            let states = try AlertStateReader(directory: config.stateDirectory).read()
             return try json(config.alerts.map { APIBody.Alert($0, state: states[$0.name]) })
         }
         return router
@@ -142,10 +151,10 @@ public enum HTTPAPI {
 
     /// The state directory's databases; with `scope=owned`, only those of the partitions this
     /// instance owns now (a partition that moved away leaves a stale copy behind). nil: nothing to read.
-    static func stateReader(_ request: Request, config: SegmenterConfig, health: ServiceHealth) -> StateReader? {
+    static func stateReader(_ request: Request, config: SegmenterConfig, health: ServiceHealth) throws -> StateReader? {
         let only = request.uri.queryParameters.get("scope") == "owned" ? Set(health.operations.snapshot.pairs.keys) : nil
         guard only?.isEmpty != true else { return nil }
-        return try? StateReader(directory: config.stateDirectory, only: only)
+        return try StateReader.ifAny(directory: config.stateDirectory, only: only)
     }
 
     /// A Codable body. Keys are spelled by each type's CodingKeys: a key strategy would also
@@ -177,5 +186,20 @@ public enum HTTPAPI {
                     server: .http1(configuration: .init(idleTimeout: .seconds(30))),
                     configuration: .init(address: .hostname(config.httpHost, port: port), serverName: "segmenter",
                                          availableConnectionsDelegate: MaximumAvailableConnections(256)))
+    }
+}
+
+/// A route that throws (a database that cannot be read, a query that fails) answers 500 with
+/// the cause as `{"error": …}`, never an empty body: a client or an operator sees why. Errors
+/// that carry their own status (Hummingbird's `HTTPError`) keep it.
+struct FailuresAnsweredWithTheirCause<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPResponseError {
+            throw error
+        } catch {
+            return try HTTPAPI.json(HTTPAPI.error("\(request.uri.path) failed: \(error)"), status: .internalServerError)
+        }
     }
 }
