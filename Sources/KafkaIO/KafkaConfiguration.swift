@@ -12,6 +12,13 @@ public struct KafkaConfiguration: Sendable {
         set { properties[key] = newValue }
     }
 
+    /// The consumer group (`group.id`); segmenter's default when none is given.
+    public var groupID: String { properties["group.id"] ?? Self.defaultGroupID }
+    public static let defaultGroupID = "segmenter"
+
+    /// Where the brokers are (`bootstrap.servers`), for messages: "(bootstrap.servers not set)" when absent.
+    public var bootstrapServers: String { properties["bootstrap.servers"] ?? "(bootstrap.servers not set)" }
+
     /// Properties that only consumers understand; a producer built from the same map drops
     /// them, so one `kafka:` section can configure both without librdkafka warnings.
     static let consumerOnly: Set<String> = [

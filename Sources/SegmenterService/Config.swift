@@ -114,7 +114,7 @@ public struct SegmenterConfig: Sendable {
     /// (`purpose` only labels its group id; it commits nothing).
     func readerKafka(_ purpose: String) -> KafkaConfiguration {
         var properties = kafka.properties
-        properties["group.id"] = (kafka["group.id"] ?? "segmenter") + "-" + purpose
+        properties["group.id"] = kafka.groupID + "-" + purpose
         // The static membership identity names this instance's group consumer alone.
         properties["group.instance.id"] = nil
         return KafkaConfiguration(properties)
@@ -283,7 +283,7 @@ public struct SegmenterConfig: Sendable {
             }
             config.kpiGrid = KPIGrid(seconds: seconds)
         }
-        let group = config.kafka["group.id"] ?? "segmenter"
+        let group = config.kafka.groupID
         if !namedTopics.contains("kpi_partials") { config.topics.kpiPartials = group + "-kpi-partials" }
         if !namedTopics.contains("state_snapshots") { config.topics.stateSnapshots = group + "-state" }
         return config

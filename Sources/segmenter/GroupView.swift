@@ -16,7 +16,7 @@ struct GroupView {
         do {
             let directory = try GroupDirectory.read(config: config)
             guard !directory.announcements.isEmpty else {
-                note("no instance of group \(config.kafka["group.id"] ?? "segmenter") has announced its partitions yet")
+                note("no instance of group \(config.kafka.groupID) has announced its partitions yet")
                 return nil
             }
             return GroupView(config: config, directory: directory, client: GroupClient(config: config))

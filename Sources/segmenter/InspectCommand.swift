@@ -169,7 +169,7 @@ struct Inspect: ParsableCommand {
             say("dedupe horizon \(DedupeHorizon.describe(horizon.seconds * Instant.nanosPerSecond)): an event older than its "
                 + "pair's watermark minus the horizon, or from before its partition's ids are kept, is dead-lettered")
             let waiting = try reader.waitingEvents()
-            if lag, ends == nil { say("(lag unknown: Kafka at \(config.kafka["bootstrap.servers"] ?? "?") did not answer)") }
+            if lag, ends == nil { say("(lag unknown: Kafka at \(config.kafka.bootstrapServers) did not answer)") }
             for row in pairs {
                 let latest = row.eventTimes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
                 let proof = [row.floor, row.keptFromDay.map(config.calendar.start(of:))].compactMap { $0 }.max()

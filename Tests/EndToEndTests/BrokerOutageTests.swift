@@ -47,6 +47,21 @@ import Testing
     }
 }
 
+/// No broker at the configured address: `run` stops at start-up, names the address and says why,
+/// rather than waiting for topics that can never arrive (KafkaError.Kind.brokerUnreachable).
+@Suite struct UnreachableBrokerTests {
+    @Test func runWithNoBrokerAtTheAddressExitsNamingIt() throws {
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("unreachable-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        let port = Processes.freePort()  // nothing listens there
+        let config = work.appendingPathComponent("segmenter.yaml").path
+        try "kafka:\n  bootstrap.servers: 127.0.0.1:\(port)\nstate_dir: \(work.path)/state\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let (status, output) = try Processes.run(Processes.segmenterPath, ["run", "--config", config], timeout: 60, stderr: true)
+        #expect(status != 0)
+        #expect(output.contains("cannot reach Kafka at 127.0.0.1:\(port)"), "\(output.suffix(800))")
+    }
+}
+
 /// A one-shot flag a background thread sets.
 final class StopFlag: @unchecked Sendable {
     private let semaphore = DispatchSemaphore(value: 0)

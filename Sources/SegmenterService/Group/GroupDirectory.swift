@@ -43,7 +43,7 @@ public struct GroupDirectory: Sendable {
     public static func read(config: SegmenterConfig) throws -> GroupDirectory {
         let producer = try KafkaProducer(configuration: config.kafka)
         let count = try producer.partitionCount(of: config.topics.activity, timeoutMs: 10_000)
-        let group = config.kafka["group.id"] ?? "segmenter"
+        let group = config.kafka.groupID
         var latest: [Int32: PartialsAnnouncement] = [:]
         let reader = try TopicReader(configuration: config.readerKafka("directory"))
         try reader.readToEnd(config.topics.kpiPartials, timeoutMs: 10_000) { message in

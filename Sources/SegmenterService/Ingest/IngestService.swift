@@ -136,7 +136,7 @@ public final class IngestService: Service, @unchecked Sendable {
         try consumer.subscribe(to: [config.topics.activity, config.topics.billing])
         let kinds = [config.topics.activity: InputKind.activity, config.topics.billing: InputKind.billing]
         let membership = config.kafka["group.instance.id"].map { "as static member \($0) of" } ?? "in"
-        logger.info("consuming \(config.topics.activity) and \(config.topics.billing) from \(config.kafka["bootstrap.servers"] ?? "?") \(membership) group \(config.kafka["group.id"] ?? "?") into \(config.stateDirectory.path)")
+        logger.info("consuming \(config.topics.activity) and \(config.topics.billing) from \(config.kafka.bootstrapServers) \(membership) group \(config.kafka.groupID) into \(config.stateDirectory.path)")
 
         while !stop.isStopped && !worker.queue.isClosed {
             let (messages, errors) = try consumer.poll(maxMessages: config.batchMaxEvents, timeoutMs: config.batchMaxWaitMs)
@@ -234,13 +234,12 @@ public final class IngestService: Service, @unchecked Sendable {
     /// (a user's activity and billing must land in the same partition number).
     /// - Returns: the partition count, if the topics exist.
     private func checkInputTopics(_ producer: KafkaProducer) throws -> Int? {
-        let servers = config.kafka["bootstrap.servers"] ?? "(bootstrap.servers not set)"
+        let servers = config.kafka.bootstrapServers
         var counts: [String: Int] = [:]
         for topic in [config.topics.activity, config.topics.billing] {
             do {
                 counts[topic] = try producer.partitionCount(of: topic, timeoutMs: 10_000)
-            } catch let error as KafkaError where error.codeName == "_TRANSPORT" || error.codeName == "_TIMED_OUT"
-                || error.codeName == "_ALL_BROKERS_DOWN" || error.codeName == "_RESOLVE" {
+            } catch let error as KafkaError where error.kind == .brokerUnreachable {
                 throw ServiceError("cannot reach Kafka at \(servers): \(error)")
             } catch {
                 logger.warning("input topic \(topic) not found yet (\(error)); it will be consumed once it exists")

@@ -41,7 +41,7 @@ public final class StateSnapshots {
         topic = config.topics.stateSnapshots
         self.producer = producer
         readerConfiguration = config.readerKafka("restore")
-        group = config.kafka["group.id"] ?? "segmenter"
+        group = config.kafka.groupID
         directory = config.stateDirectory
         interval = config.stateSnapshotIntervalSeconds > 0 ? .seconds(config.stateSnapshotIntervalSeconds) : nil
         self.log = log

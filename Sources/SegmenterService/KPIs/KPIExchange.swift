@@ -41,7 +41,7 @@ final class KPIExchange {
         self.topic = config.topics.kpiPartials
         self.producer = producer
         readerConfiguration = config.readerKafka("kpi-leader")
-        group = config.kafka["group.id"] ?? "segmenter"
+        group = config.kafka.groupID
         instance = config.instanceName
         api = config.httpAdvertisedURL
         self.heartbeat = heartbeat

@@ -100,7 +100,7 @@ final class KPILeader {
                 read += 1
                 if let (key, position) = KPIPublisher.chainPosition(of: message.payload), position.seq > latest[key]?.seq ?? 0 { latest[key] = position }
             }
-        } catch let error as KafkaError where error.codeName.contains("UNKNOWN_TOPIC") {
+        } catch let error as KafkaError where error.kind == .unknownTopic {
             readTo = [:]  // nothing was ever published
         } catch {
             log("KPI leader: cannot read \(config.topics.kpiDeltas) to continue its chains (\(error)); KPIs wait")
