@@ -43,7 +43,8 @@ struct Run: AsyncParsableCommand {
         let c = services.ingest.counters
         logger.info("stopped: consumed \(c.consumed), applied \(c.applied), duplicates \(c.duplicates), dead-lettered \(c.deadLettered) (\(c.tooOld) older than the dedupe horizon), published \(c.published)")
         if stopAfterEvents != nil, let started = services.ingest.firstMessageAt {
-            let seconds = Date().timeIntervalSince(started)
+            let took = ContinuousClock.now - started
+            let seconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
             say("{\"consumed\":\(c.consumed),\"seconds\":\(seconds),\"events_per_second\":\(Int(Double(c.consumed) / seconds)),\"peak_rss_kib\":\(peakResidentKiB()),\"batches\":\(c.batches)}")
         }
         _ = handlers

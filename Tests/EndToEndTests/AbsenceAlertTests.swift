@@ -7,7 +7,10 @@ import SegmenterCore
 @Suite(.serialized) struct AbsenceAlertTests {
     @Test func hybridClockFiresAnAlertOnASilentStream() throws {
         let harness = try Harness()
+        let port = Processes.freePort()
         let config = try harness.writeConfig(batch: 100, extra: """
+            http:
+              port: \(port)
             clock: hybrid
             segments:
               - {name: recent_signups, rule: "hours_since_signup <= 24"}
@@ -43,12 +46,18 @@ import SegmenterCore
         // A SIGKILL and a restart do not fire it again: the firing state is durable.
         run.kill(SIGKILL)
         run.wait(seconds: 10)
+        let restarted = Instant(seconds: Int64(Date().timeIntervalSince1970))
         let again = try Processes.Running(harness.bin, ["run", "--config", config], log: harness.work.appendingPathComponent("run2.log"))
         defer { again.kill(SIGKILL) }
-        let joined = Date().addingTimeInterval(30)
-        while !again.output.contains("assigned"), Date() < joined { Thread.sleep(forTimeInterval: 0.2) }
+        again.waitForLog("KPI leader", timeout: 30)
         #expect(again.output.contains("assigned"), "the restarted run must own the partitions: \(again.output.suffix(1000))")
-        Thread.sleep(forTimeInterval: 3)  // many emit intervals with the alert evaluated
+        // Many emit intervals (200 ms) with the alert evaluated: the leader's clock moved 3 s past the restart.
+        let evaluated = waitUntil(timeout: 30) {
+            let ingest = try? JSONSerialization.jsonObject(with: Data(Curl.get("http://127.0.0.1:\(port)/api/ingest").1.utf8)) as? [String: Any]
+            let now = (ingest?["now"] as? String).flatMap { try? RFC3339.parse($0).get() }
+            return ingest?["kpi_leader"] as? Bool == true && (now?.nanoseconds ?? 0) >= restarted.adding(seconds: 3).nanoseconds
+        }
+        #expect(evaluated, "the restarted run's clock must move on: \(again.output.suffix(1000))")
         let messages = try harness.readTopic("segment-alerts").filter { $0["alert"] as? String == "silent_signups" }
         #expect(messages.count == 1, "exactly one message per state change: \(messages)")
     }

@@ -18,7 +18,8 @@ import Testing
         while harness.committedOffsets(config: config) < first.total, Date() < started { Thread.sleep(forTimeInterval: 0.1) }
 
         // When the broker goes down, a second stream is produced meanwhile (it waits in the
-        // producer), and the broker comes back five seconds later
+        // producer), and the broker comes back once `run` has lost it and the stream is waiting
+        let logBefore = run.output.count
         cluster.setBroker(1, up: false)
         let secondDone = StopFlag()
         nonisolated(unsafe) var second: ProducedLog?
@@ -28,7 +29,11 @@ import Testing
                                            log: "second.jsonl")
             secondDone.set()
         }
-        Thread.sleep(forTimeInterval: 5)
+        let secondLog = harness.work.appendingPathComponent("second.jsonl").path
+        let noticed = waitUntil(timeout: 30) {
+            FileManager.default.fileExists(atPath: secondLog) && run.output.dropFirst(logBefore).contains("rdkafka#")
+        }
+        #expect(noticed, "run should log that it lost the broker: \(run.output.suffix(1500))")
         let duringOutage = harness.committedOffsets(config: config)
         #expect(run.process.isRunning, "run must survive an unreachable broker: \(run.output.suffix(1500))")
         cluster.setBroker(1, up: true)
@@ -40,8 +45,7 @@ import Testing
         #expect(duringOutage < produced.total, "the outage should land mid-stream")
         #expect(harness.committedOffsets(config: config) == produced.total, "\(run.output.suffix(1500))")
         harness.waitUntilPairsSettle(config: config)  // events ahead of a pair's watermark count once it reaches them
-        Thread.sleep(forTimeInterval: 1.5)
-        run.kill(SIGTERM)
+        run.kill(SIGTERM)  // a graceful stop emits once more and drains the outbox
         #expect(run.wait(seconds: 30) == 0)
         try harness.expectExactlyOnce(config: config, produced: produced)
     }

@@ -33,8 +33,8 @@ import Testing
         let produced = try harness.generate(["--users", "150", "--events", "6000", "--days", "10", "--seed", "9", "--rate", "1500"])
         let deadline = Date().addingTimeInterval(90)
         while harness.committedOffsets(config: config) < produced.total, Date() < deadline { try await Task.sleep(for: .milliseconds(200)) }
-        try await Task.sleep(for: .seconds(2))  // the last emits
         let base = "http://127.0.0.1:\(port)"
+        #expect(harness.waitUntilKPIsPublished(config: config, apiBase: base), "the last emits: \(run.output.suffix(800))")
 
         // The API: the segment's KPIs over time, oldest first, and the alert's firing periods
         func history() async throws -> [String: Any] {

@@ -65,7 +65,12 @@ import Testing
         let more = Date().addingTimeInterval(30)
         while harness.committedOffsets(config: config) < produced.total + 1, Date() < more { try await Task.sleep(for: .milliseconds(200)) }
         #expect(harness.committedOffsets(config: config) == produced.total + 1)
-        try await Task.sleep(for: .seconds(3))  // a few sparkline samples
+        // A few sparkline samples: `all`'s member count has at least three in /api/history.
+        let sampled = await eventually(timeout: 30) {
+            let history = try? JSONSerialization.jsonObject(with: Data(Curl.get("\(base)/api/history").1.utf8)) as? [String: [String: [Any]]]
+            return (history?["all"]?["members"]?.count ?? 0) >= 3
+        }
+        #expect(sampled, "no sparkline samples: \(Curl.get("\(base)/api/history").1.prefix(400))")
 
         let screenshot = harness.work.appendingPathComponent("dashboard.png").path
         let (shotStatus, _) = try Processes.run(browser, ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",

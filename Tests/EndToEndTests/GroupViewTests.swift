@@ -25,7 +25,7 @@ import SegmenterCore
         defer { for process in processes { process.kill(SIGTERM); _ = process.wait(seconds: 30) } }
         let deadline = Date().addingTimeInterval(60)
         while !processes.allSatisfy({ $0.output.contains("] assigned") }), Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
-        Thread.sleep(forTimeInterval: 3)  // the pair's group settles with both members
+        try #require(harness.waitUntilGroupSplits(Array(processes.prefix(2))), "the pair's group settles with both members")
 
         // Given the same input consumed by a group of two and by one instance alone
         let produced = try harness.generate(Harness.recent(days: 10) + ["--users", "200", "--events", "6000", "--seed", "41"])
@@ -35,7 +35,14 @@ import SegmenterCore
         let split = configs.map { harness.committedOffsets(config: $0) }
         try #require(split.reduce(0, +) == produced.total && split.allSatisfy { $0 > 0 }, "both must own partitions: \(split)")
         for config in configs + [solo] { harness.waitUntilPairsSettle(config: config) }
-        Thread.sleep(forTimeInterval: 2)  // announcements of the final partials
+        // Announcements of the final partials: the group's view of each segment reaches the single instance's
+        let segments = ["recent_spenders", "inactive_new_users"]
+        try waitUntil(timeout: 30) {
+            try segments.allSatisfy { segment in
+                Self.body(try Processes.run(harness.bin, ["inspect", "segment", segment, "--config", solo]).1)
+                    == Self.body(try Processes.run(harness.bin, ["inspect", "segment", segment, "--config", configs[1]]).1)
+            }
+        }
 
         func run(_ arguments: [String]) throws -> (String, String) {
             let log = harness.work.appendingPathComponent("cli-\(UUID().uuidString).err")
@@ -66,7 +73,7 @@ import SegmenterCore
         #expect(answeredBy == ["\(pair)-a", "\(pair)-b"], "owners that answered: \(answeredBy)")
 
         // And `inspect segment` shows the group's KPIs, the single instance's values
-        for segment in ["recent_spenders", "inactive_new_users"] {
+        for segment in segments {
             let (_, alone) = try Processes.run(harness.bin, ["inspect", "segment", segment, "--config", solo])
             let (_, grouped) = try Processes.run(harness.bin, ["inspect", "segment", segment, "--config", configs[1]])
             #expect(Self.body(grouped) == Self.body(alone), "\(segment):\n\(grouped)\nvs\n\(alone)")
@@ -101,7 +108,7 @@ import SegmenterCore
         defer { for process in processes { process.kill(SIGTERM); _ = process.wait(seconds: 30) } }
         let joined = Date().addingTimeInterval(60)
         while !processes.allSatisfy({ $0.output.contains("] assigned") }), Date() < joined { try await Task.sleep(for: .milliseconds(100)) }
-        try await Task.sleep(for: .seconds(3))  // the group settles with both members
+        try #require(harness.waitUntilGroupSplits(processes), "the group settles with both members")
 
         // Given 20 days of input at a pace (the clock passes every midnight, so each day's end
         // is recorded: the baseline), where everyone who signs up from day 14 stays inactive

@@ -63,13 +63,20 @@ struct Recomputation {
     /// Folds `segment-kpi-deltas`: per pair, seq 1, 2, 3… with previous = the prior current, a
     /// repeated seq only with the same content, and the last current = the recomputed value.
     func expectKPIChains(_ messages: [[String: Any]], expectNoRepeats: Bool = false) {
+        for problem in kpiChainProblems(messages, repeatsAreProblems: expectNoRepeats) { Issue.record(Comment(rawValue: problem)) }
+    }
+
+    /// What `expectKPIChains` would record, as text: empty when the topic holds the recomputed
+    /// chains. Tests poll it (`eventually`) until the outputs reach the input's values.
+    func kpiChainProblems(_ messages: [[String: Any]], repeatsAreProblems: Bool = false) -> [String] {
+        var problems: [String] = []
         var chains: [String: [Int: [String: Any]]] = [:]
         for message in messages {
             let pair = "\(message["segment"]!)/\(message["kpi"]!)"
             let seq = (message["seq"] as! NSNumber).intValue
             if let seen = chains[pair]?[seq] {
-                #expect(NSDictionary(dictionary: seen).isEqual(to: message), "\(pair) seq \(seq) re-sent with other content")
-                #expect(!expectNoRepeats, "\(pair) seq \(seq) sent twice after a graceful stop")
+                if !NSDictionary(dictionary: seen).isEqual(to: message) { problems.append("\(pair) seq \(seq) re-sent with other content") }
+                if repeatsAreProblems { problems.append("\(pair) seq \(seq) sent twice after a graceful stop") }
             }
             chains[pair, default: [:]][seq] = message
         }
@@ -78,12 +85,15 @@ struct Recomputation {
             let pair = "\(key.segment)/\(key.kpi)"
             let expected = catalog.value(of: key, in: partials.values)
             guard let chain = chains[pair] else {
-                #expect(expected == nil, "\(pair) never published but should be \(String(describing: expected))")
+                if expected != nil { problems.append("\(pair) never published but should be \(String(describing: expected))") }
                 continue
             }
-            #expect(chain.keys.sorted() == Array(1...chain.count), "\(pair): seq must run 1…n without gaps: \(chain.keys.sorted())")
-            for seq in 2...max(chain.count, 2) where seq <= chain.count {
-                #expect(number(chain[seq]!["previous"]) == number(chain[seq - 1]!["current"]), "\(pair) seq \(seq): previous != prior current")
+            if chain.keys.sorted() != Array(1...chain.count) {
+                problems.append("\(pair): seq must run 1…n without gaps: \(chain.keys.sorted())")
+                continue
+            }
+            for seq in 2...max(chain.count, 2) where seq <= chain.count && number(chain[seq]!["previous"]) != number(chain[seq - 1]!["current"]) {
+                problems.append("\(pair) seq \(seq): previous != prior current")
             }
             let final = number(chain[chain.count]!["current"])
             let matches = switch (expected, final) {
@@ -91,7 +101,8 @@ struct Recomputation {
             case let (e?, f?): abs(e - f) <= 2e-6 * max(1, abs(e))
             default: false
             }
-            #expect(matches, "\(pair): published \(String(describing: final)), recomputed \(String(describing: expected))")
+            if !matches { problems.append("\(pair): published \(String(describing: final)), recomputed \(String(describing: expected))") }
         }
+        return problems
     }
 }

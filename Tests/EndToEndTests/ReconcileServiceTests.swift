@@ -85,7 +85,9 @@ import SQLite
         let deadline = Date().addingTimeInterval(90)
         while harness.committedOffsets(config: config) < produced.total, Date() < deadline { try await Task.sleep(for: .milliseconds(200)) }
         #expect(harness.committedOffsets(config: config) == produced.total)
-        try await Task.sleep(for: .seconds(1))  // a KPI emit after the last batch
+        // A KPI emit after the last batch: what is published is the state's.
+        let emitted = harness.waitUntilKPIsPublished(config: config, apiBase: "http://127.0.0.1:\(port)")
+        #expect(emitted, "the KPIs of the ingested input were never published: \(run.output.suffix(1500))")
 
         // `run` holds the state: the CLI asks it over HTTP.
         let (status, output) = try Processes.run(harness.bin, ["reconcile", "--once", "--config", config, "--json"])

@@ -30,9 +30,7 @@ import SegmenterCore
 
         // Given two members of one group that share the partitions
         let deadline = Date().addingTimeInterval(60)
-        while !instances.allSatisfy({ $0.output.contains("assigned") }), Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
-        try #require(instances.allSatisfy { $0.output.contains("assigned") }, "both instances must join the group: \(logs())")
-        Thread.sleep(forTimeInterval: 3)  // let the group settle after the second member joined
+        try #require(harness.waitUntilGroupSplits(instances), "both instances must join the group and split it: \(logs())")
 
         // When they consume a stream, then an event four days later in every partition (each
         // instance's clock moves there, so members leave by time in both)
@@ -50,11 +48,13 @@ import SegmenterCore
         let split = committed()
         #expect(split.reduce(0, +) == first.total + 4, "\(logs())")
         #expect(split.allSatisfy { $0 > 0 }, "both instances must have consumed partitions of their own: \(split)")
-        Thread.sleep(forTimeInterval: 2.5)  // inputs idle (1 s), announcements, one KPI emit interval, the relay
 
-        // Then the KPIs published meanwhile are those of all the input, in one chain per pair
+        // Then the KPIs published meanwhile (inputs idle, announcements, an emit, the relay) are
+        // those of all the input, in one chain per pair
         let firstInput = first.lines.filter { $0.valid && !$0.duplicate } + ticks
-        try Recomputation(yaml: yaml, input: firstInput).expectKPIChains(try harness.readTopic("segment-kpi-deltas"))
+        let firstTruth = try Recomputation(yaml: yaml, input: firstInput)
+        harness.waitUntilKPIChainsMatch(firstTruth)
+        firstTruth.expectKPIChains(try harness.readTopic("segment-kpi-deltas"))
         let leaders = instances.indices.filter { instances[$0].output.contains("KPI leader (this instance owns partition 0)") }
         try #require(leaders.count == 1, "exactly one instance leads KPIs: \(logs())")
 
@@ -70,7 +70,9 @@ import SegmenterCore
         ], log: harness.work.appendingPathComponent("generate.log"))
         while committed().reduce(0, +) < first.total + 4 + 6_000, Date() < deadline.addingTimeInterval(120) { Thread.sleep(forTimeInterval: 0.05) }
         #expect(generator.process.isRunning, "the kill should land mid-stream (committed \(committed()))")
-        Thread.sleep(forTimeInterval: 1.2)  // a snapshot round of the victim's partitions mid-stream
+        // a snapshot round of the victim's partitions mid-stream, begun after those 6,000
+        let roundsBefore = instances[victim].count("] snapshotted ")
+        instances[victim].waitForLog("] snapshotted ", moreThan: roundsBefore + 1, timeout: 30)
         instances[victim].kill(SIGKILL)
         _ = instances[victim].wait(seconds: 10)
         try #require(generator.wait(seconds: 60) == 0, "\(generator.output.suffix(1000))")
@@ -82,7 +84,7 @@ import SegmenterCore
         while harness.committedOffsets(config: configs[survivor]) < total, Date() < takeover { Thread.sleep(forTimeInterval: 0.2) }
         #expect(harness.committedOffsets(config: configs[survivor]) == total, "\(logs())")
         harness.waitUntilPairsSettle(config: configs[survivor])
-        Thread.sleep(forTimeInterval: 2.5)
+        // A graceful stop emits the KPIs once more and drains the outbox before it exits.
         instances[survivor].kill(SIGTERM)
         #expect(instances[survivor].wait(seconds: 30) == 0, "\(logs())")
         #expect(instances[survivor].output.contains("restored from its snapshot in Kafka"), "\(logs())")
@@ -113,14 +115,8 @@ import SegmenterCore
         let deadline = Date().addingTimeInterval(120)
         while harness.committedOffsets(config: config) < first.total, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
         try #require(harness.committedOffsets(config: config) == first.total, "\(run.output.suffix(2000))")
-        // A round that snapshots something after the input was all committed, then one more
-        // interval and a margin: every partition's snapshot is then current (rounds with
-        // nothing new do not log).
-        let rounds = { run.output.components(separatedBy: "snapshotted").count - 1 }
-        let before = rounds()
-        let waitUntil = Date().addingTimeInterval(5)  // none comes if one logged just before `before`
-        while rounds() == before, Date() < waitUntil { Thread.sleep(forTimeInterval: 0.1) }
-        Thread.sleep(forTimeInterval: 1.5)
+        // Every partition's snapshot in Kafka holds the offsets its state committed
+        try #require(harness.waitUntilSnapshotsAreCurrent(run, config: config), "\(run.output.suffix(2000))")
         run.kill(SIGKILL)
         _ = run.wait(seconds: 10)
         try FileManager.default.removeItem(at: harness.work.appendingPathComponent("state"))

@@ -152,13 +152,13 @@ import SegmenterCore
         var b = try start(1, "b")
         try input.produce(thirds[0], with: harness)
         try waitFor(thirds[0].count, "both instances")
-        Thread.sleep(forTimeInterval: 1.5)  // a snapshot round
+        try #require(harness.waitUntilSnapshotsAreCurrent(b, config: configs[1]), "a snapshot round: \(b.output.suffix(1500))")
         // When one is stopped while the second third arrives (the other takes its partitions over)
         b.kill(SIGTERM)
         #expect(b.wait(seconds: 30) == 0)
         try input.produce(thirds[1], with: harness)
         try waitFor(thirds[0].count + thirds[1].count, "the survivor")
-        Thread.sleep(forTimeInterval: 1.5)
+        try #require(harness.waitUntilSnapshotsAreCurrent(a, config: configs[0]), "a snapshot round: \(a.output.suffix(1500))")
         // and is restarted for the last third
         b = try start(1, "b2")
         try input.produce(thirds[2], with: harness)
@@ -184,7 +184,7 @@ import SegmenterCore
         let settle = Date().addingTimeInterval(30)
         while watermarks() != expected, Date() < settle { Thread.sleep(forTimeInterval: 0.3) }
         #expect(watermarks() == expected, "pairs' watermarks \(watermarks()), their inputs end at \(expected)")
-        Thread.sleep(forTimeInterval: 1.5)  // announcements, an emit interval, the relay
+        harness.waitUntilKPIChainsMatch(truth)  // announcements, an emit interval, the relay
         for run in [a, b] { run.kill(SIGTERM) }
         for run in [a, b] { #expect(run.wait(seconds: 30) == 0, "\(run.output.suffix(1500))") }
 

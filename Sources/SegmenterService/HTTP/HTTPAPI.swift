@@ -9,14 +9,18 @@ import SegmenterStore
 public final class ServiceHealth: @unchecked Sendable {
     private let lock = NSLock()
     private var assigned = 0
-    private var lastPoll: Date?
+    private var lastPoll: ContinuousClock.Instant?
+    private let clock: any ServiceClock
 
     /// Ingest figures and recent KPI values, for the dashboard and `/api/ingest`.
-    public let operations = OperationalState()
+    public let operations: OperationalState
 
-    public init() {}
+    public init(clock: any ServiceClock = SystemClock()) {
+        self.clock = clock
+        operations = OperationalState(clock: clock)
+    }
 
-    func polled() { lock.lock(); lastPoll = Date(); lock.unlock() }
+    func polled() { let now = clock.monotonicNow; lock.lock(); lastPoll = now; lock.unlock() }
     func assignment(count: Int) { lock.lock(); assigned = count; lock.unlock() }
 
     /// Ready: partitions are assigned and restored, the consumer polled the broker recently, and
@@ -26,7 +30,7 @@ public final class ServiceHealth: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard assigned > 0 else { return (false, "no partitions assigned yet") }
-        guard let lastPoll, Date().timeIntervalSince(lastPoll) < 10 else { return (false, "the consumer has not polled for 10 s") }
+        guard let lastPoll, clock.monotonicNow - lastPoll < .seconds(10) else { return (false, "the consumer has not polled for 10 s") }
         if let maxLag, lag > maxLag { return (false, "consumer lag \(lag) is above http.ready_max_lag \(maxLag)") }
         return (true, "\(assigned) partitions assigned, lag \(lag)")
     }

@@ -37,11 +37,15 @@ public final class OperationalState: @unchecked Sendable {
     private let lock = NSLock()
     private var ingest = Ingest()
     private var samples: [Sample] = []
-    private var lastSample = ContinuousClock.now - .seconds(3600)
+    private var lastSample: ContinuousClock.Instant
+    private let clock: any ServiceClock
     private var rateWindow: [(ContinuousClock.Instant, Int)] = []
     static let sampleCapacity = 180
 
-    public init() {}
+    public init(clock: any ServiceClock = SystemClock()) {
+        self.clock = clock
+        lastSample = clock.monotonicNow - .seconds(3600)
+    }
 
     public var snapshot: Ingest { lock.withLock { ingest } }
     public var recentSamples: [Sample] { lock.withLock { samples } }
@@ -51,7 +55,7 @@ public final class OperationalState: @unchecked Sendable {
     /// Counts consumed messages for the rate (a sliding window of ~10 s).
     func noteConsumed(total: Int) {
         lock.withLock {
-            let now = ContinuousClock.now
+            let now = clock.monotonicNow
             rateWindow.append((now, total))
             while let first = rateWindow.first, now - first.0 > .seconds(10) { rateWindow.removeFirst() }
             if let first = rateWindow.first, first.0 < now {
@@ -64,8 +68,9 @@ public final class OperationalState: @unchecked Sendable {
     /// Keeps a KPI sample at most every `every` (bounded, oldest dropped).
     func sample(_ values: [KPIKey: Double?], at instant: Instant, every: Duration = .seconds(2)) {
         lock.withLock {
-            guard ContinuousClock.now - lastSample >= every else { return }
-            lastSample = ContinuousClock.now
+            let now = clock.monotonicNow
+            guard now - lastSample >= every else { return }
+            lastSample = now
             samples.append(Sample(at: instant, values: values))
             if samples.count > Self.sampleCapacity { samples.removeFirst(samples.count - Self.sampleCapacity) }
         }

@@ -44,8 +44,8 @@ final class CommitWorker: @unchecked Sendable {
         stores = PartitionStores(config: config, partitionCount: partitionCount, log: log)
         committer = BatchCommitter(config: config, consumer: consumer, clock: clock)
         leader = KPILeader(config: config, producer: producer, partitionCount: partitionCount, clock: clock, log: log)
-        relay = OutboxRelay(producer: producer)
-        snapshots = StateSnapshots(config: config, producer: producer, log: log)
+        relay = OutboxRelay(producer: producer, clock: clock)
+        snapshots = StateSnapshots(config: config, producer: producer, clock: clock, log: log)
         gauges = IngestGauges(operations: operations, stateDirectory: config.stateDirectory, clock: clock)
         relay.watchedTopic = config.topics.kpiDeltas
         relay.onWatchedDelivery = { [weak leader] partition, offset in leader?.publisher?.noteDelivered(partition: partition, offset: offset) }

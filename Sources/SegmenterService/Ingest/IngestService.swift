@@ -59,6 +59,7 @@ public final class IngestService: Service, @unchecked Sendable {
         self.logger = logger
         self.decoder = config.decoder
         self.clock = clock
+        health = ServiceHealth(clock: clock)
         self.onBatch = onBatch
         self.onStarted = onStarted
     }
@@ -85,11 +86,11 @@ public final class IngestService: Service, @unchecked Sendable {
 
     /// When the first poll returned messages: where a throughput figure starts (as a bare
     /// consumer's does), so the first batch's own work is inside the measured time.
-    public var firstMessageAt: Date? { counterLock.lock(); defer { counterLock.unlock() }; return firstPolled }
-    private var firstPolled: Date?
+    public var firstMessageAt: ContinuousClock.Instant? { counterLock.lock(); defer { counterLock.unlock() }; return firstPolled }
+    private var firstPolled: ContinuousClock.Instant?
 
     /// Liveness and readiness, for `/readyz`.
-    public let health = ServiceHealth()
+    public let health: ServiceHealth
 
     /// Runs until `stop` is set (after the current batch) or ingest fails.
     public func run(until stop: StopSignal) throws {
@@ -149,7 +150,7 @@ public final class IngestService: Service, @unchecked Sendable {
                 }
             }
             if !messages.isEmpty {
-                if firstPolled == nil { counterLock.lock(); firstPolled = Date(); counterLock.unlock() }
+                if firstPolled == nil { let now = clock.monotonicNow; counterLock.lock(); firstPolled = now; counterLock.unlock() }
                 worker.queue.put(.batch(decode(messages, kinds: kinds, eventTimes: eventTimes)), mergingInto: IngestCommand.merge(limit: config.batchMaxEvents))
             }
         }

@@ -16,7 +16,8 @@ final class OutboxRelay {
     /// (one small transaction per source and interval, not per pump). `produced` keeps them
     /// from being sent again meanwhile; after a crash they are (at least once, as before).
     private var delivered: [Int32: [Int64]] = [:]
-    private var lastDelete = ContinuousClock.now
+    private var lastDelete: ContinuousClock.Instant
+    private let clock: any ServiceClock
     private let deleteInterval = Duration.milliseconds(250)
     private(set) var failures = 0
     var lastFailure: KafkaError?
@@ -26,7 +27,11 @@ final class OutboxRelay {
     var watchedTopic: String?
     var onWatchedDelivery: ((_ partition: Int32, _ offset: Int64) -> Void)?
 
-    init(producer: KafkaProducer) { self.producer = producer }
+    init(producer: KafkaProducer, clock: any ServiceClock = SystemClock()) {
+        self.producer = producer
+        self.clock = clock
+        lastDelete = clock.monotonicNow
+    }
 
     /// Message ids carry the source partition in the top bits so a delivery report finds its row.
     private static func messageID(partition: Int32, row: Int64) -> Int64 { (Int64(partition) << 40) | row }
@@ -64,13 +69,13 @@ final class OutboxRelay {
                 if partition == 0, watchedRows.remove(row) != nil { onWatchedDelivery?(report.partition, report.offset) }
             }
         }
-        if ContinuousClock.now - lastDelete >= deleteInterval { try deleteDelivered(stores) }
+        if clock.monotonicNow - lastDelete >= deleteInterval { try deleteDelivered(stores) }
         return inFlight
     }
 
     /// Deletes the rows Kafka acknowledged (call before giving a source up, and on drain).
     func deleteDelivered(_ stores: [Int32: any OutboxSource]) throws {
-        lastDelete = ContinuousClock.now
+        lastDelete = clock.monotonicNow
         for (partition, rows) in delivered { try stores[partition]?.deleteOutbox(ids: rows) }
         delivered = [:]
     }
@@ -84,8 +89,8 @@ final class OutboxRelay {
 
     /// Pumps until nothing is in flight and no rows remain, or the deadline passes.
     func drain(_ stores: [Int32: any OutboxSource], timeoutMs: Int) throws {
-        let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
-        while ContinuousClock.now < deadline {
+        let deadline = clock.monotonicNow + .milliseconds(timeoutMs)
+        while clock.monotonicNow < deadline {
             let waiting = try pump(stores, waitMs: 50)
             try deleteDelivered(stores)
             let depth = try stores.values.reduce(0) { $0 + (try $1.outboxDepth()) }

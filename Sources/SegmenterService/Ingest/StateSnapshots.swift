@@ -31,13 +31,18 @@ public final class StateSnapshots {
     private var lastSlot: [Int32: Int] = [:]
     private var topicPartitions: Int32?
     private let group: String
-    private var roundStarted = ContinuousClock.now
+    private var roundStarted: ContinuousClock.Instant
+    private let clock: any ServiceClock
     /// Partitions still to visit in the current round.
     private var due: [Int32]?
     private var roundBytes = 0
     private var roundCount = 0
+    /// "partition 1 at activity@120 billing@40" for each partition the round snapshotted.
+    private var roundPartitions: [String] = []
 
-    public init(config: SegmenterConfig, producer: KafkaProducer, log: @escaping (String) -> Void) {
+    public init(config: SegmenterConfig, producer: KafkaProducer, clock: any ServiceClock = SystemClock(), log: @escaping (String) -> Void) {
+        self.clock = clock
+        roundStarted = clock.monotonicNow
         topic = config.topics.stateSnapshots
         self.producer = producer
         readerConfiguration = config.readerKafka("restore")
@@ -53,7 +58,7 @@ public final class StateSnapshots {
     func tick(_ stores: [Int32: PartitionStore]) {
         guard let interval else { return }
         if due == nil {
-            guard ContinuousClock.now - roundStarted >= interval else { return }
+            guard clock.monotonicNow - roundStarted >= interval else { return }
             due = stores.keys.sorted(by: >)
         }
         while let partition = due?.popLast() {
@@ -65,12 +70,13 @@ public final class StateSnapshots {
             }
         }
         if roundCount > 0 {
-            log("snapshotted \(roundCount) partition databases (\(roundBytes / 1024) KiB) to \(topic)")
+            log("snapshotted \(roundCount) partition databases (\(roundBytes / 1024) KiB) to \(topic): \(roundPartitions.joined(separator: "; "))")
         }
         due = nil
-        roundStarted = ContinuousClock.now
+        roundStarted = clock.monotonicNow
         roundBytes = 0
         roundCount = 0
+        roundPartitions = []
     }
 
     /// Produces a snapshot of `store` if it committed anything since its last one.
@@ -100,6 +106,7 @@ public final class StateSnapshots {
         snapshotted[store.partition] = offsets
         roundBytes += bytes.count
         roundCount += 1
+        roundPartitions.append("partition \(store.partition) at " + offsets.sorted { $0.key < $1.key }.map { "\($0.key)@\($0.value)" }.joined(separator: " "))
         ServiceMetrics.snapshots.increment()
         ServiceMetrics.snapshotBytes.increment(by: bytes.count)
         return true

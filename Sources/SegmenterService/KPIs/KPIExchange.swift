@@ -27,7 +27,8 @@ final class KPIExchange {
     private let heartbeat: Duration
     private let log: (String) -> Void
     private var lastAnnounced: [Int32: (partials: [KPIKey: KPIPartial], watermark: PairWatermark)] = [:]
-    private var lastHeartbeat = ContinuousClock.now
+    private var lastHeartbeat: ContinuousClock.Instant
+    private let clock: any ServiceClock
     private var reader: KafkaConsumer?
     /// Per topic partition, the offset the reader must pass before the leader may publish (the
     /// high watermarks when it started reading); nil once caught up.
@@ -37,7 +38,9 @@ final class KPIExchange {
     private(set) var view: GroupPartials
     private let grid: KPIGrid
 
-    init(config: SegmenterConfig, producer: KafkaProducer, heartbeat: Duration = .seconds(30), log: @escaping (String) -> Void) {
+    init(config: SegmenterConfig, producer: KafkaProducer, heartbeat: Duration = .seconds(30), clock: any ServiceClock, log: @escaping (String) -> Void) {
+        self.clock = clock
+        lastHeartbeat = clock.monotonicNow
         self.topic = config.topics.kpiPartials
         self.producer = producer
         readerConfiguration = config.readerKafka("kpi-leader")
@@ -59,8 +62,9 @@ final class KPIExchange {
     /// announcement (all of them when the heartbeat is due or `force`d). A lost announcement
     /// costs nothing: the state is durable and the next change or heartbeat announces it again.
     func announce(_ stores: [Int32: PartitionStore], force: Bool = false) throws {
-        let all = force || ContinuousClock.now - lastHeartbeat >= heartbeat
-        if all { lastHeartbeat = ContinuousClock.now }
+        let now = clock.monotonicNow
+        let all = force || now - lastHeartbeat >= heartbeat
+        if all { lastHeartbeat = now }
         for (partition, store) in stores {
             let partials = store.partials.values
             let watermark = store.watermark

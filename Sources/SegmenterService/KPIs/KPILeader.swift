@@ -31,7 +31,7 @@ final class KPILeader {
         self.partitionCount = partitionCount
         self.clock = clock
         self.log = log
-        exchange = KPIExchange(config: config, producer: producer, log: log)
+        exchange = KPIExchange(config: config, producer: producer, clock: clock, log: log)
         lastWaitingLog = clock.monotonicNow - .seconds(60)
     }
 
