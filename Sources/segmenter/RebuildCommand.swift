@@ -42,8 +42,7 @@ struct Rebuild: ParsableCommand {
     func run() throws {
         let config = try options.load()
         let start: StateRebuilder.Start = try from.map { .time(try RFC3339.parse($0).get()) } ?? .earliest
-        let log = { (line: String) in FileHandle.standardError.write(Data(("rebuild: " + line + "\n").utf8)) }
-        let report = try StateRebuilder(config: config, start: start, log: log).run()
+        let report = try StateRebuilder(config: config, start: start, logger: makeLogger("rebuild")).run()
         var entered: [String: Int] = [:], exited: [String: Int] = [:], before: [String: Int] = [:], after: [String: Int] = [:]
         for adoption in report.partitions.values {
             entered.merge(adoption.entered, uniquingKeysWith: +)

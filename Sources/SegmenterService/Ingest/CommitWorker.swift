@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import KafkaIO
 import SegmenterCore
 import SegmenterStore
@@ -25,27 +26,27 @@ final class CommitWorker: @unchecked Sendable {
     private let operations: OperationalState
     /// Seeded with each assigned partition's event time, for the poll thread (see `EventTimeBoard`).
     private let eventTimes: EventTimeBoard
-    private let log: (String) -> Void
+    private let logger: Logger
     private let report: (BatchOutcome, DecodedBatch, Int, Int64) -> Void
     private let finished = DispatchSemaphore(value: 0)
     private(set) var failure: Error?
 
     init(config: SegmenterConfig, producer: KafkaProducer, consumer: KafkaConsumer, partitionCount: Int?,
          operations: OperationalState, eventTimes: EventTimeBoard, clock: any ServiceClock = SystemClock(),
-         log: @escaping (String) -> Void, report: @escaping (BatchOutcome, DecodedBatch, Int, Int64) -> Void) throws {
+         logger: Logger, report: @escaping (BatchOutcome, DecodedBatch, Int, Int64) -> Void) throws {
         self.config = config
         self.clock = clock
         self.producer = producer
         self.consumer = consumer
         self.operations = operations
         self.eventTimes = eventTimes
-        self.log = log
+        self.logger = logger
         self.report = report
-        stores = PartitionStores(config: config, partitionCount: partitionCount, log: log)
+        stores = PartitionStores(config: config, partitionCount: partitionCount, logger: logger)
         committer = BatchCommitter(config: config, consumer: consumer, clock: clock)
-        leader = KPILeader(config: config, producer: producer, partitionCount: partitionCount, clock: clock, log: log)
+        leader = KPILeader(config: config, producer: producer, partitionCount: partitionCount, clock: clock, logger: logger)
         relay = OutboxRelay(producer: producer, clock: clock)
-        snapshots = StateSnapshots(config: config, producer: producer, clock: clock, log: log)
+        snapshots = StateSnapshots(config: config, producer: producer, clock: clock, logger: logger)
         gauges = IngestGauges(operations: operations, stateDirectory: config.stateDirectory, clock: clock)
         relay.watchedTopic = config.topics.kpiDeltas
         relay.onWatchedDelivery = { [weak leader] partition, offset in leader?.publisher?.noteDelivered(partition: partition, offset: offset) }
@@ -155,9 +156,9 @@ final class CommitWorker: @unchecked Sendable {
 
     /// What the broker and the group know of the input partitions, for `PartitionStores.assign`.
     private var inputHistory: PartitionStores.InputHistory {
-        PartitionStores.InputHistory(watermarks: { [consumer] in try? consumer.watermarks(of: $0) }, groupProgress: { [consumer, log] in
+        PartitionStores.InputHistory(watermarks: { [consumer] in try? consumer.watermarks(of: $0) }, groupProgress: { [consumer, logger] in
             do { return try consumer.committed($0) } catch {
-                log("cannot read how far the group got (\(error)); memberships are not published again after a move")
+                logger.warning("cannot read how far the group got (\(error)); memberships are not published again after a move")
                 return [:]
             }
         })
@@ -177,10 +178,10 @@ final class CommitWorker: @unchecked Sendable {
         let others = leader.exchange.view.announced.filter { stores.open[$0.key] == nil }
         let remote = GroupDrillDown.gather(from: others.values, config: config, segment: alert.segment, kpi: alert.kpi)
         for partial in remote.accumulators { accumulator.merge(partial) }
-        log("drill-down of \(alert.name): \(local) members in this instance's \(stores.open.count) partitions, "
-            + "\(accumulator.memberCount - local) in \(others.count) partitions of other instances")
+        logger.info("drill-down of \(alert.name): \(local) members in this instance's \(stores.open.count) partitions, \(accumulator.memberCount - local) in \(others.count) partitions of other instances",
+                    metadata: ["alert": "\(alert.name)", "segment": "\(alert.segment)"])
         if !remote.missing.isEmpty {
-            log("drill-down of \(alert.name): partitions \(remote.missing.sorted()) could not be asked (their instance serves no API or did not answer); it covers the others")
+            logger.warning("drill-down of \(alert.name): partitions \(remote.missing.sorted()) could not be asked (their instance serves no API or did not answer); it covers the others")
         }
         return accumulator.ranked(baseline: baseline)
     }

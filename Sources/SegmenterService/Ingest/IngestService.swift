@@ -105,7 +105,7 @@ public final class IngestService: Service, @unchecked Sendable {
         let eventTimes = EventTimeBoard(horizon: config.dedupeHorizon)
         let worker = try CommitWorker(config: config, producer: producer, consumer: consumer, partitionCount: partitionCount,
                                       operations: health.operations, eventTimes: eventTimes, clock: clock,
-                                      log: { [logger] in logger.info("\($0)") }) {
+                                      logger: logger) {
             [self] outcome, batch, published, commitNanoseconds in
             ServiceMetrics.record(outcome, consumed: batch.consumed, keyMismatches: batch.keyMismatches, published: published,
                                   commitNanoseconds: commitNanoseconds)
@@ -169,14 +169,14 @@ public final class IngestService: Service, @unchecked Sendable {
         let (low, high) = try consumer.watermarks(of: tp)
         let policy = config.offsetReset
         guard let (next, skipped) = policy.resume(requested: outOfRange.offset, low: low, high: high) else {
-            _ = try SkippedInput.resume(tp, requested: outOfRange.offset, low: low, high: high, policy: policy, store: nil, log: { _ in })
+            _ = try SkippedInput.resume(tp, requested: outOfRange.offset, low: low, high: high, policy: policy, store: nil, logger: logger)
             return
         }
         try consumer.restart(tp, at: next)
         let requested = outOfRange.offset
         worker.queue.put(.exclusive { [logger] session in
             _ = try? SkippedInput.resume(tp, requested: requested, low: low, high: high, policy: policy,
-                                         store: session?.stores[tp.partition], log: { logger.error("\($0)") })
+                                         store: session?.stores[tp.partition], logger: logger)
         })
         _ = skipped
     }

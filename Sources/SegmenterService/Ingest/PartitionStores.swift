@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import KafkaIO
 import SegmenterCore
 import SegmenterStore
@@ -15,7 +16,7 @@ final class PartitionStores {
     /// Metrics already logged as counting only from a later instant (once per process, not per partition).
     private var reportedMetricChanges: Set<String> = []
     private var assigned: Set<TopicPartition> = []
-    private let log: (String) -> Void
+    private let logger: Logger
     private let checkpointer = WALCheckpointer()
 
     deinit { checkpointer.stop() }
@@ -23,19 +24,24 @@ final class PartitionStores {
     /// The input topics' partition count, when known: the user cache is split over it.
     private let partitionCount: Int?
 
-    init(config: SegmenterConfig, partitionCount: Int?, log: @escaping (String) -> Void) {
+    init(config: SegmenterConfig, partitionCount: Int?, logger: Logger) {
         self.config = config
         self.partitionCount = partitionCount
         self.calendar = config.calendar
-        self.log = log
+        self.logger = logger
     }
 
     func store(for partition: Int32) throws -> PartitionStore {
         if let store = open[partition] { return store }
         let store = try config.openPartition(partition, partitionCount: partitionCount ?? max(assigned.count / 2, 1))
         let changes = try store.applyDefinitionChanges()
-        if changes > 0 { log("partition \(partition): segment definitions changed; re-evaluated everyone, \(changes) membership changes (cause config)") }
-        for change in try store.metricDefinitionChanges() where reportedMetricChanges.insert(change.name).inserted { log(change.description) }
+        if changes > 0 {
+            logger.info("partition \(partition): segment definitions changed; re-evaluated everyone, \(changes) membership changes (cause config)",
+                        metadata: ["partition": "\(partition)"])
+        }
+        for change in try store.metricDefinitionChanges() where reportedMetricChanges.insert(change.name).inserted {
+            logger.notice("\(change.description)", metadata: ["partition": "\(partition)", "metric": "\(change.name)"])
+        }
         open[partition] = store
         checkpointer.watch(store.path)
         return store
@@ -70,7 +76,7 @@ final class PartitionStores {
             // where to continue is `offset_reset`'s, and what is skipped is never silent.
             if let requested = next, let held = history.watermarks(tp), requested < held.low || requested > held.high {
                 next = try SkippedInput.resume(tp, requested: requested, low: held.low, high: held.high, policy: config.offsetReset,
-                                               store: store, log: log)
+                                               store: store, logger: logger)
             }
             if let next { starts[tp] = .offset(next) }
             if let reached = progress[tp], reached > next ?? 0 {
@@ -79,12 +85,11 @@ final class PartitionStores {
             }
         }
         if !restating.isEmpty {
-            log("the group got further than this state with \(restating.sorted().joined(separator: ", ")): "
-                + "users of those messages get their memberships published again")
+            logger.notice("the group got further than this state with \(restating.sorted().joined(separator: ", ")): users of those messages get their memberships published again")
         }
         let stored = starts.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")
-        log("assigned \(partitions.map(\.description).sorted().joined(separator: ", ")); "
-            + (stored.isEmpty ? "no stored offsets: starting where ingest.offset_reset says (default: earliest, the beginning)" : "resuming at stored offsets \(stored)"))
+        let start = stored.isEmpty ? "no stored offsets: starting where ingest.offset_reset says (default: earliest, the beginning)" : "resuming at stored offsets \(stored)"
+        logger.info("assigned \(partitions.map(\.description).sorted().joined(separator: ", ")); \(start)")
         return starts
     }
 
@@ -109,21 +114,22 @@ final class PartitionStores {
         do {
             found = try snapshots.latest(of: unusable)
         } catch {
-            log("cannot read state snapshots (\(error)); partitions \(unusable.sorted()) resume from their local state or the input")
+            logger.error("cannot read state snapshots (\(error)); partitions \(unusable.sorted()) resume from their local state or the input")
         }
         for number in unusable.sorted() {
             let mine = local[number] ?? [:]
             guard let snapshot = found[number], snapshot.isAhead(of: mine) else {
                 if expired.contains(number) {
-                    log("partition \(number): WARNING its state stopped before the earliest input Kafka still holds and no later "
-                        + "snapshot exists in \(config.topics.stateSnapshots): the events in between are lost to it")
+                    logger.error("partition \(number): WARNING its state stopped before the earliest input Kafka still holds and no later snapshot exists in \(config.topics.stateSnapshots): the events in between are lost to it",
+                                 metadata: ["partition": "\(number)"])
                 }
                 continue
             }
             try snapshots.install(snapshot)
-            log("partition \(number): restored from its snapshot in Kafka (\(snapshot.bytes.count / 1024) KiB); resuming at "
-                + snapshot.offsets.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")
-                + (mine.isEmpty ? " (no local state)" : " (local state was behind, at \(mine.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")))"))
+            let resumes = snapshot.offsets.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", ")
+            let before = mine.isEmpty ? "no local state" : "local state was behind, at \(mine.map { "\($0.key)@\($0.value)" }.sorted().joined(separator: ", "))"
+            logger.notice("partition \(number): restored from its snapshot in Kafka (\(snapshot.bytes.count / 1024) KiB); resuming at \(resumes) (\(before))",
+                          metadata: ["partition": "\(number)"])
         }
     }
 
@@ -134,9 +140,9 @@ final class PartitionStores {
         for number in Set(partitions.map(\.partition)) where !stillNeeded.contains(number) {
             if let store = open.removeValue(forKey: number) {
                 checkpointer.forget(store.path)
-                do { try store.checkpoint() } catch { log("partition \(number): final checkpoint failed (the WAL stays; nothing is lost): \(error)") }
+                do { try store.checkpoint() } catch { logger.warning("partition \(number): final checkpoint failed (the WAL stays; nothing is lost): \(error)") }
             }
         }
-        log("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")
+        logger.info("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")
     }
 }

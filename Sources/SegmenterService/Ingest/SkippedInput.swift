@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import KafkaIO
 import SegmenterCore
 import SegmenterStore
@@ -9,7 +10,7 @@ enum SkippedInput {
     /// Where `tp` continues, having recorded, counted and logged what that skips; throws with
     /// `offset_reset: none`.
     static func resume(_ tp: TopicPartition, requested: Int64, low: Int64, high: Int64, policy: OffsetReset,
-                       store: PartitionStore?, log: (String) -> Void) throws -> Int64 {
+                       store: PartitionStore?, logger: Logger) throws -> Int64 {
         guard let (next, skipped) = policy.resume(requested: requested, low: low, high: high) else {
             throw ServiceError("\(tp): the next offset to consume, \(requested), is no longer in Kafka (it holds \(low)..<\(high)): "
                 + "input was deleted before it was consumed. ingest.offset_reset: none stops here rather than skip "
@@ -17,18 +18,17 @@ enum SkippedInput {
                 + "counted and logged), or restore the input")
         }
         guard !skipped.isEmpty else {
-            log("\(tp): offset \(requested) is not in Kafka (it holds \(low)..<\(high)); continuing from \(next) "
-                + "(offset_reset \(policy.rawValue)): nothing skipped, input read again is deduplicated")
+            logger.notice("\(tp): offset \(requested) is not in Kafka (it holds \(low)..<\(high)); continuing from \(next) (offset_reset \(policy.rawValue)): nothing skipped, input read again is deduplicated",
+                          metadata: ["topic": "\(tp.topic)", "partition": "\(tp.partition)", "offset": "\(requested)"])
             return next
         }
-        log("\(tp): offsets \(skipped.lowerBound)..<\(skipped.upperBound) (\(skipped.count) messages) were no longer in Kafka when due "
-            + "to be consumed; skipped them, continuing from \(next) (offset_reset \(policy.rawValue)); they are counted in "
-            + "segmenter_input_offsets_skipped_total and shown by inspect state")
+        logger.error("\(tp): offsets \(skipped.lowerBound)..<\(skipped.upperBound) (\(skipped.count) messages) were no longer in Kafka when due to be consumed; skipped them, continuing from \(next) (offset_reset \(policy.rawValue)); they are counted in segmenter_input_offsets_skipped_total and shown by inspect state",
+                     metadata: ["topic": "\(tp.topic)", "partition": "\(tp.partition)", "offset": "\(requested)"])
         ServiceMetrics.recordSkippedOffsets(skipped.count, of: tp)
         do {
             try store?.noteSkippedOffsets(topic: tp.topic, range: skipped, policy: policy.rawValue, at: Instant.wallClock())
         } catch {
-            log("could not record the skipped offsets of \(tp) in its state: \(error)")
+            logger.error("could not record the skipped offsets of \(tp) in its state: \(error)")
         }
         return next
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import KafkaIO
 import SegmenterCore
 import SegmenterStore
@@ -24,7 +25,7 @@ public final class StateSnapshots {
     private let readerConfiguration: KafkaConfiguration
     private let directory: URL
     private let interval: Duration?
-    private let log: (String) -> Void
+    private let logger: Logger
     /// The offsets of each partition's last snapshot from this process.
     private var snapshotted: [Int32: [String: Int64]] = [:]
     /// The slot each partition's last snapshot went to, when known without asking its database.
@@ -40,7 +41,7 @@ public final class StateSnapshots {
     /// "partition 1 at activity@120 billing@40" for each partition the round snapshotted.
     private var roundPartitions: [String] = []
 
-    public init(config: SegmenterConfig, producer: KafkaProducer, clock: any ServiceClock = SystemClock(), log: @escaping (String) -> Void) {
+    public init(config: SegmenterConfig, producer: KafkaProducer, clock: any ServiceClock = SystemClock(), logger: Logger) {
         self.clock = clock
         roundStarted = clock.monotonicNow
         topic = config.topics.stateSnapshots
@@ -49,7 +50,7 @@ public final class StateSnapshots {
         group = config.kafka.groupID
         directory = config.stateDirectory
         interval = config.stateSnapshotIntervalSeconds > 0 ? .seconds(config.stateSnapshotIntervalSeconds) : nil
-        self.log = log
+        self.logger = logger
     }
 
     /// Snapshots at most one due partition per call, so a round over many partitions never
@@ -66,11 +67,11 @@ public final class StateSnapshots {
             do {
                 if try snapshotIfChanged(store) { return }
             } catch {
-                log("snapshot of partition \(partition) to \(topic) failed (\(error)); next try in \(interval)")
+                logger.info("snapshot of partition \(partition) to \(topic) failed (\(error)); next try in \(interval)")
             }
         }
         if roundCount > 0 {
-            log("snapshotted \(roundCount) partition databases (\(roundBytes / 1024) KiB) to \(topic): \(roundPartitions.joined(separator: "; "))")
+            logger.info("snapshotted \(roundCount) partition databases (\(roundBytes / 1024) KiB) to \(topic): \(roundPartitions.joined(separator: "; "))")
         }
         due = nil
         roundStarted = clock.monotonicNow
@@ -129,10 +130,10 @@ public final class StateSnapshots {
             if let chunk = SnapshotChunk.decode(message.payload) { assembler.receive(chunk) }
         }
         if assembler.foreign > 0 {
-            log("\(topic) also holds snapshots of other consumer groups; they are ignored (give each deployment its own topic)")
+            logger.info("\(topic) also holds snapshots of other consumer groups; they are ignored (give each deployment its own topic)")
         }
         if assembler.droppedIncludingUnfinished > 0 {
-            log("\(topic): skipped \(assembler.droppedIncludingUnfinished) incomplete or damaged snapshots (an earlier complete one is used)")
+            logger.info("\(topic): skipped \(assembler.droppedIncludingUnfinished) incomplete or damaged snapshots (an earlier complete one is used)")
         }
         return assembler.latest
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import KafkaIO
 import SegmenterCore
 import SegmenterStore
@@ -25,7 +26,7 @@ final class KPIExchange {
     /// Announcements of another consumer group seen on the topic (a shared topic name).
     private var foreign = 0
     private let heartbeat: Duration
-    private let log: (String) -> Void
+    private let logger: Logger
     private var lastAnnounced: [Int32: (partials: [KPIKey: KPIPartial], watermark: PairWatermark)] = [:]
     private var lastHeartbeat: ContinuousClock.Instant
     private let clock: any ServiceClock
@@ -38,7 +39,7 @@ final class KPIExchange {
     private(set) var view: GroupPartials
     private let grid: KPIGrid
 
-    init(config: SegmenterConfig, producer: KafkaProducer, heartbeat: Duration = .seconds(30), clock: any ServiceClock, log: @escaping (String) -> Void) {
+    init(config: SegmenterConfig, producer: KafkaProducer, heartbeat: Duration = .seconds(30), clock: any ServiceClock, logger: Logger) {
         self.clock = clock
         lastHeartbeat = clock.monotonicNow
         self.topic = config.topics.kpiPartials
@@ -48,7 +49,7 @@ final class KPIExchange {
         instance = config.instanceName
         api = config.httpAdvertisedURL
         self.heartbeat = heartbeat
-        self.log = log
+        self.logger = logger
         grid = config.kpiGrid
         view = GroupPartials(grid: config.kpiGrid)
     }
@@ -124,9 +125,9 @@ final class KPIExchange {
                 reader = try KafkaConsumer(configuration: readerConfiguration, listener: nil)
                 reading = false
                 view = GroupPartials(grid: grid)
-                log("KPI leader (this instance owns partition 0): reading \(topic) for the other instances' KPI partials")
+                logger.info("KPI leader (this instance owns partition 0): reading \(topic) for the other instances' KPI partials")
             } catch {
-                log("cannot read \(topic) yet (\(error)); KPIs wait")
+                logger.info("cannot read \(topic) yet (\(error)); KPIs wait")
             }
         } else {
             reader?.close()
@@ -134,7 +135,7 @@ final class KPIExchange {
             reading = false
             catchUp = nil
             view = GroupPartials(grid: grid)
-            log("no longer the KPI leader (partition 0 moved): another instance publishes KPIs and alerts")
+            logger.info("no longer the KPI leader (partition 0 moved): another instance publishes KPIs and alerts")
         }
     }
 
@@ -161,14 +162,14 @@ final class KPIExchange {
         }
         while true {
             let (messages, errors) = try reader.poll(maxMessages: 10_000, timeoutMs: 0)
-            for error in errors { log("reading \(topic): \(error)") }
+            for error in errors { logger.info("reading \(topic): \(error)") }
             for message in messages {
                 if let announcement = PartialsAnnouncement.decode(message.payload) {
                     if announcement.group == group {
                         view.receive(announcement)
                     } else if foreign == 0 {
                         foreign += 1
-                        log("\(topic) also carries announcements of group \(announcement.group); they are ignored (give each deployment its own topic)")
+                        logger.info("\(topic) also carries announcements of group \(announcement.group); they are ignored (give each deployment its own topic)")
                     }
                 }
                 let tp = TopicPartition(topic: message.topic, partition: message.partition)
@@ -178,7 +179,7 @@ final class KPIExchange {
         }
         if catchUp?.isEmpty == true {
             catchUp = nil
-            log("KPI leader caught up with \(topic): \(view.announced.count) partitions announced")
+            logger.info("KPI leader caught up with \(topic): \(view.announced.count) partitions announced")
         }
         return isCaughtUp
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import KafkaIO
 import SegmenterCore
 import SegmenterStore
@@ -11,7 +12,7 @@ final class KPILeader {
     private let config: SegmenterConfig
     private let producer: KafkaProducer
     private let clock: any ServiceClock
-    private let log: (String) -> Void
+    private let logger: Logger
     let exchange: KPIExchange
     /// The KPI chain, while this instance owns partition 0 (its state lives in that database).
     private(set) var publisher: KPIPublisher?
@@ -25,13 +26,13 @@ final class KPILeader {
     /// Which segments' KPIs moved since the last publish, and why.
     private var causes: [String: ChangeCause] = [:]
 
-    init(config: SegmenterConfig, producer: KafkaProducer, partitionCount: Int?, clock: any ServiceClock, log: @escaping (String) -> Void) {
+    init(config: SegmenterConfig, producer: KafkaProducer, partitionCount: Int?, clock: any ServiceClock, logger: Logger) {
         self.config = config
         self.producer = producer
         self.partitionCount = partitionCount
         self.clock = clock
-        self.log = log
-        exchange = KPIExchange(config: config, producer: producer, clock: clock, log: log)
+        self.logger = logger
+        exchange = KPIExchange(config: config, producer: producer, clock: clock, logger: logger)
         lastWaitingLog = clock.monotonicNow - .seconds(60)
     }
 
@@ -64,8 +65,7 @@ final class KPILeader {
         }
         let (steps, skipped) = PartialsFold.steps(after: publisher.foldedBucket, through: last, partitions: timelines)
         if let skipped {
-            log("KPI steps from \(grid.end(of: skipped.lowerBound)) to \(grid.end(of: skipped.upperBound)) skipped: a partition's changes then are no "
-                + "longer known (it ran ahead of the group's watermark further than it keeps, or restarted); the next step includes them")
+            logger.warning("KPI steps from \(grid.end(of: skipped.lowerBound)) to \(grid.end(of: skipped.upperBound)) skipped: a partition's changes then are no longer known (it ran ahead of the group's watermark further than it keeps, or restarted); the next step includes them")
         }
         let fold = steps.isEmpty && skipped != nil ? .only(PartialsFold.Step(bucket: last, partials: global)) : steps
         let emitted = try publisher.publish(fold, through: last, current: global, now: now, grid: grid, catalog: config.catalog, causes: causes,
@@ -103,12 +103,13 @@ final class KPILeader {
         } catch let error as KafkaError where error.kind == .unknownTopic {
             readTo = [:]  // nothing was ever published
         } catch {
-            log("KPI leader: cannot read \(config.topics.kpiDeltas) to continue its chains (\(error)); KPIs wait")
+            logger.error("KPI leader: cannot read \(config.topics.kpiDeltas) to continue its chains (\(error)); KPIs wait")
             return
         }
         let (advanced, dropped) = try chain.continueChain(after: latest, readTo: readTo)
-        log("KPI leader: continuing the chains of \(config.topics.kpiDeltas) after \(read) messages published since this state's last one"
-            + (advanced + dropped > 0 ? " (\(advanced) pairs continue from a later seq, \(dropped) unsent messages superseded)" : ""))
+        let moved = advanced + dropped > 0 ? " (\(advanced) pairs continue from a later seq, \(dropped) unsent messages superseded)" : ""
+        logger.info("KPI leader: continuing the chains of \(config.topics.kpiDeltas) after \(read) messages published since this state's last one\(moved)",
+                    metadata: ["topic": "\(config.topics.kpiDeltas)"])
         publisher = chain
     }
 
@@ -130,13 +131,13 @@ final class KPILeader {
         waitingSince = since
         if now - lastWaitingLog >= .seconds(10) {
             lastWaitingLog = now
-            log(caughtUp ? "KPIs wait for partitions \(missing.map(String.init).joined(separator: ", ")) to be announced by their owners"
-                         : "KPIs wait until the announcements of the other instances are read")
+            logger.info(caughtUp ? "KPIs wait for partitions \(missing.map(String.init).joined(separator: ", ")) to be announced by their owners"
+                                 : "KPIs wait until the announcements of the other instances are read")
         }
         // Owners announce everything at least every 30 s: waiting longer means the reader lost track.
         if now - since >= .seconds(35) {
             waitingSince = nil
-            log("no announcement of partitions \(missing.map(String.init).joined(separator: ", ")) for 35 s: reading the announcements again from the beginning")
+            logger.warning("no announcement of partitions \(missing.map(String.init).joined(separator: ", ")) for 35 s: reading the announcements again from the beginning")
             exchange.rereadFromTheBeginning()
         }
         return nil

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import KafkaIO
 import SegmenterCore
 import SegmenterStore
@@ -31,12 +32,12 @@ public struct StateRebuilder {
 
     let config: SegmenterConfig
     let start: Start
-    let log: (String) -> Void
+    let logger: Logger
 
-    public init(config: SegmenterConfig, start: Start, log: @escaping (String) -> Void) {
+    public init(config: SegmenterConfig, start: Start, logger: Logger) {
         self.config = config
         self.start = start
-        self.log = log
+        self.logger = logger
     }
 
     public func run() throws -> Report {
@@ -55,9 +56,9 @@ public struct StateRebuilder {
 
         let replays = try plan(partitionCount: partitionCount, producer: producer)
         let total = replays.reduce(0) { $0 + $1.total }
-        log("rebuilding \(partitionCount) partitions from \(describe(start)): \(total) messages to replay into \(scratch.path)")
+        logger.info("rebuilding \(partitionCount) partitions from \(describe(start)): \(total) messages to replay into \(scratch.path)")
         var report = Report()
-        let meter = ProgressMeter(total: total, log: log)
+        let meter = ProgressMeter(total: total, logger: logger)
         for replay in replays {
             let outcome: BatchOutcome
             do {
@@ -82,9 +83,9 @@ public struct StateRebuilder {
         // The snapshots in Kafka are older than the rebuilt state: replace them, so an instance
         // that takes a partition over from an empty state directory restores the rebuilt one.
         if config.stateSnapshotIntervalSeconds > 0 {
-            let snapshots = StateSnapshots(config: config, producer: producer, log: log)
+            let snapshots = StateSnapshots(config: config, producer: producer, logger: logger)
             for store in access.stores.values where try snapshots.snapshotIfChanged(store) { report.snapshots += 1 }
-            log("published a snapshot of each of \(report.snapshots) rebuilt partitions to \(config.topics.stateSnapshots)")
+            logger.info("published a snapshot of each of \(report.snapshots) rebuilt partitions to \(config.topics.stateSnapshots)")
         }
         report.seconds = (ContinuousClock.now - began).seconds
         return report
@@ -133,14 +134,14 @@ public struct StateRebuilder {
 /// Messages replayed so far, with rate and ETA, at most every two seconds.
 final class ProgressMeter {
     private let total: Int64
-    private let log: (String) -> Void
+    private let logger: Logger
     private let started = ContinuousClock.now
     private var lastReport = ContinuousClock.now
     private var done: Int64 = 0
 
-    init(total: Int64, log: @escaping (String) -> Void) {
+    init(total: Int64, logger: Logger) {
         self.total = total
-        self.log = log
+        self.logger = logger
     }
 
     func update(_ done: Int64) {
@@ -150,12 +151,11 @@ final class ProgressMeter {
         let seconds = (ContinuousClock.now - started).seconds
         let rate = Double(done) / max(seconds, 0.001)
         let eta = rate > 0 ? Double(total - done) / rate : 0
-        log(String(format: "replayed %lld of %lld messages (%.0f%%), %.0f/s, about %.0f s left",
-                   done, total, 100 * Double(done) / Double(max(total, 1)), rate, eta))
+        logger.info("\(String(format: "replayed %lld of %lld messages (%.0f%%), %.0f/s, about %.0f s left", done, total, 100 * Double(done) / Double(max(total, 1)), rate, eta))")
     }
 
     func finish() {
         let seconds = (ContinuousClock.now - started).seconds
-        log(String(format: "replayed %lld messages in %.1f s (%.0f/s)", done, seconds, Double(done) / max(seconds, 0.001)))
+        logger.info("\(String(format: "replayed %lld messages in %.1f s (%.0f/s)", done, seconds, Double(done) / max(seconds, 0.001)))")
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import KafkaIO
 import SegmenterCore
 import SegmenterService
@@ -25,7 +26,7 @@ struct BenchSnapshots: ParsableCommand {
         let stores = try partitions.sorted().map { try PartitionStore(directory: config.stateDirectory, partition: $0, calendar: config.calendar) }
         // One round, as a fresh process takes it (every partition counts as changed). The dev
         // broker keeps only ~5 MB per partition: one round of the bench state fits, two may not.
-        let taker = StateSnapshots(config: config, producer: producer) { _ in }
+        let taker = StateSnapshots(config: config, producer: producer, logger: Logger(label: "bench-snapshots", factory: { _ in SwiftLogNoOpLogHandler() }))
         let started = Date()
         for store in stores { try taker.snapshotIfChanged(store) }
         try producer.flush(timeoutMs: 120_000)
@@ -35,7 +36,7 @@ struct BenchSnapshots: ParsableCommand {
         elsewhere.stateDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("bench-restore-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: elsewhere.stateDirectory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: elsewhere.stateDirectory) }
-        let restorer = StateSnapshots(config: elsewhere, producer: producer) { _ in }
+        let restorer = StateSnapshots(config: elsewhere, producer: producer, logger: Logger(label: "bench-snapshots", factory: { _ in SwiftLogNoOpLogHandler() }))
         let restoreStarted = Date()
         let found = try restorer.latest(of: partitions)
         for snapshot in found.values { try restorer.install(snapshot) }
