@@ -46,24 +46,59 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        // Config, ingest loop, outbox relay, HTTP, reconciliation, rebuild, alert delivery: where Kafka meets the store.
-        .target(name: "SegmenterService", dependencies: [
+        // The service, one module per flow (README, Layout). What every flow reads: the YAML
+        // configuration, checked and typed.
+        .target(name: "ServiceConfig", dependencies: [
             "KafkaIO", "SegmenterCore", "SegmenterStore", "Warehouse",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
-            .product(name: "Hummingbird", package: "hummingbird"),
-            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // What every flow shares at run time: clocks, metrics, health, the service's error.
+        .target(name: "ServiceRuntime", dependencies: [
+            "KafkaIO", "SegmenterCore", "SegmenterStore",
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
+        ]),
+        // From the commit thread out: the outbox relay, state snapshots, the KPI leader and the
+        // partials exchange, the group's directory, alert delivery.
+        .target(name: "Outputs", dependencies: [
+            "KafkaIO", "SegmenterCore", "SegmenterStore", "Warehouse", "ServiceConfig", "ServiceRuntime",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        // Kafka in: the poll thread, the commit thread and its decisions, partition stores.
+        .target(name: "Ingest", dependencies: [
+            "KafkaIO", "SegmenterCore", "SegmenterStore", "Warehouse", "ServiceConfig", "ServiceRuntime", "Outputs",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // The warehouse joins the commit thread: scheduled and on-demand runs, corrections, rebuild.
+        .target(name: "Reconciliation", dependencies: [
+            "KafkaIO", "SegmenterCore", "SegmenterStore", "Warehouse", "ServiceConfig", "ServiceRuntime", "Outputs", "Ingest",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Reads beside ingest: the JSON API, the dashboard, /metrics, feature export, explain.
+        .target(name: "HTTP", dependencies: [
+            "SegmenterCore", "SegmenterStore", "Warehouse", "ServiceConfig", "ServiceRuntime",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdCore", package: "hummingbird"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        // The service assembled: every flow as one lifecycle group; config preview.
+        .target(name: "SegmenterService", dependencies: [
+            "KafkaIO", "SegmenterCore", "SegmenterStore", "Warehouse",
+            "ServiceConfig", "ServiceRuntime", "Outputs", "Ingest", "Reconciliation", "HTTP",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Hummingbird", package: "hummingbird"),
         ]),
         // For trying and measuring, not for running: the dev broker (librdkafka's mock cluster
         // on a fixed port), the event generator and its producer.
         .target(name: "DevTools", dependencies: ["KafkaIO", "SegmenterCore"]),
         .executableTarget(name: "segmenter", dependencies: [
-            "SegmenterService", "DevTools", "KafkaIO", "SegmenterCore", "SegmenterStore", "SQLite", "Warehouse",
+            "SegmenterService", "ServiceConfig", "ServiceRuntime", "Outputs", "Ingest", "Reconciliation", "HTTP",
+            "DevTools", "KafkaIO", "SegmenterCore", "SegmenterStore", "SQLite", "Warehouse",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -77,17 +112,17 @@ let package = Package(
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
         .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite", "SegmenterTestKit", "DevTools"]),
         // FuzzCorpus/ is read from the source tree by FuzzTests.
-        .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService", "Warehouse", .product(name: "Yams", package: "Yams"),
+        .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService", "ServiceConfig", "ServiceRuntime", "Ingest", "HTTP", "Warehouse", .product(name: "Yams", package: "Yams"),
                                                           .product(name: "HummingbirdTesting", package: "hummingbird")],
                     exclude: ["FuzzCorpus"]),
         .testTarget(name: "ReconciliationTests", dependencies: [
-            "SegmenterCore", "SegmenterStore", "SegmenterService", "Warehouse", "SQLite",
+            "SegmenterCore", "SegmenterStore", "SegmenterService", "ServiceConfig", "ServiceRuntime", "Ingest", "Reconciliation", "Warehouse", "SQLite",
             .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "DevTools", "Warehouse", "SQLite",
+        .testTarget(name: "EndToEndTests", dependencies: ["KafkaIO", "SegmenterCore", "SegmenterStore", "SegmenterService", "ServiceConfig", "HTTP", "DevTools", "Warehouse", "SQLite",
                                                           "SegmenterTestKit", .product(name: "Crypto", package: "swift-crypto")]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,6 +1,7 @@
 import Foundation
 import SegmenterCore
 import SegmenterStore
+import ServiceConfig
 
 /// `preview`: the new config's rules over the live state, read-only (a `StateReader` beside a
 /// running `run`), each user at their partition pair's watermark against what was last published

@@ -2,6 +2,11 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import ServiceConfig
+import Outputs
+import Ingest
+import Reconciliation
+import HTTP
 
 /// The service as one swift-service-lifecycle group: HTTP, reconciliation, alert delivery and
 /// ingest start in that order and stop in reverse, so a graceful stop (1) stops ingest after its

@@ -1,6 +1,7 @@
 import Foundation
 import SegmenterCore
 import SegmenterStore
+import ServiceConfig
 
 /// What `validate` says about metrics against the state directory (SPEC §4b): a metric the
 /// state does not have, or has with another definition, starts empty unless rebuilt.

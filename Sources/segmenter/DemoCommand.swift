@@ -5,6 +5,9 @@ import KafkaIO
 import SegmenterCore
 import SegmenterService
 import SegmenterStore
+import ServiceConfig
+import ServiceRuntime
+import HTTP
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -4,6 +4,7 @@ import SegmenterCore
 import SegmenterService
 import SegmenterStore
 import SQLite
+import ServiceConfig
 
 /// The demo's local SQLite warehouse: the truth about the generated stream, per user and day,
 /// plus refunds issued in the billing system that never reached the billing topic, and logins

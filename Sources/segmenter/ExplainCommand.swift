@@ -3,6 +3,7 @@ import Foundation
 import SegmenterCore
 import SegmenterService
 import SegmenterStore
+import HTTP
 
 /// `segmenter explain USER`: why a user is in each segment (every sub-expression of its rule with
 /// its value), and what time alone changes next — read-only, beside a running `run`.

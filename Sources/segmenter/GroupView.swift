@@ -1,6 +1,8 @@
 import Foundation
 import SegmenterCore
 import SegmenterService
+import ServiceConfig
+import Outputs
 
 /// `inspect` and `export` for the whole consumer group: the instances' announcements (on
 /// `<group.id>-kpi-partials`) say who owns which partitions and where its API answers; each

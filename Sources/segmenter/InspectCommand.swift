@@ -4,6 +4,9 @@ import KafkaIO
 import SegmenterCore
 import SegmenterService
 import SegmenterStore
+import ServiceConfig
+import Outputs
+import HTTP
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(

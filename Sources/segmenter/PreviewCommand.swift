@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import SegmenterCore
 import SegmenterService
+import ServiceConfig
 
 /// `segmenter preview --config NEW.yaml [--against CURRENT.yaml]`: what a config change would
 /// do, before it ships.

@@ -3,6 +3,7 @@ import Foundation
 import SegmenterCore
 import SegmenterService
 import SegmenterStore
+import Reconciliation
 
 /// `segmenter rebuild`: the state re-derived from the input in place, published as a correction.
 struct Rebuild: ParsableCommand {

@@ -8,6 +8,10 @@ import Logging
 import SegmenterCore
 import SegmenterService
 import SegmenterStore
+import ServiceConfig
+import ServiceRuntime
+import Ingest
+import Reconciliation
 
 struct Reconcile: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

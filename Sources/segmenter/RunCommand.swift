@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import SegmenterService
+import ServiceRuntime
+import Ingest
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import SegmenterService
+import ServiceConfig
+import ServiceRuntime
 
 /// `--config` shared by commands that read the service configuration.
 struct ConfigOption: ParsableArguments {

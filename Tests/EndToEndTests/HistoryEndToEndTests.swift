@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SegmenterCore
 import SegmenterService
+import ServiceConfig
 import SegmenterTestKit
 
 /// SPEC §7 end to end, separate processes and a real broker: the published membership history

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SegmenterCore
 import SegmenterService
+import ServiceConfig
 import SegmenterStore
 
 /// Metrics as a user meets them (SPEC §4b), separate processes against a real broker: `explain`

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SegmenterCore
 import SegmenterService
+import ServiceConfig
 
 /// Memberships and KPIs recomputed from the input, to compare the published topics with.
 ///

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import SegmenterCore
 import SegmenterService
+import HTTP
+import ServiceConfig
 import SegmenterStore
 
 /// Replays never double count (SPEC §7), end to end with separate processes: an input whose

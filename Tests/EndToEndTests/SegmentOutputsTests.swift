@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SegmenterCore
 import SegmenterService
+import ServiceConfig
 
 /// Segments end to end, as separate processes with a SIGKILL mid-stream: the folded
 /// `segment-membership` and `segment-kpi-deltas` topics (read with kcat) equal a recomputation

@@ -4,6 +4,10 @@ import PostgresNIO
 import Testing
 @testable import SegmenterCore
 @testable import SegmenterService
+@testable import ServiceConfig
+@testable import ServiceRuntime
+@testable import Ingest
+@testable import Reconciliation
 @testable import SegmenterStore
 import SQLite
 @testable import Warehouse

@@ -3,6 +3,10 @@ import Logging
 import Testing
 @testable import SegmenterCore
 @testable import SegmenterService
+@testable import ServiceConfig
+@testable import ServiceRuntime
+@testable import Ingest
+@testable import Reconciliation
 @testable import SegmenterStore
 @testable import Warehouse
 

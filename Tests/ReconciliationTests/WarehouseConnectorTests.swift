@@ -3,6 +3,10 @@ import Foundation
 import Testing
 @testable import SegmenterCore
 @testable import SegmenterService
+@testable import ServiceConfig
+@testable import ServiceRuntime
+@testable import Ingest
+@testable import Reconciliation
 @testable import SegmenterStore
 import SQLServerIO
 @testable import Warehouse

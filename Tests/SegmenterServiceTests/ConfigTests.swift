@@ -3,6 +3,10 @@ import KafkaIO
 import Testing
 import SegmenterCore
 @testable import SegmenterService
+@testable import ServiceConfig
+@testable import ServiceRuntime
+@testable import Ingest
+@testable import HTTP
 import Warehouse
 
 /// Bad configuration is rejected at start-up with file, line and problem (SPEC §4).

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 @testable import SegmenterService
+@testable import ServiceConfig
+@testable import ServiceRuntime
+@testable import Ingest
+@testable import HTTP
 import Yams
 
 /// `deploy/kubernetes/` (issue 26, item 6) agrees with the configuration it mounts: the config

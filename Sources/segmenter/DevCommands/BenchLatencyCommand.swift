@@ -4,6 +4,7 @@ import KafkaIO
 import SegmenterCore
 import SegmenterService
 import SegmenterStore
+import ServiceRuntime
 
 /// `scripts/bench` latency probe: a real-time stream at a fixed rate with probe sign-ups mixed
 /// in; the time from producing a probe to reading its `enter` on the membership topic.

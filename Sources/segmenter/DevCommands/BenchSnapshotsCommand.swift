@@ -5,6 +5,7 @@ import KafkaIO
 import SegmenterCore
 import SegmenterService
 import SegmenterStore
+import Outputs
 
 /// `scripts/bench` state snapshots: one round over every partition database of a stopped
 /// service's state directory into Kafka, then a restore of all of them into an empty directory

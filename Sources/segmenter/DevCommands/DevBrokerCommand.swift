@@ -2,6 +2,7 @@ import ArgumentParser
 import DevTools
 import Foundation
 import SegmenterService
+import ServiceRuntime
 
 struct DevBroker: ParsableCommand {
     static let configuration = CommandConfiguration(
