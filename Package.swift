@@ -112,9 +112,10 @@ let package = Package(
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
         .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite", "SegmenterTestKit", "DevTools"]),
         // FuzzCorpus/ is read from the source tree by FuzzTests.
-        .testTarget(name: "SegmenterServiceTests", dependencies: ["SegmenterService", "ServiceConfig", "ServiceRuntime", "Ingest", "HTTP", "Warehouse", .product(name: "Yams", package: "Yams"),
-                                                          .product(name: "HummingbirdTesting", package: "hummingbird")],
+        .testTarget(name: "ServiceConfigTests", dependencies: ["ServiceConfig", "SegmenterCore", "KafkaIO", "Warehouse", .product(name: "Yams", package: "Yams")],
                     exclude: ["FuzzCorpus"]),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "ServiceRuntime", "ServiceConfig", "KafkaIO", "SegmenterCore"]),
+        .testTarget(name: "HTTPTests", dependencies: ["HTTP", "ServiceConfig", "ServiceRuntime", .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "ReconciliationTests", dependencies: [
             "SegmenterCore", "SegmenterStore", "SegmenterService", "ServiceConfig", "ServiceRuntime", "Ingest", "Reconciliation", "Warehouse", "SQLite",
             .product(name: "PostgresNIO", package: "postgres-nio"),

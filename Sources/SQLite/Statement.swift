@@ -10,6 +10,9 @@ public final class Statement {
     /// caches itself (`SQLiteConnection.cached`), which must not keep its owner alive.
     let connection: SQLiteConnection?
     public let sql: String
+    /// The first bind that SQLite refused since the last reset (a parameter index out of range,
+    /// a value over its size limit): `step` throws it instead of running with a NULL there.
+    private var bindFailure: (index: Int32, code: Int32)?
 
     init(connection: SQLiteConnection, sql: String, retainingConnection: Bool = true) throws {
         var stmt: OpaquePointer?
@@ -27,38 +30,50 @@ public final class Statement {
     public func reset() -> Statement {
         sqlite3_reset(handle)
         sqlite3_clear_bindings(handle)
+        bindFailure = nil
         return self
     }
 
+    /// Remembers the first failed bind (binding is on hot paths: no `throws` at each call).
+    @inline(__always)
+    private func check(_ rc: Int32, _ index: Int32) {
+        if rc != SQLITE_OK, bindFailure == nil { bindFailure = (index, rc) }
+    }
+
     public func bind(_ index: Int32, _ value: Int64?) {
-        if let value { sqlite3_bind_int64(handle, index, value) } else { sqlite3_bind_null(handle, index) }
+        check(value.map { sqlite3_bind_int64(handle, index, $0) } ?? sqlite3_bind_null(handle, index), index)
     }
 
     public func bind(_ index: Int32, _ value: Double) {
-        sqlite3_bind_double(handle, index, value)
+        check(sqlite3_bind_double(handle, index, value), index)
     }
 
     public func bind(_ index: Int32, _ value: String?) {
-        guard let value else { sqlite3_bind_null(handle, index); return }
+        guard let value else { check(sqlite3_bind_null(handle, index), index); return }
         var copy = value
         copy.withUTF8 { buffer in
-            _ = sqlite3_bind_text(handle, index, buffer.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) },
-                                  Int32(buffer.count), segmenter_sqlite_transient())
+            check(sqlite3_bind_text(handle, index, buffer.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) },
+                                  Int32(buffer.count), segmenter_sqlite_transient()), index)
         }
     }
 
     public func bind(_ index: Int32, blob: [UInt8]?) {
-        guard let blob else { sqlite3_bind_null(handle, index); return }
+        guard let blob else { check(sqlite3_bind_null(handle, index), index); return }
         // An empty array has no base address, which SQLite would read as NULL.
-        guard !blob.isEmpty else { sqlite3_bind_zeroblob(handle, index, 0); return }
+        guard !blob.isEmpty else { check(sqlite3_bind_zeroblob(handle, index, 0), index); return }
         blob.withUnsafeBytes { buffer in
-            _ = sqlite3_bind_blob(handle, index, buffer.baseAddress, Int32(buffer.count), segmenter_sqlite_transient())
+            check(sqlite3_bind_blob(handle, index, buffer.baseAddress, Int32(buffer.count), segmenter_sqlite_transient()), index)
         }
     }
 
     /// Steps once; true while a row is available.
     @discardableResult
     public func step() throws -> Bool {
+        if let failure = bindFailure {
+            bindFailure = nil
+            sqlite3_reset(handle)
+            throw SQLiteError(code: failure.code, message: "binding parameter \(failure.index) failed: \(String(cString: sqlite3_errstr(failure.code)))", sql: sql)
+        }
         let rc = sqlite3_step(handle)
         switch rc {
         case SQLITE_ROW: return true

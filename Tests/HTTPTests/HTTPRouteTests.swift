@@ -2,11 +2,9 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import Testing
-@testable import SegmenterService
-@testable import ServiceConfig
-@testable import ServiceRuntime
-@testable import Ingest
 @testable import HTTP
+import ServiceConfig
+import ServiceRuntime
 
 /// The HTTP routes in process (HummingbirdTesting's router framework, no socket), over a temp
 /// state directory: what a client gets when there is no state yet, when the state cannot be

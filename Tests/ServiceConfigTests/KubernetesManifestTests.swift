@@ -1,11 +1,7 @@
 import Foundation
 import Testing
-@testable import SegmenterService
-@testable import ServiceConfig
-@testable import ServiceRuntime
-@testable import Ingest
-@testable import HTTP
 import Yams
+@testable import ServiceConfig
 
 /// `deploy/kubernetes/` (issue 26, item 6) agrees with the configuration it mounts: the config
 /// loads with what the pod's environment provides, and the ports, probes, volume, identity and

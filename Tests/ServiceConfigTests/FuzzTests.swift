@@ -1,11 +1,7 @@
 import Foundation
 import Testing
 @testable import SegmenterCore
-@testable import SegmenterService
 @testable import ServiceConfig
-@testable import ServiceRuntime
-@testable import Ingest
-@testable import HTTP
 
 /// A seeded fuzzer over the three parsers that take outside input (issue 25): the event
 /// decoder, the rule parser and the config reader. Inputs are the corpus in `FuzzCorpus/`

@@ -1,10 +1,6 @@
 import Testing
 import SegmenterCore
-@testable import SegmenterService
 @testable import ServiceConfig
-@testable import ServiceRuntime
-@testable import Ingest
-@testable import HTTP
 
 /// `metrics:` (SPEC §4b): every bad definition refused at start-up with file:line:col and a caret;
 /// rules and KPIs read metrics by name.

@@ -1,11 +1,8 @@
 import Foundation
 import Testing
 import SegmenterCore
-@testable import SegmenterService
-@testable import ServiceConfig
-@testable import ServiceRuntime
 @testable import Ingest
-@testable import HTTP
+import ServiceRuntime
 
 /// The commit thread's decisions, with a clock the test moves (no sleeping, no Kafka, no SQLite).
 @Suite struct CommitLoopTests {
