@@ -55,19 +55,7 @@ public final class KPIPublisher: @unchecked Sendable {
         self.topic = topic
         db = store.db
         outboxWriter = store.outboxWriter
-        try db.execute("""
-            CREATE TABLE IF NOT EXISTS kpi_published (
-                segment TEXT NOT NULL, kpi TEXT NOT NULL, value_bits INTEGER, seq INTEGER NOT NULL,
-                PRIMARY KEY (segment, kpi)) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS kpi_history (
-                segment TEXT NOT NULL, kpi TEXT NOT NULL, day INTEGER NOT NULL, value_bits INTEGER NOT NULL,
-                PRIMARY KEY (segment, kpi, day)) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS alert_states (
-                name TEXT PRIMARY KEY, state TEXT NOT NULL, pending_since INTEGER,
-                value_bits INTEGER, baseline_bits INTEGER, drill_down TEXT) WITHOUT ROWID;
-            CREATE TABLE IF NOT EXISTS publisher_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-            """)
-        try db.execute(KPISeries.schema)
+        // Its tables are the partition database's (Schema, step 9).
         try adoptLegacyFile(in: URL(fileURLWithPath: store.path).deletingLastPathComponent())
         try loadPublished()
         try loadAlertState()

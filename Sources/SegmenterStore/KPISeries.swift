@@ -12,14 +12,7 @@ public enum KPISeries {
     public static let resolutionSeconds: Int64 = 5 * 60
     public static let retentionSeconds: Int64 = 14 * 86_400
 
-    static let schema = """
-        CREATE TABLE IF NOT EXISTS kpi_series (
-            segment TEXT NOT NULL, kpi TEXT NOT NULL, bucket INTEGER NOT NULL, at INTEGER NOT NULL, value_bits INTEGER,
-            PRIMARY KEY (segment, kpi, bucket)) WITHOUT ROWID;
-        CREATE TABLE IF NOT EXISTS alert_periods (
-            name TEXT NOT NULL, started INTEGER NOT NULL, ended INTEGER,
-            PRIMARY KEY (name, started)) WITHOUT ROWID;
-        """
+    // Its tables are the partition database's (Schema, step 9).
 
     /// Records `values` at `now`; call inside the publish transaction.
     static func record(_ values: [(KPIKey, Double?)], at now: Instant, in db: SQLiteConnection) throws {

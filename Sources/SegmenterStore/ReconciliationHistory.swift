@@ -17,15 +17,7 @@ public final class ReconciliationHistory: @unchecked Sendable {
             return
         }
         db = try SQLiteConnection(path: path)
-        try db.execute("""
-            PRAGMA journal_mode=WAL;
-            CREATE TABLE IF NOT EXISTS runs (
-                id INTEGER PRIMARY KEY AUTOINCREMENT,
-                started_at INTEGER NOT NULL,
-                status TEXT NOT NULL,
-                report TEXT NOT NULL  -- ReconciliationReport as JSON
-            );
-            """)
+        try Schema.migrate(db, calendar: .utc, steps: Schema.reconciliationHistory)
     }
 
     /// Records a run as it starts; returns its id for `update`.

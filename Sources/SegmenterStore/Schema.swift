@@ -84,6 +84,43 @@ enum Schema {
             DROP TABLE outbox;
             ALTER TABLE outbox_v8 RENAME TO outbox;
             """),
+        // 9: the KPI publisher's tables (used in partition 0's database, by the instance that
+        // leads KPIs): each pair's last published value and seq, daily values for baselines,
+        // alert states, the publisher's own meta, and the charts' series and firing periods.
+        // The publisher created them itself before; IF NOT EXISTS keeps those it made.
+        Step(sql: """
+            CREATE TABLE IF NOT EXISTS kpi_published (
+                segment TEXT NOT NULL, kpi TEXT NOT NULL, value_bits INTEGER, seq INTEGER NOT NULL,
+                PRIMARY KEY (segment, kpi)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS kpi_history (
+                segment TEXT NOT NULL, kpi TEXT NOT NULL, day INTEGER NOT NULL, value_bits INTEGER NOT NULL,
+                PRIMARY KEY (segment, kpi, day)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS alert_states (
+                name TEXT PRIMARY KEY, state TEXT NOT NULL, pending_since INTEGER,
+                value_bits INTEGER, baseline_bits INTEGER, drill_down TEXT) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS publisher_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS kpi_series (
+                segment TEXT NOT NULL, kpi TEXT NOT NULL, bucket INTEGER NOT NULL, at INTEGER NOT NULL, value_bits INTEGER,
+                PRIMARY KEY (segment, kpi, bucket)) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS alert_periods (
+                name TEXT NOT NULL, started INTEGER NOT NULL, ended INTEGER,
+                PRIMARY KEY (name, started)) WITHOUT ROWID;
+            """),
+    ]
+
+    /// `reconciliation.sqlite`, beside the partition databases: every run's report
+    /// (`ReconciliationHistory`), numbered by its own `user_version`.
+    static let reconciliationHistory: [Step] = [
+        // 1: one row per run, its report as JSON.
+        Step(sql: """
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE IF NOT EXISTS runs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                started_at INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                report TEXT NOT NULL  -- ReconciliationReport as JSON
+            );
+            """),
     ]
 
     static let sqlMigrations: [String] = [
@@ -164,13 +201,20 @@ enum Schema {
         """,
     ]
 
-    /// Brings `connection` to the newest schema.
-    static func migrate(_ connection: SQLiteConnection, calendar: DayCalendar) throws {
+    /// Brings `connection` to the newest schema of `steps` (a partition database's by default).
+    static func migrate(_ connection: SQLiteConnection, calendar: DayCalendar, steps: [Step] = migrations) throws {
         let current = try connection.userVersion
-        guard current <= migrations.count else {
-            throw SQLiteError(code: 1, message: "state schema version \(current) is newer than this build (\(migrations.count)); upgrade segmenter", sql: nil)
+        guard current <= steps.count else {
+            throw SQLiteError(code: 1, message: "state schema version \(current) is newer than this build (\(steps.count)); upgrade segmenter", sql: nil)
         }
-        for (index, step) in migrations.enumerated().dropFirst(current) {
+        for (index, step) in steps.enumerated().dropFirst(current) {
+            // journal_mode cannot change inside a transaction: such a step runs on its own.
+            if step.sql.contains("PRAGMA journal_mode") {
+                try connection.execute(step.sql)
+                try step.data?(connection, calendar)
+                try connection.execute("PRAGMA user_version = \(index + 1)")
+                continue
+            }
             try connection.transaction {
                 try connection.execute(step.sql)
                 try step.data?(connection, calendar)
