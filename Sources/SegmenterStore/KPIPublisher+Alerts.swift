@@ -33,21 +33,14 @@ extension KPIPublisher {
             statuses[alert.name] = status
             readings[alert.name] = (value, baseline)
             if let change {
-                var drill: [(String, String)] = []
+                var drill: String?
                 // Only drop/rise alerts have a baseline, and so a deviation to explain.
                 if change == .firing, let baseline, let drillDown {
-                    let json = DrillDownAccumulator.json(drillDown(alert, baseline))
-                    drill = [("drill_down", json)]
-                    lastDrillDowns[alert.name] = json
+                    drill = DrillDownAccumulator.json(drillDown(alert, baseline))
+                    lastDrillDowns[alert.name] = drill
                 }
-                messages.append((alert.name, JSONText.object([
-                    ("alert", JSONText.quote(alert.name)), ("segment", JSONText.quote(alert.segment)),
-                    ("kpi", JSONText.quote(alert.kpi)), ("state", JSONText.quote(change.rawValue)),
-                    ("value", value.map(JSONText.number) ?? "null"),
-                    ("baseline", KPIPublisher.rounded(baseline).map(JSONText.number) ?? "null"),
-                    ("threshold", KPIPublisher.rounded(alert.firingLevel(baseline: baseline)).map(JSONText.number) ?? "null"),
-                    ("members", String(members)), ("as_of", JSONText.quote(now.description)),
-                ] + drill)))
+                messages.append((alert.name, AlertMessage(alert, state: change, value: value, baseline: baseline, members: members,
+                                                          asOf: now, drillDown: drill).json))
             }
         }
         return (statuses, messages, readings)

@@ -26,11 +26,7 @@ extension KPIPublisher {
 
     /// The pair and `seq` of a `segment-kpi-deltas` message (nil for anything else).
     public static func chainPosition(of message: [UInt8]) -> (KPIKey, TopicMessage)? {
-        guard let json = try? JSONParser.parse(message), case let .string(segment)? = json["segment"],
-              case let .string(kpi)? = json["kpi"], case let .number(seqText)? = json["seq"], let seq = Int64(seqText) else { return nil }
-        var value: Double?
-        if case let .number(text)? = json["current"] { value = Double(text) }
-        return (KPIKey(segment: segment, kpi: kpi), TopicMessage(seq: seq, value: value))
+        KPIDelta.chainPosition(of: message).map { ($0.key, TopicMessage(seq: $0.seq, value: $0.current)) }
     }
 
     /// Takes the chain over as the new leader, given the latest message per pair on the topic

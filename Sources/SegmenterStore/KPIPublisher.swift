@@ -106,10 +106,6 @@ public final class KPIPublisher: @unchecked Sendable {
         }
     }
 
-    /// Values are published rounded to 1e-6, so float noise from maintaining sums by
-    /// difference never shows up as a change.
-    static func rounded(_ value: Double?) -> Double? { value.map { ($0 * 1e6).rounded() / 1e6 } }
-
     /// The last published value of every pair.
     public var values: [KPIKey: Double?] { published.mapValues(\.value) }
 
@@ -141,24 +137,15 @@ public final class KPIPublisher: @unchecked Sendable {
             current = steppedValues
         }
         for key in keys {
-            let value = Self.rounded(catalog.value(of: key, in: partials, day: calendar.day(of: now)))
+            let value = KPIDelta.rounded(catalog.value(of: key, in: partials, day: calendar.day(of: now)))
             current[key] = value
-            let last = published[key]
             // A step charts and alerts; the deltas topic stays coalesced to one message per pair
             // per emit (SPEC §5): the publish at the watermark that follows the steps sends it.
-            guard bucket == nil, value != (last?.value ?? nil) else { continue }
-            let seq = (last?.seq ?? 0) + 1
-            let previous = last?.value ?? nil
-            let members = partials[KPIKey(segment: key.segment, kpi: SegmentCatalog.membersKPI)]?.counted ?? 0
-            let delta: Double? = if let value, let previous { Self.rounded(value - previous) } else { nil }
-            let message = JSONText.object([
-                ("segment", JSONText.quote(key.segment)), ("kpi", JSONText.quote(key.kpi)),
-                ("previous", previous.map(JSONText.number) ?? "null"), ("current", value.map(JSONText.number) ?? "null"),
-                ("delta", delta.map(JSONText.number) ?? "null"), ("members", String(members)),
-                ("as_of", JSONText.quote(now.description)), ("cause", JSONText.quote((causes[key.segment] ?? .event).rawValue)),
-                ("seq", String(seq)),
-            ])
-            updates.append((key, Published(value: value, seq: seq), message))
+            guard bucket == nil, let delta = KPIDelta.next(
+                after: published[key].map { ($0.value, $0.seq) }, key: key, value: value,
+                members: partials[KPIKey(segment: key.segment, kpi: SegmentCatalog.membersKPI)]?.counted ?? 0,
+                asOf: now, cause: causes[key.segment] ?? .event) else { continue }
+            updates.append((key, Published(value: value, seq: delta.seq), delta.json))
         }
         if provisional {
             guard !updates.isEmpty else { return 0 }

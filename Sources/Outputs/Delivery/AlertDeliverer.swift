@@ -180,12 +180,8 @@ package final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
 
     /// The dead-letter topic's format (SPEC §5), the change quoted whole.
     private func deadLetter(_ message: ConsumedMessage, reason: String, producer: KafkaProducer) {
-        let value = JSONText.object([
-            ("error", JSONText.quote(reason)), ("source_topic", JSONText.quote(message.topic)),
-            ("partition", String(message.partition)), ("offset", String(message.offset)),
-            ("payload", JSONText.quote(String(decoding: message.payload, as: UTF8.self))), ("payload_encoding", JSONText.quote("utf8")),
-            ("received_at", JSONText.quote(clock.wallNow.description)),
-        ])
+        let value = DeadLetter.json(reason: reason, sourceTopic: message.topic, partition: message.partition, offset: message.offset,
+                                    payload: message.payload, receivedAt: clock.wallNow)
         do {
             try producer.produceWaiting(topic: config.topics.deadLetters, key: message.key, value: Array(value.utf8))
             try producer.flush(timeoutMs: 10_000)

@@ -88,45 +88,15 @@ extension BatchProcessor {
         effects.outcome.deadLettered += 1
     }
 
-    /// A SPEC §5 membership message, built directly (this runs for every change), and with
-    /// `topics.members` its row of the current-membership table: the same record keyed
-    /// `SEGMENT|USER` on enter, a tombstone on exit, so a compacted topic holds exactly the members.
+    /// A SPEC §5 membership message and, with `topics.members`, its row of the current-membership
+    /// table: the same record keyed `SEGMENT|USER` on enter, a tombstone on exit, so a compacted
+    /// topic holds exactly the members (the format: `MembershipChange.message`).
     private func appendMembership(_ change: MembershipChange, asOf: String, to messages: inout [BatchEffects.Message]) {
-        var value: [UInt8] = []
-        value.reserveCapacity(120 + change.userID.utf8.count + change.segment.utf8.count)
-        value.append(contentsOf: #"{"user_id":"#.utf8)
-        JSONText.appendQuoted(change.userID, to: &value)
-        value.append(contentsOf: #","segment":"#.utf8)
-        JSONText.appendQuoted(change.segment, to: &value)
-        value.append(contentsOf: (change.entered ? #","change":"enter","as_of":""# : #","change":"exit","as_of":""#).utf8)
-        value.append(contentsOf: asOf.utf8)
-        value.append(contentsOf: #"","cause":""#.utf8)
-        value.append(contentsOf: change.cause.rawValue.utf8)
-        value.append(contentsOf: #""}"#.utf8)
+        let value = change.message(asOfText: asOf)
         messages.append(BatchEffects.Message(topic: membershipTopic, key: Array(change.userID.utf8), value: value))
         guard let membersTopic else { return }
-        let key = Array((change.segment + "|" + change.userID).utf8)
-        messages.append(BatchEffects.Message(topic: membersTopic, key: key, value: change.entered ? value : [], tombstone: !change.entered))
+        messages.append(BatchEffects.Message(topic: membersTopic, key: change.membersTableKey, value: change.entered ? value : [], tombstone: !change.entered))
     }
-}
-
-/// One published membership change (SPEC §5), as the user's history keeps it for `explain`.
-public struct MembershipChange: Hashable, Sendable, CustomStringConvertible {
-    public let userID: String
-    public let segment: String
-    public let entered: Bool
-    public let asOf: Instant
-    public let cause: ChangeCause
-
-    public init(userID: String, segment: String, entered: Bool, asOf: Instant, cause: ChangeCause) {
-        self.userID = userID
-        self.segment = segment
-        self.entered = entered
-        self.asOf = asOf
-        self.cause = cause
-    }
-
-    public var description: String { "\(userID)/\(segment) \(entered ? "enter" : "exit") at \(asOf) by \(cause.rawValue)" }
 }
 
 /// An event in a user's timeline: it takes effect at `at` (its `ts`, or for a late event the
