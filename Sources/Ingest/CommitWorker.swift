@@ -89,7 +89,7 @@ final class CommitWorker: @unchecked Sendable {
             let event: CommitLoop.Event = queue.take(timeout: 0.05).map { .command($0) } ?? .idle(queueClosed: queue.isClosed)
             for action in machine.actions(after: event, now: clock.monotonicNow, wall: clock.wallNow) { try perform(action) }
             if case let .command(.batch(batch)) = event {
-                ServiceMetrics.pollToOutput.record(duration: ContinuousClock.now - batch.polledAt)
+                ServiceMetrics.pollToOutput.record(duration: clock.monotonicNow - batch.polledAt)
             }
         }
     }
@@ -97,12 +97,12 @@ final class CommitWorker: @unchecked Sendable {
     private func perform(_ action: CommitLoop.Action) throws {
         switch action {
         case let .commit(batch):
-            let started = ContinuousClock.now
+            let started = clock.monotonicNow
             let wall = clock.wallNow
             let outcome = try committer.commit(batch.byPartition, into: stores, receivedAt: wall,
                                                wallClock: config.clock == .hybrid ? wall : nil)
             leader.note(outcome.kpiCauses)
-            let took = ContinuousClock.now - started
+            let took = clock.monotonicNow - started
             report(outcome, batch, relay.published, took.components.seconds * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
         case let .advanceWatermarks(wallClock):
             let outcome = try committer.commit([:], into: stores, receivedAt: clock.wallNow, wallClock: wallClock)

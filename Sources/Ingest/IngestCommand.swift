@@ -21,7 +21,9 @@ struct DecodedBatch {
     var consumed = 0
     var keyMismatches = 0
     /// When the batch's first messages were polled (the earliest, once batches merge).
-    var polledAt = ContinuousClock.now
+    var polledAt: ContinuousClock.Instant
+
+    init(polledAt: ContinuousClock.Instant) { self.polledAt = polledAt }
 
     /// Appends a later batch (records stay in offset order per partition).
     mutating func append(_ later: DecodedBatch) {

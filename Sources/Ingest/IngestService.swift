@@ -192,7 +192,7 @@ public final class IngestService: Service, @unchecked Sendable {
     /// Decodes a polled batch and groups it by partition number (one database each).
     private func decode(_ messages: [ConsumedMessage], kinds: [String: InputKind], eventTimes: EventTimeBoard) -> DecodedBatch {
         let wallClock = clock.wallNow
-        var batch = DecodedBatch()
+        var batch = DecodedBatch(polledAt: clock.monotonicNow)
         batch.consumed = messages.count
         var times = eventTimes.view()
         defer { eventTimes.raise(from: times) }

@@ -34,9 +34,9 @@ import ServiceRuntime
         var machine = CommitLoop(emitInterval: .milliseconds(200), hybridClock: false, startedAt: clock.monotonicNow)
         // Twelve batches 50 ms apart: an emit after the 4th, 8th and 12th only
         var emits: [Int] = []
-        for index in 1...12 where step(&machine, .command(.batch(DecodedBatch()))).contains("emit") { emits.append(index) }
+        for index in 1...12 where step(&machine, .command(.batch(DecodedBatch(polledAt: clock.monotonicNow)))).contains("emit") { emits.append(index) }
         #expect(emits == [4, 8, 12])
-        #expect(step(&machine, .command(.batch(DecodedBatch()))) == ["commit", "pump", "snapshots"])
+        #expect(step(&machine, .command(.batch(DecodedBatch(polledAt: clock.monotonicNow)))) == ["commit", "pump", "snapshots"])
     }
 
     @Test func anIdleLoopMovesWatermarksWithTheWallClockOnlyWhenHybrid() {
@@ -57,6 +57,6 @@ import ServiceRuntime
         var machine = CommitLoop(emitInterval: .seconds(10), hybridClock: true, startedAt: clock.monotonicNow)
         #expect(step(&machine, .idle(queueClosed: true)) == ["emit(force)", "drain", "stop"])
         #expect(machine.state == .stopped)
-        #expect(step(&machine, .command(.batch(DecodedBatch()))).isEmpty)
+        #expect(step(&machine, .command(.batch(DecodedBatch(polledAt: clock.monotonicNow)))).isEmpty)
     }
 }

@@ -37,15 +37,17 @@ public struct StateRebuilder {
     let config: SegmenterConfig
     let start: Start
     let logger: Logger
+    let clock: any ServiceClock
 
-    public init(config: SegmenterConfig, start: Start, logger: Logger) {
+    public init(config: SegmenterConfig, start: Start, logger: Logger, clock: any ServiceClock = SystemClock()) {
         self.config = config
         self.start = start
         self.logger = logger
+        self.clock = clock
     }
 
     public func run() throws -> Report {
-        let began = ContinuousClock.now
+        let began = clock.monotonicNow
         try FileManager.default.createDirectory(at: config.stateDirectory, withIntermediateDirectories: true)
         let lock = try StateDirectoryLock(directory: config.stateDirectory)
         defer { lock.release() }
@@ -62,7 +64,7 @@ public struct StateRebuilder {
         let total = replays.reduce(0) { $0 + $1.total }
         logger.info("rebuilding \(partitionCount) partitions from \(describe(start)): \(total) messages to replay into \(scratch.path)")
         var report = Report()
-        let meter = ProgressMeter(total: total, logger: logger)
+        let meter = ProgressMeter(total: total, logger: logger, clock: clock)
         for replay in replays {
             let outcome: BatchOutcome
             do {
@@ -91,7 +93,7 @@ public struct StateRebuilder {
             for store in access.stores.values where try snapshots.snapshotIfChanged(store) { report.snapshots += 1 }
             logger.info("published a snapshot of each of \(report.snapshots) rebuilt partitions to \(config.topics.stateSnapshots)")
         }
-        report.seconds = (ContinuousClock.now - began).seconds
+        report.seconds = (clock.monotonicNow - began).seconds
         return report
     }
 
@@ -139,27 +141,32 @@ public struct StateRebuilder {
 final class ProgressMeter {
     private let total: Int64
     private let logger: Logger
-    private let started = ContinuousClock.now
-    private var lastReport = ContinuousClock.now
+    private let clock: any ServiceClock
+    private let started: ContinuousClock.Instant
+    private var lastReport: ContinuousClock.Instant
     private var done: Int64 = 0
 
-    init(total: Int64, logger: Logger) {
+    init(total: Int64, logger: Logger, clock: any ServiceClock) {
         self.total = total
         self.logger = logger
+        self.clock = clock
+        started = clock.monotonicNow
+        lastReport = started
     }
 
     func update(_ done: Int64) {
         self.done = done
-        guard ContinuousClock.now - lastReport >= .seconds(2) else { return }
-        lastReport = .now
-        let seconds = (ContinuousClock.now - started).seconds
+        let now = clock.monotonicNow
+        guard now - lastReport >= .seconds(2) else { return }
+        lastReport = now
+        let seconds = (now - started).seconds
         let rate = Double(done) / max(seconds, 0.001)
         let eta = rate > 0 ? Double(total - done) / rate : 0
         logger.info("\(String(format: "replayed %lld of %lld messages (%.0f%%), %.0f/s, about %.0f s left", done, total, 100 * Double(done) / Double(max(total, 1)), rate, eta))")
     }
 
     func finish() {
-        let seconds = (ContinuousClock.now - started).seconds
+        let seconds = (clock.monotonicNow - started).seconds
         logger.info("\(String(format: "replayed %lld messages in %.1f s (%.0f/s)", done, seconds, Double(done) / max(seconds, 0.001)))")
     }
 }
