@@ -1,9 +1,6 @@
 import Foundation
 import SegmenterCore
 
-/// Computes the top contributing sub-groups for a firing `drop`/`rise` alert, given its baseline.
-public typealias DrillDownProvider = (AlertDefinition, Double) -> [DrillDownEntry]
-
 extension KPIPublisher {
     /// When the clock has moved past `currentDay`, the last published values become that day's
     /// end-of-day values (days skipped without any publish get none).
@@ -11,39 +8,6 @@ extension KPIPublisher {
         guard let day = currentDay, calendar.day(of: now) > day else { return [] }
         let values = steppedValues.isEmpty ? published.compactMapValues { $0.value } : steppedValues.compactMapValues { $0 }
         return values.isEmpty ? [] : [(day, values)]
-    }
-
-    /// Steps every alert once; returns the new statuses, the messages of state changes, and readings.
-    func evaluate(_ alerts: [AlertDefinition], values: [KPIKey: Double?], partials: [KPIKey: KPIPartial],
-                  history: [KPIKey: [DayNumber: Double]], now: Instant, today: DayNumber, topic: String,
-                  drillDown: DrillDownProvider?) -> ([String: AlertStatus], [(String, String)], [String: (value: Double?, baseline: Double?)]) {
-        var statuses: [String: AlertStatus] = [:]
-        var messages: [(String, String)] = []
-        var readings: [String: (value: Double?, baseline: Double?)] = [:]
-        for alert in alerts {
-            let key = KPIKey(segment: alert.segment, kpi: alert.kpi)
-            let value = values[key] ?? nil
-            let members = partials[KPIKey(segment: alert.segment, kpi: SegmentCatalog.membersKPI)]?.counted ?? 0
-            let baseline: Double? = switch alert.condition {
-            case .threshold: nil
-            case .drop, .rise: alert.baseline.value(history: history[key] ?? [:], today: today)
-            }
-            let (status, change) = alert.step(alertStatus[alert.name] ?? AlertStatus(), value: value, baseline: baseline,
-                                              members: members, now: now)
-            statuses[alert.name] = status
-            readings[alert.name] = (value, baseline)
-            if let change {
-                var drill: String?
-                // Only drop/rise alerts have a baseline, and so a deviation to explain.
-                if change == .firing, let baseline, let drillDown {
-                    drill = DrillDownAccumulator.json(drillDown(alert, baseline))
-                    lastDrillDowns[alert.name] = drill
-                }
-                messages.append((alert.name, AlertMessage(alert, state: change, value: value, baseline: baseline, members: members,
-                                                          asOf: now, drillDown: drill).json))
-            }
-        }
-        return (statuses, messages, readings)
     }
 
     func saveHistory(_ days: [(DayNumber, [KPIKey: Double])]) throws {

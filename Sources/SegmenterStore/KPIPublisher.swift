@@ -161,9 +161,11 @@ public final class KPIPublisher: @unchecked Sendable {
         let endOfDay = closedDays(now: now, calendar: calendar)
         var history = self.history
         for (day, values) in endOfDay { for (key, value) in values { history[key, default: [:]][day] = value } }
-        let (statuses, alertMessages, readings) = evaluate(alerts, values: current, partials: partials, history: history,
-                                                            now: now, today: calendar.day(of: now), topic: alertTopic,
-                                                            drillDown: drillDown)
+        let round = AlertRound(alerts, after: alertStatus, values: current, partials: partials, history: history,
+                               now: now, today: calendar.day(of: now), drillDown: drillDown)
+        let (statuses, readings) = (round.statuses, round.readings)
+        let alertMessages = round.messages
+        for message in alertMessages where message.drillDown != nil { lastDrillDowns[message.alert] = message.drillDown }
         let statusChanged = statuses != alertStatus.filter { statuses[$0.key] != nil }
         // The series records a step's values that differ from the last step's (a provisional
         // publish in between may already have sent them).
@@ -188,7 +190,7 @@ public final class KPIPublisher: @unchecked Sendable {
                 try KPISeries.prune(before: now, pairs: chartedPairs, in: db)
             }
             try saveAlerts(statuses, readings: readings)
-            for (name, message) in alertMessages { try enqueue(topic: alertTopic, key: name, message: message, now: now) }
+            for message in alertMessages { try enqueue(topic: alertTopic, key: message.alert, message: message.json, now: now) }
             try writeMeta("current_day", Int64(calendar.day(of: now)))
             if let bucket { try writeMeta("folded_bucket", bucket) }
             try saveDeliveredOffsets()
