@@ -107,18 +107,19 @@ let package = Package(
         .executableTarget(name: "commit-bench", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite"]),
 
         // What tests compare the service with: a one-record-at-a-time reference of the history.
-        .target(name: "SegmenterTestKit", dependencies: ["SegmenterCore"]),
+        // ManualClock: tests advance time instead of sleeping.
+        .target(name: "SegmenterTestKit", dependencies: ["SegmenterCore", "ServiceRuntime"]),
 
         .testTarget(name: "SegmenterCoreTests", dependencies: ["SegmenterCore"]),
         .testTarget(name: "SegmenterStoreTests", dependencies: ["SegmenterStore", "SegmenterCore", "SQLite", "SegmenterTestKit", "DevTools"]),
         // FuzzCorpus/ is read from the source tree by FuzzTests.
         .testTarget(name: "ServiceConfigTests", dependencies: ["ServiceConfig", "SegmenterCore", "KafkaIO", "Warehouse", .product(name: "Yams", package: "Yams")],
                     exclude: ["FuzzCorpus"]),
-        .testTarget(name: "IngestTests", dependencies: ["Ingest", "ServiceRuntime", "ServiceConfig", "KafkaIO", "SegmenterCore"]),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "ServiceRuntime", "ServiceConfig", "KafkaIO", "SegmenterCore", "SegmenterTestKit"]),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "ServiceConfig", "ServiceRuntime", .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "ReconciliationTests", dependencies: [
             "SegmenterCore", "SegmenterStore", "SegmenterService", "ServiceConfig", "ServiceRuntime", "Ingest", "Reconciliation", "Warehouse", "SQLite",
-            .product(name: "PostgresNIO", package: "postgres-nio"),
+            "SegmenterTestKit", .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import SegmenterTestKit
 import SegmenterCore
 @testable import Ingest
 import ServiceRuntime

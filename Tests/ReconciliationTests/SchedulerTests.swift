@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import SegmenterTestKit
 @testable import SegmenterCore
 @testable import SegmenterService
 @testable import ServiceConfig
