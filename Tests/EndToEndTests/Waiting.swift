@@ -24,17 +24,19 @@ extension Processes.Running {
     /// Waits until the log holds `text` more than `times` times; false if it did not within `timeout` s.
     @discardableResult
     func waitForLog(_ text: String, moreThan times: Int = 0, timeout: Double = 60) -> Bool {
-        waitUntil(timeout: timeout) { count(text) > times }
+        waitUntil(timeout: timeout, interval: 0.05) { count(text) > times }
     }
 }
 
-/// Waits until `condition` holds, checking every 0.1 s for at most `timeout` s; false if it never did.
+/// Waits until `condition` holds, checking every `interval` s for at most `timeout` s; false if
+/// it never did. Conditions that start a process (kcat, `inspect state`) take CPU from the
+/// service under test on a 2-core machine: they check every quarter second.
 @discardableResult
-func waitUntil(timeout: Double, _ condition: () throws -> Bool) rethrows -> Bool {
+func waitUntil(timeout: Double, interval: Double = 0.25, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if try condition() { return true }
-        Thread.sleep(forTimeInterval: 0.1)
+        Thread.sleep(forTimeInterval: interval)
     }
     return try condition()
 }
@@ -44,7 +46,7 @@ extension Harness {
     /// some, none is owned twice, and together they own all of both topics'.
     func waitUntilGroupSplits(_ instances: [Processes.Running], timeout: Double = 60) -> Bool {
         let all = Set((0..<partitions).flatMap { ["activity[\($0)]", "billing[\($0)]"] })
-        return waitUntil(timeout: timeout) {
+        return waitUntil(timeout: timeout, interval: 0.1) {
             let owned = instances.map(\.ownedPartitions)
             return owned.allSatisfy { !$0.isEmpty } && owned.map(\.count).reduce(0, +) == all.count
                 && owned.reduce(into: Set<String>()) { $0.formUnion($1) } == all
