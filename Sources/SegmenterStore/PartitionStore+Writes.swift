@@ -94,6 +94,19 @@ final class StoreStatements {
 
 // MARK: Loading what a batch touches
 
+/// The store answers `BatchProcessor.load` from its cache and rows (a class: `mutating` is free).
+extension PartitionStore: PartitionStateReading {
+    public func slice(of userID: String, firstDay: DayNumber, evidence: Bool) throws -> UserSlice {
+        try takeSlice(of: userID, firstDay: firstDay, evidence: evidence)
+    }
+
+    public func dueTimers(at clock: Instant) throws -> [(userID: String, due: Instant, evidence: Bool)] {
+        // The earliest timer is cached: most batches fire none and read nothing.
+        guard let next = nextTimer, next <= clock else { return [] }
+        return try dueUsers(at: clock).map { ($0.userID, $0.due, usersWithPending.contains($0.userID)) }
+    }
+}
+
 extension PartitionStore {
     /// A user as last committed, moved out of the cache (a failed batch then leaves nothing
     /// stale behind, and the batch's first change to the user copies nothing), or read.

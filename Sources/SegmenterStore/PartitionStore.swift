@@ -195,9 +195,9 @@ public final class PartitionStore: @unchecked Sendable {
 
     /// Commits one batch: state changes, dead letters, offsets and clock in one transaction.
     ///
-    /// 1. Load what the batch touches: the stored offsets and clocks, each admitted event's
-    ///    user with their evidence (from the cache, or the database), and the users whose
-    ///    timers are due at the batch's clock.
+    /// 1. Load what the batch touches: the stored offsets and clocks here, then
+    ///    `BatchProcessor.load` asks for each admitted event's user with their evidence (from the
+    ///    cache, or the database) and the users whose timers are due at the batch's clock.
     /// 2. `BatchProcessor.process` decides everything (see its steps).
     /// 3. Write the effects, the next offsets and the clocks; prune evidence older than the
     ///    horizon once per day of event time. COMMIT. Only then do the caches (users, partials,
@@ -222,27 +222,8 @@ public final class PartitionStore: @unchecked Sendable {
             input.restateUntil = restateUntil
             input.reconciledDays = reconciledDays
             input.metricsReconciledDays = metricsReconciledDays
-            let plan = processor.plan(input)
-            let admitted = plan.admitted
-            let batchClock = plan.watermark.clock
-            // Users are evaluated from the pair's clock before the batch on: their windows reach back from there.
-            let firstDay = (watermark.clock ?? batchClock).map { segments.catalog.firstWindowDay(at: $0, calendar: calendar) } ?? 0
-            input.users.reserveCapacity(admitted.count)
-            for event in admitted where input.users[event.userID] == nil {
-                input.users[event.userID] = try takeSlice(of: event.userID, firstDay: firstDay, evidence: true)
-            }
-            if let batchClock, let due = nextTimer, due <= batchClock {
-                let due = try dueUsers(at: batchClock)
-                input.dueUsers = due.map(\.userID)
-                for (userID, instant) in due {
-                    if input.users[userID] == nil {
-                        input.users[userID] = try takeSlice(of: userID, firstDay: firstDay, evidence: usersWithPending.contains(userID))
-                    }
-                    input.users[userID]!.due = instant
-                    input.users[userID]!.dueKnown = true
-                }
-            }
-            input.plan = plan
+            var state = self as PartitionStore
+            try processor.load(&input, from: &state)
             effects = processor.process(&input, partials: partials)
             try write(effects)
             if let events = effects.watermark?.events, events != input.watermark.events { try pruneEvidenceIfDue(watermark: events) }

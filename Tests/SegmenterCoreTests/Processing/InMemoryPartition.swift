@@ -3,7 +3,7 @@
 /// The store's part of a commit without SQLite (a stand-in by design, named so): it hands the
 /// processor the slices a batch needs from dictionaries and applies the effects back. So the
 /// processor is tested on its own; the SQLite store is tested in SegmenterStoreTests.
-struct InMemoryPartition {
+struct InMemoryPartition: PartitionStateReading {
     let processor: BatchProcessor
     var profiles: [String: UserProfile] = [:]
     var days: [String: [DayNumber: DayAggregate]] = [:]
@@ -19,7 +19,7 @@ struct InMemoryPartition {
 
     init(_ processor: BatchProcessor) { self.processor = processor }
 
-    /// The input the store would build for `records`.
+    /// The input the store would build for `records`: the same `BatchProcessor.load` the store uses.
     func input(_ records: [DecodedRecord], inputEnds: BatchProcessor.InputEnds = .allRead, wallClock: Instant? = nil) -> BatchProcessor.Input {
         var input = BatchProcessor.Input(records: records, receivedAt: Instant(seconds: 1_800_000_000))
         input.storedOffsets = offsets
@@ -27,14 +27,8 @@ struct InMemoryPartition {
         input.eventTimes = eventTimes
         input.inputEnds = inputEnds
         input.wallClock = wallClock
-        let plan = processor.plan(input)
-        for event in plan.admitted {
-            input.users[event.userID] = slice(of: event.userID)
-        }
-        if let batchClock = plan.watermark.clock {
-            input.dueUsers = timers.filter { $0.value <= batchClock }.map(\.key).sorted()
-            for user in input.dueUsers where input.users[user] == nil { input.users[user] = slice(of: user) }
-        }
+        var state = self
+        try! processor.load(&input, from: &state)
         return input
     }
 
@@ -68,6 +62,13 @@ struct InMemoryPartition {
         for (topic, next) in effects.outcome.nextOffsets { offsets[topic] = max(offsets[topic] ?? 0, next) }
         if let moved = effects.watermark { watermark = moved }
         eventTimes.merge(effects.eventTimes) { $1 }
+    }
+
+    // Every day and every id is at hand: `firstDay` and `evidence` change nothing here.
+    func slice(of userID: String, firstDay: DayNumber, evidence: Bool) -> UserSlice { slice(of: userID) }
+
+    func dueTimers(at clock: Instant) -> [(userID: String, due: Instant, evidence: Bool)] {
+        timers.filter { $0.value <= clock }.sorted { $0.key < $1.key }.map { ($0.key, $0.value, true) }
     }
 
     /// Users in each segment (`all` included), as the rows say.
