@@ -4,7 +4,8 @@ import ServiceConfig
 
 /// The KPI leader's side of a group-wide drill-down: each other instance's sums over the
 /// partitions it owns (`/api/drilldown?scope=owned`), asked once per instance with the token.
-/// Runs on the commit thread when an alert starts firing, so each request is bounded (3 s).
+/// Runs on the commit thread when an alert starts firing: every instance is asked at once, so
+/// the whole gather takes at most one time-out (3 s), however many instances the group has.
 package enum GroupDrillDown {
     static let timeout = 3.0
 
@@ -12,18 +13,40 @@ package enum GroupDrillDown {
     /// - Returns: the accumulators that came back, and the partitions nobody answered for.
     package static func gather(from announcements: some Collection<PartialsAnnouncement>, config: SegmenterConfig, segment: String,
                        kpi: String) -> (accumulators: [DrillDownAccumulator], missing: Set<Int32>) {
+        let client = GroupClient(config: config)
+        guard let query = "segment=\(segment)&kpi=\(kpi)".addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) else {
+            return ([], Set(announcements.map(\.partition)))
+        }
+        let others = Dictionary(grouping: announcements, by: \.instance).filter { $0.key != config.instanceName }.map(\.value)
+        let answers = Answers(count: others.count)
+        let asked = DispatchGroup()
+        for (index, owned) in others.enumerated() {
+            guard let api = owned.first?.api else { continue }
+            asked.enter()
+            // A thread each (not the global queue, two threads wide here): all wait at once.
+            Thread.detachNewThread {
+                defer { asked.leave() }
+                guard let data = client.getWaiting(api, "/api/drilldown?scope=owned&\(query)", timeout: timeout) else { return }
+                answers.set(index, try? JSONDecoder().decode(DrillDownAccumulator.self, from: data))
+            }
+        }
+        _ = asked.wait(timeout: .now() + timeout + 1)
         var missing = Set(announcements.map(\.partition))
         var accumulators: [DrillDownAccumulator] = []
-        let client = GroupClient(config: config)
-        let byInstance = Dictionary(grouping: announcements, by: \.instance)
-        for (instance, owned) in byInstance where instance != config.instanceName {
-            guard let api = owned.first?.api,
-                  let query = "segment=\(segment)&kpi=\(kpi)".addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed),
-                  let data = client.getWaiting(api, "/api/drilldown?scope=owned&\(query)", timeout: timeout),
-                  let accumulator = try? JSONDecoder().decode(DrillDownAccumulator.self, from: data) else { continue }
+        for (index, owned) in others.enumerated() {
+            guard let accumulator = answers[index] else { continue }
             accumulators.append(accumulator)
             missing.subtract(owned.map(\.partition))
         }
         return (accumulators, missing)
+    }
+
+    /// One slot per instance, written by the request threads.
+    private final class Answers: @unchecked Sendable {
+        private let lock = NSLock()
+        private var slots: [DrillDownAccumulator?]
+        init(count: Int) { slots = Array(repeating: nil, count: count) }
+        func set(_ index: Int, _ value: DrillDownAccumulator?) { lock.withLock { slots[index] = value } }
+        subscript(index: Int) -> DrillDownAccumulator? { lock.withLock { slots[index] } }
     }
 }
