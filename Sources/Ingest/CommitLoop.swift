@@ -78,3 +78,21 @@ struct CommitLoop {
         return actions + [.pumpOutbox, .snapshotTick]
     }
 }
+
+extension CommitLoop.Action {
+    /// The action's kind, as the commit thread's timing metric names it.
+    var name: String {
+        switch self {
+        case .commit: "commit"
+        case .advanceWatermarks: "advance"
+        case .assign: "assign"
+        case .revoke: "revoke"
+        case .exclusive: "exclusive"
+        case .emitKPIs: "emit_kpis"
+        case .pumpOutbox: "pump"
+        case .drainOutbox: "drain"
+        case .snapshotTick: "snapshots"
+        case .stop: "stop"
+        }
+    }
+}

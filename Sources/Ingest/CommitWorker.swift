@@ -87,7 +87,11 @@ final class CommitWorker: @unchecked Sendable {
                                  startedAt: clock.monotonicNow)
         while machine.state == .running {
             let event: CommitLoop.Event = queue.take(timeout: 0.05).map { .command($0) } ?? .idle(queueClosed: queue.isClosed)
-            for action in machine.actions(after: event, now: clock.monotonicNow, wall: clock.wallNow) { try perform(action) }
+            for action in machine.actions(after: event, now: clock.monotonicNow, wall: clock.wallNow) {
+                let started = clock.monotonicNow
+                try perform(action)
+                ServiceMetrics.recordCommitThread(action.name, clock.monotonicNow - started)
+            }
             if case let .command(.batch(batch)) = event {
                 ServiceMetrics.pollToOutput.record(duration: clock.monotonicNow - batch.polledAt)
             }

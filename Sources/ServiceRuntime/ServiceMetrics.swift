@@ -13,8 +13,9 @@ public enum ServiceMetrics {
     public static func bootstrap() {
         var factory = PrometheusMetricsFactory(registry: registry)
         // Finer than the default buckets where the latency target (p99 100 ms) has to be read off.
-        factory.durationHistogramBuckets["segmenter_poll_to_output_seconds"] =
-            [1, 2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 100, 150, 250, 500, 1000, 2500, 5000, 10000].map { .milliseconds($0) }
+        let fine: [Duration] = [1, 2, 5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 100, 150, 250, 500, 1000, 2500, 5000, 10000].map { .milliseconds($0) }
+        factory.durationHistogramBuckets["segmenter_poll_to_output_seconds"] = fine
+        factory.durationHistogramBuckets["segmenter_commit_thread_seconds"] = fine
         MetricsSystem.bootstrap(factory)
     }
 
@@ -37,6 +38,13 @@ public enum ServiceMetrics {
     /// segmenter's own share of an event's latency, without the broker's round trips.
     package static let pollToOutput = Metrics.Timer(label: "segmenter_poll_to_output_seconds")
     package static let kpiDeltas = Counter(label: "segmenter_kpi_deltas_emitted_total")
+
+    /// How long each kind of the commit thread's work took (`action`: commit, advance, emit_kpis,
+    /// pump, drain, snapshots, assign, revoke, exclusive): a batch waits behind all of them, so
+    /// this splits the tail of `segmenter_poll_to_output_seconds`.
+    package static func recordCommitThread(_ action: String, _ duration: Duration) {
+        Metrics.Timer(label: "segmenter_commit_thread_seconds", dimensions: [("action", action)]).record(duration: duration)
+    }
     package static let deliveryFailures = Counter(label: "segmenter_outbox_delivery_failures_total")
     /// Seconds since the oldest unpublished outbox row was committed (0 when empty).
     package static let outboxAge = Gauge(label: "segmenter_outbox_oldest_age_seconds")

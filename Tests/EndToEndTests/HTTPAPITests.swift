@@ -106,7 +106,8 @@ import SegmenterCore
         for name in ["segmenter_events_applied_total", "segmenter_events_deduplicated_total", "segmenter_events_dead_lettered_total",
                      "segmenter_batch_size", "segmenter_commit_duration_seconds", "segmenter_poll_to_output_seconds_count", "segmenter_membership_changes_total{cause=\"event\"}",
                      "segmenter_consumer_lag{", "segmenter_outbox_depth", "segmenter_outbox_oldest_age_seconds",
-                     "segmenter_kpi_deltas_emitted_total", "segmenter_timers", "segmenter_state_bytes"] {
+                     "segmenter_kpi_deltas_emitted_total", "segmenter_timers", "segmenter_state_bytes",
+                     "segmenter_commit_thread_seconds_count{action=\"commit\"}", "segmenter_commit_thread_seconds_bucket{action=\"emit_kpis\""] {
             #expect(metrics.contains(name), "\(name) missing")
         }
         // Alone in its group, this instance owns partition 0: it is the KPI leader.
