@@ -43,8 +43,13 @@ public enum ServiceMetrics {
     /// pump, drain, snapshots, assign, revoke, exclusive): a batch waits behind all of them, so
     /// this splits the tail of `segmenter_poll_to_output_seconds`.
     package static func recordCommitThread(_ action: String, _ duration: Duration) {
-        Metrics.Timer(label: "segmenter_commit_thread_seconds", dimensions: [("action", action)]).record(duration: duration)
+        commitThread[action]?.record(duration: duration)
     }
+
+    /// One timer per kind, made once (the loop records several per batch).
+    private static let commitThread = Dictionary(uniqueKeysWithValues: [
+        "commit", "advance", "assign", "revoke", "exclusive", "emit_kpis", "pump", "drain", "snapshots", "stop",
+    ].map { ($0, Metrics.Timer(label: "segmenter_commit_thread_seconds", dimensions: [("action", $0)])) })
     package static let deliveryFailures = Counter(label: "segmenter_outbox_delivery_failures_total")
     /// Seconds since the oldest unpublished outbox row was committed (0 when empty).
     package static let outboxAge = Gauge(label: "segmenter_outbox_oldest_age_seconds")

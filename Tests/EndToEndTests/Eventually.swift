@@ -13,3 +13,17 @@ func eventually(timeout: Double, interval: Duration = .milliseconds(200), _ cond
     }
     return try await condition()
 }
+
+/// `eventually` for tests that block their thread (most end-to-end tests): waits until
+/// `condition` holds, checking every `interval` s for at most `timeout` s; false if it never did.
+/// Conditions that start a process (kcat, `inspect state`) take CPU from the service under test
+/// on a 2-core machine: they check every quarter second.
+@discardableResult
+func waitUntil(timeout: Double, interval: Double = 0.25, _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return true }
+        Thread.sleep(forTimeInterval: interval)
+    }
+    return try condition()
+}

@@ -277,10 +277,11 @@ final class Harness: @unchecked Sendable {
         try messages.map { "\($0.key)\t\($0.payload)\n" }.joined().write(to: file, atomically: true, encoding: .utf8)
         let target = partition.map { ["-p", "\($0)"] } ?? []
         var (status, errors) = try Processes.run(kcat, ["-b", bootstrap, "-P", "-t", topic, "-K", "\t", "-l", file.path] + target, stderr: true)
-        // A failure was seen once under CI load: one retry. A retry after a partial delivery sends
-        // some messages twice: the state dedupes them by event id, and a test that counts offsets would say so.
-        for _ in 0..<1 where status != 0 {
-            Thread.sleep(forTimeInterval: 1)
+        // A failure was seen once under CI load: one retry, once the broker answers for the topic
+        // again. A retry after a partial delivery sends some messages twice: the state dedupes
+        // them by event id, and a test that counts offsets would say so.
+        if status != 0 {
+            waitUntil(timeout: 30) { (try? Processes.run(kcat, ["-b", bootstrap, "-L", "-t", topic], timeout: 10).0) == 0 }
             (status, errors) = try Processes.run(kcat, ["-b", bootstrap, "-P", "-t", topic, "-K", "\t", "-l", file.path] + target, stderr: true)
         }
         try #require(status == 0, "kcat could not produce to \(topic): \(errors.suffix(600))")

@@ -28,19 +28,6 @@ extension Processes.Running {
     }
 }
 
-/// Waits until `condition` holds, checking every `interval` s for at most `timeout` s; false if
-/// it never did. Conditions that start a process (kcat, `inspect state`) take CPU from the
-/// service under test on a 2-core machine: they check every quarter second.
-@discardableResult
-func waitUntil(timeout: Double, interval: Double = 0.25, _ condition: () throws -> Bool) rethrows -> Bool {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if try condition() { return true }
-        Thread.sleep(forTimeInterval: interval)
-    }
-    return try condition()
-}
-
 extension Harness {
     /// Waits until `instances` split the input partitions of one group between them: each owns
     /// some, none is owned twice, and together they own all of both topics'.
