@@ -21,6 +21,8 @@ final class CommitWorker: @unchecked Sendable {
     private let stores: PartitionStores
     private let committer: BatchCommitter
     private let leader: KPILeader
+    /// The other instances' halves of a firing alert's drill-down, asked off this thread.
+    private let groupDrillDowns: GroupDrillDowns
     private let relay: OutboxRelay
     private let snapshots: StateSnapshots
     private var gauges: IngestGauges
@@ -48,6 +50,7 @@ final class CommitWorker: @unchecked Sendable {
         stores = PartitionStores(config: config, partitionCount: partitionCount, logger: logger)
         committer = BatchCommitter(config: config, consumer: consumer, clock: clock)
         leader = KPILeader(config: config, producer: producer, partitionCount: partitionCount, clock: clock, logger: logger)
+        groupDrillDowns = GroupDrillDowns(config: config, clock: clock)
         relay = OutboxRelay(producer: producer, clock: clock)
         snapshots = StateSnapshots(config: config, producer: producer, clock: clock, logger: logger)
         gauges = IngestGauges(operations: operations, stateDirectory: config.stateDirectory, clock: clock)
@@ -145,7 +148,7 @@ final class CommitWorker: @unchecked Sendable {
         case let .emitKPIs(force):
             // Without partitions there is nothing to sum: publishing would claim every KPI fell to zero.
             guard !stores.open.isEmpty else { return }
-            let group = try leader.emit(stores.open, force: force, drillDown: drillDown)
+            let group = try leader.emit(stores.open, force: force) { try self.drillDown($0, baseline: $1, wait: force) }
             gauges.record(stores: stores.open, lag: committer.lag, group: group, leader: leader, clock: clock)
             if let publisher = leader.publisher, let now = leader.groupClock {
                 operations.sample(publisher.values, at: now, every: .milliseconds(max(config.kpiEmitIntervalMs, 2000)))
@@ -173,8 +176,13 @@ final class CommitWorker: @unchecked Sendable {
 
     /// Top contributing sub-groups of a firing drop/rise alert: a scan of the segment's members
     /// in every owned partition, merged with what every other instance of the group scans in
-    /// its own (asked over their APIs; rare: only when an alert fires).
-    private func drillDown(_ alert: AlertDefinition, baseline: Double) -> [DrillDownEntry] {
+    /// its own (asked over their APIs off this thread: `GroupDrillDowns`; rare: only when an
+    /// alert fires).
+    /// - Parameter wait: wait for the other instances' answer rather than throw
+    ///   `GroupDrillDowns.Pending` (a forced emit, before the partitions leave).
+    private func drillDown(_ alert: AlertDefinition, baseline: Double, wait: Bool) throws -> [DrillDownEntry] {
+        let others = leader.exchange.view.announced.filter { stores.open[$0.key] == nil }
+        let remote: GroupDrillDown.Gathered = others.isEmpty ? ([], []) : try groupDrillDowns.take(for: alert, from: Array(others.values), wait: wait)
         let kind = config.catalog.kpis.first { $0.name == alert.kpi }?.kind ?? .sum
         var accumulator = DrillDownAccumulator(kind: kind)
         let dimensions = DrillDownAccumulator.dimensions(config.catalog)
@@ -182,8 +190,6 @@ final class CommitWorker: @unchecked Sendable {
             try? store.drillDown(segment: alert.segment, kpi: alert.kpi, into: &accumulator, dimensions: dimensions)
         }
         let local = accumulator.memberCount
-        let others = leader.exchange.view.announced.filter { stores.open[$0.key] == nil }
-        let remote = GroupDrillDown.gather(from: others.values, config: config, segment: alert.segment, kpi: alert.kpi)
         for partial in remote.accumulators { accumulator.merge(partial) }
         logger.info("drill-down of \(alert.name): \(local) members in this instance's \(stores.open.count) partitions, \(accumulator.memberCount - local) in \(others.count) partitions of other instances",
                     metadata: ["alert": "\(alert.name)", "segment": "\(alert.segment)"])

@@ -2,14 +2,6 @@ import Foundation
 import SegmenterCore
 
 extension KPIPublisher {
-    /// When the clock has moved past `currentDay`, the last published values become that day's
-    /// end-of-day values (days skipped without any publish get none).
-    func closedDays(now: Instant, calendar: DayCalendar) -> [(DayNumber, [KPIKey: Double])] {
-        guard let day = currentDay, calendar.day(of: now) > day else { return [] }
-        let values = steppedValues.isEmpty ? published.compactMapValues { $0.value } : steppedValues.compactMapValues { $0 }
-        return values.isEmpty ? [] : [(day, values)]
-    }
-
     func saveHistory(_ days: [(DayNumber, [KPIKey: Double])]) throws {
         let statement = try db.cached("INSERT OR REPLACE INTO kpi_history (segment, kpi, day, value_bits) VALUES (?, ?, ?, ?)")
         for (day, values) in days {
@@ -24,7 +16,8 @@ extension KPIPublisher {
         }
     }
 
-    func saveAlerts(_ statuses: [String: AlertStatus], readings: [String: (value: Double?, baseline: Double?)]) throws {
+    func saveAlerts(_ statuses: [String: AlertStatus], readings: [String: (value: Double?, baseline: Double?)],
+                    drillDowns: [String: String]) throws {
         let statement = try db.cached("""
             INSERT OR REPLACE INTO alert_states (name, state, pending_since, value_bits, baseline_bits, drill_down)
             VALUES (?, ?, ?, ?, ?, ?)
@@ -36,7 +29,7 @@ extension KPIPublisher {
             statement.bind(3, status.pendingSince?.nanoseconds)
             statement.bind(4, readings[name]?.value.map { Int64(bitPattern: $0.bitPattern) })
             statement.bind(5, readings[name]?.baseline.map { Int64(bitPattern: $0.bitPattern) })
-            statement.bind(6, status.state == .firing ? lastDrillDowns[name] : nil)
+            statement.bind(6, status.state == .firing ? drillDowns[name] : nil)
             try statement.run()
         }
     }
@@ -52,18 +45,18 @@ extension KPIPublisher {
     func loadAlertState() throws {
         let states = try db.prepare("SELECT name, state, pending_since, drill_down FROM alert_states")
         while try states.step() {
-            if let drill = states.string(3) { lastDrillDowns[states.string(0)!] = drill }
-            alertStatus[states.string(0)!] = AlertStatus(state: AlertStatus.State(rawValue: states.string(1) ?? "") ?? .resolved,
+            if let drill = states.string(3) { chain.drillDowns[states.string(0)!] = drill }
+            chain.alertStatus[states.string(0)!] = AlertStatus(state: AlertStatus.State(rawValue: states.string(1) ?? "") ?? .resolved,
                                                          pendingSince: states.optionalInt64(2).map(Instant.init(nanoseconds:)))
         }
         let rows = try db.prepare("SELECT segment, kpi, day, value_bits FROM kpi_history")
         while try rows.step() {
-            history[KPIKey(segment: rows.string(0)!, kpi: rows.string(1)!), default: [:]][DayNumber(rows.int64(2))] =
+            chain.history[KPIKey(segment: rows.string(0)!, kpi: rows.string(1)!), default: [:]][DayNumber(rows.int64(2))] =
                 Double(bitPattern: UInt64(bitPattern: rows.int64(3)))
         }
         let meta = try db.prepare("SELECT value FROM publisher_meta WHERE key = 'current_day'")
-        if try meta.step() { currentDay = DayNumber(meta.int64(0)) }
+        if try meta.step() { chain.currentDay = DayNumber(meta.int64(0)) }
         let folded = try db.prepare("SELECT value FROM publisher_meta WHERE key = 'folded_bucket'")
-        if try folded.step() { foldedBucket = folded.int64(0) }
+        if try folded.step() { chain.foldedBucket = folded.int64(0) }
     }
 }

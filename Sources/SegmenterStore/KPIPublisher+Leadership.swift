@@ -37,9 +37,9 @@ extension KPIPublisher {
     /// - Returns: pairs moved forward and messages dropped.
     @discardableResult
     public func continueChain(after onTopic: [KPIKey: TopicMessage], readTo: [Int32: Int64]) throws -> (advanced: Int, dropped: Int) {
-        var advanced: [(KPIKey, Published)] = []
-        for (key, message) in onTopic where message.seq > published[key]?.seq ?? 0 {
-            advanced.append((key, Published(value: message.value, seq: message.seq)))
+        var advanced: [(KPIKey, KPIChain.Link)] = []
+        for (key, message) in onTopic where message.seq > chain.published[key]?.seq ?? 0 {
+            advanced.append((key, KPIChain.Link(value: message.value, seq: message.seq)))
         }
         var stale: [Int64] = []
         let pending = try db.prepare("SELECT id, value FROM outbox WHERE topic = ?")
@@ -60,7 +60,7 @@ extension KPIPublisher {
             }
             try saveDeliveredOffsets()
         }
-        for (key, state) in advanced { published[key] = state }
+        for (key, state) in advanced { chain.published[key] = state }
         savedOffsets = deliveredOffsets
         return (advanced.count, stale.count)
     }

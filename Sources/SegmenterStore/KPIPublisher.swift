@@ -10,26 +10,11 @@ import SQLite
 /// together with its snapshots. One transaction records the new published values and their
 /// messages, so a crash can neither lose a delta nor break the `seq`/`previous` chain.
 public final class KPIPublisher: @unchecked Sendable {
-    struct Published { var value: Double?; var seq: Int64 }
-
     let db: SQLiteConnection
     public let topic: String
     let outboxWriter: OutboxWriter
-    var published: [KPIKey: Published] = [:]
-    /// End-of-day values per pair: the baselines of `drop`/`rise` alerts.
-    public internal(set) var history: [KPIKey: [DayNumber: Double]] = [:]
-    /// The day of the last publish; when the clock passes it, its values become end-of-day history.
-    var currentDay: DayNumber?
-    /// The values as of the last step (not a provisional publish): what a day's end keeps.
-    var steppedValues: [KPIKey: Double?] = [:]
-    /// The last bucket of the KPI grid published as a step (`KPIGrid`): the next step
-    /// is the bucket after it (nil: none yet).
-    public internal(set) var foldedBucket: Int64?
-    public internal(set) var alertStatus: [String: AlertStatus] = [:]
-    /// The drill-down of each alert's latest firing (JSON), kept while it fires.
-    var lastDrillDowns: [String: String] = [:]
-    /// The last evaluation of each alert (value, baseline), for `inspect alerts`.
-    public internal(set) var alertReadings: [String: (value: Double?, baseline: Double?)] = [:]
+    /// The chain as stored: a run steps a copy and keeps it once its transaction committed.
+    public internal(set) var chain = KPIChain()
     /// Per partition of `topic`, the greatest offset at which one of this chain's messages was
     /// delivered: a new leader reads the topic from there to learn what others published since.
     public internal(set) var deliveredOffsets: [Int32: Int64] = [:]
@@ -62,11 +47,10 @@ public final class KPIPublisher: @unchecked Sendable {
     }
 
     func loadPublished() throws {
-        published = [:]
         let rows = try db.prepare("SELECT segment, kpi, value_bits, seq FROM kpi_published")
         while try rows.step() {
-            published[KPIKey(segment: rows.string(0)!, kpi: rows.string(1)!)] =
-                Published(value: rows.isNull(2) ? nil : Double(bitPattern: UInt64(bitPattern: rows.int64(2))), seq: rows.int64(3))
+            chain.published[KPIKey(segment: rows.string(0)!, kpi: rows.string(1)!)] =
+                KPIChain.Link(value: rows.isNull(2) ? nil : Double(bitPattern: UInt64(bitPattern: rows.int64(2))), seq: rows.int64(3))
         }
         let offsets = try db.prepare("SELECT key, value FROM publisher_meta WHERE key LIKE 'delivered_offset:%'")
         while try offsets.step() {
@@ -107,103 +91,47 @@ public final class KPIPublisher: @unchecked Sendable {
     }
 
     /// The last published value of every pair.
-    public var values: [KPIKey: Double?] { published.mapValues(\.value) }
+    public var values: [KPIKey: Double?] { chain.published.mapValues(\.value) }
+    public var history: [KPIKey: [DayNumber: Double]] { chain.history }
+    public var alertStatus: [String: AlertStatus] { chain.alertStatus }
+    public var alertReadings: [String: (value: Double?, baseline: Double?)] { chain.alertReadings }
+    public var foldedBucket: Int64? { chain.foldedBucket }
 
-    /// Publishes every pair whose value changed since its last message, records end-of-day
-    /// values when the clock passed midnight, and evaluates `alerts` (publishing each change of
-    /// state once). One transaction. Returns the messages written.
-    /// - Parameter step: a step of the KPI grid (`KPIGrid`), with `now` a bucket's end and
-    ///   `partials` as of then: the values go to the charts and the day's end, alerts are stepped,
-    ///   and `bucket` is remembered as folded; no KPI delta is sent (the deltas topic is coalesced
-    ///   per emit). nil: every part, at `now`.
-    /// - Parameter provisional: only the KPI deltas of changed values (the current partials at
-    ///   the group's watermark, after the steps).
-    /// - Parameter changedSegments: for a step, the segments whose partials moved since the
-    ///   previous step (nil: not known). The others keep that step's values, uncomputed: a
-    ///   catch-up steps every minute of event time, and most minutes move a few segments.
+    /// Steps the chain once at `now` (`KPIChain.step`) and writes the step in one transaction.
+    /// - Returns: the messages written.
     @discardableResult
     public func publish(catalog: SegmentCatalog, partials: [KPIKey: KPIPartial], now: Instant,
                         causes: [String: ChangeCause], alerts: [AlertDefinition] = [], alertTopic: String = "segment-alerts",
-                        calendar: DayCalendar = .utc, drillDown: DrillDownProvider? = nil, step bucket: Int64? = nil,
-                        changedSegments: Set<String>? = nil, provisional: Bool = false) throws -> Int {
-        var updates: [(KPIKey, Published, String)] = []
-        var current: [KPIKey: Double?] = [:]
-        // The segments to compute: all, or only those that moved (the day's volatility KPIs move
-        // with the day itself; the first step of a day computes everything).
-        var keys = catalog.kpiKeys
-        if bucket != nil, let changedSegments, !catalog.volatility, currentDay == calendar.day(of: now),
-           steppedValues.count == keys.count {
-            keys = changedSegments.flatMap { segment in catalog.definedPartialKeys(of: segment).map { [$0.members] + $0.kpis } ?? [] }
-            current = steppedValues
-        }
-        for key in keys {
-            let value = KPIDelta.rounded(catalog.value(of: key, in: partials, day: calendar.day(of: now)))
-            current[key] = value
-            // A step charts and alerts; the deltas topic stays coalesced to one message per pair
-            // per emit (SPEC §5): the publish at the watermark that follows the steps sends it.
-            guard bucket == nil, let delta = KPIDelta.next(
-                after: published[key].map { ($0.value, $0.seq) }, key: key, value: value,
-                members: partials[KPIKey(segment: key.segment, kpi: SegmentCatalog.membersKPI)]?.counted ?? 0,
-                asOf: now, cause: causes[key.segment] ?? .event) else { continue }
-            updates.append((key, Published(value: value, seq: delta.seq), delta.json))
-        }
-        if provisional {
-            guard !updates.isEmpty else { return 0 }
-            try db.transaction {
-                try savePublished(updates.map { ($0.0, $0.1) })
-                for (key, _, message) in updates { try enqueue(topic: topic, key: key.segment, message: message, now: now) }
-                try saveDeliveredOffsets()
-            }
-            for (key, state, _) in updates { published[key] = state }
+                        calendar: DayCalendar = .utc, drillDown: DrillDownProvider? = nil, provisional: Bool = false) throws -> Int {
+        var next = chain
+        let step = try next.step(catalog: catalog, partials: partials, now: now, causes: causes, alerts: alerts, calendar: calendar,
+                                 drillDown: drillDown, provisional: provisional)
+        if step.writes {
+            try db.transaction { try write(step, alertTopic: alertTopic) }
             savedOffsets = deliveredOffsets
-            return updates.count
         }
-        let endOfDay = closedDays(now: now, calendar: calendar)
-        var history = self.history
-        for (day, values) in endOfDay { for (key, value) in values { history[key, default: [:]][day] = value } }
-        let round = AlertRound(alerts, after: alertStatus, values: current, partials: partials, history: history,
-                               now: now, today: calendar.day(of: now), drillDown: drillDown)
-        let (statuses, readings) = (round.statuses, round.readings)
-        let alertMessages = round.messages
-        for message in alertMessages where message.drillDown != nil { lastDrillDowns[message.alert] = message.drillDown }
-        let statusChanged = statuses != alertStatus.filter { statuses[$0.key] != nil }
-        // The series records a step's values that differ from the last step's (a provisional
-        // publish in between may already have sent them).
-        let charted: [(KPIKey, Double?)] = keys.compactMap { key in  // the others keep their last step's value
-            let value = current[key] ?? nil
-            if let before = steppedValues[key], before == value { return nil }
-            return (key, value)
-        }
-        guard !updates.isEmpty || !charted.isEmpty || !endOfDay.isEmpty || !alertMessages.isEmpty || statusChanged || currentDay == nil
-              || bucket != nil else {
-            alertReadings = readings
-            return 0
-        }
-        try db.transaction {
-            try savePublished(updates.map { ($0.0, $0.1) })
-            for (key, _, message) in updates { try enqueue(topic: topic, key: key.segment, message: message, now: now) }
-            try saveHistory(endOfDay)
-            try chart(charted, at: now)
-            try KPISeries.recordTransitions(from: alertStatus, to: statuses, at: now, in: db)
-            if !endOfDay.isEmpty {
+        chain = next
+        return step.writes ? step.messageCount : 0
+    }
+
+    /// Writes one step of the chain; call inside a transaction.
+    func write(_ step: KPIChain.Step, alertTopic: String) throws {
+        try savePublished(step.deltas.map { ($0.key, $0.link) })
+        for delta in step.deltas { try enqueue(topic: topic, key: delta.key.segment, message: delta.json) }
+        if !step.provisional {
+            try saveHistory(step.closedDays)
+            try chart(step.charted, at: step.now)
+            try KPISeries.recordTransitions(from: step.statusesBefore, to: step.statuses, at: step.now, in: db)
+            if !step.closedDays.isEmpty {
                 try flushDeferredPoints()
-                try KPISeries.prune(before: now, pairs: chartedPairs, in: db)
+                try KPISeries.prune(before: step.now, pairs: chartedPairs, in: db)
             }
-            try saveAlerts(statuses, readings: readings)
-            for message in alertMessages { try enqueue(topic: alertTopic, key: message.alert, message: message.json, now: now) }
-            try writeMeta("current_day", Int64(calendar.day(of: now)))
-            if let bucket { try writeMeta("folded_bucket", bucket) }
-            try saveDeliveredOffsets()
+            try saveAlerts(step.statuses, readings: step.readings, drillDowns: step.drillDowns)
+            for message in step.alertMessages { try enqueue(topic: alertTopic, key: message.alert, message: message.json) }
+            try writeMeta("current_day", Int64(step.day))
+            if let bucket = step.bucket { try writeMeta("folded_bucket", bucket) }
         }
-        for (key, state, _) in updates { published[key] = state }
-        savedOffsets = deliveredOffsets
-        self.history = history
-        currentDay = calendar.day(of: now)
-        steppedValues = current
-        if let bucket { foldedBucket = bucket }
-        alertStatus.merge(statuses) { $1 }
-        alertReadings = readings
-        return updates.count + alertMessages.count
+        try saveDeliveredOffsets()
     }
 
     /// Charts `values` at `now`: written now, or with `deferred`, kept until the pair's next value
@@ -237,7 +165,7 @@ public final class KPIPublisher: @unchecked Sendable {
     }
 
     /// Records each pair's last published value and `seq`; call inside a transaction.
-    func savePublished(_ states: [(KPIKey, Published)]) throws {
+    func savePublished(_ states: [(KPIKey, KPIChain.Link)]) throws {
         let save = try db.cached("INSERT OR REPLACE INTO kpi_published (segment, kpi, value_bits, seq) VALUES (?, ?, ?, ?)")
         for (key, state) in states {
             save.reset()
@@ -256,7 +184,7 @@ public final class KPIPublisher: @unchecked Sendable {
         }
     }
 
-    func enqueue(topic: String, key: String, message: String, now: Instant) throws {
+    func enqueue(topic: String, key: String, message: String) throws {
         try outboxWriter.append(topic: topic, key: Array(key.utf8), value: Array(message.utf8))
     }
 }

@@ -60,7 +60,7 @@ import DevTools
     /// Feeds `records` in batches of `size` and, after each batch, lets the leader publish up to
     /// the pair's watermark, as the service's emit loop does.
     static func run(batchSize size: Int, records: [DecodedRecord] = records(), catalog: SegmentCatalog = catalog,
-                    alerts: [AlertDefinition] = alerts, grid: KPIGrid = grid) throws -> Outputs {
+                    alerts: [AlertDefinition] = alerts, grid: KPIGrid = grid, drillDown: DrillDownSource? = nil) throws -> Outputs {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("steps-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -74,8 +74,23 @@ import DevTools
             guard let now = store.watermark.clock else { continue }
             let last = grid.lastComplete(at: now)
             let (steps, _) = PartialsFold.steps(after: publisher.foldedBucket, through: last, partitions: [store.partialsTimeline(after: publisher.foldedBucket)])
-            try publisher.publish(steps, through: last, current: store.partials.values, now: now, grid: grid, catalog: catalog, causes: [:],
-                                  alerts: alerts, alertTopic: "alerts")
+            func publish() throws {
+                try publisher.publish(steps, through: last, current: store.partials.values, now: now, grid: grid, catalog: catalog, causes: [:],
+                                      alerts: alerts, alertTopic: "alerts", drillDown: drillDown.map { source in { try source.entries($0, $1) } })
+            }
+            guard let drillDown else { try publish(); continue }
+            func written() throws -> String {
+                let rows = try store.db.prepare("SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM kpi_series), (SELECT count(*) FROM alert_states)")
+                _ = try rows.step()
+                return "outbox \(rows.int64(0)), series \(rows.int64(1)), alert states \(rows.int64(2)), folded \(publisher.foldedBucket ?? -1), \(publisher.alertStatus)"
+            }
+            let before = try written()
+            do { try publish() } catch is DrillDownSource.NotYet {
+                // The emit abandoned at a firing alert's drill-down wrote nothing, and its chain is as stored…
+                drillDown.abandoned.append((before, try written()))
+                // …so it is taken again.
+                try publish()
+            }
             if let folded = publisher.foldedBucket { store.forgetBuckets(through: folded) }
         }
         var outputs = Outputs()
@@ -90,6 +105,22 @@ import DevTools
             outputs.days.append("\(days.string(0)!)/\(days.string(1)!) \(days.int64(2)) \(Double(bitPattern: UInt64(bitPattern: days.int64(3))))")
         }
         return outputs
+    }
+
+    /// A firing alert's drill-down: a fixed ranking, except that with `notAtFirstAsk` each
+    /// firing's first ask throws, as the service's does while the other instances are asked.
+    final class DrillDownSource {
+        struct NotYet: Error {}
+        let notAtFirstAsk: Bool
+        var asked = 0
+        /// What was written before and after each abandoned emit.
+        var abandoned: [(before: String, after: String)] = []
+        init(notAtFirstAsk: Bool) { self.notAtFirstAsk = notAtFirstAsk }
+        func entries(_ alert: AlertDefinition, _ baseline: Double) throws -> [DrillDownEntry] {
+            asked += 1
+            if notAtFirstAsk && asked % 2 == 1 { throw NotYet() }
+            return [DrillDownEntry(dimension: "signup_week", group: "2026-10-26", members: 7, value: 0.9, contribution: 0.2)]
+        }
     }
 
     @Test func aCatchUpChartsAndAlertsAsLiveProcessingDid() throws {
@@ -109,7 +140,8 @@ import DevTools
     /// The demo's incident (everyone who signs up from day 20 stays inactive until day 26), with
     /// the demo's segments and alerts at the default grid: `incident_cohort_inactive` fires and
     /// resolves at the same event times consumed as a catch-up as streamed.
-    @Test func theDemosIncidentAlertsAtTheSameInstantsInACatchUpAsStreamed() throws {
+    /// The demo's incident: everyone who signs up from day 20 stays inactive until day 26.
+    static func incident() throws -> (records: [DecodedRecord], catalog: SegmentCatalog, alerts: [AlertDefinition]) {
         var options = EventGenerator.Options()
         options.users = 400
         options.events = 12_000
@@ -135,10 +167,35 @@ import DevTools
             AlertDefinition(name: "inactive_share_rise", segment: "all", kpi: "zero_activity_share", condition: .rise(percent: 100),
                             baseline: .init(count: 3), forSeconds: 2 * 3600, minMembers: 100),
         ]
+        return (records, catalog, alerts)
+    }
+
+    @Test func theDemosIncidentAlertsAtTheSameInstantsInACatchUpAsStreamed() throws {
+        let (records, catalog, alerts) = try Self.incident()
         let streamed = try Self.run(batchSize: 20, records: records, catalog: catalog, alerts: alerts, grid: .default)
         #expect(streamed.alerts.contains { $0.contains("incident_cohort_inactive") && $0.contains("firing") }, "\(streamed.alerts)")
         let catchUp = try Self.run(batchSize: records.count, records: records, catalog: catalog, alerts: alerts, grid: .default)
         #expect(catchUp.alerts == streamed.alerts)
         #expect(catchUp.series == streamed.series)
+    }
+
+    /// A drill-down the KPI step cannot have yet (the service gathers the other instances' half
+    /// off the commit thread) ends the emit with nothing written, and the chain as stored; the
+    /// emit taken again writes what an emit that had the answer at once writes.
+    @Test func anEmitAbandonedAtADrillDownWritesNothingAndTheRetryWritesTheSame() throws {
+        let (records, catalog, alerts) = try Self.incident()
+        for size in [20, records.count] {
+            let atOnce = DrillDownSource(notAtFirstAsk: false), later = DrillDownSource(notAtFirstAsk: true)
+            let expected = try Self.run(batchSize: size, records: records, catalog: catalog, alerts: alerts, grid: .default, drillDown: atOnce)
+            #expect(expected.alerts.contains { $0.contains("inactive_share_rise") && $0.contains("\"firing\"") && $0.contains("2026-10-26") },
+                    "batches of \(size): \(expected.alerts)")
+            let retried = try Self.run(batchSize: size, records: records, catalog: catalog, alerts: alerts, grid: .default, drillDown: later)
+            #expect(later.asked == 2 * atOnce.asked && !later.abandoned.isEmpty, "batches of \(size): asked \(later.asked) vs \(atOnce.asked)")
+            for (before, after) in later.abandoned { #expect(after == before, "batches of \(size): an abandoned emit wrote") }
+            // Then the same charts, alerts (with their drill-downs) and days' ends…
+            #expect(retried.alerts == expected.alerts)
+            #expect(retried.series == expected.series)
+            #expect(retried.days == expected.days)
+        }
     }
 }

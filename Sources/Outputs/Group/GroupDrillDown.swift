@@ -4,15 +4,18 @@ import ServiceConfig
 
 /// The KPI leader's side of a group-wide drill-down: each other instance's sums over the
 /// partitions it owns (`/api/drilldown?scope=owned`), asked once per instance with the token.
-/// Runs on the commit thread when an alert starts firing: every instance is asked at once, so
-/// the whole gather takes at most one time-out (3 s), however many instances the group has.
+/// Every instance is asked at once, so a gather takes at most one time-out (3 s), however many
+/// instances the group has; `GroupDrillDowns` runs it off the commit thread.
 package enum GroupDrillDown {
-    static let timeout = 3.0
+    package static let timeout = 3.0
+
+    /// What a gather brought back.
+    package typealias Gathered = (accumulators: [DrillDownAccumulator], missing: Set<Int32>)
 
     /// - Parameter announcements: the latest announcement of each partition this instance does not own.
     /// - Returns: the accumulators that came back, and the partitions nobody answered for.
     package static func gather(from announcements: some Collection<PartialsAnnouncement>, config: SegmenterConfig, segment: String,
-                       kpi: String) -> (accumulators: [DrillDownAccumulator], missing: Set<Int32>) {
+                       kpi: String) -> Gathered {
         let client = GroupClient(config: config)
         guard let query = "segment=\(segment)&kpi=\(kpi)".addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) else {
             return ([], Set(announcements.map(\.partition)))

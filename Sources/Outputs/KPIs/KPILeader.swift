@@ -43,7 +43,7 @@ package final class KPILeader {
     /// Announces the owned partitions and, on the leader, publishes what changed.
     /// - Returns: the group's watermark as far as this instance knows it (for the gauges).
     @discardableResult
-    package func emit(_ stores: [Int32: PartitionStore], force: Bool, drillDown: @escaping (AlertDefinition, Double) -> [DrillDownEntry]) throws -> GroupPartials.Watermark {
+    package func emit(_ stores: [Int32: PartitionStore], force: Bool, drillDown: @escaping DrillDownProvider) throws -> GroupPartials.Watermark {
         // Announced even before any event: the leader waits for every partition to be accounted for.
         try exchange.announce(stores, force: force)
         let leader = stores[0] != nil
@@ -70,8 +70,15 @@ package final class KPILeader {
             logger.warning("KPI steps from \(grid.end(of: skipped.lowerBound)) to \(grid.end(of: skipped.upperBound)) skipped: a partition's changes then are no longer known (it ran ahead of the group's watermark further than it keeps, or restarted); the next step includes them")
         }
         let fold = steps.isEmpty && skipped != nil ? .only(PartialsFold.Step(bucket: last, partials: global)) : steps
-        let emitted = try publisher.publish(fold, through: last, current: global, now: now, grid: grid, catalog: config.catalog, causes: causes,
+        let emitted: Int
+        do {
+            emitted = try publisher.publish(fold, through: last, current: global, now: now, grid: grid, catalog: config.catalog, causes: causes,
                                             alerts: config.alerts, alertTopic: config.topics.alerts, calendar: config.calendar, drillDown: drillDown)
+        } catch let pending as GroupDrillDowns.Pending {
+            // Nothing was written: the next emit takes the same steps again, with the answer.
+            logger.info("KPIs wait one emit: \(pending)", metadata: ["alert": "\(pending.alert)"])
+            return watermark
+        }
         if let folded = publisher.foldedBucket {
             for store in stores.values { store.forgetBuckets(through: folded) }
             exchange.forgetBuckets(through: folded)

@@ -1,5 +1,7 @@
 /// Computes the top contributing sub-groups for a firing `drop`/`rise` alert, given its baseline.
-public typealias DrillDownProvider = (AlertDefinition, Double) -> [DrillDownEntry]
+/// It may throw when the answer is not at hand yet (the group's is gathered off the commit
+/// thread): the step that asked ends, and is taken again later.
+public typealias DrillDownProvider = (AlertDefinition, Double) throws -> [DrillDownEntry]
 
 /// Every alert stepped once at `now` (SPEC §6). Pure: the values, partials, end-of-day history
 /// and the statuses before are parameters; the KPI publisher stores what comes out, in the
@@ -15,7 +17,7 @@ public struct AlertRound {
     /// - Parameter drillDown: asked once per alert that fires with a baseline (drop and rise).
     public init(_ alerts: [AlertDefinition], after before: [String: AlertStatus], values: [KPIKey: Double?],
                 partials: [KPIKey: KPIPartial], history: [KPIKey: [DayNumber: Double]], now: Instant, today: DayNumber,
-                drillDown: DrillDownProvider?) {
+                drillDown: DrillDownProvider?) throws {
         for alert in alerts {
             let key = KPIKey(segment: alert.segment, kpi: alert.kpi)
             let value = values[key] ?? nil
@@ -30,7 +32,7 @@ public struct AlertRound {
             guard let change else { continue }
             // Only drop/rise alerts have a baseline, and so a deviation to explain.
             var drill: String?
-            if change == .firing, let baseline, let drillDown { drill = DrillDownAccumulator.json(drillDown(alert, baseline)) }
+            if change == .firing, let baseline, let drillDown { drill = DrillDownAccumulator.json(try drillDown(alert, baseline)) }
             messages.append(AlertMessage(alert, state: change, value: value, baseline: baseline, members: members, asOf: now, drillDown: drill))
         }
     }
