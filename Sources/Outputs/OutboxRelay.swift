@@ -1,3 +1,4 @@
+import SegmenterCore
 import Foundation
 import KafkaIO
 import SegmenterStore

@@ -7,7 +7,7 @@ import SegmenterStore
 /// BigQuery run published 110 intermediate KPI deltas).
 struct PendingCorrections {
     /// Per user, everything the warehouse says differs.
-    var values: [String: Reconciler.WarehouseValues] = [:]
+    var values: [String: UserCorrection] = [:]
     /// The partition that holds a user's rows, where a level read them.
     var home: [String: Int32] = [:]
     /// The local sums a correction replaces, for the report's drift.
@@ -19,7 +19,7 @@ struct PendingCorrections {
 
     mutating func addSums(on day: DayNumber, _ corrections: [String: DayAggregate], local: [String: DayAggregate], home: [String: Int32]) {
         for (user, truth) in corrections {
-            values[user, default: Reconciler.WarehouseValues()].days[day] = truth
+            values[user, default: UserCorrection()].days[day] = truth
             localSums[user, default: [:]][day] = local[user] ?? DayAggregate()
             if let partition = home[user] { self.home[user] = partition }
         }
@@ -27,14 +27,14 @@ struct PendingCorrections {
 
     mutating func addMetrics(_ corrections: [String: [MetricDayCorrection]], drift: [String: Int64], home: [String: Int32]) {
         for (user, list) in corrections {
-            values[user, default: Reconciler.WarehouseValues()].metrics += list
+            values[user, default: UserCorrection()].metrics += list
             metricDrift[user, default: 0] += drift[user] ?? 0
             if let partition = home[user] { self.home[user] = partition }
         }
     }
 
     mutating func addSignups(_ signups: [String: Int64]) {
-        for (user, seconds) in signups { values[user, default: Reconciler.WarehouseValues()].signup = Instant(seconds: seconds) }
+        for (user, seconds) in signups { values[user, default: UserCorrection()].signup = Instant(seconds: seconds) }
     }
 }
 

@@ -49,7 +49,7 @@ public actor ReconcileScheduler {
         while true {
             var report: ReconciliationReport
             do {
-                let warehouse = try reconciler.config.makeWarehouse()
+                let warehouse = try reconciler.config.makeWarehouse(clock: clock)
                 report = await reconciler.run(kind: kind, from: from, warehouse: warehouse, attempt: attempt)
                 await warehouse.shutdown()
             } catch {

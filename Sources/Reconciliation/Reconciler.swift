@@ -237,12 +237,6 @@ public final class Reconciler: Sendable {
     }
 
     /// One user's values from the warehouse: some days' sums, metric day totals, or a sign-up time.
-    struct WarehouseValues {
-        var days: [DayNumber: DayAggregate] = [:]
-        var metrics: [MetricDayCorrection] = []
-        var signup: Instant?
-    }
-
     /// Where corrected users live, and the one write per partition.
     struct Placement: Sendable {
         let partitioner: Partitioner
@@ -254,8 +248,8 @@ public final class Reconciler: Sendable {
         /// Users of partitions this instance does not own are skipped.
         /// - Returns: the users written, and the membership changes published.
         func take<Value>(session: StoreSession, home: [String: Int32], values: [String: Value],
-                         _ convert: (Value) -> WarehouseValues) throws -> (written: [String: Value], changes: Int) {
-            var byPartition: [Int32: [String: WarehouseValues]] = [:]
+                         _ convert: (Value) -> UserCorrection) throws -> (written: [String: Value], changes: Int) {
+            var byPartition: [Int32: [String: UserCorrection]] = [:]
             var written: [String: Value] = [:]
             for (user, value) in values {
                 guard let partition = try home[user] ?? place(user, in: session.stores) else { continue }
@@ -264,9 +258,7 @@ public final class Reconciler: Sendable {
             }
             var changes = 0
             for (partition, users) in byPartition {
-                let outcome = try session.stores[partition]!.takeWarehouseValues(
-                    days: users.filter { !$0.value.days.isEmpty }.mapValues(\.days),
-                    metrics: users.filter { !$0.value.metrics.isEmpty }.mapValues(\.metrics), signups: users.compactMapValues(\.signup), now: session.now ?? now, bucketOf: UserBucket.of(_:))
+                let outcome = try session.stores[partition]!.takeWarehouseValues(users, now: session.now ?? now, bucketOf: UserBucket.of(_:))
                 session.note(outcome)
                 changes += outcome.membershipChanges
             }

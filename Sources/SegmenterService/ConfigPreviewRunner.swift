@@ -18,8 +18,10 @@ public enum ConfigPreviewRunner {
     }
 
     /// - Parameter current: the running config (KPI values now are computed with its definitions).
-    public static func run(new: SegmenterConfig, current: SegmenterConfig, sampleSize: Int = 5) throws -> Result {
-        let started = ContinuousClock.now
+    /// - Parameter clock: times the preview (the figure it reports).
+    public static func run(new: SegmenterConfig, current: SegmenterConfig, sampleSize: Int = 5,
+                           clock: any ServiceClock = SystemClock()) throws -> Result {
+        let started = clock.monotonicNow
         let reader = try StateReader(directory: current.stateDirectory)
         let clocks = try reader.pairClocks()
         var preview = ConfigPreview(catalog: new.catalog, sampleSize: sampleSize)
@@ -34,7 +36,7 @@ public enum ConfigPreviewRunner {
             }
         }
         let kpis = preview.kpis(now: try reader.kpiPartials(), current: current.catalog)
-        let elapsed = ContinuousClock.now - started
+        let elapsed = clock.monotonicNow - started
         let baselines = ((try? AlertStateReader(directory: current.stateDirectory).read()) ?? [:]).compactMapValues(\.baseline)
         var result = Result(preview: preview, kpis: kpis, alerts: preview.alerts(new.alerts, kpis: kpis, baselines: baselines),
                             seconds: elapsed.seconds)

@@ -17,14 +17,4 @@ extension PartitionStore {
         bucketLogFrom = bucket + 1
     }
 
-    /// A definition change or an adopted rebuild summed the partials anew at `now`: the
-    /// difference from the old sums is that bucket's change, so earlier buckets still read right.
-    func recordResum(from old: KPIPartials, into effects: inout BatchEffects, at now: Instant) {
-        let bucket = segments.kpiGrid.bucket(of: now)
-        for key in Set(old.values.keys).union(effects.partials.values.keys) {
-            let before = old.values[key] ?? KPIPartial(), after = effects.partials.values[key] ?? KPIPartial()
-            let change = KPIPartial(counted: after.counted - before.counted, total: after.total - before.total)
-            if change != KPIPartial() { effects.partials.record(change, of: key, inBucket: bucket) }
-        }
-    }
 }

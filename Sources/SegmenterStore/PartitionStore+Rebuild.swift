@@ -45,8 +45,9 @@ extension PartitionStore {
             watermark = try storedWatermark()
             let now = watermark.clock
             if let now {
-                try evaluateEveryone(now: now, cause: .rebuild, into: &effects)
-                recordResum(from: partials, into: &effects, at: now)
+                var reevaluation = Reevaluation(processor, at: now, cause: .rebuild, previous: partials, carryingDayCounts: false)
+                try evaluateEveryone(into: &reevaluation, at: now)
+                effects = reevaluation.finish()
             } else {
                 try db.execute("DELETE FROM kpi_partials")  // no events: no user, no sums
             }

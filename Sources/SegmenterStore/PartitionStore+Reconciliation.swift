@@ -78,63 +78,33 @@ extension PartitionStore {
         return known
     }
 
-    /// Takes the warehouse's values, in one transaction with the outbox: per-day sums of
-    /// `days` (user → day → sums; all zeros removes the row), metric day totals, then sign-up times. Lifetime
-    /// totals move by the same difference; each changed user is re-evaluated at the pair's clock, or `now` before it has one (cause
-    /// `reconciliation`), so memberships and KPI partials follow. Idempotent: setting values,
-    /// not adding them, so a retried run cannot count twice.
+    /// Takes the warehouse's values per user (`UserCorrection` decides what differs), in one
+    /// transaction with the outbox: per-day sums (the day's evidence stays: the events it proves
+    /// were applied are still the same events), metric day totals (a zero removes the row), sign-up
+    /// times. Each changed user is re-evaluated at the pair's clock, or `now` before it has one
+    /// (cause `reconciliation`), so memberships and KPI partials follow.
     /// - Parameter bucketOf: the bucket hash, to keep cached bucket totals of the days valid.
-    public func takeWarehouseValues(days: [String: [DayNumber: DayAggregate]], metrics: [String: [MetricDayCorrection]] = [:],
-                                    signups: [String: Instant] = [:], now: Instant, bucketOf: (String) -> String) throws -> BatchOutcome {
-        var changes: [(user: String, day: DayNumber, before: DayAggregate, after: DayAggregate)] = []
+    public func takeWarehouseValues(_ corrections: [String: UserCorrection], now: Instant, bucketOf: (String) -> String) throws -> BatchOutcome {
         var effects = BatchEffects(partials: partials)
         let now = watermark.clock ?? now
-        var profiles: [String: UserProfile] = [:]
-        let select = try db.prepare("SELECT spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day = ?")
-        // The day's evidence stays: the events it proves were applied are still the same events.
-        let set = try db.prepare("""
-            INSERT INTO user_days (user_id, day, spend_cents, activities, active_us) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (user_id, day) DO UPDATE SET spend_cents = excluded.spend_cents, activities = excluded.activities,
-                active_us = excluded.active_us
-            """)
         try db.transaction {
-            for (userID, userDays) in days {
-                var profile = try profiles[userID] ?? self.profile(of: userID) ?? UserProfile()
-                for (day, truth) in userDays {
-                    select.reset()
-                    select.bind(1, userID)
-                    select.bind(2, Int64(day))
-                    let current = try select.step()
-                        ? DayAggregate(spendCents: select.int64(0), activities: select.int64(1), activeMicros: select.int64(2))
-                        : DayAggregate()
-                    select.reset()
-                    guard current != truth else { continue }
-                    set.reset()
-                    set.bind(1, userID)
-                    set.bind(2, Int64(day))
-                    set.bind(3, truth.spendCents)
-                    set.bind(4, truth.activities)
-                    set.bind(5, truth.activeMicros)
-                    try set.run()
-                    changes.append((userID, day, current, truth))
-                    profile.addToLifetime(truth - current)
-                    profiles[userID] = profile
+            var dayChanges: [(user: String, day: DayNumber, before: DayAggregate, after: DayAggregate)] = []
+            var changed: [String: UserProfile] = [:]
+            for (userID, correction) in corrections {
+                var profile = try self.profile(of: userID) ?? UserProfile()
+                let outcome = try correction.take(into: &profile, storedDay: { try storedDay($0, of: userID) },
+                                                  storedMetric: { try storedMetricTotal($0, of: userID) })
+                for change in outcome.days {
+                    try setDay(change.day, of: userID, to: change.after)
+                    dayChanges.append((userID, change.day, change.before, change.after))
                 }
+                for change in outcome.metrics { try setMetricTotal(change.correction, of: userID) }
+                if outcome.changesProfile { changed[userID] = profile }
             }
-            try applyToBucketCache(changes, bucketOf: bucketOf)
-            for (userID, corrections) in metrics {
-                var profile = try profiles[userID] ?? self.profile(of: userID) ?? UserProfile()
-                if try takeMetricValues(corrections, of: userID, into: &profile.metrics) { profiles[userID] = profile }
-            }
-            for (userID, signup) in signups {
-                var profile = try profiles[userID] ?? self.profile(of: userID) ?? UserProfile()
-                guard profile.signupAt != signup else { continue }
-                profile.correctSignup(to: signup)
-                profiles[userID] = profile
-            }
+            try applyToBucketCache(dayChanges, bucketOf: bucketOf)
             // The cached users describe the old values: re-read from the transaction.
             let firstDay = segments.catalog.firstWindowDay(at: now, calendar: calendar)
-            for (userID, profile) in profiles {
+            for (userID, profile) in changed {
                 try write(profile, of: userID)
                 var slice = try readSlice(of: userID, profile: profile, firstDay: firstDay)
                 effects.outcome.membershipChanges += processor.evaluate(userID, &slice, now: now, cause: .reconciliation, into: &effects)
@@ -147,37 +117,49 @@ extension PartitionStore {
         return effects.outcome
     }
 
-    /// Sets a user's metric day totals (a zero removes the row); each lifetime total moves by
-    /// the same difference.
-    /// - Returns: whether anything changed.
-    private func takeMetricValues(_ corrections: [MetricDayCorrection], of userID: String, into metrics: inout UserMetrics) throws -> Bool {
-        let select = try db.prepare("SELECT total FROM user_metric_days WHERE user_id = ?1 AND day = ?2 AND metric = ?3")
-        let set = try db.prepare("""
-            INSERT INTO user_metric_days (user_id, day, metric, total) VALUES (?1, ?2, ?3, ?4)
-            ON CONFLICT (user_id, day, metric) DO UPDATE SET total = excluded.total
+    private func storedDay(_ day: DayNumber, of userID: String) throws -> DayAggregate {
+        let select = try db.cached("SELECT spend_cents, activities, active_us FROM user_days WHERE user_id = ? AND day = ?")
+        select.bind(1, userID)
+        select.bind(2, Int64(day))
+        defer { select.reset() }
+        return try select.step() ? DayAggregate(spendCents: select.int64(0), activities: select.int64(1), activeMicros: select.int64(2)) : DayAggregate()
+    }
+
+    private func setDay(_ day: DayNumber, of userID: String, to sums: DayAggregate) throws {
+        let set = try db.cached("""
+            INSERT INTO user_days (user_id, day, spend_cents, activities, active_us) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT (user_id, day) DO UPDATE SET spend_cents = excluded.spend_cents, activities = excluded.activities,
+                active_us = excluded.active_us
             """)
-        let delete = try db.prepare("DELETE FROM user_metric_days WHERE user_id = ?1 AND day = ?2 AND metric = ?3")
-        var changed = false
-        for correction in corrections {
-            select.reset()
-            select.bind(1, userID)
-            select.bind(2, Int64(correction.day))
-            select.bind(3, correction.key.rawValue)
-            let current = try select.step() ? select.int64(0) : 0
-            select.reset()
-            guard current != correction.total else { continue }
-            let statement = correction.total == 0 ? delete : set
-            statement.reset()
-            statement.bind(1, userID)
-            statement.bind(2, Int64(correction.day))
-            statement.bind(3, correction.key.rawValue)
-            if correction.total != 0 { statement.bind(4, correction.total) }
-            try statement.run()
-            let lifetime = metrics.totals[correction.key]?.lifetime ?? 0
-            metrics.totals[correction.key, default: MetricTotals()].lifetime = MetricCatalog.saturating(lifetime, correction.total - current)
-            changed = true
-        }
-        return changed
+        set.bind(1, userID)
+        set.bind(2, Int64(day))
+        set.bind(3, sums.spendCents)
+        set.bind(4, sums.activities)
+        set.bind(5, sums.activeMicros)
+        try set.run()
+    }
+
+    private func storedMetricTotal(_ correction: MetricDayCorrection, of userID: String) throws -> Int64 {
+        let select = try db.cached("SELECT total FROM user_metric_days WHERE user_id = ?1 AND day = ?2 AND metric = ?3")
+        select.bind(1, userID)
+        select.bind(2, Int64(correction.day))
+        select.bind(3, correction.key.rawValue)
+        defer { select.reset() }
+        return try select.step() ? select.int64(0) : 0
+    }
+
+    private func setMetricTotal(_ correction: MetricDayCorrection, of userID: String) throws {
+        let statement = try db.cached(correction.total == 0
+            ? "DELETE FROM user_metric_days WHERE user_id = ?1 AND day = ?2 AND metric = ?3"
+            : """
+              INSERT INTO user_metric_days (user_id, day, metric, total) VALUES (?1, ?2, ?3, ?4)
+              ON CONFLICT (user_id, day, metric) DO UPDATE SET total = excluded.total
+              """)
+        statement.bind(1, userID)
+        statement.bind(2, Int64(correction.day))
+        statement.bind(3, correction.key.rawValue)
+        if correction.total != 0 { statement.bind(4, correction.total) }
+        try statement.run()
     }
 
     /// What a run took from the warehouse: the built-in sums, or the metric counts and sums.

@@ -41,31 +41,30 @@ extension PartitionStore {
     /// `config`) and rebuilds the partials from nothing, in one transaction. Segments no longer
     /// defined lose their rows (their exits are published per user).
     func reevaluateEveryone(now: Instant) throws -> Int {
-        var effects = BatchEffects(partials: KPIPartials())
-        try db.transaction {
-            try evaluateEveryone(now: now, cause: .config, into: &effects)
-            if segments.catalog.volatility { effects.partials.carryDayCounts(from: partials) }
-            recordResum(from: partials, into: &effects, at: now)
+        var reevaluation = Reevaluation(processor, at: now, cause: .config, previous: partials, carryingDayCounts: segments.catalog.volatility)
+        let effects = try db.transaction {
+            try evaluateEveryone(into: &reevaluation, at: now)
+            let effects = reevaluation.finish()
             try write(effects)
             try putText("catalog", segments.catalog.fingerprint)
             try recordMetricDefinitions(at: now)
+            return effects
         }
         cache.removeAll()  // everyone changed: the next batches read what they need
         try remember(effects)
         return effects.outcome.membershipChanges
     }
 
-    /// Every user evaluated at `now` against their stored memberships, the KPI partials summed
-    /// from nothing (their rows deleted here; `effects` holds the new sums). Call inside a
-    /// transaction, then write `effects`: a definition change and a rebuild both do.
-    func evaluateEveryone(now: Instant, cause: ChangeCause, into effects: inout BatchEffects) throws {
+    /// Feeds every user's slice to `reevaluation`, the KPI partials' rows deleted (the
+    /// reevaluation sums them anew). Call inside a transaction, then write its effects: a
+    /// definition change and a rebuild both do.
+    func evaluateEveryone(into reevaluation: inout Reevaluation, at now: Instant) throws {
         try db.execute("DELETE FROM kpi_partials")
         let firstDay = segments.catalog.firstWindowDay(at: now, calendar: calendar)
         let users = try db.prepare("SELECT user_id, \(StateReading.profileColumns) FROM users")
         while try users.step() {
-            let userID = users.string(0)!
-            var slice = try readSlice(of: userID, profile: try StateReading.profile(from: users, first: 1), firstDay: firstDay)
-            effects.outcome.membershipChanges += processor.evaluate(userID, &slice, now: now, cause: cause, into: &effects, rebuilding: true)
+            var slice = try readSlice(of: users.string(0)!, profile: try StateReading.profile(from: users, first: 1), firstDay: firstDay)
+            reevaluation.evaluate(users.string(0)!, &slice)
         }
     }
 

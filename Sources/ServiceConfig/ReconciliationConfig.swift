@@ -29,12 +29,13 @@ public struct ReconciliationConfig: Sendable {
     public var retries = 3
     public var retryBackoffSeconds: Int64 = 30
 
-    public func makeWarehouse() throws -> any Warehouse {
+    /// - Parameter clock: what time-outs and token expiries are read from.
+    public func makeWarehouse(clock: any ServiceClock = SystemClock()) throws -> any Warehouse {
         switch target {
         case let .sqlite(path): try SQLiteWarehouse(path: path, queries: queries)
         case let .postgres(settings): PostgresWarehouse(settings: settings, queries: queries)
         case let .redshift(settings): PostgresWarehouse(settings: settings, queries: queries, redshift: true)
-        case let .bigquery(settings): try BigQueryWarehouse(settings: settings, queries: queries)
+        case let .bigquery(settings): try BigQueryWarehouse(settings: settings, queries: queries, clock: clock)
         case let .sqlserver(settings): SQLServerWarehouse(settings: settings, queries: queries)
         }
     }

@@ -1,3 +1,4 @@
+import SegmenterCore
 import Foundation
 
 /// What the HTTP API can ask the running service: is it alive and caught up enough to serve.

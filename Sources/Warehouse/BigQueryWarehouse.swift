@@ -10,11 +10,11 @@ public final class BigQueryWarehouse: Warehouse, WarehouseDialect {
     private let queries: WarehouseQueries
     private let statistics = FetchStatistics()
 
-    public init(settings: BigQuerySettings, queries: WarehouseQueries) throws {
+    public init(settings: BigQuerySettings, queries: WarehouseQueries, clock: any ServiceClock = SystemClock()) throws {
         if case .none = settings.auth, settings.endpoint == BigQuerySettings.googleEndpoint {
             throw WarehouseError(step: "credentials", message: "BigQuery needs credentials_file: or access_token: (only an emulator's endpoint: may go without)")
         }
-        client = try BigQueryClient(settings: settings)
+        client = try BigQueryClient(settings: settings, clock: clock)
         self.queries = queries
         label = "bigquery://\(settings.project)\(settings.dataset.map { "/\($0)" } ?? "")\(settings.endpoint == BigQuerySettings.googleEndpoint ? "" : " at \(settings.endpoint)")"
     }

@@ -308,7 +308,7 @@ import Testing
             try #require(others.first): [day: DayAggregate()],
             "newcomer-\(partition)": [day: DayAggregate(spendCents: 500)],
         ]
-        _ = try store.takeWarehouseValues(days: corrections, now: DriftScenario.end, bucketOf: UserBucket.of(_:))
+        _ = try store.takeWarehouseValues(corrections.mapValues { UserCorrection(days: $0) }, now: DriftScenario.end, bucketOf: UserBucket.of(_:))
         let corrected = try store.reads.bucketTotals(on: day, bucketOf: UserBucket.of(utf8:))
         #expect(corrected.cached)
         let rowsCorrected = try fromRows()

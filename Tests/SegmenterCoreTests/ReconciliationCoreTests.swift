@@ -66,4 +66,30 @@ import Testing
         #expect(ReconciliationDiff.differingDays(in: 1...3, local: [1: totals], warehouse: [1: totals, 3: totals]) == [3])
         #expect(SignupBucket.bucket(ofEpochSeconds: -1) == -1 && SignupBucket.bucket(ofEpochSeconds: 86_399) == 0)
     }
+
+    /// A warehouse correction sets values: lifetime totals move by each day's difference, a
+    /// correction taken twice changes nothing the second time (a retried run cannot count twice).
+    @Test func aCorrectionSetsTheWarehouseValuesOnceAndMovesLifetimesByTheDifference() {
+        let metric = MetricKey(name: "uploads", definition: "count(upload)")
+        let correction = UserCorrection(days: [20: DayAggregate(spendCents: 500, activities: 2), 21: DayAggregate(), 22: DayAggregate(activities: 1)],
+                                        metrics: [MetricDayCorrection(day: 20, key: metric, total: 4)], signup: Self.at("2026-11-20T08:00:00Z"))
+        var stored: [DayNumber: DayAggregate] = [20: DayAggregate(spendCents: 300, activities: 2), 21: DayAggregate(spendCents: 50), 22: DayAggregate(activities: 1)]
+        var storedMetric: Int64 = 1
+        var profile = UserProfile()
+        profile.lifetimeSpendCents = 350
+        profile.lifetimeActivities = 3
+        profile.metrics.totals[metric, default: MetricTotals()].lifetime = 1
+        let first = correction.take(into: &profile, storedDay: { stored[$0] ?? DayAggregate() }, storedMetric: { _ in storedMetric })
+        #expect(first.days.map(\.day) == [20, 21], "day 22 already agrees")
+        #expect(first.metrics.map(\.before) == [1] && first.signupChanged)
+        #expect(profile.lifetimeSpendCents == 350 + 200 - 50 && profile.lifetimeActivities == 3)
+        #expect(profile.metrics.totals[metric]?.lifetime == 4)
+        #expect(profile.signupAt == Self.at("2026-11-20T08:00:00Z"))
+        // Taken again once written: nothing differs, nothing moves.
+        for change in first.days { stored[change.day] = change.after }
+        storedMetric = 4
+        let before = profile
+        let second = correction.take(into: &profile, storedDay: { stored[$0] ?? DayAggregate() }, storedMetric: { _ in storedMetric })
+        #expect(!second.changesProfile && profile == before)
+    }
 }

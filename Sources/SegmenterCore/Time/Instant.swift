@@ -79,4 +79,7 @@ extension Instant {
     /// The wall clock now. For the edges only (commit stamps, reports, the hybrid clock): the
     /// pure core takes `now` as a parameter and never calls this.
     public static func wallClock() -> Instant { Instant(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9)) }
+
+    /// The same instant as a Foundation date (for APIs that take one).
+    public var date: Date { Date(timeIntervalSince1970: Double(nanoseconds) / 1e9) }
 }

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import SegmenterCore
 import Foundation
 import NIOCore
 import NIOFoundationCompat
@@ -29,9 +30,12 @@ final class BigQueryClient: Sendable {
     let settings: BigQuerySettings
     let http: HTTPClient
     private let token: ServiceAccountToken?
+    /// The job's deadline and the token's expiry are read from it.
+    private let clock: any ServiceClock
 
-    init(settings: BigQuerySettings) throws {
+    init(settings: BigQuerySettings, clock: any ServiceClock) throws {
         self.settings = settings
+        self.clock = clock
         http = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             if case let .serviceAccountKey(path) = settings.auth { token = try ServiceAccountToken(keyFile: path, http: http) } else { token = nil }
@@ -51,7 +55,7 @@ final class BigQueryClient: Sendable {
     }
 
     func query(_ sql: String, parameters: [String: BigQueryParameter], step: String) async throws -> Result {
-        let deadline = Date().addingTimeInterval(TimeInterval(settings.queryTimeoutSeconds))
+        let deadline = clock.monotonicNow + .seconds(settings.queryTimeoutSeconds)
         var body: [String: Any] = ["query": sql, "useLegacySql": false, "parameterMode": "NAMED",
                                    "queryParameters": parameters.sorted { $0.key < $1.key }.map { ["name": $0.key].merging($0.value.json) { $1 } },
                                    "timeoutMs": Self.pollMillis, "maxResults": settings.pageSize]
@@ -61,7 +65,7 @@ final class BigQueryClient: Sendable {
         var page = try await call(step: step, method: .POST, path: "queries", query: [], body: body, into: &result)
         // Not finished within `timeoutMs`: ask again (no rows yet) until it is, or the deadline.
         while page.jobComplete != true {
-            guard Date() < deadline else { throw WarehouseError(step: step, message: "the job did not finish within \(settings.queryTimeoutSeconds) s", retryable: true) }
+            guard clock.monotonicNow < deadline else { throw WarehouseError(step: step, message: "the job did not finish within \(settings.queryTimeoutSeconds) s", retryable: true) }
             page = try await results(of: page, pageToken: nil, step: step, into: &result)
         }
         result.types = page.schema?.fields.map(\.type) ?? []
@@ -92,7 +96,7 @@ final class BigQueryClient: Sendable {
         request.headers.add(name: "Accept", value: "application/json")
         switch settings.auth {
         case let .accessToken(token): request.headers.add(name: "Authorization", value: "Bearer \(token)")
-        case .serviceAccountKey: request.headers.add(name: "Authorization", value: "Bearer \(try await token!.token())")
+        case .serviceAccountKey: request.headers.add(name: "Authorization", value: "Bearer \(try await token!.token(now: clock.wallNow.date))")
         case .none: break
         }
         if let body {

@@ -35,7 +35,7 @@ actor ServiceAccountToken {
     }
 
     /// A token valid for at least five more minutes.
-    func token(now: Date = Date()) async throws -> String {
+    func token(now: Date) async throws -> String {
         if let current, current.expires.timeIntervalSince(now) > 300 { return current.token }
         let assertion = try jwt(now: now)
         var request = HTTPClientRequest(url: key.token_uri)

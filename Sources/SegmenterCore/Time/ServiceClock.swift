@@ -1,7 +1,8 @@
 import Foundation
-import SegmenterCore
 
-/// The clocks the ingest loop reads, injected so tests advance time instead of sleeping.
+/// The clocks the service reads (ingest, outputs, reconciliation, the warehouses' time-outs),
+/// injected so tests advance time instead of sleeping. The core's decisions never read them:
+/// they take `now` as a parameter.
 ///
 /// Two readings, for two purposes: the wall clock is a calendar instant (the hybrid clock, the
 /// received-at stamp of dead letters); the monotonic clock measures intervals (KPI emits,
