@@ -45,7 +45,7 @@ final class CommitWorker: @unchecked Sendable {
         self.consumer = consumer
         self.operations = operations
         self.eventTimes = eventTimes
-        self.logger = logger
+        self.logger = logger.component("commit")
         self.report = report
         stores = PartitionStores(config: config, partitionCount: partitionCount, logger: logger)
         committer = BatchCommitter(config: config, consumer: consumer, clock: clock)

@@ -50,7 +50,7 @@ public final class IngestService: Service, @unchecked Sendable {
     public init(config: SegmenterConfig, logger: Logger, clock: any ServiceClock = SystemClock(),
                 onBatch: (@Sendable (IngestCounters) -> Void)? = nil, onStarted: (@Sendable (any StoreAccess, Int) -> Void)? = nil) {
         self.config = config
-        self.logger = logger
+        self.logger = logger.component("ingest")
         self.decoder = config.decoder
         self.clock = clock
         health = ServiceHealth(clock: clock)

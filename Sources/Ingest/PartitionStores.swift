@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceRuntime
 import KafkaIO
 import SegmenterCore
 import SegmenterStore
@@ -30,7 +31,7 @@ final class PartitionStores {
         self.config = config
         self.partitionCount = partitionCount
         self.calendar = config.calendar
-        self.logger = logger
+        self.logger = logger.component("partitions")
     }
 
     func store(for partition: Int32) throws -> PartitionStore {
@@ -142,7 +143,9 @@ final class PartitionStores {
         for number in Set(partitions.map(\.partition)) where !stillNeeded.contains(number) {
             if let store = open.removeValue(forKey: number) {
                 checkpointer.forget(store.path)
-                do { try store.checkpoint() } catch { logger.warning("partition \(number): final checkpoint failed (the WAL stays; nothing is lost): \(error)") }
+                do { try store.checkpoint() } catch {
+                    logger.warning("partition \(number): final checkpoint failed (the WAL stays; nothing is lost): \(error)", metadata: ["partition": "\(number)"])
+                }
             }
         }
         logger.info("revoked \(partitions.map(\.description).sorted().joined(separator: ", "))")

@@ -29,7 +29,8 @@ enum SkippedInput {
         do {
             try store?.noteSkippedOffsets(topic: tp.topic, range: skipped, policy: policy.rawValue, at: Instant.wallClock())
         } catch {
-            logger.error("could not record the skipped offsets of \(tp) in its state: \(error)")
+            logger.error("could not record the skipped offsets of \(tp) in its state: \(error)",
+                         metadata: ["topic": "\(tp.topic)", "partition": "\(tp.partition)"])
         }
         return next
     }

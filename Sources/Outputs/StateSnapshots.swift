@@ -52,7 +52,7 @@ public final class StateSnapshots {
         group = config.kafka.groupID
         directory = config.stateDirectory
         interval = config.stateSnapshotIntervalSeconds > 0 ? .seconds(config.stateSnapshotIntervalSeconds) : nil
-        self.logger = logger
+        self.logger = logger.component("snapshots")
     }
 
     /// Snapshots at most one due partition per call, so a round over many partitions never
@@ -69,7 +69,8 @@ public final class StateSnapshots {
             do {
                 if try snapshotIfChanged(store) { return }
             } catch {
-                logger.info("snapshot of partition \(partition) to \(topic) failed (\(error)); next try in \(interval)")
+                logger.warning("snapshot of partition \(partition) to \(topic) failed (\(error)); next try in \(interval)",
+                               metadata: ["partition": "\(partition)", "topic": "\(topic)"])
             }
         }
         if roundCount > 0 {

@@ -16,7 +16,7 @@ public actor ReconcileScheduler {
     /// - Parameter clock: the schedule's wall clock and its sleeps (tests pass a `ManualClock`).
     public init(reconciler: Reconciler, logger: Logger, clock: any ServiceClock = SystemClock()) {
         self.reconciler = reconciler
-        self.logger = logger
+        self.logger = logger.component("reconciliation")
         self.clock = clock
     }
 

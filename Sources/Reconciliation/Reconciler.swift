@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceRuntime
 import SegmenterCore
 import SegmenterStore
 import Warehouse
@@ -34,7 +35,7 @@ public final class Reconciler: Sendable {
         self.access = access
         self.partitionCount = partitionCount
         self.history = history
-        self.logger = logger
+        self.logger = logger.component("reconciliation")
     }
 
     /// Runs once against `warehouse`, recording the report in the history as it goes.

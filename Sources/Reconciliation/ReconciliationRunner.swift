@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceRuntime
 import SegmenterCore
 import SegmenterStore
 import ServiceConfig
@@ -20,7 +21,7 @@ public final class ReconciliationRunner: @unchecked Sendable {
         guard let settings = config.reconciliation else { return nil }
         self.config = config
         self.settings = settings
-        self.logger = logger
+        self.logger = logger.component("reconciliation")
     }
 
     public func start(access: any StoreAccess, partitionCount: Int) {

@@ -43,7 +43,7 @@ package final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
     package init(config: SegmenterConfig, delivery: AlertDeliveryConfig, logger: Logger, clock: any ServiceClock = SystemClock()) {
         self.config = config
         self.delivery = delivery
-        self.logger = logger
+        self.logger = logger.component("alert-delivery")
         self.clock = clock
         http = DeliveryHTTP(timeoutSeconds: delivery.timeoutSeconds)
         dashboard = config.httpAdvertisedURL
@@ -148,7 +148,8 @@ package final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
                     break
                 }
                 status.record(.failed, target: send.name, at: now, error: reason)
-                logger.warning("alert \(notice.alert) (\(notice.state)) to \(send.name): try \(attempt) of \(delivery.maxAttempts) failed: \(reason)")
+                logger.warning("alert \(notice.alert) (\(notice.state)) to \(send.name): try \(attempt) of \(delivery.maxAttempts) failed: \(reason)",
+                               metadata: ["alert": "\(notice.alert)", "target": "\(send.name)"])
                 if retryable, attempt < delivery.maxAttempts {
                     status.retrying = "\(source) \(notice.alert) \(notice.state) to \(send.name)"
                     saveStatus()
@@ -186,7 +187,8 @@ package final class AlertDeliverer: RebalanceListener, @unchecked Sendable {
             try producer.produceWaiting(topic: config.topics.deadLetters, key: message.key, value: Array(value.utf8))
             try producer.flush(timeoutMs: 10_000)
         } catch {
-            logger.error("alert delivery: could not dead-letter \(message.topic)[\(message.partition)]@\(message.offset): \(error)")
+            logger.error("alert delivery: could not dead-letter \(message.topic)[\(message.partition)]@\(message.offset): \(error)",
+                         metadata: ["topic": "\(message.topic)", "partition": "\(message.partition)", "offset": "\(message.offset)"])
         }
     }
 
@@ -220,7 +222,7 @@ package struct AlertDeliveryService: Service {
 
     package init(deliverer: AlertDeliverer, logger: Logger) {
         self.deliverer = deliverer
-        self.logger = logger
+        self.logger = logger.component("alert-delivery")
     }
 
     package func run() async throws {

@@ -51,7 +51,7 @@ package final class KPIExchange {
         instance = config.instanceName
         api = config.httpAdvertisedURL
         self.heartbeat = heartbeat
-        self.logger = logger
+        self.logger = logger.component("kpi-exchange")
         grid = config.kpiGrid
         view = GroupPartials(grid: config.kpiGrid)
     }

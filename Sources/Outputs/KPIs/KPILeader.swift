@@ -33,7 +33,7 @@ package final class KPILeader {
         self.producer = producer
         self.partitionCount = partitionCount
         self.clock = clock
-        self.logger = logger
+        self.logger = logger.component("kpi-leader")
         exchange = KPIExchange(config: config, producer: producer, clock: clock, logger: logger)
         lastWaitingLog = clock.monotonicNow - .seconds(60)
     }

@@ -42,7 +42,7 @@ public struct StateRebuilder {
     public init(config: SegmenterConfig, start: Start, logger: Logger, clock: any ServiceClock = SystemClock()) {
         self.config = config
         self.start = start
-        self.logger = logger
+        self.logger = logger.component("rebuild")
         self.clock = clock
     }
 
@@ -148,7 +148,7 @@ final class ProgressMeter {
 
     init(total: Int64, logger: Logger, clock: any ServiceClock) {
         self.total = total
-        self.logger = logger
+        self.logger = logger.component("rebuild")
         self.clock = clock
         started = clock.monotonicNow
         lastReport = started
