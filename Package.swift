@@ -116,8 +116,7 @@ let package = Package(
         .testTarget(name: "ServiceConfigTests", dependencies: ["ServiceConfig", "SegmenterCore", "KafkaIO", "Warehouse", .product(name: "Yams", package: "Yams")],
                     exclude: ["FuzzCorpus"]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "ServiceRuntime", "ServiceConfig", "KafkaIO", "SegmenterCore", "SegmenterTestKit"]),
-        .testTarget(name: "OutputsTests", dependencies: ["Outputs", "ServiceConfig", "ServiceRuntime", "SegmenterCore",
-                                                         .product(name: "HummingbirdTesting", package: "hummingbird")]),
+        .testTarget(name: "OutputsTests", dependencies: ["Outputs", "ServiceConfig", "ServiceRuntime", "SegmenterCore"]),
         .testTarget(name: "HTTPTests", dependencies: ["HTTP", "ServiceConfig", "ServiceRuntime", .product(name: "HummingbirdTesting", package: "hummingbird")]),
         .testTarget(name: "ReconciliationTests", dependencies: [
             "SegmenterCore", "SegmenterStore", "SegmenterService", "ServiceConfig", "ServiceRuntime", "Ingest", "Reconciliation", "Warehouse", "SQLite",
