@@ -58,22 +58,22 @@ public final class IngestService: Service, @unchecked Sendable {
         self.onStarted = onStarted
     }
 
+    /// Runs ingest as a task on a thread this service owns (the poll loop blocks in librdkafka),
+    /// with the commit thread it starts and joins; returns when ingest ends.
     public func run() async throws {
         let stop = StopSignal()
+        let pollThread = DedicatedThreadExecutor(name: "segmenter-poll")
+        defer { pollThread.shutdown() }
         try await withGracefulShutdownHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-                Thread.detachNewThread { [self] in
-                    do {
-                        try run(until: stop)
-                        continuation.resume()
-                    } catch {
-                        continuation.resume(throwing: error)
-                    }
-                }
-            }
+            try await withTaskExecutorPreference(pollThread) { try await self.runOnPreferredExecutor(until: stop) }
         } onGracefulShutdown: {
             stop.stop()
         }
+    }
+
+    /// `run(until:)` from a task that prefers the poll thread: it blocks that thread only.
+    private nonisolated func runOnPreferredExecutor(until stop: StopSignal) async throws {
+        try run(until: stop)
     }
 
     public var counters: IngestCounters { counterLock.lock(); defer { counterLock.unlock() }; return totals }
