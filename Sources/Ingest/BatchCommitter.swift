@@ -54,7 +54,7 @@ final class BatchCommitter {
         DispatchQueue.concurrentPerform(iterations: work.count) { index in
             let item = work[index]
             (slots.baseAddress! + index).initialize(to: Result {
-                if item.records.isEmpty { return try item.store.advance(inputEnds: item.ends, wallClock: wallClock) }
+                if item.records.isEmpty { return try item.store.advance(inputEnds: item.ends, wallClock: wallClock, receivedAt: receivedAt) }
                 return try item.store.commit(item.records, receivedAt: receivedAt, inputEnds: item.ends, wallClock: wallClock)
             })
         }

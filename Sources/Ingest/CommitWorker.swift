@@ -47,7 +47,7 @@ final class CommitWorker: @unchecked Sendable {
         self.eventTimes = eventTimes
         self.logger = logger.component("commit")
         self.report = report
-        stores = PartitionStores(config: config, partitionCount: partitionCount, logger: logger)
+        stores = PartitionStores(config: config, partitionCount: partitionCount, clock: clock, logger: logger)
         committer = BatchCommitter(config: config, consumer: consumer, clock: clock)
         leader = KPILeader(config: config, producer: producer, partitionCount: partitionCount, clock: clock, logger: logger)
         groupDrillDowns = GroupDrillDowns(config: config, clock: clock)

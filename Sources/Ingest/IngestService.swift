@@ -163,14 +163,14 @@ public final class IngestService: Service, @unchecked Sendable {
         let (low, high) = try consumer.watermarks(of: tp)
         let policy = config.offsetReset
         guard let (next, skipped) = policy.resume(requested: outOfRange.offset, low: low, high: high) else {
-            _ = try SkippedInput.resume(tp, requested: outOfRange.offset, low: low, high: high, policy: policy, store: nil, logger: logger)
+            _ = try SkippedInput.resume(tp, requested: outOfRange.offset, low: low, high: high, policy: policy, store: nil, at: clock.wallNow, logger: logger)
             return
         }
         try consumer.restart(tp, at: next)
         let requested = outOfRange.offset
-        worker.queue.put(.exclusive { [logger] session in
+        worker.queue.put(.exclusive { [logger, clock] session in
             _ = try? SkippedInput.resume(tp, requested: requested, low: low, high: high, policy: policy,
-                                         store: session?.stores[tp.partition], logger: logger)
+                                         store: session?.stores[tp.partition], at: clock.wallNow, logger: logger)
         })
         _ = skipped
     }

@@ -20,6 +20,8 @@ final class PartitionStores {
     private var reportedMetricChanges: Set<String> = []
     private var assigned: Set<TopicPartition> = []
     private let logger: Logger
+    /// The skipped offsets' record is stamped with it.
+    private let clock: any ServiceClock
     private let checkpointer = WALCheckpointer()
 
     deinit { checkpointer.stop() }
@@ -27,8 +29,9 @@ final class PartitionStores {
     /// The input topics' partition count, when known: the user cache is split over it.
     private let partitionCount: Int?
 
-    init(config: SegmenterConfig, partitionCount: Int?, logger: Logger) {
+    init(config: SegmenterConfig, partitionCount: Int?, clock: any ServiceClock, logger: Logger) {
         self.config = config
+        self.clock = clock
         self.partitionCount = partitionCount
         self.calendar = config.calendar
         self.logger = logger.component("partitions")
@@ -79,7 +82,7 @@ final class PartitionStores {
             // where to continue is `offset_reset`'s, and what is skipped is never silent.
             if let requested = next, let held = history.watermarks(tp), requested < held.low || requested > held.high {
                 next = try SkippedInput.resume(tp, requested: requested, low: held.low, high: held.high, policy: config.offsetReset,
-                                               store: store, logger: logger)
+                                               store: store, at: clock.wallNow, logger: logger)
             }
             if let next { starts[tp] = .offset(next) }
             if let reached = progress[tp], reached > next ?? 0 {

@@ -10,8 +10,9 @@ import ServiceRuntime
 enum SkippedInput {
     /// Where `tp` continues, having recorded, counted and logged what that skips; throws with
     /// `offset_reset: none`.
+    /// - Parameter now: the wall clock, stamped on the skipped range's record.
     static func resume(_ tp: TopicPartition, requested: Int64, low: Int64, high: Int64, policy: OffsetReset,
-                       store: PartitionStore?, logger: Logger) throws -> Int64 {
+                       store: PartitionStore?, at now: Instant, logger: Logger) throws -> Int64 {
         guard let (next, skipped) = policy.resume(requested: requested, low: low, high: high) else {
             throw ServiceError("\(tp): the next offset to consume, \(requested), is no longer in Kafka (it holds \(low)..<\(high)): "
                 + "input was deleted before it was consumed. ingest.offset_reset: none stops here rather than skip "
@@ -27,7 +28,7 @@ enum SkippedInput {
                      metadata: ["topic": "\(tp.topic)", "partition": "\(tp.partition)", "offset": "\(requested)"])
         ServiceMetrics.recordSkippedOffsets(skipped.count, of: tp)
         do {
-            try store?.noteSkippedOffsets(topic: tp.topic, range: skipped, policy: policy.rawValue, at: Instant.wallClock())
+            try store?.noteSkippedOffsets(topic: tp.topic, range: skipped, policy: policy.rawValue, at: now)
         } catch {
             logger.error("could not record the skipped offsets of \(tp) in its state: \(error)",
                          metadata: ["topic": "\(tp.topic)", "partition": "\(tp.partition)"])

@@ -27,10 +27,13 @@ public final class Reconciler: Sendable {
     let partitionCount: Int
     let history: ReconciliationHistory
     let logger: Logger
+    /// The reports' start and finish stamps, and the run's `now` before any partition has one.
+    let clock: any ServiceClock
 
     public init(config: ReconciliationConfig, calendar: DayCalendar, access: any StoreAccess, partitionCount: Int,
-                history: ReconciliationHistory, logger: Logger) {
+                history: ReconciliationHistory, logger: Logger, clock: any ServiceClock = SystemClock()) {
         self.config = config
+        self.clock = clock
         self.calendar = calendar
         self.access = access
         self.partitionCount = partitionCount
@@ -41,16 +44,16 @@ public final class Reconciler: Sendable {
     /// Runs once against `warehouse`, recording the report in the history as it goes.
     /// - Parameter from: a backfill's first day; otherwise `lookback` days are compared.
     public func run(kind: ReconciliationReport.Kind, from: DayNumber? = nil, warehouse: any Warehouse, attempt: Int = 1) async -> ReconciliationReport {
-        let wall = Instant.wallClock()
+        let wall = clock.wallNow
         let (now, owned) = (try? await access.withStores { ($0.now, $0.stores.count) }) ?? (nil, 0)
-        let clock = now ?? wall
+        let runClock = now ?? wall
         var report = ReconciliationReport(kind: kind, startedAt: wall, fromDay: "", throughDay: "")
         report.attempt = attempt
-        report.now = clock
+        report.now = runClock
         // Without partitions every warehouse day would look missing here, and nothing could be written.
         guard owned > 0 else { return refused(report, "this instance owns no partitions yet (still joining the consumer group?)", retryable: true) }
-        guard let days = config.closedDays(now: clock, calendar: calendar, from: from) else {
-            return refused(report, "no closed day to compare yet (now \(clock), lag \(config.lagSeconds) s)", retryable: false)
+        guard let days = config.closedDays(now: runClock, calendar: calendar, from: from) else {
+            return refused(report, "no closed day to compare yet (now \(runClock), lag \(config.lagSeconds) s)", retryable: false)
         }
         report.fromDay = DayCalendar.isoDate(days.lowerBound)
         report.throughDay = DayCalendar.isoDate(days.upperBound)
@@ -71,7 +74,7 @@ public final class Reconciler: Sendable {
             try await reconcileDays(days, warehouse: warehouse, readers: readers, report: &report, into: &pending)
             try await reconcileMetrics(days, warehouse: warehouse, readers: readers, report: &report, into: &pending)
             try await reconcileSignups(warehouse: warehouse, readers: readers, report: &report, into: &pending)
-            try await apply(pending, now: clock, report: &report)
+            try await apply(pending, now: runClock, report: &report)
             if report.metrics != nil, catalogCorrectsMetrics(try await metricCatalog()) {
                 try await access.withStores { session in
                     for store in session.stores.values { try store.markReconciled(days, .metrics) }
@@ -91,7 +94,7 @@ public final class Reconciler: Sendable {
         for (level, bytes) in warehouse.bytesFetchedByLevel where bytes > (bytesBefore[level] ?? 0) {
             report.fetchedByLevel?[level]?.bytes = bytes - (bytesBefore[level] ?? 0)
         }
-        report.finishedAt = Instant.wallClock()
+        report.finishedAt = clock.wallNow
         if let id { try? history.update(id: id, report) }
         log(report)
         return report
@@ -100,7 +103,7 @@ public final class Reconciler: Sendable {
     /// A run that could not start: recorded and logged like any other failure.
     private func refused(_ started: ReconciliationReport, _ reason: String, retryable: Bool) -> ReconciliationReport {
         var report = ReconciliationReport.failed(kind: started.kind, attempt: started.attempt, reason: reason,
-                                                 startedAt: started.startedAt, finishedAt: Instant.wallClock())
+                                                 startedAt: started.startedAt, finishedAt: clock.wallNow)
         report.now = started.now
         report.retryable = retryable
         _ = try? history.insert(report)

@@ -16,10 +16,13 @@ public final class ReconciliationRunner: @unchecked Sendable {
     private var scheduler: ReconcileScheduler?
     private var loop: Task<Void, Never>?
 
+    private let clock: any ServiceClock
+
     /// nil when the config has no `reconciliation:`.
-    public init?(config: SegmenterConfig, logger: Logger) {
+    public init?(config: SegmenterConfig, logger: Logger, clock: any ServiceClock = SystemClock()) {
         guard let settings = config.reconciliation else { return nil }
         self.config = config
+        self.clock = clock
         self.settings = settings
         self.logger = logger.component("reconciliation")
     }
@@ -28,8 +31,8 @@ public final class ReconciliationRunner: @unchecked Sendable {
         do {
             let history = try ReconciliationHistory(directory: config.stateDirectory)
             let reconciler = Reconciler(config: settings, calendar: config.calendar, access: access, partitionCount: partitionCount,
-                                        history: history, logger: logger)
-            let scheduler = ReconcileScheduler(reconciler: reconciler, logger: logger)
+                                        history: history, logger: logger, clock: clock)
+            let scheduler = ReconcileScheduler(reconciler: reconciler, logger: logger, clock: clock)
             lock.withLock {
                 self.scheduler = scheduler
                 loop = Task { await scheduler.loop() }
@@ -41,7 +44,7 @@ public final class ReconciliationRunner: @unchecked Sendable {
 
     public func runNow() async -> ReconciliationReport {
         guard let scheduler = lock.withLock({ scheduler }) else {
-            let now = Instant.wallClock()
+            let now = clock.wallNow
             return .failed(kind: .once, reason: "the service is still starting (no partitions yet)", startedAt: now, finishedAt: now)
         }
         return await scheduler.runNow(kind: .once)

@@ -1,4 +1,5 @@
 import Foundation
+import SegmenterCore
 import Hummingbird
 import Logging
 import ServiceLifecycle
@@ -20,9 +21,10 @@ public struct SegmenterServices: Sendable {
 
     /// - Parameter onBatch: progress after each committed batch (logs, `--stop-after-events`).
     public init(config: SegmenterConfig, logger: Logger, onBatch: (@Sendable (IngestCounters) -> Void)? = nil) {
-        let reconciliation = ReconciliationRunner(config: config, logger: logger)
+        let clock = SystemClock()  // one clock for every flow
+        let reconciliation = ReconciliationRunner(config: config, logger: logger, clock: clock)
         self.reconciliation = reconciliation
-        let ingest = IngestService(config: config, logger: logger, onBatch: onBatch) { access, partitions in
+        let ingest = IngestService(config: config, logger: logger, clock: clock, onBatch: onBatch) { access, partitions in
             reconciliation?.start(access: access, partitionCount: partitions)
         }
         self.ingest = ingest

@@ -239,8 +239,9 @@ public final class PartitionStore: @unchecked Sendable {
     /// Moves the pair's watermark without new events: an input read to its end stops holding it
     /// back, or (hybrid) the wall clock moved. Fires the timers that are due by then in one
     /// transaction; costs no write when none is.
-    public func advance(inputEnds: BatchProcessor.InputEnds, wallClock: Instant? = nil) throws -> BatchOutcome {
-        var input = BatchProcessor.Input(records: [], receivedAt: wallClock ?? Instant.wallClock())
+    /// - Parameter receivedAt: the wall clock now (stamped on what the step writes).
+    public func advance(inputEnds: BatchProcessor.InputEnds, wallClock: Instant? = nil, receivedAt: Instant) throws -> BatchOutcome {
+        var input = BatchProcessor.Input(records: [], receivedAt: receivedAt)
         (input.storedOffsets, input.eventTimes) = progress
         input.watermark = watermark
         input.inputEnds = inputEnds
@@ -260,7 +261,7 @@ public final class PartitionStore: @unchecked Sendable {
     /// Moves the clock to `now` as the hybrid clock would with every input read to its end
     /// (tools and tests that drive time by hand).
     public func advanceClock(to now: Instant) throws -> BatchOutcome {
-        try advance(inputEnds: .allRead, wallClock: now)
+        try advance(inputEnds: .allRead, wallClock: now, receivedAt: now)
     }
 
     /// The most buckets the bucket log holds (two weeks at the default grid of a minute).

@@ -12,6 +12,8 @@ struct PartitionReplay {
     let partition: Int32
     let starts: [String: Int64]
     let ends: [String: Int64]
+    /// The wall clock: received-at stamps, and the hybrid clock's time.
+    let clock: any ServiceClock
 
     var total: Int64 { ends.reduce(0) { $0 + max(0, $1.value - (starts[$1.key] ?? 0)) } }
 
@@ -38,7 +40,7 @@ struct PartitionReplay {
                 if idleMs >= 120_000 {
                     throw ServiceError("rebuild: nothing more came from \(open.sorted().map { "\($0)[\(partition)]" }.joined(separator: ", ")) for 120 s before its end")
                 }
-                let wallClock = Instant.wallClock()
+                let wallClock = clock.wallNow
                 var records: [DecodedRecord] = []
                 for message in messages {
                     guard let end = ends[message.topic], message.offset < end else { continue }
@@ -55,7 +57,8 @@ struct PartitionReplay {
         }
         // Both inputs are read to where they ended: the pair's clock moves to its latest event
         // (with `clock: hybrid`, to the wall clock), and the timers due by then fire.
-        total.add(try store.advance(inputEnds: .allRead, wallClock: config.clock == .hybrid ? Instant.wallClock() : nil))
+        let now = clock.wallNow
+        total.add(try store.advance(inputEnds: .allRead, wallClock: config.clock == .hybrid ? now : nil, receivedAt: now))
         return total
     }
 }

@@ -125,7 +125,7 @@ public struct StateRebuilder {
             let mine = all.filter { $0.partition == partition }
             return PartitionReplay(config: config, partition: partition,
                                    starts: Dictionary(uniqueKeysWithValues: mine.map { ($0.topic, starts[$0] ?? 0) }),
-                                   ends: Dictionary(uniqueKeysWithValues: mine.map { ($0.topic, ends[$0] ?? 0) }))
+                                   ends: Dictionary(uniqueKeysWithValues: mine.map { ($0.topic, ends[$0] ?? 0) }), clock: clock)
         }
     }
 
