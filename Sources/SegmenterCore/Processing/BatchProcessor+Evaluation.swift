@@ -5,15 +5,13 @@ extension BatchProcessor {
     /// be once committed (the caller decides whether it goes to `effects.slices`, the store's cache).
     /// - Parameter rebuilding: the partials are being rebuilt from empty (a config change), so
     ///   old contributions are not subtracted.
-    /// - Parameter publish: false while the user's membership is to be restated instead (see
-    ///   `Input.restateUntil`): the rows and partials move, no change is published.
     /// - Parameter arm: write the user's timer (the next change by time, or their first waiting
     ///   event if earlier) and their membership rows to `effects` when they moved; a timeline does
     ///   both once, at its end (measured: a row per step cost more than the evaluations).
     /// - Returns: the number of membership changes published.
     @discardableResult
     public func evaluate(_ userID: String, _ slice: inout UserSlice, now: Instant, cause: ChangeCause,
-                         into effects: inout BatchEffects, rebuilding: Bool = false, publish: Bool = true, arm: Bool = true) -> Int {
+                         into effects: inout BatchEffects, rebuilding: Bool = false, arm: Bool = true) -> Int {
         let firstDay = catalog.firstWindowDay(at: now, calendar: calendar)
         if slice.days.keys.contains(where: { $0 < firstDay }) { slice.days = slice.days.filter { $0.key >= firstDay } }
         if slice.profile?.metrics.days.isEmpty == false { slice.profile!.metrics.forgetDays(before: firstDay) }
@@ -33,7 +31,7 @@ extension BatchProcessor {
             }
             effects.outcome.kpiCauses[segment] = cause
             if arm { effects.memberships.append(BatchEffects.MembershipWrite(userID: userID, segment: segment, contributions: new)) }
-            if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment, publish {
+            if (old == nil) != (new == nil), segment != SegmentCatalog.allSegment {
                 let change = MembershipChange(userID: userID, segment: segment, entered: new != nil, asOf: now, cause: cause)
                 appendMembership(change, asOf: effects.asOfText(now), to: &effects.messages)
                 effects.history.append(change)

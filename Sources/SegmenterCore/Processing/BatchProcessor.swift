@@ -77,7 +77,8 @@ public struct BatchProcessor: Sendable {
         /// `plan(_:)` of this input, if the store already made it (nil: `process` makes it).
         public var plan: Plan?
         /// Per input topic, records below this offset have their users' whole membership
-        /// published again (the partition moved here from a state further along).
+        /// published again at the batch's clock, after their changes (the partition moved here
+        /// from a state further along: the topic must not end on what the previous owner said).
         public var restateUntil: [String: Int64] = [:]
         /// Days whose sums the warehouse owns: events on them add nothing to the sums.
         public var reconciledDays: ClosedRange<DayNumber>?
@@ -369,7 +370,9 @@ public struct BatchProcessor: Sendable {
 
     /// Evaluates the user at `instant`; returns their next change by time.
     private func step(_ user: inout BatchWorkingSet.User, at instant: Instant, cause: ChangeCause, into effects: inout BatchEffects) -> Instant? {
-        let changes = evaluate(user.userID, &user.slice, now: instant, cause: cause, into: &effects, publish: !user.restate, arm: false)
+        // Published even while the user is restated: the previous owner may not have relayed them,
+        // and a batch runs past the range it restates (SPEC §7: every change at its instant).
+        let changes = evaluate(user.userID, &user.slice, now: instant, cause: cause, into: &effects, arm: false)
         effects.outcome.membershipChanges += changes
         if changes > 0 { effects.outcome.membershipChangesByCause[cause, default: 0] += changes }
         return user.slice.due
