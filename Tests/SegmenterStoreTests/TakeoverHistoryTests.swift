@@ -6,9 +6,9 @@ import SegmenterTestKit
 
 /// SPEC §7 across a partition move: a new owner resumes from an older state (a snapshot) and
 /// replays what the group had consumed already (`restateUntil`), while the previous owner's last
-/// messages may never have reached the topic. Folded at every local midnight, what the topic
-/// then holds (the previous owner's relayed messages, then the new owner's) is the one-record-
-/// at-a-time history. Before the fix, the replaying owner published the restated users' changes
+/// messages may never have reached the topic. Folded at every instant either history changes
+/// (and every local midnight), what the topic then holds (the previous owner's relayed messages,
+/// then the new owner's) is the one-record-at-a-time history, whatever the catch-up's batch size. Before the fix, the replaying owner published the restated users' changes
 /// only as one restatement at its catch-up batch's clock: days late, and never for the changes
 /// past the group's progress in that batch.
 @Suite struct TakeoverHistoryTests {
@@ -18,12 +18,13 @@ import SegmenterTestKit
     static let takeovers = [(1, 2, 2), (1, 1, 2), (0, 1, 3), (1, 3, 3), (2, 2, 2)]
 
     @Test(arguments: Array(UInt64(1)...UInt64(10)))
-    func aTakeoverFromAnOlderStatePublishesTheOneRecordAtATimeHistory(seed: UInt64) throws {
+    func aTakeoverFromAnOlderStatePublishesTheOneRecordAtATimeHistoryAtEveryBatchSize(seed: UInt64) throws {
         let records = HistoryTests.input(seed: seed)
         let expected = HistoryTests.reference(records).published
         let batches = stride(from: 0, to: records.count, by: 7).map { Array(records[$0..<min($0 + 7, records.count)]) }
         let quarter = batches.count / 4
-        for (snapshot, relayed, committed) in Self.takeovers.map({ ($0.0 * quarter, $0.1 * quarter, $0.2 * quarter) }) {
+        let cases = Self.takeovers.flatMap { shape in [7, 500, records.count].map { (shape.0 * quarter, shape.1 * quarter, shape.2 * quarter, $0) } }
+        for (snapshot, relayed, committed, catchUp) in cases {
             let base = FileManager.default.temporaryDirectory.appendingPathComponent("takeover-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: base) }
             // Given the previous owner, which committed through batch `committed`, its messages relayed through `relayed`
@@ -34,7 +35,7 @@ import SegmenterTestKit
                 if index == relayed { relayedID = try previous.outbox(after: 0, limit: 1_000_000).last?.id ?? 0 }
             }
             let fromPrevious = try Self.changes(previous, after: 0).filter { $0.id <= relayedID }.map(\.change)
-            // When the new owner resumes from the state after batch `snapshot` and catches up in batches of 500
+            // When the new owner resumes from the state after batch `snapshot` and catches up in batches of `catchUp`
             let next = try Self.store(in: base.appendingPathComponent("next"))
             for batch in batches.prefix(snapshot + 1) { try Self.commit(batch, to: next, records: records) }
             let resumedAt = try next.outbox(after: 0, limit: 1_000_000).last?.id ?? 0
@@ -43,19 +44,23 @@ import SegmenterTestKit
                 next.restateUntil[topic] = (groupProgress.filter { $0.topic == topic }.map(\.offset).max() ?? -1) + 1
             }
             let rest = Array(batches.dropFirst(snapshot + 1).joined())
-            for start in stride(from: 0, to: rest.count, by: 500) {
-                try Self.commit(Array(rest[start..<min(start + 500, rest.count)]), to: next, records: records)
+            for start in stride(from: 0, to: rest.count, by: catchUp) {
+                try Self.commit(Array(rest[start..<min(start + catchUp, rest.count)]), to: next, records: records)
             }
             let published = fromPrevious + (try Self.changes(next, after: resumedAt).map(\.change))
-            // Then at every local midnight the topic says what the reference says
-            let instants = (expected + published).map(\.asOf)
+            // Then at every instant either history changes, and every local midnight, the topic says what the reference says
+            let changes = Set((expected + published).map(\.asOf))
             let calendar = HistoryTests.calendar
-            let midnights = (calendar.day(of: instants.min()!)...calendar.day(of: instants.max()!) + 1).map { calendar.start(of: $0) }
-            let want = expected.members(at: midnights), got = published.members(at: midnights)
-            let differing = midnights.filter { want[$0] != got[$0] }.map { midnight in
-                "\(midnight): missing \(want[midnight]!.subtracting(got[midnight]!).sorted().prefix(3)), extra \(got[midnight]!.subtracting(want[midnight]!).sorted().prefix(3))"
+            let midnights = (calendar.day(of: changes.min()!)...calendar.day(of: changes.max()!) + 1).map { calendar.start(of: $0) }
+            let instants = changes.union(midnights).sorted()
+            let want = expected.members(at: instants), got = published.members(at: instants)
+            let differing = instants.filter { want[$0] != got[$0] }.map { instant in
+                "\(instant): missing \(want[instant]!.subtracting(got[instant]!).sorted().prefix(3)), extra \(got[instant]!.subtracting(want[instant]!).sorted().prefix(3))"
             }
-            #expect(differing.isEmpty, "seed \(seed), snapshot after batch \(snapshot), relayed through \(relayed), committed through \(committed): \(differing.count) midnights differ: \(differing.prefix(3))")
+            #expect(differing.isEmpty, """
+                seed \(seed), snapshot after batch \(snapshot), relayed through \(relayed), committed through \(committed), catch-up batches of \(catchUp): \
+                \(differing.count) of \(instants.count) instants differ: \(differing.prefix(3))
+                """)
         }
     }
 
