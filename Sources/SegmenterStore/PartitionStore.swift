@@ -278,8 +278,7 @@ public final class PartitionStore: @unchecked Sendable {
             if events.isEmpty { usersWithPending.remove(userID) } else { usersWithPending.insert(userID) }
         }
         partials = effects.partials
-        _ = partials.takeChanged()
-        for (bucket, changes) in partials.takeBucketDeltas() {
+        for (bucket, changes) in partials.takeBucketDeltasForgettingChanges() {
             // A bucket new to the log (most of a batch's) moves in whole, unhashed.
             guard bucketLog[bucket] != nil else { bucketLog[bucket] = changes; continue }
             for (key, change) in changes { bucketLog[bucket]![key, default: KPIPartial()] += change }

@@ -47,8 +47,16 @@ public struct KPIPartial: Equatable, Sendable {
 /// Per (segment, kpi) partials, maintained by differences as members enter, leave or change.
 public struct KPIPartials: Equatable, Sendable {
     public var values: [KPIKey: KPIPartial] = [:]
-    /// Keys changed since the last `takeChanged()`, for writing back.
-    public internal(set) var changed: Set<KPIKey> = []
+    /// Keys changed since the last `takeChanged()` (or with bucket deltas not yet taken), for
+    /// writing back.
+    public var changed: Set<KPIKey> {
+        var keys = changedOutsideBuckets
+        for deltas in bucketDeltas.values { keys.formUnion(deltas.keys) }
+        return keys
+    }
+    /// Keys changed while no bucket was set; a change in a bucket is found in `bucketDeltas`
+    /// (one hash table fewer per contribution change: measured, ~a third of `add`).
+    private var changedOutsideBuckets: Set<KPIKey> = []
     /// The event-time bucket (`KPIGrid`) the changes being made happened in; nil: not recorded
     /// by bucket (a re-summing from nothing).
     public var bucket: Int64?
@@ -80,19 +88,35 @@ public struct KPIPartials: Equatable, Sendable {
 
     mutating func add(_ key: KPIKey, _ change: KPIPartial) {
         values[key, default: KPIPartial()] += change
-        changed.insert(key)
-        if let bucket { bucketDeltas[bucket, default: [:]][key, default: KPIPartial()] += change }
+        if let bucket {
+            bucketDeltas[bucket, default: Self.newBucket][key, default: KPIPartial()] += change
+        } else {
+            changedOutsideBuckets.insert(key)
+        }
     }
+
+    /// A bucket's first change starts from room for a few segments' keys (growing from empty
+    /// rehashed it three or four times).
+    private static let newBucket = [KPIKey: KPIPartial](minimumCapacity: 24)
 
     /// Records a change that happened in `bucket` without a member's contribution behind it (a
     /// re-summing after a definition change: the difference of the new sums from the old).
     public mutating func record(_ change: KPIPartial, of key: KPIKey, inBucket bucket: Int64) {
-        bucketDeltas[bucket, default: [:]][key, default: KPIPartial()] += change
+        bucketDeltas[bucket, default: Self.newBucket][key, default: KPIPartial()] += change
     }
 
+    /// `key`'s value was set without a change to record by bucket: it is written back.
+    mutating func markChanged(_ key: KPIKey) { changedOutsideBuckets.insert(key) }
+
     public mutating func takeChanged() -> Set<KPIKey> {
-        defer { changed = [] }
+        defer { changedOutsideBuckets = [] }
         return changed
+    }
+
+    /// `takeChanged()` followed by `takeBucketDeltas()`, without gathering the keys.
+    public mutating func takeBucketDeltasForgettingChanges() -> [Int64: [KPIKey: KPIPartial]] {
+        changedOutsideBuckets = []
+        return takeBucketDeltas()
     }
 
     public mutating func takeBucketDeltas() -> [Int64: [KPIKey: KPIPartial]] {

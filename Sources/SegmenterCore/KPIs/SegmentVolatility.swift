@@ -51,7 +51,7 @@ extension KPIPartials {
     public mutating func carryDayCounts(from other: KPIPartials) {
         for (key, value) in other.values where SegmentVolatility.day(of: key) != nil {
             values[key] = value
-            changed.insert(key)
+            markChanged(key)
         }
     }
 }

@@ -15,16 +15,13 @@ extension BatchProcessor {
         let firstDay = catalog.firstWindowDay(at: now, calendar: calendar)
         if slice.days.keys.contains(where: { $0 < firstDay }) { slice.days = slice.days.filter { $0.key >= firstDay } }
         if slice.profile?.metrics.days.isEmpty == false { slice.profile!.metrics.forgetDays(before: firstDay) }
-        let evaluation = catalog.evaluate(profile: slice.profile ?? UserProfile(), days: slice.days, now: now, calendar: calendar)
-        let stored = slice.memberships
         var published = 0
         effects.partials.bucket = rebuilding ? nil : kpiGrid.bucket(of: now)
-        // The segments the user is in now, then those they were in and left.
-        func visit(_ segment: String, old: [Double?]?, new: [Double?]?) {
-            if rebuilding { effects.partials.replace(catalog.partialKeys(of: segment), old: nil, new: new) }
+        func visit(_ segment: String, keys: SegmentCatalog.PartialKeys, old: [Double?]?, new: [Double?]?) {
+            if rebuilding { effects.partials.replace(keys, old: nil, new: new) }
             guard old != new else { return }
             if !rebuilding {
-                effects.partials.replace(catalog.partialKeys(of: segment), old: old, new: new)
+                effects.partials.replace(keys, old: old, new: new)
                 if catalog.volatility, (old == nil) != (new == nil) {
                     effects.partials.countMembershipChange(segment: segment, entered: new != nil, day: calendar.day(of: now))
                 }
@@ -38,9 +35,28 @@ extension BatchProcessor {
                 published += 1
             }
         }
-        for (segment, new) in evaluation.contributions { visit(segment, old: stored[segment], new: new) }
-        for (segment, old) in stored where evaluation.contributions[segment] == nil { visit(segment, old: old, new: nil) }
-        slice.memberships = evaluation.contributions
+        // The slice's memberships are updated in place, segment by segment in catalog order
+        // (one lookup each; a write only where a value moved).
+        let evaluation = catalog.evaluateSlots(profile: slice.profile ?? UserProfile(), days: slice.days, now: now, calendar: calendar)
+        let storedCount = slice.memberships.count
+        var storedSeen = 0
+        for index in catalog.segmentSlots.indices {
+            let new = evaluation.contributions[index]
+            let position = slice.memberships.index(forKey: catalog.segmentSlots[index].name)
+            let old = position.map { slice.memberships.values[$0] }
+            if position != nil { storedSeen += 1 }
+            guard rebuilding || old != new else { continue }
+            visit(catalog.segmentSlots[index].name, keys: catalog.segmentSlots[index].keys, old: old, new: new)
+            guard old != new else { continue }
+            if let position, let new { slice.memberships.values[position] = new } else { slice.memberships[catalog.segmentSlots[index].name] = new }
+        }
+        if storedSeen < storedCount {
+            // Segments no longer defined: the user leaves them.
+            for (segment, old) in slice.memberships where catalog.slotOfSegment[segment] == nil {
+                visit(segment, keys: catalog.partialKeys(of: segment), old: old, new: nil)
+                slice.memberships[segment] = nil
+            }
+        }
         var due = evaluation.nextChange
         if arm {
             if let waiting = slice.pending.map(\.ts).min(), due.map({ waiting < $0 }) ?? true { due = waiting }

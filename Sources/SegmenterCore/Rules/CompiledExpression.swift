@@ -94,10 +94,10 @@ struct FeatureSlots: Sendable, Equatable {
         index = Dictionary(uniqueKeysWithValues: features.enumerated().map { ($0.element, $0.offset) })
     }
 
-    func values(_ evaluator: FeatureEvaluator) -> [RuleValue] {
-        var values: [RuleValue] = []
-        values.reserveCapacity(features.count)
-        for index in features.indices { values.append(RuleValue(evaluator.value(of: features[index]))) }
-        return values
+    /// Initializes `buffer` (at least `features.count` long) with each feature's value.
+    func fill(_ buffer: UnsafeMutableBufferPointer<RuleValue>, _ evaluator: FeatureEvaluator) {
+        features.withUnsafeBufferPointer { features in
+            for index in features.indices { (buffer.baseAddress! + index).initialize(to: RuleValue(evaluator.value(of: features[index]))) }
+        }
     }
 }

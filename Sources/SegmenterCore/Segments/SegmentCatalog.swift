@@ -11,6 +11,12 @@ public struct SegmentDefinition: Sendable, Equatable {
     }
 }
 
+/// One segment (`all` included) with the keys of its partials, made once per catalog.
+struct SegmentSlot: Sendable, Equatable {
+    let name: String
+    let keys: SegmentCatalog.PartialKeys
+}
+
 /// The configured segments and KPIs. `all` is implicit and holds every user seen.
 public struct SegmentCatalog: Sendable, Equatable {
     public static let allSegment = "all"
@@ -38,6 +44,10 @@ public struct SegmentCatalog: Sendable, Equatable {
     let kpiGroupOfAll: Int
     /// Per segment (`all` included), the keys of its partials; and `kpiKeys` both ways.
     let partialKeysBySegment: [String: PartialKeys]
+    /// The segments as the batch step visits them: `all`, then the rules in order.
+    let segmentSlots: [SegmentSlot]
+    /// A configured segment's position in `segmentSlots`.
+    let slotOfSegment: [String: Int]
     let keyLists: KPIKeyLists
     /// What in the catalog can change with the clock alone.
     public let timeTriggers: TimeTriggers
@@ -80,6 +90,8 @@ public struct SegmentCatalog: Sendable, Equatable {
         kpiGroupOfAll = group(Self.allSegment)
         kpiGroupOfRule = segments.map { group($0.name) }
         kpiGroups = groups
+        segmentSlots = names.map { SegmentSlot(name: $0, keys: partialKeys[$0]!) }
+        slotOfSegment = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($0.element, $0.offset) })
         timeTriggers = TimeTriggers(segments: segments, kpis: kpis)
         features = Set(slots.features)
         longestWindow = features.compactMap(\.windowDays).max() ?? 1

@@ -16,19 +16,31 @@ public struct UserEvaluation: Equatable, Sendable {
 }
 
 extension SegmentCatalog {
-    /// Each feature once, each rule and KPI by its compiled form (this runs at every event and
-    /// timer of every user); segments with the same KPIs share one contributions array.
+    /// Each feature once, each rule and KPI by its compiled form; segments with the same KPIs
+    /// share one contributions array.
     public func evaluate(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, calendar: DayCalendar) -> UserEvaluation {
-        let evaluator = FeatureEvaluator(profile: profile, days: days, now: now, calendar: calendar)
-        let values = featureSlots.values(evaluator)
-        return values.withUnsafeBufferPointer { features in
-            evaluate(features: features, nextChange: timeTriggers.nextChange(profile: profile, days: days, now: now, today: evaluator.today,
-                                                                               calendar: calendar))
-        }
+        let evaluation = evaluateSlots(profile: profile, days: days, now: now, calendar: calendar)
+        var contributions: [String: [Double?]] = [:]
+        contributions.reserveCapacity(segmentSlots.count)
+        for (slot, values) in zip(segmentSlots, evaluation.contributions) where values != nil { contributions[slot.name] = values }
+        return UserEvaluation(contributions: contributions, nextChange: evaluation.nextChange)
     }
 
-    private func evaluate(features: UnsafeBufferPointer<RuleValue>, nextChange: Instant?) -> UserEvaluation {
-        // Each KPI once, only if a segment the user is in keeps it.
+    /// `evaluate` by slot, for the batch step (it runs at every event and timer of every user):
+    /// no dictionary is built, and the features live on the stack.
+    func evaluateSlots(profile: UserProfile, days: [DayNumber: DayAggregate], now: Instant, calendar: DayCalendar) -> SlotEvaluation {
+        let evaluator = FeatureEvaluator(profile: profile, days: days, now: now, calendar: calendar)
+        let nextChange = timeTriggers.nextChange(profile: profile, days: days, now: now, today: evaluator.today, calendar: calendar)
+        let slots = withUnsafeTemporaryAllocation(of: RuleValue.self, capacity: featureSlots.features.count) { buffer in
+            featureSlots.fill(buffer, evaluator)
+            defer { _ = buffer.deinitialize() }
+            return contributions(features: UnsafeBufferPointer(buffer))
+        }
+        return SlotEvaluation(contributions: slots, nextChange: nextChange)
+    }
+
+    private func contributions(features: UnsafeBufferPointer<RuleValue>) -> [[Double?]?] {
+        // Each KPI group once, only if a segment the user is in keeps it.
         var groups = [[Double?]?](repeating: nil, count: kpiGroups.count)
         func contributions(ofGroup group: Int) -> [Double?] {
             if let known = groups[group] { return known }
@@ -36,14 +48,22 @@ extension SegmentCatalog {
             groups[group] = values
             return values
         }
-        var result: [String: [Double?]] = [:]
-        result.reserveCapacity(rules.count + 1)
-        result[Self.allSegment] = contributions(ofGroup: kpiGroupOfAll)
-        for index in rules.indices where compiledRules[index].evaluate(features: features) == .bool(true) {
-            result[rules[index].name] = contributions(ofGroup: kpiGroupOfRule[index])
+        var result: [[Double?]?] = []
+        result.reserveCapacity(segmentSlots.count)
+        result.append(contributions(ofGroup: kpiGroupOfAll))
+        for index in rules.indices {
+            result.append(compiledRules[index].evaluate(features: features) == .bool(true) ? contributions(ofGroup: kpiGroupOfRule[index]) : nil)
         }
-        return UserEvaluation(contributions: result, nextChange: nextChange)
+        return result
     }
+}
+
+/// A user's evaluation by the catalog's segment slots (`all`, then the rules in order).
+struct SlotEvaluation {
+    /// Per slot, the user's contributions to its KPIs; nil: not a member.
+    let contributions: [[Double?]?]
+    /// The earliest instant after `now` at which a rule or KPI value could change by time alone.
+    let nextChange: Instant?
 }
 
 /// The instants at which the clock alone can change a rule or KPI value (GUIDE: time is an input).

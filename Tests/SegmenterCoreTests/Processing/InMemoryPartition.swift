@@ -58,7 +58,7 @@ struct InMemoryPartition: PartitionStateReading {
         for (user, events) in effects.pending { pending[user] = events.isEmpty ? nil : events }
         outbox += effects.messages
         partials = effects.partials
-        _ = partials.takeChanged()
+        _ = partials.takeBucketDeltasForgettingChanges()  // as the store does once a batch is committed
         for (topic, next) in effects.outcome.nextOffsets { offsets[topic] = max(offsets[topic] ?? 0, next) }
         if let moved = effects.watermark { watermark = moved }
         eventTimes.merge(effects.eventTimes) { $1 }
