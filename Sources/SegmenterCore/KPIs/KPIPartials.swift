@@ -89,20 +89,18 @@ public struct KPIPartials: Equatable, Sendable {
     mutating func add(_ key: KPIKey, _ change: KPIPartial) {
         values[key, default: KPIPartial()] += change
         if let bucket {
-            bucketDeltas[bucket, default: Self.newBucket][key, default: KPIPartial()] += change
+            // Grown from empty, not reserved: the store's bucket log keeps each bucket's table
+            // whole (measured: room for 24 keys per bucket doubled the peer shape's peak RSS).
+            bucketDeltas[bucket, default: [:]][key, default: KPIPartial()] += change
         } else {
             changedOutsideBuckets.insert(key)
         }
     }
 
-    /// A bucket's first change starts from room for a few segments' keys (growing from empty
-    /// rehashed it three or four times).
-    private static let newBucket = [KPIKey: KPIPartial](minimumCapacity: 24)
-
     /// Records a change that happened in `bucket` without a member's contribution behind it (a
     /// re-summing after a definition change: the difference of the new sums from the old).
     public mutating func record(_ change: KPIPartial, of key: KPIKey, inBucket bucket: Int64) {
-        bucketDeltas[bucket, default: Self.newBucket][key, default: KPIPartial()] += change
+        bucketDeltas[bucket, default: [:]][key, default: KPIPartial()] += change
     }
 
     /// `key`'s value was set without a change to record by bucket: it is written back.
