@@ -12,6 +12,17 @@ extension BatchProcessor {
     @discardableResult
     public func evaluate(_ userID: String, _ slice: inout UserSlice, now: Instant, cause: ChangeCause,
                          into effects: inout BatchEffects, rebuilding: Bool = false, arm: Bool = true) -> Int {
+        var memberships = SlotMemberships(slice.memberships, catalog: catalog)
+        let published = evaluate(userID, &slice, memberships: &memberships, now: now, cause: cause, into: &effects,
+                                 rebuilding: rebuilding, arm: arm)
+        slice.memberships = memberships.dictionary(catalog: catalog)
+        return published
+    }
+
+    /// `evaluate` with the user's memberships by slot (a timeline holds them so while it runs;
+    /// `slice.memberships` is left as it was).
+    func evaluate(_ userID: String, _ slice: inout UserSlice, memberships: inout SlotMemberships, now: Instant, cause: ChangeCause,
+                  into effects: inout BatchEffects, rebuilding: Bool = false, arm: Bool = true) -> Int {
         let firstDay = catalog.firstWindowDay(at: now, calendar: calendar)
         if slice.days.keys.contains(where: { $0 < firstDay }) { slice.days = slice.days.filter { $0.key >= firstDay } }
         if slice.profile?.metrics.days.isEmpty == false { slice.profile!.metrics.forgetDays(before: firstDay) }
@@ -35,28 +46,18 @@ extension BatchProcessor {
                 published += 1
             }
         }
-        // The slice's memberships are updated in place, segment by segment in catalog order
-        // (one lookup each; a write only where a value moved).
+        // Segment by segment in catalog order, by position: a write only where a value moved.
         let evaluation = catalog.evaluateSlots(profile: slice.profile ?? UserProfile(), days: slice.days, now: now, calendar: calendar)
-        let storedCount = slice.memberships.count
-        var storedSeen = 0
         for index in catalog.segmentSlots.indices {
-            let new = evaluation.contributions[index]
-            let position = slice.memberships.index(forKey: catalog.segmentSlots[index].name)
-            let old = position.map { slice.memberships.values[$0] }
-            if position != nil { storedSeen += 1 }
+            let (old, new) = (memberships.slots[index], evaluation.contributions[index])
             guard rebuilding || old != new else { continue }
             visit(catalog.segmentSlots[index].name, keys: catalog.segmentSlots[index].keys, old: old, new: new)
-            guard old != new else { continue }
-            if let position, let new { slice.memberships.values[position] = new } else { slice.memberships[catalog.segmentSlots[index].name] = new }
+            memberships.slots[index] = new
         }
-        if storedSeen < storedCount {
-            // Segments no longer defined: the user leaves them.
-            for (segment, old) in slice.memberships where catalog.slotOfSegment[segment] == nil {
-                visit(segment, keys: catalog.partialKeys(of: segment), old: old, new: nil)
-                slice.memberships[segment] = nil
-            }
+        for (segment, old) in memberships.undefined {
+            visit(segment, keys: catalog.partialKeys(of: segment), old: old, new: nil)  // a segment no longer defined: left
         }
+        memberships.undefined = [:]
         var due = evaluation.nextChange
         if arm {
             if let waiting = slice.pending.map(\.ts).min(), due.map({ waiting < $0 }) ?? true { due = waiting }
@@ -71,9 +72,10 @@ extension BatchProcessor {
     /// what a partition that moved here from a state further along says about the users whose
     /// changes another instance may already have published. Never earlier than the changes it
     /// restates: `now` is the pair's clock after them.
-    func restate(_ userID: String, _ slice: UserSlice, at now: Instant, into effects: inout BatchEffects) {
-        for segment in catalog.segmentNames where segment != SegmentCatalog.allSegment {
-            let change = MembershipChange(userID: userID, segment: segment, entered: slice.memberships[segment] != nil, asOf: now, cause: .event)
+    func restate(_ userID: String, _ memberships: SlotMemberships, at now: Instant, into effects: inout BatchEffects) {
+        for index in catalog.segmentSlots.indices.dropFirst() {  // every segment but `all`
+            let segment = catalog.segmentSlots[index].name
+            let change = MembershipChange(userID: userID, segment: segment, entered: memberships.slots[index] != nil, asOf: now, cause: .event)
             appendMembership(change, asOf: effects.asOfText(now), to: &effects.messages)
             effects.outcome.membershipChanges += 1
         }

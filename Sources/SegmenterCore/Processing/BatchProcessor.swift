@@ -298,10 +298,12 @@ public struct BatchProcessor: Sendable {
             // By instant, then arrival (waiting events arrived before this batch's).
             queue = queue.enumerated().sorted { ($0.element.at, $0.offset) < ($1.element.at, $1.offset) }.map(\.element)
         }
-        var evaluated = !user.slice.memberships.isEmpty
-        // The timer and the rows as stored (each evaluation below moves them in the slice).
+        // The timer and the rows as stored (each evaluation below moves them: the memberships
+        // by slot while the timeline runs, stored back at its end).
         let (stored, storedKnown) = (user.slice.due, user.slice.dueKnown)
-        let storedMemberships = user.slice.memberships
+        let storedMemberships = SlotMemberships(user.slice.memberships, catalog: catalog)
+        var memberships = storedMemberships
+        var evaluated = !storedMemberships.isEmpty
         var timer: Instant? = storedKnown ? stored : nil
         if !user.slice.dueKnown, evaluated, let from = clockBefore {
             timer = catalog.timeTriggers.nextChange(profile: user.slice.profile ?? UserProfile(), days: user.slice.days, now: from,
@@ -312,22 +314,23 @@ public struct BatchProcessor: Sendable {
             while true {
                 let event = next < queue.count && queue[next].at <= now ? queue[next] : nil
                 if evaluated, let due = timer, due <= now, event.map({ due <= $0.at }) ?? true {
-                    timer = step(&user, at: due, cause: .time, into: &effects)
+                    timer = step(&user, &memberships, at: due, cause: .time, into: &effects)
                     effects.outcome.timersFired += 1
                     continue
                 }
                 guard let event else { break }
                 apply(event.event, to: &user, frozen: frozen, metrics: event.countsInMetrics, into: &effects)
-                timer = step(&user, at: event.at, cause: .event, into: &effects)
+                timer = step(&user, &memberships, at: event.at, cause: .event, into: &effects)
                 evaluated = true
                 next += 1
             }
-            if user.restate && evaluated { restate(user.userID, user.slice, at: now, into: &effects) }
+            if user.restate && evaluated { restate(user.userID, memberships, at: now, into: &effects) }
         }
-        for segment in Set(storedMemberships.keys).union(user.slice.memberships.keys)
-        where storedMemberships[segment] != user.slice.memberships[segment] {
-            effects.memberships.append(BatchEffects.MembershipWrite(userID: user.userID, segment: segment,
-                                                                    contributions: user.slice.memberships[segment]))
+        if memberships != storedMemberships {
+            for (segment, contributions) in memberships.changes(from: storedMemberships, catalog: catalog) {
+                effects.memberships.append(BatchEffects.MembershipWrite(userID: user.userID, segment: segment, contributions: contributions))
+            }
+            user.slice.memberships = memberships.dictionary(catalog: catalog)
         }
         let waiting = queue[next...].map(\.event)
         if waiting != user.slice.pending {
@@ -369,10 +372,11 @@ public struct BatchProcessor: Sendable {
     }
 
     /// Evaluates the user at `instant`; returns their next change by time.
-    private func step(_ user: inout BatchWorkingSet.User, at instant: Instant, cause: ChangeCause, into effects: inout BatchEffects) -> Instant? {
+    private func step(_ user: inout BatchWorkingSet.User, _ memberships: inout SlotMemberships, at instant: Instant, cause: ChangeCause,
+                      into effects: inout BatchEffects) -> Instant? {
         // Published even while the user is restated: the previous owner may not have relayed them,
         // and a batch runs past the range it restates (SPEC §7: every change at its instant).
-        let changes = evaluate(user.userID, &user.slice, now: instant, cause: cause, into: &effects, arm: false)
+        let changes = evaluate(user.userID, &user.slice, memberships: &memberships, now: instant, cause: cause, into: &effects, arm: false)
         effects.outcome.membershipChanges += changes
         if changes > 0 { effects.outcome.membershipChangesByCause[cause, default: 0] += changes }
         return user.slice.due
