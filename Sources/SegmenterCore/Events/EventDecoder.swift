@@ -110,7 +110,7 @@ public struct EventDecoder: Sendable {
         }
         guard cents > 0 else { throw DecodeFailure("amount \(amountText) must be greater than 0") }
         let code = try requiredString(root, "currency", length: 1...16)
-        guard code.count == 3, code.unicodeScalars.allSatisfy({ $0.value >= 65 && $0.value <= 90 }) else {
+        guard code.utf8.count == 3, code.utf8.allSatisfy({ $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) else {
             throw DecodeFailure("currency \"\(code)\" is not an ISO 4217 code like USD")
         }
         if code != currency {
@@ -202,8 +202,11 @@ public struct EventDecoder: Sendable {
     }
 
     static func isPropertyName(_ name: String) -> Bool {
-        let scalars = name.unicodeScalars
-        return (1...64).contains(scalars.count) && scalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+        // ASCII only, so bytes are scalars (and no Unicode property table is consulted).
+        (1...64).contains(name.utf8.count) && name.utf8.allSatisfy { byte in
+            (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)
+                || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || byte == UInt8(ascii: "_")
+        }
     }
 
     private func requiredString(_ root: JSONValue, _ name: String, length: ClosedRange<Int>) throws(DecodeFailure) -> String {
