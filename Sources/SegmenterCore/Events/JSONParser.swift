@@ -68,6 +68,7 @@ public struct JSONParser {
             var members: [(String, JSONValue)] = []
             skipWhitespace()
             if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
+            members.reserveCapacity(8)  // an event's top level has 5-8 members: one allocation, not four
             while true {
                 skipWhitespace()
                 guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }

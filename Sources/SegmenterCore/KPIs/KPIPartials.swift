@@ -73,16 +73,36 @@ public struct KPIPartials: Equatable, Sendable {
     /// - Parameter keys: the segment's keys (`SegmentCatalog.partialKeys(of:)`).
     public mutating func replace(_ keys: SegmentCatalog.PartialKeys, old: [Double?]?, new: [Double?]?) {
         guard old != new else { return }
+        guard let bucket else {
+            Self.forEachChange(keys, old: old, new: new) { key, change in add(key, change) }
+            return
+        }
+        // The bucket's table looked up once for all of the segment's keys.
+        Self.apply(keys, old: old, new: new, values: &values, deltas: &bucketDeltas[bucket, default: [:]])
+    }
+
+    private static func apply(_ keys: SegmentCatalog.PartialKeys, old: [Double?]?, new: [Double?]?,
+                              values: inout [KPIKey: KPIPartial], deltas: inout [KPIKey: KPIPartial]) {
+        forEachChange(keys, old: old, new: new) { key, change in
+            values[key, default: KPIPartial()] += change
+            deltas[key, default: KPIPartial()] += change
+        }
+    }
+
+    /// What replacing `old` with `new` changes, key by key (`members` first).
+    @inline(__always)
+    private static func forEachChange(_ keys: SegmentCatalog.PartialKeys, old: [Double?]?, new: [Double?]?,
+                                      _ body: (KPIKey, KPIPartial) -> Void) {
         let delta = (new == nil ? 0 : 1) - (old == nil ? 0 : 1)
-        if delta != 0 { add(keys.members, KPIPartial(counted: Int64(delta), total: Double(delta))) }
-        for (index, key) in keys.kpis.enumerated() {
+        if delta != 0 { body(keys.members, KPIPartial(counted: Int64(delta), total: Double(delta))) }
+        for index in keys.kpis.indices {
             let before = old.flatMap { index < $0.count ? $0[index] : nil }
             let after = new.flatMap { index < $0.count ? $0[index] : nil }
             guard before != after else { continue }
             var change = KPIPartial()
             if let before { change.counted -= 1; change.total -= before }
             if let after { change.counted += 1; change.total += after }
-            add(key, change)
+            body(keys.kpis[index], change)
         }
     }
 
