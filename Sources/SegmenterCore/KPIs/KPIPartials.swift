@@ -182,11 +182,11 @@ extension SegmentCatalog {
     }
 
     /// The keys of a configured segment's partials (nil: not one of the catalog's segments).
-    public func definedPartialKeys(of segment: String) -> PartialKeys? { partialKeysBySegment[segment] }
+    public func definedPartialKeys(of segment: String) -> PartialKeys? { slotOfSegment[segment].map { segmentSlots[$0].keys } }
 
     /// The keys of `segment`'s partials, made once per catalog (an unknown segment: made now).
     public func partialKeys(of segment: String) -> PartialKeys {
-        partialKeysBySegment[segment] ?? PartialKeys(members: KPIKey(segment: segment, kpi: Self.membersKPI),
+        definedPartialKeys(of: segment) ?? PartialKeys(members: KPIKey(segment: segment, kpi: Self.membersKPI),
                                                       kpis: kpis(for: segment).map { KPIKey(segment: segment, kpi: $0.name) })
     }
 

@@ -326,8 +326,9 @@ public struct BatchProcessor: Sendable {
             }
             if user.restate && evaluated { restate(user.userID, memberships, at: now, into: &effects) }
         }
-        if memberships != storedMemberships {
-            for (segment, contributions) in memberships.changes(from: storedMemberships, catalog: catalog) {
+        let changedRows = memberships.changes(from: storedMemberships, catalog: catalog)
+        if !changedRows.isEmpty {
+            for (segment, contributions) in changedRows {
                 effects.memberships.append(BatchEffects.MembershipWrite(userID: user.userID, segment: segment, contributions: contributions))
             }
             user.slice.memberships = memberships.dictionary(catalog: catalog)

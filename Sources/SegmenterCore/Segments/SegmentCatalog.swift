@@ -42,9 +42,8 @@ public struct SegmentCatalog: Sendable, Equatable {
     let kpiGroups: [[Int]]
     let kpiGroupOfRule: [Int]
     let kpiGroupOfAll: Int
-    /// Per segment (`all` included), the keys of its partials; and `kpiKeys` both ways.
-    let partialKeysBySegment: [String: PartialKeys]
-    /// The segments as the batch step visits them: `all`, then the rules in order.
+    /// The segments (`all`, then the rules in order) with the keys of their partials: what the
+    /// batch step visits by position; and `kpiKeys` both ways.
     let segmentSlots: [SegmentSlot]
     /// A configured segment's position in `segmentSlots`.
     let slotOfSegment: [String: Int]
@@ -70,11 +69,10 @@ public struct SegmentCatalog: Sendable, Equatable {
             (name, kpis.indices.filter { kpis[$0].segments == nil || kpis[$0].segments!.contains(name) })
         })
         kpisBySegment = kpiIndices.mapValues { $0.map { kpis[$0] } }
-        let partialKeys = Dictionary(uniqueKeysWithValues: names.map { name in
-            (name, PartialKeys(members: KPIKey(segment: name, kpi: Self.membersKPI), kpis: kpiIndices[name]!.map { KPIKey(segment: name, kpi: kpis[$0].name) }))
-        })
-        partialKeysBySegment = partialKeys
-        keyLists = KPIKeyLists(names.map { partialKeys[$0]! })
+        let partialKeys = names.map { name in
+            PartialKeys(members: KPIKey(segment: name, kpi: Self.membersKPI), kpis: kpiIndices[name]!.map { KPIKey(segment: name, kpi: kpis[$0].name) })
+        }
+        keyLists = KPIKeyLists(partialKeys)
         rules = segments.map { NamedRule(name: $0.name, rule: $0.rule) }
         let slots = FeatureSlots(segments.map(\.rule) + kpis.map(\.expression))
         featureSlots = slots
@@ -90,7 +88,7 @@ public struct SegmentCatalog: Sendable, Equatable {
         kpiGroupOfAll = group(Self.allSegment)
         kpiGroupOfRule = segments.map { group($0.name) }
         kpiGroups = groups
-        segmentSlots = names.map { SegmentSlot(name: $0, keys: partialKeys[$0]!) }
+        segmentSlots = zip(names, partialKeys).map { SegmentSlot(name: $0, keys: $1) }
         slotOfSegment = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($0.element, $0.offset) })
         timeTriggers = TimeTriggers(segments: segments, kpis: kpis)
         features = Set(slots.features)
