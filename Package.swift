@@ -28,8 +28,10 @@ let package = Package(
 
         // The only module that imports librdkafka.
         .target(name: "KafkaIO", dependencies: ["CRdKafka"]),
+        // A VFS over SQLite's own that writes a commit's WAL frames with one system call.
+        .target(name: "CSQLiteWALBuffer", dependencies: ["CSQLite"]),
         // The only module that imports SQLite: connection, statement, errors.
-        .target(name: "SQLite", dependencies: ["CSQLite"]),
+        .target(name: "SQLite", dependencies: ["CSQLite", "CSQLiteWALBuffer"]),
         // The only module that imports FreeTDS: a SQL Server connection that runs sp_executesql.
         .target(name: "SQLServerIO", dependencies: ["CFreeTDS"]),
         // Pure: decoding, time, money, user state, features. No I/O, `now` is a parameter.

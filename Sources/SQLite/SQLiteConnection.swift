@@ -1,4 +1,5 @@
 import CSQLite
+import CSQLiteWALBuffer
 
 /// An SQLite error with its result code, SQLite's message and the SQL that failed.
 public struct SQLiteError: Error, CustomStringConvertible, Sendable {
@@ -32,12 +33,17 @@ public final class SQLiteConnection: @unchecked Sendable {
 
     /// Process-wide set-up, once, before the first connection.
     private static let configured: Bool = { segmenter_sqlite_disable_memstatus() == SQLITE_OK }()
+    /// Writers go through the WAL-buffering VFS (see `CSQLiteWALBuffer`), or SQLite's own if it
+    /// could not be registered.
+    private static let writerVFS: String? = {
+        segmenter_wal_buffer_register() == SQLITE_OK ? SEGMENTER_WAL_BUFFER_VFS : nil
+    }()
 
     public init(path: String, readOnly: Bool = false) throws {
         _ = Self.configured
         var db: OpaquePointer?
         let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
-        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, readOnly ? nil : Self.writerVFS)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
             sqlite3_close_v2(db)

@@ -75,7 +75,7 @@ extension PartitionStore {
                 """)
         }
         cache.removeAll()
-        usersWithPending = try readUsersWithPending()
+        try readPendingWake()
         progress = (try storedOffsets(), try eventTimes())
         (reconciledDays, metricsReconciledDays) = (try storedReconciledDays(), try storedReconciledDays(of: .metrics))
         try remember(effects)

@@ -100,10 +100,17 @@ extension PartitionStore: PartitionStateReading {
         try takeSlice(of: userID, firstDay: firstDay, evidence: evidence)
     }
 
-    public func dueTimers(at clock: Instant) throws -> [(userID: String, due: Instant, evidence: Bool)] {
+    public func usersToWake(at clock: Instant) throws -> [(userID: String, due: Instant?, evidence: Bool)] {
         // The earliest timer is cached: most batches fire none and read nothing.
-        guard let next = nextTimer, next <= clock else { return [] }
-        return try dueUsers(at: clock).map { ($0.userID, $0.due, usersWithPending.contains($0.userID)) }
+        var woken: [(userID: String, due: Instant?, evidence: Bool)] = []
+        if let next = nextTimer, next <= clock {
+            woken = try dueUsers(at: clock).map { ($0.userID, $0.due, pendingWake[$0.userID] != nil) }
+        }
+        guard let earliestPending, earliestPending <= clock else { return woken }
+        let timed = Set(woken.map(\.userID))
+        // In the order of their first waiting event, then of their id: the same for every run.
+        let waiting = pendingWake.filter { $0.value <= clock && !timed.contains($0.key) }.sorted { ($0.value, $0.key) < ($1.value, $1.key) }
+        return woken + waiting.map { ($0.key, nil, true) }
     }
 }
 
@@ -126,7 +133,7 @@ extension PartitionStore {
 
     /// The user's events waiting for the pair's clock, in arrival order.
     func pendingEvents(of userID: String) throws -> [UserEvent] {
-        guard usersWithPending.contains(userID) else { return [] }
+        guard pendingWake[userID] != nil else { return [] }
         let rows = statements.selectPending.reset()
         rows.bind(1, userID)
         defer { rows.reset() }

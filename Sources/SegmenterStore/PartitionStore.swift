@@ -46,9 +46,13 @@ public final class PartitionStore: @unchecked Sendable {
     var progress: (nextOffsets: [String: Int64], eventTimes: [String: Instant]) = ([:], [:])
     /// The earliest armed timer, so a clock step that fires nothing costs nothing.
     var nextTimer: Instant?
-    /// Users with events waiting for the pair's clock (most partitions have none: their rows are
-    /// read only for these users).
-    var usersWithPending: Set<String> = []
+    /// Users with events waiting for the pair's clock, each with the earliest such event's time:
+    /// the user is woken when the clock reaches it (kept here, not as a timer row: in real time
+    /// about half the events wait one batch, and arming and disarming a row for each was most of
+    /// the timer writes). Rebuilt from `pending_events` on open; most partitions have none.
+    var pendingWake: [String: Instant] = [:]
+    /// The earliest of `pendingWake`.
+    var earliestPending: Instant?
     /// What each recent bucket of the KPI grid added to the partials, since this store was opened
     /// (kept in memory: after a restart, buckets from the one after the pair's clock on), until the
     /// KPI leader has folded them or they fell out of the window it can ask for.
@@ -109,15 +113,18 @@ public final class PartitionStore: @unchecked Sendable {
         progress = (try storedOffsets(), try eventTimes())
         nextTimer = try earliestTimer()
         (reconciledDays, metricsReconciledDays) = (try storedReconciledDays(), try storedReconciledDays(of: .metrics))
-        usersWithPending = try readUsersWithPending()
+        try readPendingWake()
         bucketLogFrom = watermark.clock.map { segments.kpiGrid.bucket(of: $0) + 1 } ?? Int64.min
     }
 
-    func readUsersWithPending() throws -> Set<String> {
-        let statement = try db.prepare("SELECT user_id FROM pending_events")
-        var users: Set<String> = []
-        while try statement.step() { users.insert(statement.string(0)!) }
-        return users
+    func readPendingWake() throws {
+        let statement = try db.prepare("SELECT user_id, events FROM pending_events")
+        pendingWake = [:]
+        while try statement.step() {
+            let userID = statement.string(0)!
+            if let first = try PendingEventCodec.decode(statement.blob(1) ?? [], userID: userID).map(\.ts).min() { pendingWake[userID] = first }
+        }
+        earliestPending = pendingWake.values.min()
     }
 
     /// Re-evaluates everyone once if the segment or KPI definitions changed since the state
@@ -248,7 +255,7 @@ public final class PartitionStore: @unchecked Sendable {
         input.wallClock = wallClock
         let next = processor.plan(input).watermark
         guard next != watermark else { return BatchOutcome() }
-        let timerDue = next.clock.map { clock in nextTimer.map { $0 <= clock } ?? false } ?? false
+        let timerDue = next.clock.map { clock in [nextTimer, earliestPending].contains { $0.map { $0 <= clock } ?? false } } ?? false
         // A step of the wall clock that fires nothing stays in memory; an event watermark is
         // written (evidence pruning and a restart depend on it).
         if timerDue || next.events != watermark.events {
@@ -274,9 +281,8 @@ public final class PartitionStore: @unchecked Sendable {
         // A loop, not `merge`: specialised, it moves each slice inline (the generic merge copies
         // through the type's value witness, a `memcpy` per slice).
         for (userID, slice) in effects.slices { cache[userID] = slice }
-        for (userID, events) in effects.pending {
-            if events.isEmpty { usersWithPending.remove(userID) } else { usersWithPending.insert(userID) }
-        }
+        for (userID, events) in effects.pending { pendingWake[userID] = events.map(\.ts).min() }
+        if !effects.pending.isEmpty { earliestPending = pendingWake.values.min() }
         partials = effects.partials
         for (bucket, changes) in partials.takeBucketDeltasForgettingChanges() {
             // A bucket new to the log (most of a batch's) moves in whole, unhashed.

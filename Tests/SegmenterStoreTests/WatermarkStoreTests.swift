@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SegmenterCore
 @testable import SegmenterStore
+import SQLite
 
 /// The pair's watermark with real SQLite files, across a reopen (a restart): users who arrived
 /// while the pair had no time, and timers that fell due in a catch-up, keep their causes.
@@ -53,6 +54,38 @@ import Testing
         let published = try messages(store)
         #expect(published == ["enter inactive_new_users by time at 2026-03-02T02:00:00Z", "enter recent_spenders by event at 2026-03-02T06:00:00Z"],
                 "\(published)")
+    }
+
+    /// Events that wait for the pair's clock wake their user from the store's own list, which a
+    /// restart rebuilds from the waiting rows: no timer row is armed for them (in real time about
+    /// half the events wait a batch, and a row armed and disarmed for each was most timer writes).
+    @Test func aWaitingEventArmsNoTimerAndIsAppliedWhenThePairsClockReachesItAfterARestart() throws {
+        let billingBacklog = BatchProcessor.InputEnds.known(["activity": 10, "billing": 10])
+        var store = try open()
+        // Given u1's sign-up and a session, read while billing, with a backlog, had delivered nothing
+        _ = try store.commit([record("activity", 0, #""type":"signup""#, "s", at: "2026-03-01T02:00:00Z"),
+                              record("activity", 1, #""type":"session""#, "x", at: "2026-03-01T05:00:00Z")],
+                             receivedAt: Instant(seconds: 0), inputEnds: billingBacklog)
+        let database = try SQLiteConnection(path: directory.appendingPathComponent("partition-0000.sqlite").path, readOnly: true)
+        func count(_ table: String) throws -> Int64 {
+            let statement = try database.prepare("SELECT count(*) FROM \(table)")
+            _ = try statement.step()
+            return statement.int64(0)
+        }
+        #expect(try count("pending_events") == 1)
+        #expect(try count("timers") == 0)
+        #expect(try store.profile(of: "u1") == nil)
+        // When the service restarts and both topics bring another user's events, past u1's
+        store = try open()
+        _ = try store.commit([record("activity", 2, #""type":"session""#, "y", at: "2026-03-01T08:00:00Z").with(user: "u2"),
+                              record("billing", 0, #""type":"charge","amount":"60","currency":"USD""#, "c1", at: "2026-03-01T07:00:00Z").with(user: "u2")],
+                             receivedAt: Instant(seconds: 0), inputEnds: billingBacklog)
+        // Then u1's events took effect once the pair's clock (07:00) passed them, though nothing of u1's arrived
+        let profile = try #require(try store.profile(of: "u1"))
+        #expect(profile.signupAt == Instant(seconds: 1_772_330_400))
+        #expect(profile.lifetimeActivities == 1)  // the session (a sign-up is not an activity)
+        #expect(try count("pending_events WHERE user_id = 'u1'") == 0)
+        #expect(try count("pending_events WHERE user_id = 'u2'") == 1)  // u2's session, ahead of the pair's clock, waits
     }
 }
 

@@ -58,11 +58,8 @@ extension BatchProcessor {
             visit(segment, keys: catalog.partialKeys(of: segment), old: old, new: nil)  // a segment no longer defined: left
         }
         memberships.undefined = [:]
-        var due = evaluation.nextChange
-        if arm {
-            if let waiting = slice.pending.map(\.ts).min(), due.map({ waiting < $0 }) ?? true { due = waiting }
-            if !slice.dueKnown || slice.due != due { effects.timers[userID] = .some(due) }
-        }
+        let due = evaluation.nextChange
+        if arm, !slice.dueKnown || slice.due != due { effects.timers[userID] = .some(due) }
         slice.due = due
         slice.dueKnown = true
         return published

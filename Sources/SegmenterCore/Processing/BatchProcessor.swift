@@ -338,10 +338,9 @@ public struct BatchProcessor: Sendable {
             user.slice.pending = waiting
             user.pendingChanged = true
         }
-        var armed = timer
-        if let first = waiting.first?.ts, armed.map({ first < $0 }) ?? true { armed = first }
-        if !storedKnown || stored != armed { effects.timers[user.userID] = .some(armed) }
-        user.slice.due = armed
+        // Waiting events wake the user through the store's own list (`usersToWake`), not the timer.
+        if !storedKnown || stored != timer { effects.timers[user.userID] = .some(timer) }
+        user.slice.due = timer
         user.slice.dueKnown = true
     }
 

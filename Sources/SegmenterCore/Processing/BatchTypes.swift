@@ -96,7 +96,8 @@ public struct UserSlice: Equatable, Sendable {
     /// read (the user was loaded for a timer, a reconciliation or a config change, where no
     /// event is checked); the store reads it before the user's next event.
     public var evidence: RecentEvidence?
-    /// The armed timer, when known; see `dueKnown`.
+    /// The user's next change by time, when known (see `dueKnown`); waiting events wake the user
+    /// apart from it (`PartitionStateReading.usersToWake`).
     public var due: Instant?
     /// false when the timer was not loaded: it is then written whatever it is.
     public var dueKnown: Bool

@@ -7,9 +7,11 @@ public protocol PartitionStateReading {
     /// check need them).
     mutating func slice(of userID: String, firstDay: DayNumber, evidence: Bool) throws -> UserSlice
 
-    /// Users whose timers are due by `clock` (none: empty), each with its instant and whether it
-    /// needs its evidence (it has events waiting for the clock, which are checked then).
-    mutating func dueTimers(at clock: Instant) throws -> [(userID: String, due: Instant, evidence: Bool)]
+    /// Users to wake at `clock` (none: empty): those whose timer is due by then, with its instant,
+    /// and those with a waiting event the clock reached (`due` nil unless their timer is due too:
+    /// their slice's timer stands), each with whether it needs its evidence (it has events waiting
+    /// for the clock, which are checked then).
+    mutating func usersToWake(at clock: Instant) throws -> [(userID: String, due: Instant?, evidence: Bool)]
 }
 
 extension BatchProcessor {
@@ -26,11 +28,12 @@ extension BatchProcessor {
             input.users[event.userID] = try state.slice(of: event.userID, firstDay: firstDay, evidence: true)
         }
         if let batchClock {
-            let due = try state.dueTimers(at: batchClock)
-            input.dueUsers = due.map(\.userID)
-            for (userID, instant, evidence) in due {
+            let woken = try state.usersToWake(at: batchClock)
+            input.dueUsers = woken.map(\.userID)
+            for (userID, due, evidence) in woken {
                 if input.users[userID] == nil { input.users[userID] = try state.slice(of: userID, firstDay: firstDay, evidence: evidence) }
-                input.users[userID]!.due = instant
+                guard let due else { continue }
+                input.users[userID]!.due = due
                 input.users[userID]!.dueKnown = true
             }
         }

@@ -114,13 +114,16 @@ import Testing
         let waiting = partition.commit([records.next(.signup("s1", "u1", at: Self.t0))], inputEnds: ends)
         // Then u1's sign-up is recorded but waits: there is no time to evaluate it at
         #expect(waiting.outcome.applied == 1 && waiting.messages.isEmpty && partition.watermark.clock == nil)
-        #expect(partition.timers["u1"] == Self.t0 && partition.pending["u1"]?.count == 1 && partition.members["u1"] == nil)
+        #expect(partition.pending["u1"]?.count == 1 && partition.members["u1"] == nil)
+        // and wakes u1 once the pair's time reaches it, without a timer of its own
+        #expect(partition.timers["u1"] == nil && partition.usersToWake(at: Self.t0).map(\.userID) == ["u1"])
         // When billing delivers a charge of u1 an hour later
         let effects = partition.commit([records.next(.charge("c1", "u1", at: Self.t0.adding(seconds: 3600), cents: 9000))], inputEnds: ends)
         // Then the pair's time reaches the sign-up, which takes effect; the charge, ahead of it, waits
         #expect(partition.watermark.clock == Self.t0)
         #expect(effects.messages.isEmpty && partition.members["u1"] == ["all"] && partition.pending["u1"]?.count == 1)
-        #expect(partition.timers["u1"] == Self.t0.adding(seconds: 3600))
+        #expect(partition.usersToWake(at: Self.t0.adding(seconds: 3599)).isEmpty)
+        #expect(partition.usersToWake(at: Self.t0.adding(seconds: 3600)).map(\.userID) == ["u1"])
         // When activity reaches two hours later
         let moved = partition.commit([records.next(.session("x", "u2", at: Self.t0.adding(seconds: 7200)))], inputEnds: ends)
         // Then the charge counts at its own instant, and the entry is its doing
@@ -182,9 +185,10 @@ import Testing
         partition.commit([records.next(.charge("b0", "u9", at: Self.t0.adding(seconds: 2 * 86_400 + 7200), cents: 1)),
                           records.next(.session("a", "u9", at: Self.t0))], inputEnds: ends)
         partition.commit([records.next(.charge("c1", "u1", at: Self.t0.adding(seconds: 2 * 86_400), cents: 9000))], inputEnds: ends)
-        // Then the charge waits (u1 has no state the pair's time has reached), with a timer at it
-        #expect(partition.members["u1"] == nil && partition.pending["u1"]?.count == 1)
-        #expect(partition.timers["u1"] == Self.t0.adding(seconds: 2 * 86_400))
+        // Then the charge waits (u1 has no state the pair's time has reached), waking u1 at its instant
+        #expect(partition.members["u1"] == nil && partition.pending["u1"]?.count == 1 && partition.timers["u1"] == nil)
+        #expect(partition.usersToWake(at: Self.t0.adding(seconds: 2 * 86_400 - 1)).isEmpty)
+        #expect(partition.usersToWake(at: Self.t0.adding(seconds: 2 * 86_400)).map(\.userID) == ["u1"])
         // When both inputs are read to their end (the pair moves to 2026-11-03T12:00)
         #expect(partition.watermark.clock == Self.t0)
         let effects = partition.commit([], inputEnds: .known(["activity": 1, "billing": 2]))

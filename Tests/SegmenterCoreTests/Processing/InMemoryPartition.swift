@@ -67,8 +67,10 @@ struct InMemoryPartition: PartitionStateReading {
     // Every day and every id is at hand: `firstDay` and `evidence` change nothing here.
     func slice(of userID: String, firstDay: DayNumber, evidence: Bool) -> UserSlice { slice(of: userID) }
 
-    func dueTimers(at clock: Instant) -> [(userID: String, due: Instant, evidence: Bool)] {
-        timers.filter { $0.value <= clock }.sorted { $0.key < $1.key }.map { ($0.key, $0.value, true) }
+    func usersToWake(at clock: Instant) -> [(userID: String, due: Instant?, evidence: Bool)] {
+        let timed = timers.filter { $0.value <= clock }.sorted { $0.key < $1.key }.map { ($0.key, Optional($0.value), true) }
+        let waiting = pending.filter { user, events in timers[user].map { $0 > clock } ?? true && events.contains { $0.ts <= clock } }
+        return timed + waiting.keys.sorted().map { ($0, nil, true) }
     }
 
     /// Users in each segment (`all` included), as the rows say.
