@@ -24,6 +24,8 @@ struct BenchLatency: ParsableCommand {
     @Option var membershipTopic = "segment-membership"
     @Option(help: "linger.ms of the background load's producer, batched as a high-volume source would (probes are sent unbatched by their own producer).")
     var loadLingerMs = 50
+    @Option(help: "Share of the load on the billing topic (0: billing stays idle, so it stops holding the pair's clock back after a second and no probe waits for it).")
+    var billingShare = 0.25
     @Flag(help: "Read the probes back from the input topic itself: the broker's own round trip, for comparison.")
     var direct = false
 
@@ -34,7 +36,7 @@ struct BenchLatency: ParsableCommand {
         let warmupEvents = Int(rate * warmup)
         let total = warmupEvents + Int(rate * seconds)
         let done = StopSignal()
-        Thread.detachNewThread { [rate, users, probeEvery] in
+        Thread.detachNewThread { [rate, users, probeEvery, billingShare] in
             var rng = SplitMix64(seed: 99)
             let start = Date()
             for index in 0..<total {
@@ -47,7 +49,7 @@ struct BenchLatency: ParsableCommand {
                     try? probeProducer.produceWaiting(topic: "activity", key: Array(user.utf8), value: Array(payload.utf8))
                 } else {
                     let user = "u\(rng.next() % UInt64(users))"
-                    let billing = rng.next() % 4 == 0
+                    let billing = Double(rng.next() % 10_000) < billingShare * 10_000
                     let payload = billing
                         ? #"{"event_id":"l\#(index)","user_id":"\#(user)","type":"charge","ts":"\#(ts)","amount":\#(rng.next() % 9000 + 1),"currency":"USD"}"#
                         : #"{"event_id":"l\#(index)","user_id":"\#(user)","type":"session","ts":"\#(ts)","duration_s":\#(rng.next() % 600)}"#
