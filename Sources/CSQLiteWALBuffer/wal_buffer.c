@@ -9,6 +9,9 @@
  * on the WAL (read, sync, size, truncate, close, file control) flushes first, so SQLite
  * never sees the file behind what it wrote (checkpoints read frames back through xRead).
  *
+ * SQLite skips the barrier only with a heap-memory WAL index (locking_mode=EXCLUSIVE), which no
+ * connection here uses: there a commit's frames would reach the file only at the next flush.
+ *
  * Failure: a buffered write cannot fail later for lack of space, because only bytes inside
  * space already allocated to the file are buffered (the file grows by fallocate, in 1 MiB
  * steps, through SQLITE_FCNTL_SIZE_HINT; where that fails the write goes straight through
