@@ -122,7 +122,7 @@ public final class PartitionStore: @unchecked Sendable {
         pendingWake = [:]
         while try statement.step() {
             let userID = statement.string(0)!
-            if let first = try PendingEventCodec.decode(statement.blob(1) ?? [], userID: userID).map(\.ts).min() { pendingWake[userID] = first }
+            pendingWake[userID] = try PendingEventCodec.decode(statement.blob(1) ?? [], userID: userID).lazy.map(\.ts).min()
         }
         earliestPending = pendingWake.values.min()
     }
@@ -255,7 +255,8 @@ public final class PartitionStore: @unchecked Sendable {
         input.wallClock = wallClock
         let next = processor.plan(input).watermark
         guard next != watermark else { return BatchOutcome() }
-        let timerDue = next.clock.map { clock in [nextTimer, earliestPending].contains { $0.map { $0 <= clock } ?? false } } ?? false
+        let wake = [nextTimer, earliestPending].compactMap { $0 }.min()  // a timer, or a waiting event
+        let timerDue = next.clock.map { clock in wake.map { $0 <= clock } ?? false } ?? false
         // A step of the wall clock that fires nothing stays in memory; an event watermark is
         // written (evidence pruning and a restart depend on it).
         if timerDue || next.events != watermark.events {
@@ -281,7 +282,7 @@ public final class PartitionStore: @unchecked Sendable {
         // A loop, not `merge`: specialised, it moves each slice inline (the generic merge copies
         // through the type's value witness, a `memcpy` per slice).
         for (userID, slice) in effects.slices { cache[userID] = slice }
-        for (userID, events) in effects.pending { pendingWake[userID] = events.map(\.ts).min() }
+        for (userID, events) in effects.pending { pendingWake[userID] = events.lazy.map(\.ts).min() }
         if !effects.pending.isEmpty { earliestPending = pendingWake.values.min() }
         partials = effects.partials
         for (bucket, changes) in partials.takeBucketDeltasForgettingChanges() {

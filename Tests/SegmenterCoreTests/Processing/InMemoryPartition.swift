@@ -69,7 +69,7 @@ struct InMemoryPartition: PartitionStateReading {
 
     func usersToWake(at clock: Instant) -> [(userID: String, due: Instant?, evidence: Bool)] {
         let timed = timers.filter { $0.value <= clock }.sorted { $0.key < $1.key }.map { ($0.key, Optional($0.value), true) }
-        let waiting = pending.filter { user, events in timers[user].map { $0 > clock } ?? true && events.contains { $0.ts <= clock } }
+        let waiting = pending.filter { user, events in (timers[user].map { $0 > clock } ?? true) && events.contains { $0.ts <= clock } }
         return timed + waiting.keys.sorted().map { ($0, nil, true) }
     }
 
